@@ -1,0 +1,165 @@
+# vault-keysource build.
+#
+#   make            build everything into build/
+#   make test       install what is missing, build, run every test (unit, integration, secret scan)
+#   make demo       the end-to-end demonstration (see README)
+#   make bench      benchmarks (not tests); results in build/bench/
+#   make asan       the test suite built and run under AddressSanitizer (build-asan/)
+#   make tsan       the concurrency tests under ThreadSanitizer (build-tsan/)
+#   make fuzz       short libFuzzer runs of every parser (build-fuzz/)
+#   make clean
+#
+# Directories are discovered by wildcard so that adding a file needs no Makefile edit:
+#   src/*.c              -> $(BUILD)/libvks.a          (the C core, no Lua)
+#   plugin/*.c           -> $(BUILD)/vault_keysource.so (exports only luaopen_vault_keysource)
+#   cli/*.c              -> $(BUILD)/vks               (operator CLI)
+#   host/*.c host/*.cpp  -> $(BUILD)/vks-policy        (KumoMTA-style policy host)
+#   tests/vault-dev/*.c  -> $(BUILD)/vault-dev         (Vault-compatible development server)
+#   tests/unit/test_*.c  -> $(BUILD)/tests/test_*      (Criterion, one binary per file)
+#   tests/helpers/*.c    -> $(BUILD)/tests/helpers/*   (small programs the integration tests run)
+#   bench/bench_*.c      -> $(BUILD)/bench/bench_*
+
+BUILD   ?= build
+SAN     ?=
+OPT     ?= -O2
+PREFIX  ?= /usr/local
+
+CC      ?= cc
+CXX     ?= c++
+PKGS    := lua5.4 libcurl json-c openssl
+
+ifeq ($(origin CC),default)
+CC := cc
+endif
+
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer,)
+WARN     := -Wall -Wextra -Wpedantic -Werror
+CFLAGS_COMMON := -std=c17 $(WARN) $(OPT) -g -D_GNU_SOURCE -fPIC -fvisibility=hidden \
+                 -fstack-protector-strong -D_FORTIFY_SOURCE=2 $(SANFLAGS) $(EXTRA_CFLAGS)
+CXXFLAGS_COMMON := -std=c++17 -Wall -Wextra -Werror $(OPT) -g -fPIC -fvisibility=hidden $(SANFLAGS)
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs libcurl json-c openssl 2>/dev/null)
+LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
+LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
+MHD_LIBS   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+CRIT_LIBS  := $(shell pkg-config --libs criterion 2>/dev/null)
+
+CFLAGS   := $(CFLAGS_COMMON) -Isrc $(PKG_CFLAGS)
+LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
+CORE_LIBS := $(PKG_LIBS) -lpthread
+
+CORE_SRC   := $(wildcard src/*.c)
+CORE_OBJ   := $(CORE_SRC:%.c=$(BUILD)/obj/%.o)
+PLUGIN_SRC := $(wildcard plugin/*.c)
+PLUGIN_OBJ := $(PLUGIN_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_SRC    := $(wildcard cli/*.c)
+CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+HOST_SRC   := $(wildcard host/*.c)
+HOST_CXX   := $(wildcard host/*.cpp)
+HOST_OBJ   := $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(HOST_CXX:%.cpp=$(BUILD)/obj/%.o)
+DEV_SRC    := $(wildcard tests/vault-dev/*.c)
+DEV_OBJ    := $(DEV_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+HELPER_BIN := $(HELPER_SRC:tests/helpers/%.c=$(BUILD)/tests/helpers/%)
+BENCH_SRC  := $(wildcard bench/bench_*.c)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+TARGETS := $(BUILD)/libvks.a
+ifneq ($(PLUGIN_SRC),)
+TARGETS += $(BUILD)/vault_keysource.so
+endif
+ifneq ($(CLI_SRC),)
+TARGETS += $(BUILD)/vks
+endif
+ifneq ($(HOST_SRC)$(HOST_CXX),)
+TARGETS += $(BUILD)/vks-policy
+endif
+ifneq ($(DEV_SRC),)
+TARGETS += $(BUILD)/vault-dev
+endif
+
+.PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports
+
+all: bootstrap $(TARGETS) $(UNIT_BIN) $(HELPER_BIN)
+
+bootstrap:
+	@scripts/bootstrap
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cpp
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS_COMMON) -Isrc -Ihost $(LUA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libvks.a: $(CORE_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+# The module: the core is linked in whole, every symbol hidden but the entry point.
+$(BUILD)/vault_keysource.so: $(PLUGIN_OBJ) $(BUILD)/libvks.a plugin/exports.map
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugin/exports.map -Wl,-z,relro,-z,now \
+	  -o $@ $(PLUGIN_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
+
+$(BUILD)/vks: $(CLI_OBJ) $(BUILD)/libvks.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
+
+$(BUILD)/vks-policy: $(HOST_OBJ)
+	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl) -ldl -lpthread
+
+$(BUILD)/vault-dev: $(DEV_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvks.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libvks.a $(CRIT_LIBS) $(CORE_LIBS) $(LDFLAGS)
+
+$(BUILD)/tests/helpers/%: tests/helpers/%.c $(BUILD)/libvks.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libvks.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
+
+# The whole suite: unit tests, integration tests, then the scan of every output for test secrets.
+test: all
+	@BUILD=$(BUILD) tests/run
+
+unit-tests: all
+	@BUILD=$(BUILD) tests/run --unit-only
+
+check-exports: $(BUILD)/vault_keysource.so
+	@tests/check-exports $(BUILD)/vault_keysource.so
+
+demo: all
+	@BUILD=$(BUILD) scripts/demo
+
+bench: all $(BENCH_BIN)
+	@BUILD=$(BUILD) bench/run
+
+asan:
+	$(MAKE) BUILD=build-asan SAN=address,undefined OPT=-O1 test
+
+tsan:
+	$(MAKE) BUILD=build-tsan SAN=thread OPT=-O1 all
+	@BUILD=build-tsan tests/run --tsan
+
+fuzz:
+	@scripts/fuzz
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/vault-keysource/lua
+	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(BUILD)/vault_keysource.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/
+	cp -r lua/. $(DESTDIR)$(PREFIX)/share/vault-keysource/lua/
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

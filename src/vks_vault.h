@@ -1,0 +1,87 @@
+/*
+ * vks_vault: the Vault HTTP client (libcurl). KV v1 / v2 reads, mount version detection, token and
+ * AppRole auth with renewal, retries with jittered backoff inside one overall deadline.
+ *
+ * CONTRACT for the resolver (implementation and details: docs/internals/vault.md). Fields marked
+ * (secret) are held in vks_secret arena slots and never logged or put into an error message.
+ *
+ * Ownership: a struct vks_vault is created by vks_vault_new and freed by vks_vault_free; it owns a
+ * copy of its config. Results are owned by the caller and released with vks_kv_result_free.
+ * Thread-safety: vks_vault_kv_read may be called concurrently from any number of threads on one
+ * client (connections are pooled and reused; auth state is behind its own lock). new/free are not
+ * concurrent with anything else on the same client.
+ */
+#ifndef VKS_VAULT_H
+#define VKS_VAULT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vks_error.h"
+#include "vks_secmem.h"
+
+enum vks_auth_method { VKS_AUTH_TOKEN = 0, VKS_AUTH_APPROLE = 1 };
+
+struct vks_vault_config {
+    char *address;          /* VAULT_ADDR; default https://127.0.0.1:8200                     */
+    char *namespace_;       /* VAULT_NAMESPACE; NULL = none                                   */
+    enum vks_auth_method auth;
+    vks_secret token;       /* (secret) VAULT_TOKEN or ~/.vault-token, for VKS_AUTH_TOKEN     */
+    char *approle_mount;    /* default "approle"                                              */
+    char *role_id;          /* VKS_APPROLE_ROLE_ID                                            */
+    char *secret_id_file;   /* VKS_APPROLE_SECRET_ID_FILE (or secret_id from env, see below)  */
+    vks_secret secret_id;   /* (secret) VKS_APPROLE_SECRET_ID                                 */
+    char *cacert, *capath, *client_cert, *client_key, *tls_server_name;
+    bool skip_verify;       /* VAULT_SKIP_VERIFY=true means skip (warns once)                 */
+    bool allow_http;        /* plain http:// to a non-loopback host only when true            */
+    long timeout_ms;        /* VAULT_CLIENT_TIMEOUT, overall deadline per lookup; default 60000 */
+    int max_retries;        /* VAULT_MAX_RETRIES; default 2                                   */
+    long min_retry_wait_ms, max_retry_wait_ms; /* default 1000 / 1500 (Vault's Go client)     */
+    size_t max_response_bytes; /* default 1 MiB                                               */
+};
+
+/* Fills cfg from the environment (and ~/.vault-token). Errors name the variable. */
+vks_status vks_vault_config_from_env(struct vks_vault_config *cfg, struct vks_err *err);
+/* Frees strings and wipes secret fields. */
+void vks_vault_config_clear(struct vks_vault_config *cfg);
+
+struct vks_vault;
+vks_status vks_vault_new(const struct vks_vault_config *cfg, struct vks_vault **out, struct vks_err *err);
+void vks_vault_free(struct vks_vault *v);
+
+struct vks_kv_request {
+    const char *address;    /* NULL: the client's address (keysource vault_address)          */
+    const vks_secret *token;/* NULL: the client's auth (keysource vault_token)                */
+    const char *namespace_; /* NULL: the client's namespace                                   */
+    const char *mount;
+    const char *path;
+    const char *key;        /* the field inside the secret's data; "key" by default           */
+    int kv_version;         /* 1, 2, or 0 = auto-detect via sys/internal/ui/mounts (cached)   */
+    int64_t version;        /* KV v2 version pin; 0 = latest                                  */
+};
+
+struct vks_kv_result {
+    vks_secret value;            /* (secret) the string at `key`, exactly its UTF-8 bytes       */
+    int kv_version;              /* the version actually used                                   */
+    int64_t secret_version;      /* KV v2 metadata.version; 0 for KV v1                         */
+    int64_t lease_duration;      /* KV v1 lease_duration seconds; 0 for KV v2                   */
+    char *custom_metadata_json;  /* KV v2 metadata.custom_metadata as JSON text, or NULL       */
+    char token_accessor[64];     /* accessor of the token used, "" when unknown (never the token) */
+    int http_status;             /* last HTTP status seen (0 when none)                         */
+    int attempts;                /* requests made, retries included                             */
+};
+
+/*
+ * Reads one string value. Status mapping: 404 {"errors":[]} -> VKS_E_NOT_FOUND; 404 with metadata
+ * -> VKS_E_DELETED or VKS_E_DESTROYED; no string at key -> VKS_E_MISSING_KEY; 403 ->
+ * VKS_E_PERMISSION_DENIED (after one re-login for a revoked/expired token with AppRole);
+ * 503 sealed -> VKS_E_SEALED (after retries); connection failures, 5xx, 429 -> VKS_E_UNAVAILABLE;
+ * deadline -> VKS_E_TIMEOUT; certificate -> VKS_E_TLS; bad/oversized body -> VKS_E_BAD_RESPONSE.
+ * On failure `res` holds no secret and needs no free (freeing it is still safe).
+ */
+vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *req,
+                             struct vks_kv_result *res, struct vks_err *err);
+void vks_kv_result_free(struct vks_kv_result *res);
+
+#endif
