@@ -6,6 +6,7 @@
  * The keys and the password below are listed in tests/test-secrets.d/envelope.txt.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -479,5 +480,61 @@ Test(envelope, interoperates_with_python_cryptography_both_ways)
         free(env);
     }
     vks_wipe(key, sizeof key);
+    vks_keyring_free(kr);
+}
+
+/* ---- one keyring shared by many threads (the header's promise; also run under TSan) ---- */
+
+struct worker {
+    const struct vks_keyring *kr;
+    const char *v2, *legacy;
+    int failures;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < 500; i++) {
+        const char *env = (i & 1) ? w->v2 : w->legacy;
+        vks_secret out = VKS_SECRET_EMPTY;
+        struct vks_err e;
+        if (dec(w->kr, env, &PLACE, &out, NULL, &e) != VKS_OK || out.len != strlen(PASSWORD) ||
+            memcmp(out.data, PASSWORD, out.len) != 0)
+            w->failures++;
+        vks_secret_free(&out);
+        struct vks_envelope_place other = { "secret", "smtp-auth/other", "password" };
+        if (dec(w->kr, w->v2, &other, &out, NULL, &e) != VKS_E_DECRYPT_FAILED)
+            w->failures++;
+        char *s = NULL;
+        if (vks_envelope_encrypt(w->kr, "k2", &PLACE, (const unsigned char *)PASSWORD,
+                                 strlen(PASSWORD), &s, &e) != VKS_OK)
+            w->failures++;
+        free(s);
+    }
+    return NULL;
+}
+
+Test(envelope, one_keyring_shared_by_many_threads)
+{
+    struct vks_keyring *kr = ring("default", KEY_A, "k2", KEY_B);
+    char *v2 = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_encrypt(kr, "k2", &PLACE, (const unsigned char *)PASSWORD,
+                                      strlen(PASSWORD), &v2, &e), VKS_OK);
+    enum { N = 8 };
+    pthread_t t[N];
+    struct worker w[N];
+    /* the first decrypt of the process happens in the threads, racing for the cipher fetch */
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct worker){ kr, v2, KAT_LEGACY, 0 };
+        cr_assert_eq(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        failures += w[i].failures;
+    }
+    cr_assert_eq(failures, 0, "%d wrong results across threads", failures);
+    free(v2);
     vks_keyring_free(kr);
 }
