@@ -14,13 +14,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "vks_envelope.h"
 #include "vks_restrict.h"
+#include "vks_vault.h"
 
 /* ------------------------------------------------------------------ runtime */
 
 struct runtime {
     unsigned refs;          /* guarded by rt_lock */
     struct vks_config cfg;
+    struct vks_vault *vault;    /* NULL when it could not be built: vault_err says why */
+    struct vks_err vault_err;
+    struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
+    struct vks_err keyring_err;
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -30,12 +36,20 @@ static void runtime_free(struct runtime *rt)
 {
     if (rt == NULL)
         return;
+    vks_vault_free(rt->vault);
+    vks_keyring_free(rt->keyring);
     vks_config_clear(&rt->cfg);
     free(rt);
 }
 
-/* Builds a runtime from a finished config (copied). Nothing global is touched. */
-static vks_status runtime_build(const struct vks_config *cfg, struct runtime **out, struct vks_err *err)
+/*
+ * Builds a runtime from a finished config (copied). Nothing global is touched. With `strict`
+ * (setup) a Vault client or keyring that cannot be built fails the build; without (the
+ * environment on first use) the failure is kept and reported by the lookups that need them, so
+ * that file and key_data keysources keep working.
+ */
+static vks_status runtime_build(const struct vks_config *cfg, bool strict, struct runtime **out,
+                                struct vks_err *err)
 {
     struct runtime *rt = calloc(1, sizeof *rt);
     if (rt == NULL)
@@ -44,6 +58,26 @@ static vks_status runtime_build(const struct vks_config *cfg, struct runtime **o
     if (st != VKS_OK) {
         free(rt);
         return st;
+    }
+    vks_err_clear(&rt->vault_err);
+    vks_err_clear(&rt->keyring_err);
+    st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
+    if (st != VKS_OK) {
+        rt->vault = NULL;
+        if (strict) {
+            vks_err_set(err, st, "Vault client: %s", rt->vault_err.msg);
+            runtime_free(rt);
+            return st;
+        }
+    }
+    st = vks_keyring_load_env(&rt->keyring, &rt->keyring_err);
+    if (st != VKS_OK) {
+        rt->keyring = NULL;
+        if (strict) {
+            vks_err_set(err, st, "encryption keys: %s", rt->keyring_err.msg);
+            runtime_free(rt);
+            return st;
+        }
     }
     rt->refs = 1; /* the reference of rt_current once installed */
     *out = rt;
@@ -57,7 +91,7 @@ static vks_status runtime_from_env(struct runtime **out, struct vks_err *err)
     if (st != VKS_OK)
         return st;
     if ((st = vks_config_finish(&cfg, err)) == VKS_OK)
-        st = runtime_build(&cfg, out, err);
+        st = runtime_build(&cfg, false, out, err);
     vks_config_clear(&cfg);
     return st;
 }
@@ -104,7 +138,7 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
         return VKS_OK;
 
     struct runtime *rt = NULL;
-    vks_status st = runtime_build(cfg, &rt, err);
+    vks_status st = runtime_build(cfg, true, &rt, err);
     if (st != VKS_OK)
         return st;
 
@@ -258,30 +292,77 @@ static void fetched_clear(struct fetched *f)
 static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks, struct fetched *out,
                               const char *desc, struct vks_err *err)
 {
-    (void)rt;
-    (void)ks;
-    (void)out;
-    return vks_err_set(err, VKS_E_UNAVAILABLE, "%s: the Vault client is not part of this build yet", desc);
+    if (rt->vault == NULL)
+        return vks_err_set(err, rt->vault_err.status != VKS_OK ? rt->vault_err.status : VKS_E_CONFIG,
+                           "%s: no Vault client: %s", desc, rt->vault_err.msg);
+    struct vks_kv_request req = {
+        .address = ks->address,
+        .token = ks->has_token ? &ks->token : NULL,
+        .namespace_ = ks->namespace_,
+        .mount = ks->mount,
+        .path = ks->path,
+        .key = ks->key,
+        .kv_version = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version,
+        .version = ks->version,
+    };
+    struct vks_kv_result res;
+    memset(&res, 0, sizeof res);
+    vks_status st = vks_vault_kv_read(rt->vault, &req, &res, err);
+    out->http_status = res.http_status;
+    if (st != VKS_OK) {
+        vks_kv_result_free(&res);
+        return st;
+    }
+    out->value = res.value;
+    res.value = VKS_SECRET_EMPTY;
+    out->custom_metadata_json = res.custom_metadata_json;
+    res.custom_metadata_json = NULL;
+    out->kv_version = res.kv_version;
+    out->secret_version = res.secret_version;
+    memcpy(out->token_accessor, res.token_accessor, sizeof out->token_accessor);
+    out->token_accessor[sizeof out->token_accessor - 1] = '\0';
+    vks_kv_result_free(&res);
+    return VKS_OK;
 }
 
 /* ------------------------------------------------------------------ envelopes */
 
-static bool looks_encrypted(const vks_secret *v)
-{
-    return v->len >= 4 && memcmp(v->data, "ENC:", 4) == 0;
-}
-
+/*
+ * Decrypts an ENC: value in place of the plaintext (Vault values are bound to (mount, path, key),
+ * the other forms to the empty place), or refuses a plaintext one under require_encrypted.
+ * Trailing white space (a newline at the end of a file) is not part of an envelope.
+ */
 static vks_status open_envelope(struct runtime *rt, const struct vks_keysource *ks, vks_secret *value,
                                 bool *encrypted, const char *desc, struct vks_err *err)
 {
-    *encrypted = looks_encrypted(value);
-    if (*encrypted)
-        return vks_err_set(err, VKS_E_DECRYPT_FAILED, "%s: ENC: values cannot be decrypted by this build yet",
-                           desc);
-    (void)ks;
-    if (rt->cfg.require_encrypted)
-        return vks_err_set(err, VKS_E_NOT_ENCRYPTED,
-                           "%s: the value is not an ENC: envelope and require_encrypted is on", desc);
+    *encrypted = value->len > 0 && vks_envelope_is_encrypted(value->data, value->len);
+    if (!*encrypted) {
+        if (rt->cfg.require_encrypted)
+            return vks_err_set(err, VKS_E_NOT_ENCRYPTED,
+                               "%s: the value is not an ENC: envelope and require_encrypted is on", desc);
+        return VKS_OK;
+    }
+    if (rt->keyring == NULL)
+        return vks_err_set(err, VKS_E_DECRYPT_FAILED, "%s: ENC: value but no usable encryption keys: %s", desc,
+                           rt->keyring_err.msg);
+    size_t len = value->len;
+    while (len > 0 && (value->data[len - 1] == '\n' || value->data[len - 1] == '\r' ||
+                       value->data[len - 1] == ' ' || value->data[len - 1] == '\t'))
+        len--;
+    struct vks_envelope_place place = { "", "", "" };
+    if (ks->kind == VKS_KS_VAULT)
+        place = (struct vks_envelope_place){ ks->mount, ks->path, ks->key };
+    vks_secret plain = VKS_SECRET_EMPTY;
+    struct vks_envelope_info info;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_envelope_decrypt(rt->keyring, value->data, len, &place, &plain, &info, &e);
+    if (st != VKS_OK) {
+        vks_secret_free(&plain);
+        return vks_err_set(err, st, "%s: %s", desc, e.msg);
+    }
+    vks_secret_free(value);
+    *value = plain;
     return VKS_OK;
 }
 

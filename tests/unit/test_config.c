@@ -16,7 +16,7 @@ static const char *vars[] = { "VAULT_ADDR", "VAULT_TOKEN", "VAULT_NAMESPACE", "V
                               "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_SKIP_VERIFY",
                               "VAULT_TLS_SERVER_NAME", "VAULT_CLIENT_TIMEOUT", "VAULT_MAX_RETRIES", "VKS_AUTH",
                               "VKS_APPROLE_ROLE_ID", "VKS_APPROLE_SECRET_ID", "VKS_APPROLE_SECRET_ID_FILE",
-                              "VKS_APPROLE_MOUNT", "VKS_ALLOW_HTTP", "VKS_KV_VERSION", "VKS_REQUIRE_ENCRYPTED",
+                              "VKS_APPROLE_MOUNT", "VKS_VAULT_ALLOW_HTTP", "VKS_KV_VERSION", "VKS_REQUIRE_ENCRYPTED",
                               "VKS_LOCKED_BYTES", "VKS_REQUIRE_LOCKED", "VKS_MIN_RETRY_WAIT",
                               "VKS_MAX_RETRY_WAIT", "VKS_MAX_RESPONSE_BYTES" };
 static char home[64];
