@@ -1,0 +1,72 @@
+/*
+ * vks_restrict: per-destination restrictions carried by a KV v2 secret's custom_metadata.
+ *
+ * A secret may say who may use it with two custom_metadata keys (details, examples and the exact
+ * grammar: docs/restrictions.md; design: docs/internals/restrict.md):
+ *   allowed_domains  "example.com, *.example.net"        exact names and *.suffix
+ *   allowed_hosts    "192.0.2.10, 2001:db8::/32, relay.example.com, *.relays.example.org"
+ *                    IPv4/IPv6 addresses, CIDR ranges, host names and *.suffix
+ * Vault's custom_metadata values are strings, so a list is one string of entries separated by
+ * commas and/or white space; a JSON array of strings is accepted too. When a key is present the
+ * lookup context must match it; when both are present both must match. A secret without either
+ * key is unrestricted.
+ *
+ * Fail closed: a list that is empty, not a string/array of strings, or has any entry that does
+ * not parse makes the check fail with VKS_E_RESTRICTED and a message naming the field and the
+ * entry's position (never "allow all"). So does a custom_metadata key that starts with
+ * "allowed_" but is not one of the two above (a typo must not silently lift a restriction).
+ * custom_metadata that is not a JSON object (or longer than VKS_RESTRICT_MAX_JSON) is
+ * VKS_E_BAD_RESPONSE: Vault's answer itself is broken.
+ *
+ * Matching: domains and host names compare case-insensitively, a trailing dot ignored.
+ * "*.example.com" matches any name that ends in ".example.com" (one or more labels), never
+ * "example.com" itself. Addresses and ranges match only a destination that is an address literal
+ * (no DNS is ever done here); host name entries match only a destination that is a name.
+ * The destination may carry a port ("host:25", "[2001:db8::1]:25", "192.0.2.1:587"), which is
+ * ignored. An IPv4-mapped IPv6 destination (::ffff:192.0.2.1) matches IPv4 entries.
+ *
+ * Results:
+ *   VKS_OK              no restriction applies or the context is inside every list present
+ *   VKS_E_RESTRICTED    the context is outside a list, the context lacks the field a list needs
+ *                       (no domain / no destination), or a list is malformed
+ *   VKS_E_BAD_RESPONSE  custom_metadata is not a JSON object / too long
+ *   VKS_E_INVALID_ARG   ctx is NULL
+ * Messages name the field, the context value and the entry position; custom_metadata holds no
+ * secret, so naming its entries is allowed.
+ *
+ * Ownership: all arguments are borrowed for the duration of the call; nothing is retained.
+ * Thread-safety: pure functions, reentrant, safe from any thread. No locks, no global state.
+ */
+#ifndef VKS_RESTRICT_H
+#define VKS_RESTRICT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "vks_error.h"
+
+/* The longest custom_metadata JSON text accepted (Vault allows 64 keys x 512-byte values). */
+#define VKS_RESTRICT_MAX_JSON (256 * 1024)
+
+struct vks_restrict_ctx {
+    const char *domain;      /* the recipient domain of the lookup (ctx.domain), may be NULL   */
+    const char *destination; /* host name or address the relay connection goes to, may be NULL */
+};
+
+/*
+ * Decides whether the lookup context may use a secret with this custom_metadata.
+ * custom_metadata_json may be NULL (or len 0, or the JSON text "null"): no restriction.
+ * len is the length of the text (it need not be NUL-terminated).
+ */
+vks_status vks_restrict_check(const char *custom_metadata_json, size_t len,
+                              const struct vks_restrict_ctx *ctx, struct vks_err *err);
+
+/*
+ * Validates the restriction lists without a context (for operators' tooling): VKS_OK when absent
+ * or well-formed, else VKS_E_RESTRICTED (malformed list) or VKS_E_BAD_RESPONSE as above.
+ * *restricted (if non-NULL) is set to true when at least one list is present.
+ */
+vks_status vks_restrict_validate(const char *custom_metadata_json, size_t len, bool *restricted,
+                                 struct vks_err *err);
+
+#endif
