@@ -60,4 +60,54 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
                                 const unsigned char *plain, size_t len, char **out,
                                 struct vks_err *err);
 
+/* ---- additions beyond the original contract (envelope engineer) ---- */
+
+#define VKS_KEYRING_MAX 32          /* keys one keyring holds                               */
+#define VKS_KEY_ID_MAX 63           /* key id: 1..63 of [A-Za-z0-9._-]                       */
+#define VKS_ENVELOPE_MAX 8192       /* longer values are refused as oversized                */
+#define VKS_KEY_ID_DEFAULT "default"       /* VKS_ENCRYPTION_KEY / VKS_ENCRYPTION_KEY_FILE   */
+#define VKS_KEY_ID_MAIL_PROXY "mail-proxy" /* MAIL_PROXY_ENCRYPTION_KEY / compat secrets file */
+#define VKS_COMPAT_KEY_FILE "/run/secrets/encryption_key"
+
+/* Environment lookup used by vks_keyring_load: returns the value of `name` or NULL. */
+typedef const char *(*vks_getenv_fn)(const char *name, void *ctx);
+
+/* vks_keyring_load_env with an explicit environment and compatibility file (tests, the CLI).
+ * getenv_fn NULL means the process environment (secure_getenv); compat_file NULL means
+ * VKS_COMPAT_KEY_FILE. Sources and precedence: docs/internals/envelope.md. Any source that is set
+ * but unusable fails the whole load with VKS_E_CONFIG naming the variable or file (never bytes). */
+vks_status vks_keyring_load(struct vks_keyring **out, vks_getenv_fn getenv_fn, void *ctx,
+                            const char *compat_file, struct vks_err *err);
+
+/* Introspection (no key bytes): number of keys, id and source description of key i (in load
+ * order; NULL when i is out of range), and the primary id (the first key loaded, the one new
+ * envelopes should use; NULL for an empty keyring). Strings live as long as the keyring. */
+size_t vks_keyring_count(const struct vks_keyring *kr);
+const char *vks_keyring_id(const struct vks_keyring *kr, size_t i);
+const char *vks_keyring_source(const struct vks_keyring *kr, size_t i);
+const char *vks_keyring_primary_id(const struct vks_keyring *kr);
+
+/* Like vks_envelope_decrypt, but into a slot the caller already owns (dst->cap must be at least
+ * the ciphertext length; VKS_E_INVALID_ARG otherwise). On any failure dst->data[0..cap) is wiped
+ * and dst->len is 0; the slot stays allocated and owned by the caller. */
+vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigned char *value,
+                                     size_t len, const struct vks_envelope_place *place,
+                                     vks_secret *dst, struct vks_envelope_info *info,
+                                     struct vks_err *err);
+
+/* Reads the form of an envelope without any key: format and key id (for `vks rekey --check`,
+ * finding values still under a retiring key). VKS_E_DECRYPT_FAILED with a "malformed envelope"
+ * message when it does not parse (base64 and lengths are checked; the tag is not). */
+vks_status vks_envelope_inspect(const unsigned char *value, size_t len,
+                                struct vks_envelope_info *info, struct vks_err *err);
+
+/* Rotation step for one value: decrypts `value` (either format) at `place` and encrypts it again
+ * as format 2 under new_key_id (NULL = the primary) bound to the same place. The plaintext lives
+ * only in an arena slot, wiped before return. *out is a heap string freed with free(). *changed
+ * (optional) is false when the value already was format 2 under new_key_id; *out is then a copy
+ * of the value. A plaintext value is VKS_E_NOT_ENCRYPTED (encrypting it is a separate decision). */
+vks_status vks_envelope_rekey(const struct vks_keyring *kr, const unsigned char *value, size_t len,
+                              const struct vks_envelope_place *place, const char *new_key_id,
+                              char **out, bool *changed, struct vks_err *err);
+
 #endif

@@ -105,4 +105,24 @@ void vks_scratch_close(vks_scratch *s);
 /* For tests: wipes and releases the whole arena (all live secrets become invalid). */
 void vks_secmem_shutdown(void);
 
+/*
+ * Additions (secmem). vks_secmem_init(NULL, err) uses the environment: VKS_LOCKED_BYTES (bytes,
+ * optional K/M/G suffix) and VKS_REQUIRE_LOCKED (true/false); the lazy init of the first
+ * allocation does the same.
+ *
+ * vks_secmem_generation: a number that changes whenever live slots stop being valid: in a forked
+ * child (the region reads zeros there) and on shutdown. A cache records it when it stores a
+ * secret and flushes itself (freeing, not reading, its slots) when it changes. Lock-free, cheap.
+ */
+unsigned long vks_secmem_generation(void);
+
+/* Bytes of locked memory a secret of n bytes costs (its size class); 0 when n > VKS_SECRET_MAX. */
+size_t vks_secmem_class_size(size_t n);
+
+/* True when [p, p+n) lies inside the arena's data region (for assertions and tests). */
+bool vks_secmem_owns(const void *p, size_t n);
+
+/* For tests and diagnostics: the data region (between the guard pages). False when not mapped. */
+bool vks_secmem_region(const void **data, size_t *len);
+
 #endif

@@ -41,7 +41,18 @@ struct vks_vault_config {
     size_t max_response_bytes; /* default 1 MiB                                               */
 };
 
-/* Fills cfg from the environment (and ~/.vault-token). Errors name the variable. */
+/* Sets every field to its default (no environment): address https://127.0.0.1:8200, token auth
+ * with an empty token, approle_mount "approle", timeout 60000 ms, 2 retries, waits 1000/1500 ms,
+ * 1 MiB responses. Any previous content is NOT freed (call on a fresh struct). (added) */
+void vks_vault_config_defaults(struct vks_vault_config *cfg);
+
+/* Fills cfg from the environment (and ~/.vault-token). Errors name the variable.
+ * cfg is first reset to the defaults (previous content is not freed). Variables: VAULT_ADDR,
+ * VAULT_TOKEN (else ~/.vault-token), VAULT_NAMESPACE, VAULT_CACERT, VAULT_CAPATH,
+ * VAULT_CLIENT_CERT + VAULT_CLIENT_KEY (both or neither), VAULT_SKIP_VERIFY (Go ParseBool),
+ * VAULT_TLS_SERVER_NAME, VAULT_CLIENT_TIMEOUT ("30", "30s", "1m30s", "500ms"), VAULT_MAX_RETRIES,
+ * VKS_APPROLE_ROLE_ID (selects AppRole), VKS_APPROLE_SECRET_ID, VKS_APPROLE_SECRET_ID_FILE,
+ * VKS_APPROLE_MOUNT, VKS_VAULT_ALLOW_HTTP (bool). On error cfg is cleared. */
 vks_status vks_vault_config_from_env(struct vks_vault_config *cfg, struct vks_err *err);
 /* Frees strings and wipes secret fields. */
 void vks_vault_config_clear(struct vks_vault_config *cfg);
@@ -83,5 +94,27 @@ struct vks_kv_result {
 vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *req,
                              struct vks_kv_result *res, struct vks_err *err);
 void vks_kv_result_free(struct vks_kv_result *res);
+
+/* ---- additions (announced in the commit that added them) ---- */
+
+/* Counters of one client, for tests, benchmarks and vks.stats(). Thread-safe snapshot. */
+struct vks_vault_stats {
+    unsigned long reads;          /* vks_vault_kv_read calls                                  */
+    unsigned long requests;       /* HTTP requests sent (retries and redirects included)       */
+    unsigned long connects;       /* new TCP/TLS connections opened                            */
+    unsigned long retries;
+    unsigned long logins;         /* AppRole logins                                            */
+    unsigned long renewals;       /* successful renew-self calls                               */
+    unsigned long relogins;       /* re-logins after a 403 for an expired/revoked token        */
+    unsigned long mount_lookups;  /* sys/internal/ui/mounts requests (auto KV version)         */
+};
+void vks_vault_get_stats(struct vks_vault *v, struct vks_vault_stats *out);
+
+/* For tests only: moves this client's token-lifetime clock forward by `seconds` (to pair with
+ * vault-dev's clock offset), so renewal at 2/3 of the TTL can be exercised without waiting. */
+void vks_vault_advance_clock(struct vks_vault *v, int64_t seconds);
+
+/* The normalised address this client talks to ("https://host:port"). Never NULL. */
+const char *vks_vault_address(const struct vks_vault *v);
 
 #endif

@@ -1,0 +1,231 @@
+/*
+ * vks_audit: one tamper-evident audit event per lookup, written to one or more sinks.
+ *
+ * CONTRACT for the resolver (schema and operator guide: docs/audit.md; design: docs/internals/audit.md)
+ *  - vks_resolve() calls vks_audit_emit() exactly once per resolve / resolve_handle call, whatever
+ *    the outcome, from one place, after the outcome is known and before it returns. When emit
+ *    returns VKS_E_AUDIT_UNAVAILABLE (policy 'deny' and no sink recorded the event) the lookup fails
+ *    with that code: the caller wipes the value and returns the error instead.
+ *  - The event only borrows pointers: every string and the value must stay valid during the call;
+ *    nothing is kept afterwards. The plaintext value (value/value_len) is used ONLY to compute a
+ *    keyed fingerprint (HMAC-SHA256 with a subkey of the audit key, truncated to 128 bits); it is
+ *    never stored, copied, queued or printed. A caller that already has the fingerprint (e.g. the
+ *    cache computed it once with vks_audit_fingerprint) sets has_fingerprint instead.
+ *  - Never put a token, a password, key_data or key material into any field: token_accessor is the
+ *    accessor, error is a vks_err message (secret-free by the rules of vks_error.h).
+ *
+ * Lines are JSON, one per event, with a per-process HMAC-SHA256 chain (chain id, seq, prev_mac,
+ * mac over the exact bytes of the line before ',"mac":'). `build/vks audit verify` checks them.
+ *
+ * Configuration is process-wide. Without vks_audit_configure the first emit configures from the
+ * environment (VKS_AUDIT_FILE, VKS_AUDIT_SYSLOG, VKS_AUDIT_STDERR, VKS_AUDIT_MODE,
+ * VKS_AUDIT_ON_FAILURE, VKS_AUDIT_QUEUE, VKS_AUDIT_KEY, VKS_AUDIT_KEY_FILE, ...: docs/audit.md).
+ * With no sink configured auditing is off: emit returns VKS_OK and counts the event as unaudited
+ * (unless `required`, then every lookup fails with VKS_E_AUDIT_UNAVAILABLE).
+ *
+ * Thread-safety: every function may be called from any thread at any time, except that
+ * vks_audit_shutdown must not race with emit from other threads (call it at exit / in tests).
+ * No callback into the caller is made with any lock held. fork(): the child starts a new chain.
+ */
+#ifndef VKS_AUDIT_H
+#define VKS_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vks_error.h"
+
+#define VKS_AUDIT_SCHEMA_VERSION 1
+/* Bytes of the value fingerprint (HMAC-SHA256 truncated); printed as 32 hex characters. */
+#define VKS_AUDIT_FP_LEN 16
+
+/* What happened to the lookup. */
+enum vks_audit_outcome {
+    VKS_AUDIT_HIT = 0,      /* served from the cache, fresh                                  */
+    VKS_AUDIT_MISS,         /* fetched from the source now (cache empty or no cache)         */
+    VKS_AUDIT_REFRESH,      /* the caller's lookup refreshed an expiring entry                */
+    VKS_AUDIT_STALE,        /* served stale because the source failed (stale-if-error)        */
+    VKS_AUDIT_NEGATIVE,     /* a cached failure answered (negative cache)                    */
+    VKS_AUDIT_DENIED,       /* refused by policy: permission denied, restricted, not encrypted */
+    VKS_AUDIT_ERROR,        /* any other failure                                             */
+    VKS_AUDIT_OUTCOME_COUNT
+};
+
+/* Which keysource form the lookup used. */
+enum vks_audit_source {
+    VKS_AUDIT_SRC_UNKNOWN = 0, /* e.g. the keysource did not parse                          */
+    VKS_AUDIT_SRC_FILE,
+    VKS_AUDIT_SRC_KEY_DATA,
+    VKS_AUDIT_SRC_VAULT,
+    VKS_AUDIT_SRC_EVENT,
+    VKS_AUDIT_SRC_COUNT
+};
+
+/* The caller context from the policy (all optional, NULL = absent). */
+struct vks_audit_ctx {
+    const char *domain;
+    const char *site_name;
+    const char *username;     /* the SMTP AUTH user name, never the password */
+    const char *destination;
+    const char *tag;
+};
+
+/*
+ * One lookup. Zero-initialise, then fill what is known; NULL strings and zero numbers are written
+ * as JSON null (absent). All pointers are borrowed for the duration of vks_audit_emit only.
+ */
+struct vks_audit_event {
+    const char *api;                  /* "resolve" (NULL) or "resolve_handle"                  */
+    enum vks_audit_outcome outcome;
+    vks_status status;                /* VKS_OK, or the code the lookup returns               */
+    const char *error;                /* the vks_err message of a failure (secret-free), or NULL */
+    enum vks_audit_source source;
+    const char *vault_addr;
+    const char *namespace_;
+    const char *mount;
+    const char *path;
+    const char *key;                  /* vault_key (the field name, not a key!)              */
+    const char *file_path;            /* file keysource                                       */
+    const char *event_name;           /* event keysource                                      */
+    int kv_version;                   /* 1 or 2; 0 = unknown / not Vault                      */
+    int64_t secret_version;           /* KV v2 metadata.version; 0 = unknown                  */
+    int64_t version_pin;              /* vault_version asked for; 0 = latest                  */
+    bool cached;                      /* the answer involved the cache (hit/stale/negative/refresh) */
+    int64_t cache_age_ms;             /* age of the cached entry when cached                   */
+    uint64_t latency_ns;              /* wall time of the whole lookup                        */
+    int http_status;                  /* last HTTP status from Vault; 0 = none                */
+    const char *token_accessor;       /* accessor of the token used; NEVER the token           */
+    struct vks_audit_ctx ctx;
+    bool encrypted;                   /* the stored value was an ENC: envelope                */
+    const unsigned char *value;       /* plaintext, ONLY for the fingerprint; NULL on failure */
+    size_t value_len;
+    bool has_fingerprint;             /* use `fingerprint` instead of hashing `value`         */
+    unsigned char fingerprint[VKS_AUDIT_FP_LEN];
+};
+
+enum vks_audit_mode { VKS_AUDIT_SYNC = 0, VKS_AUDIT_FSYNC, VKS_AUDIT_ASYNC };
+enum vks_audit_on_failure { VKS_AUDIT_DENY = 0, VKS_AUDIT_ALLOW };
+
+/*
+ * Process-wide configuration. Strings are borrowed during vks_audit_configure (copied inside).
+ * Start from vks_audit_config_init (defaults) or vks_audit_config_from_env.
+ */
+struct vks_audit_config {
+    const char *file;                 /* file sink path, NULL = none                           */
+    bool syslog;                      /* syslog sink (datagram to syslog_socket)               */
+    const char *syslog_socket;        /* NULL = /dev/log                                       */
+    const char *syslog_ident;         /* NULL = "vks-audit"                                    */
+    int syslog_facility;              /* LOG_* facility value (<syslog.h>); default LOG_AUTHPRIV */
+    bool stderr_sink;                 /* one line per event on fd 2                            */
+    bool callback;                    /* Lua callback sink: lines captured per thread (below)  */
+    enum vks_audit_mode mode;         /* default sync                                          */
+    enum vks_audit_on_failure on_failure; /* default deny                                      */
+    size_t queue_size;                /* async queue capacity in events; 0 = 1024             */
+    long reopen_check_ms;             /* file sink: rename check period; <0 = default 1000, 0 = every write */
+    const char *key_file;             /* audit key file (raw 32 bytes, mode 0600/0400); NULL = env */
+    bool require_key;                 /* refuse to run with an ephemeral key                   */
+    bool required;                    /* no sink configured = every lookup fails (deny)        */
+};
+
+/* Defaults: no sink, sync, deny, queue 1024, rename check 1000 ms. */
+void vks_audit_config_init(struct vks_audit_config *cfg);
+
+/*
+ * Defaults overridden by the environment. Strings point into the environment (valid until it
+ * changes). Errors (VKS_E_CONFIG) name the variable.
+ */
+vks_status vks_audit_config_from_env(struct vks_audit_config *cfg, struct vks_err *err);
+
+/*
+ * Applies a configuration. The same options as the current ones: no-op (VKS_OK). Changed options:
+ * the new sinks are opened and the key loaded first; on any error nothing changes; then the new
+ * set replaces the old one atomically (the async queue is drained into the old sinks first). The
+ * chain (id, seq, mac) continues across reconfiguration unless the key changes (then a new chain
+ * starts). Key: cfg->key_file, else VKS_AUDIT_KEY (base64 of 32 bytes), else VKS_AUDIT_KEY_FILE,
+ * else an ephemeral random key (warned once; refused with require_key).
+ */
+vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_err *err);
+
+/*
+ * Records one event. Returns VKS_OK when at least one sink recorded it (in async mode: when it
+ * was queued), or when policy is 'allow' (failures are counted and warned once per episode), or
+ * when auditing is off. Returns VKS_E_AUDIT_UNAVAILABLE under 'deny' when no sink could record
+ * it (async: queue full, or the writer's sinks are failing). line_out, when non-NULL, receives a
+ * malloc'd copy of the JSON line (no newline) when it was formatted in this call (sync modes, or
+ * any mode while capture is active), else NULL; the caller free()s it. It holds no secret.
+ */
+vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, struct vks_err *err);
+
+/*
+ * Lua callback sink support (per thread). vks_audit_capture_begin marks the calling thread: the
+ * next event emitted from it is formatted synchronously (even in async mode) and its line kept;
+ * vks_audit_capture_end returns that line (malloc'd, caller frees; NULL if none) and clears the
+ * mark. A captured line counts as recorded when the config has `callback` enabled: the binding
+ * delivers it to the Lua function after the C call returns, with no lock held.
+ */
+void vks_audit_capture_begin(void);
+char *vks_audit_capture_end(void);
+
+/* The keyed value fingerprint with the current audit key (for callers that cache it). */
+vks_status vks_audit_fingerprint(const unsigned char *value, size_t len,
+                                 unsigned char out[VKS_AUDIT_FP_LEN], struct vks_err *err);
+
+struct vks_audit_stats {
+    bool enabled;                     /* at least one sink configured                          */
+    bool ephemeral_key;
+    int sinks;
+    enum vks_audit_mode mode;
+    enum vks_audit_on_failure on_failure;
+    uint64_t emitted;                 /* vks_audit_emit calls while enabled                    */
+    uint64_t written;                 /* chain events recorded by at least one sink            */
+    uint64_t dropped;                 /* async: events dropped because the queue was full      */
+    uint64_t failures;                /* events no sink could record (lost or refused)         */
+    uint64_t sink_errors;             /* individual sink write failures                        */
+    uint64_t unaudited;               /* lookups while auditing was off                        */
+    uint64_t reopens;                 /* file sink reopened after rotation                     */
+    size_t queue_depth;
+    uint64_t seq;                     /* next sequence number of the chain                     */
+    char chain[33];                   /* chain id (hex)                                        */
+    char key_id[17];                  /* "ephemeral" or 16 hex characters                      */
+};
+void vks_audit_get_stats(struct vks_audit_stats *out);
+
+/* Blocks until the async queue is empty and written (no-op in sync modes). */
+void vks_audit_flush(void);
+
+/* File sink: reopen now (e.g. from a logrotate postrotate hook via the host). */
+void vks_audit_reopen(void);
+
+/*
+ * Drains the queue, writes a final "audit.close" event, stops the writer, closes the sinks and
+ * wipes the keys. Auditing is off afterwards until the next configure (a new chain then starts).
+ * Also run automatically at exit / module unload.
+ */
+void vks_audit_shutdown(void);
+
+/* Names used in the JSON lines. */
+const char *vks_audit_outcome_name(enum vks_audit_outcome o);
+const char *vks_audit_source_name(enum vks_audit_source s);
+const char *vks_audit_mode_name(enum vks_audit_mode m);
+
+/*
+ * Audit key loading shared with the CLI verifier: the master key (32 bytes) from key_file, else
+ * VKS_AUDIT_KEY (base64), else VKS_AUDIT_KEY_FILE. Returns VKS_OK with *found=false when none is
+ * configured. A key file readable by group or others is refused (VKS_E_CONFIG).
+ */
+struct vks_audit_keys;
+vks_status vks_audit_keys_load(const char *key_file, struct vks_audit_keys **out, bool *found,
+                               struct vks_err *err);
+void vks_audit_keys_free(struct vks_audit_keys *k);
+/* "ephemeral" never; the 16-hex key id derived from the key (safe to print). */
+const char *vks_audit_keys_id(const struct vks_audit_keys *k);
+
+/*
+ * Verifier building blocks (used by `vks audit verify`). Checks the chain MAC of one line (the
+ * exact bytes, without the newline): true when the line ends with ,"mac":"<64 hex>"} and that MAC
+ * is the HMAC of everything before ',"mac":' under the chain subkey.
+ */
+bool vks_audit_line_mac_ok(const struct vks_audit_keys *k, const char *line, size_t len);
+
+#endif

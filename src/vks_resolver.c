@@ -1,0 +1,474 @@
+/*
+ * vks_resolver: process-wide runtime and vks_resolve() (see vks_resolver.h and
+ * docs/internals/resolver.md).
+ */
+#include "vks_resolver.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vks_envelope.h"
+#include "vks_restrict.h"
+#include "vks_vault.h"
+
+/* ------------------------------------------------------------------ runtime */
+
+struct runtime {
+    unsigned refs;          /* guarded by rt_lock */
+    struct vks_config cfg;
+    struct vks_vault *vault;    /* NULL when it could not be built: vault_err says why */
+    struct vks_err vault_err;
+    struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
+    struct vks_err keyring_err;
+};
+
+static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct runtime *rt_current;
+
+static void runtime_free(struct runtime *rt)
+{
+    if (rt == NULL)
+        return;
+    vks_vault_free(rt->vault);
+    vks_keyring_free(rt->keyring);
+    vks_config_clear(&rt->cfg);
+    free(rt);
+}
+
+/*
+ * Builds a runtime from a finished config (copied). Nothing global is touched. With `strict`
+ * (setup) a Vault client or keyring that cannot be built fails the build; without (the
+ * environment on first use) the failure is kept and reported by the lookups that need them, so
+ * that file and key_data keysources keep working.
+ */
+static vks_status runtime_build(const struct vks_config *cfg, bool strict, struct runtime **out,
+                                struct vks_err *err)
+{
+    struct runtime *rt = calloc(1, sizeof *rt);
+    if (rt == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory building the runtime");
+    vks_status st = vks_config_copy(cfg, &rt->cfg, err);
+    if (st != VKS_OK) {
+        free(rt);
+        return st;
+    }
+    vks_err_clear(&rt->vault_err);
+    vks_err_clear(&rt->keyring_err);
+    st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
+    if (st != VKS_OK) {
+        rt->vault = NULL;
+        if (strict) {
+            vks_err_set(err, st, "Vault client: %s", rt->vault_err.msg);
+            runtime_free(rt);
+            return st;
+        }
+    }
+    st = vks_keyring_load_env(&rt->keyring, &rt->keyring_err);
+    if (st != VKS_OK) {
+        rt->keyring = NULL;
+        if (strict) {
+            vks_err_set(err, st, "encryption keys: %s", rt->keyring_err.msg);
+            runtime_free(rt);
+            return st;
+        }
+    }
+    rt->refs = 1; /* the reference of rt_current once installed */
+    *out = rt;
+    return VKS_OK;
+}
+
+static vks_status runtime_from_env(struct runtime **out, struct vks_err *err)
+{
+    struct vks_config cfg;
+    vks_status st = vks_config_from_env(&cfg, err);
+    if (st != VKS_OK)
+        return st;
+    if ((st = vks_config_finish(&cfg, err)) == VKS_OK)
+        st = runtime_build(&cfg, false, out, err);
+    vks_config_clear(&cfg);
+    return st;
+}
+
+/* Takes a reference on the runtime in force, building it from the environment the first time. */
+static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
+{
+    pthread_mutex_lock(&rt_lock);
+    if (rt_current == NULL) {
+        /* built outside any caller lock; the mutex only orders first use */
+        struct runtime *rt = NULL;
+        vks_status st = runtime_from_env(&rt, err);
+        if (st != VKS_OK) {
+            pthread_mutex_unlock(&rt_lock);
+            return st;
+        }
+        rt_current = rt;
+    }
+    rt_current->refs++;
+    *out = rt_current;
+    pthread_mutex_unlock(&rt_lock);
+    return VKS_OK;
+}
+
+static void runtime_release(struct runtime *rt)
+{
+    if (rt == NULL)
+        return;
+    pthread_mutex_lock(&rt_lock);
+    bool last = --rt->refs == 0;
+    pthread_mutex_unlock(&rt_lock);
+    if (last)
+        runtime_free(rt);
+}
+
+vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+{
+    if (changed != NULL)
+        *changed = false;
+    pthread_mutex_lock(&rt_lock);
+    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
+    pthread_mutex_unlock(&rt_lock);
+    if (same)
+        return VKS_OK;
+
+    struct runtime *rt = NULL;
+    vks_status st = runtime_build(cfg, true, &rt, err);
+    if (st != VKS_OK)
+        return st;
+
+    pthread_mutex_lock(&rt_lock);
+    struct runtime *old = rt_current;
+    rt_current = rt;
+    bool last = old != NULL && --old->refs == 0;
+    pthread_mutex_unlock(&rt_lock);
+    if (last)
+        runtime_free(old);
+    if (changed != NULL)
+        *changed = true;
+    return VKS_OK;
+}
+
+vks_status vks_resolver_get_config(struct vks_config *out, struct vks_err *err)
+{
+    struct runtime *rt;
+    vks_status st = runtime_acquire(&rt, err);
+    if (st != VKS_OK)
+        return st;
+    st = vks_config_copy(&rt->cfg, out, err);
+    runtime_release(rt);
+    return st;
+}
+
+void vks_resolver_shutdown(void)
+{
+    pthread_mutex_lock(&rt_lock);
+    struct runtime *old = rt_current;
+    rt_current = NULL;
+    bool last = old != NULL && --old->refs == 0;
+    pthread_mutex_unlock(&rt_lock);
+    if (last)
+        runtime_free(old);
+}
+
+/* ------------------------------------------------------------------ identity */
+
+vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+{
+    int w;
+    if (ks == NULL || buf == NULL || n == 0)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "identity: bad arguments");
+    if (ks->kind == VKS_KS_FILE) {
+        w = snprintf(buf, n, "file\x1f%s", ks->file_path);
+    } else if (ks->kind == VKS_KS_VAULT) {
+        struct runtime *rt;
+        vks_status st = runtime_acquire(&rt, err);
+        if (st != VKS_OK)
+            return st;
+        const char *addr = ks->address != NULL ? ks->address : rt->cfg.vault.address;
+        const char *ns = ks->namespace_ != NULL ? ks->namespace_ : rt->cfg.vault.namespace_;
+        int kv = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version;
+        w = snprintf(buf, n, "vault\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s\x1f%lld", addr ? addr : "",
+                     ns ? ns : "", ks->has_token ? "own-token" : "-", kv, ks->mount, ks->path, ks->key,
+                     (long long)ks->version);
+        runtime_release(rt);
+    } else {
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s keysources are never cached",
+                           vks_keysource_kind_name(ks->kind));
+    }
+    if (w < 0 || (size_t)w >= n)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource identity longer than %zu bytes", n);
+    return VKS_OK;
+}
+
+/* ------------------------------------------------------------------ sources */
+
+/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. */
+static vks_status read_file(const char *path, vks_secret *out, struct vks_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
+                           strerror(errno));
+    struct stat sb;
+    vks_status st = VKS_OK;
+    vks_secret s = VKS_SECRET_EMPTY;
+    if (fstat(fd, &sb) != 0) {
+        st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is not a regular file", path);
+        goto out;
+    }
+    if (sb.st_size > VKS_SECRET_MAX) {
+        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is larger than %d bytes", path,
+                         VKS_SECRET_MAX);
+        goto out;
+    }
+    size_t cap = sb.st_size > 0 ? (size_t)sb.st_size : 1;
+    if ((st = vks_secret_alloc(cap, &s, err)) != VKS_OK) {
+        st = vks_err_set(err, st, "no locked memory for keysource file \"%s\"", path);
+        goto out;
+    }
+    size_t got = 0;
+    for (;;) {
+        if (got == s.cap) {
+            /* the file grew since fstat: one probe byte, never more than the slot */
+            unsigned char probe;
+            ssize_t r = read(fd, &probe, 1);
+            vks_wipe(&probe, 1);
+            if (r > 0 || (got == VKS_SECRET_MAX && r != 0)) {
+                st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
+                goto out;
+            }
+            if (r < 0 && errno == EINTR)
+                continue;
+            break;
+        }
+        ssize_t r = read(fd, s.data + got, s.cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
+                             strerror(errno));
+            goto out;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    s.len = got;
+    *out = s;
+    s = VKS_SECRET_EMPTY;
+out:
+    vks_secret_free(&s);
+    close(fd);
+    return st;
+}
+
+/* What a source produced, before envelopes and restrictions. */
+struct fetched {
+    vks_secret value;
+    char *custom_metadata_json;
+    int kv_version;
+    int64_t secret_version;
+    int http_status;
+    char token_accessor[64];
+};
+
+static void fetched_clear(struct fetched *f)
+{
+    vks_secret_free(&f->value);
+    free(f->custom_metadata_json);
+    memset(f, 0, sizeof *f);
+}
+
+static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks, struct fetched *out,
+                              const char *desc, struct vks_err *err)
+{
+    if (rt->vault == NULL)
+        return vks_err_set(err, rt->vault_err.status != VKS_OK ? rt->vault_err.status : VKS_E_CONFIG,
+                           "%s: no Vault client: %s", desc, rt->vault_err.msg);
+    struct vks_kv_request req = {
+        .address = ks->address,
+        .token = ks->has_token ? &ks->token : NULL,
+        .namespace_ = ks->namespace_,
+        .mount = ks->mount,
+        .path = ks->path,
+        .key = ks->key,
+        .kv_version = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version,
+        .version = ks->version,
+    };
+    struct vks_kv_result res;
+    memset(&res, 0, sizeof res);
+    vks_status st = vks_vault_kv_read(rt->vault, &req, &res, err);
+    out->http_status = res.http_status;
+    if (st != VKS_OK) {
+        vks_kv_result_free(&res);
+        return st;
+    }
+    out->value = res.value;
+    res.value = VKS_SECRET_EMPTY;
+    out->custom_metadata_json = res.custom_metadata_json;
+    res.custom_metadata_json = NULL;
+    out->kv_version = res.kv_version;
+    out->secret_version = res.secret_version;
+    memcpy(out->token_accessor, res.token_accessor, sizeof out->token_accessor);
+    out->token_accessor[sizeof out->token_accessor - 1] = '\0';
+    vks_kv_result_free(&res);
+    return VKS_OK;
+}
+
+/* ------------------------------------------------------------------ envelopes */
+
+/*
+ * Decrypts an ENC: value in place of the plaintext (Vault values are bound to (mount, path, key),
+ * the other forms to the empty place), or refuses a plaintext one under require_encrypted.
+ * Trailing white space (a newline at the end of a file) is not part of an envelope.
+ */
+static vks_status open_envelope(struct runtime *rt, const struct vks_keysource *ks, vks_secret *value,
+                                bool *encrypted, const char *desc, struct vks_err *err)
+{
+    *encrypted = value->len > 0 && vks_envelope_is_encrypted(value->data, value->len);
+    if (!*encrypted) {
+        if (rt->cfg.require_encrypted)
+            return vks_err_set(err, VKS_E_NOT_ENCRYPTED,
+                               "%s: the value is not an ENC: envelope and require_encrypted is on", desc);
+        return VKS_OK;
+    }
+    if (rt->keyring == NULL)
+        return vks_err_set(err, VKS_E_DECRYPT_FAILED, "%s: ENC: value but no usable encryption keys: %s", desc,
+                           rt->keyring_err.msg);
+    size_t len = value->len;
+    while (len > 0 && (value->data[len - 1] == '\n' || value->data[len - 1] == '\r' ||
+                       value->data[len - 1] == ' ' || value->data[len - 1] == '\t'))
+        len--;
+    struct vks_envelope_place place = { "", "", "" };
+    if (ks->kind == VKS_KS_VAULT)
+        place = (struct vks_envelope_place){ ks->mount, ks->path, ks->key };
+    vks_secret plain = VKS_SECRET_EMPTY;
+    struct vks_envelope_info info;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_envelope_decrypt(rt->keyring, value->data, len, &place, &plain, &info, &e);
+    if (st != VKS_OK) {
+        vks_secret_free(&plain);
+        return vks_err_set(err, st, "%s: %s", desc, e.msg);
+    }
+    vks_secret_free(value);
+    *value = plain;
+    return VKS_OK;
+}
+
+/* ------------------------------------------------------------------ resolve */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struct vks_resolve_info *info,
+                       struct vks_err *err)
+{
+    struct vks_resolve_info dummy;
+    if (info == NULL)
+        info = &dummy;
+    memset(info, 0, sizeof *info);
+    info->outcome = "none";
+    *out = VKS_SECRET_EMPTY;
+    uint64_t t0 = now_ns();
+    (void)t0;
+
+    const struct vks_keysource *ks = req->ks;
+    struct runtime *rt = NULL;
+    struct fetched f = { 0 };
+    vks_status st;
+    char desc[768];
+
+    if (ks == NULL) {
+        /* the keysource did not parse: err already says why */
+        st = err != NULL && err->status != VKS_OK ? err->status : VKS_E_BAD_KEYSOURCE;
+        goto done;
+    }
+    info->kind = ks->kind;
+    if ((st = runtime_acquire(&rt, err)) != VKS_OK)
+        goto done;
+    vks_keysource_describe(ks, rt->cfg.vault.address, desc, sizeof desc);
+
+    switch (ks->kind) {
+    case VKS_KS_FILE:
+        st = read_file(ks->file_path, &f.value, err);
+        info->outcome = "miss";
+        break;
+    case VKS_KS_DATA:
+        st = vks_secret_dup(ks->key_data.data, ks->key_data.len, &f.value, err);
+        if (st != VKS_OK)
+            vks_err_set(err, st, "%s: no locked memory for the value", desc);
+        info->outcome = "miss";
+        break;
+    case VKS_KS_EVENT:
+        info->outcome = "miss";
+        if (req->event == NULL) {
+            st = vks_err_set(err, VKS_E_INVALID_ARG, "%s: no handler result given", desc);
+        } else if (req->event->status != VKS_OK) {
+            st = vks_err_set(err, req->event->status, "%s: %s", desc, req->event->msg);
+        } else {
+            f.value = req->event->value;
+            req->event->value = VKS_SECRET_EMPTY;
+            st = VKS_OK;
+        }
+        break;
+    case VKS_KS_VAULT:
+        if (ks->address == NULL && rt->cfg.vault.address == NULL) {
+            st = vks_err_set(err, VKS_E_BAD_KEYSOURCE,
+                             "%s: vault_address was not specified and VAULT_ADDR is not set", desc);
+            break;
+        }
+        st = fetch_vault(rt, ks, &f, desc, err);
+        info->outcome = st == VKS_OK ? "miss" : "error";
+        break;
+    case VKS_KS_NONE:
+    default:
+        st = vks_err_set(err, VKS_E_BAD_KEYSOURCE, "empty keysource");
+        break;
+    }
+    if (st != VKS_OK)
+        goto done;
+
+    if (f.custom_metadata_json != NULL) {
+        struct vks_restrict_ctx rc = { req->ctx ? req->ctx->domain : NULL, req->ctx ? req->ctx->destination : NULL };
+        struct vks_err re;
+        vks_err_clear(&re);
+        st = vks_restrict_check(f.custom_metadata_json, strlen(f.custom_metadata_json), &rc, &re);
+        if (st != VKS_OK) {
+            vks_err_set(err, st, "%s: %s", desc, re.msg);
+            goto done;
+        }
+    }
+
+    bool enc = false;
+    if ((st = open_envelope(rt, ks, &f.value, &enc, desc, err)) != VKS_OK)
+        goto done;
+    info->encrypted = enc;
+    info->kv_version = f.kv_version;
+    info->secret_version = f.secret_version;
+
+    *out = f.value;
+    f.value = VKS_SECRET_EMPTY;
+done:
+    if (st != VKS_OK && strcmp(info->outcome, "miss") == 0)
+        info->outcome = "error";
+    fetched_clear(&f);
+    runtime_release(rt);
+    if (st != VKS_OK)
+        vks_secret_free(out);
+    return st;
+}

@@ -1,0 +1,716 @@
+/*
+ * vks_secmem: the locked arena, the wipe primitive and constant-time comparison.
+ *
+ * Layout (docs/internals/secmem.md):
+ *
+ *   [ guard page | data: nunits x 4096-byte units | guard page ]     one private anonymous mapping
+ *
+ * Each 4096-byte unit is carved on demand (bump pointer, then a free-unit stack) to one size class
+ * (16 << c bytes, c = 0..8, i.e. 16..4096) and split into equal slots. A unit whose last slot is
+ * freed goes back to the free-unit stack, so classes share the region without fragmenting it for
+ * good. All metadata (class of each unit, free-slot bitmaps, partial-unit lists) lives in ordinary
+ * heap memory: the region holds nothing but secret bytes. Every operation is O(1) under one mutex.
+ *
+ * Invariant: every slot that is not handed out is all zeros (fresh pages are zero, and a slot is
+ * wiped on free), so allocation needs no memset.
+ */
+#include "vks_secmem.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define UNIT_SHIFT 12u
+#define UNIT_SIZE ((size_t)1 << UNIT_SHIFT)
+#define NCLASSES 9u
+#define CLASS_MIN_SHIFT 4u
+#define NONE UINT32_MAX
+#define FREE_UNIT 0xffu
+
+#define DEFAULT_LOCKED_BYTES ((size_t)7 << 20)
+#define MIN_LOCKED_BYTES ((size_t)64 << 10)
+#define MAX_LOCKED_BYTES ((size_t)1 << 30)
+#define MAX_SCRATCH ((size_t)256 << 20)
+
+struct unit {
+    uint64_t freemap[UNIT_SIZE / 16 / 64]; /* bit set = slot free; only bits < slots(class) used */
+    uint32_t next, prev;                   /* partial list of the class, or the free-unit stack */
+    uint16_t used;
+    uint8_t cls;                           /* FREE_UNIT when not carved                        */
+};
+
+static struct arena {
+    bool init;
+    bool closed; /* the library is being unloaded: refuse, frees only forget */
+    bool locked, dontdump, guard_pages, wipe_on_fork, require_locked, refused;
+    pid_t pid;
+    unsigned char *map;    /* start of the mapping (leading guard page)  */
+    size_t map_len;
+    unsigned char *data;   /* start of the data region                   */
+    size_t capacity;       /* bytes of data (multiple of UNIT_SIZE)      */
+    uint32_t nunits, bump, free_units;
+    uint32_t partial[NCLASSES];
+    struct unit *units;
+    size_t in_use, slots_in_use;
+    unsigned long alloc_failures;
+} g;
+
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
+static atomic_ulong g_generation = 1;
+static bool g_warned;
+static volatile sig_atomic_t g_fork_pending;
+
+/* ---------------------------------------------------------------------------------------------- */
+
+void vks_wipe(void *p, size_t n)
+{
+    if (p != NULL && n > 0)
+        explicit_bzero(p, n);
+}
+
+bool vks_ct_equal(const void *a, const void *b, size_t n)
+{
+    if (n == 0)
+        return true;
+    return CRYPTO_memcmp(a, b, n) == 0;
+}
+
+static size_t page_size(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? (size_t)p : 4096;
+}
+
+static size_t round_up(size_t n, size_t to)
+{
+    return (n + to - 1) / to * to;
+}
+
+static unsigned class_of(size_t n)
+{
+    if (n <= 16)
+        return 0;
+    return (unsigned)(64 - __builtin_clzll((unsigned long long)(n - 1))) - CLASS_MIN_SHIFT;
+}
+
+static size_t class_bytes(unsigned c)
+{
+    return (size_t)16 << c;
+}
+
+static unsigned class_slots(unsigned c)
+{
+    return (unsigned)(UNIT_SIZE >> (c + CLASS_MIN_SHIFT));
+}
+
+size_t vks_secmem_class_size(size_t n)
+{
+    if (n > VKS_SECRET_MAX)
+        return 0;
+    return class_bytes(class_of(n));
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* configuration                                                                                  */
+
+static vks_status parse_size_env(const char *name, size_t *out, struct vks_err *err)
+{
+    const char *v = getenv(name);
+    *out = 0;
+    if (v == NULL || *v == '\0')
+        return VKS_OK;
+    errno = 0;
+    char *end = NULL;
+    unsigned long long n = strtoull(v, &end, 10);
+    if (errno != 0 || end == v || v[0] == '-')
+        return vks_err_set(err, VKS_E_CONFIG, "%s must be a size in bytes (optionally with K, M or G)", name);
+    unsigned long long mul = 1;
+    if (*end == 'k' || *end == 'K')
+        mul = 1ull << 10, end++;
+    else if (*end == 'm' || *end == 'M')
+        mul = 1ull << 20, end++;
+    else if (*end == 'g' || *end == 'G')
+        mul = 1ull << 30, end++;
+    if (*end == 'i' && mul > 1)
+        end++;
+    if ((*end == 'b' || *end == 'B') && mul > 1)
+        end++;
+    if (*end != '\0' || n > MAX_LOCKED_BYTES / mul)
+        return vks_err_set(err, VKS_E_CONFIG, "%s must be a size in bytes (optionally with K, M or G) of at most %zu",
+                           name, MAX_LOCKED_BYTES);
+    *out = (size_t)(n * mul);
+    return VKS_OK;
+}
+
+static vks_status parse_bool_env(const char *name, bool *out, struct vks_err *err)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return VKS_OK;
+    if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"))
+        *out = true;
+    else if (!strcmp(v, "0") || !strcmp(v, "false") || !strcmp(v, "no") || !strcmp(v, "off"))
+        *out = false;
+    else
+        return vks_err_set(err, VKS_E_CONFIG, "%s must be true or false", name);
+    return VKS_OK;
+}
+
+/* Resolves a config (NULL = environment defaults) into a capacity and the require flag. */
+static vks_status resolve_config(const struct vks_secmem_config *cfg, size_t *cap, bool *require,
+                                 struct vks_err *err)
+{
+    size_t n = cfg != NULL ? cfg->locked_bytes : 0;
+    *require = cfg != NULL ? cfg->require_locked : false;
+    vks_status st;
+    if (cfg == NULL && (st = parse_bool_env("VKS_REQUIRE_LOCKED", require, err)) != VKS_OK)
+        return st;
+    if (n == 0) {
+        if ((st = parse_size_env("VKS_LOCKED_BYTES", &n, err)) != VKS_OK)
+            return st;
+        if (n == 0)
+            n = DEFAULT_LOCKED_BYTES;
+    }
+    if (n < MIN_LOCKED_BYTES || n > MAX_LOCKED_BYTES)
+        return vks_err_set(err, VKS_E_CONFIG, "locked_bytes must be between %zu and %zu (got %zu)",
+                           MIN_LOCKED_BYTES, MAX_LOCKED_BYTES, n);
+    *cap = round_up(n, page_size() > UNIT_SIZE ? page_size() : UNIT_SIZE);
+    return VKS_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* mapping and protections (called with g_lock held)                                              */
+
+static int lock_region(void *p, size_t n)
+{
+#ifdef MLOCK_ONFAULT
+    if (mlock2(p, n, MLOCK_ONFAULT) == 0)
+        return 0;
+    if (errno != ENOSYS && errno != EINVAL)
+        return -1;
+#endif
+    return mlock(p, n);
+}
+
+static void describe_memlock(char *buf, size_t n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_MEMLOCK, &rl) != 0)
+        snprintf(buf, n, "unknown");
+    else if (rl.rlim_cur == RLIM_INFINITY)
+        snprintf(buf, n, "unlimited");
+    else
+        snprintf(buf, n, "%llu bytes", (unsigned long long)rl.rlim_cur);
+}
+
+static int g_lock_errno;
+
+/* Tries to mlock the data region; records the outcome. */
+static void try_lock(void)
+{
+    if (g.locked)
+        return;
+    if (lock_region(g.data, g.capacity) == 0) {
+        g.locked = true;
+        g_lock_errno = 0;
+    } else {
+        g_lock_errno = errno;
+    }
+}
+
+static void warn_degraded(void)
+{
+    if (g_warned || (g.locked && g.dontdump && g.guard_pages))
+        return;
+    g_warned = true;
+    char lim[64];
+    describe_memlock(lim, sizeof lim);
+    fprintf(stderr,
+            "vault-keysource: WARNING: secret memory is degraded:%s%s%s serving anyway "
+            "(require_locked is off). RLIMIT_MEMLOCK is %s, arena is %zu bytes%s%s. "
+            "Raise the memlock limit (systemd LimitMEMLOCK=, ulimit -l) or lower cache.locked_bytes / "
+            "VKS_LOCKED_BYTES.\n",
+            g.locked ? "" : " NOT LOCKED in RAM (secrets may be written to swap);",
+            g.dontdump ? "" : " NOT excluded from core dumps;",
+            g.guard_pages ? "" : " no guard pages;", lim, g.capacity,
+            g.locked ? "" : ", mlock failed: ", g.locked ? "" : strerror(g_lock_errno));
+}
+
+static void free_metadata(void)
+{
+    free(g.units);
+    g.units = NULL;
+}
+
+static vks_status map_arena(size_t cap, struct vks_err *err)
+{
+    size_t pg = page_size();
+    size_t total = cap + 2 * pg;
+    void *m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return vks_err_set(err, VKS_E_NOMEM, "secret memory: mmap of %zu bytes failed: %s", total, strerror(errno));
+    uint32_t nunits = (uint32_t)(cap / UNIT_SIZE);
+    struct unit *units = calloc(nunits, sizeof *units);
+    if (units == NULL) {
+        munmap(m, total);
+        return vks_err_set(err, VKS_E_NOMEM, "secret memory: no memory for arena metadata");
+    }
+    unsigned char *data = (unsigned char *)m + pg;
+    if (mprotect(data, cap, PROT_READ | PROT_WRITE) != 0) {
+        int e = errno;
+        free(units);
+        munmap(m, total);
+        return vks_err_set(err, VKS_E_NOMEM, "secret memory: mprotect failed: %s", strerror(e));
+    }
+    memset(&g, 0, sizeof g);
+    g.map = m;
+    g.map_len = total;
+    g.data = data;
+    g.capacity = cap;
+    g.units = units;
+    g.nunits = nunits;
+    g.free_units = NONE;
+    for (unsigned c = 0; c < NCLASSES; c++)
+        g.partial[c] = NONE;
+    for (uint32_t i = 0; i < nunits; i++)
+        units[i].cls = FREE_UNIT;
+    g.guard_pages = true; /* the mapping was made PROT_NONE; only the data was opened */
+    g.dontdump = madvise(m, total, MADV_DONTDUMP) == 0;
+#ifdef MADV_WIPEONFORK
+    g.wipe_on_fork = madvise(data, cap, MADV_WIPEONFORK) == 0;
+#endif
+    g.pid = getpid();
+    g.init = true;
+    try_lock();
+    return VKS_OK;
+}
+
+/* Wipes every unit that holds live slots (free slots are already zero). */
+static void wipe_live_units(void)
+{
+    for (uint32_t u = 0; u < g.bump; u++)
+        if (g.units[u].cls != FREE_UNIT)
+            vks_wipe(g.data + (size_t)u * UNIT_SIZE, UNIT_SIZE);
+}
+
+static void unmap_arena(void)
+{
+    if (!g.init)
+        return;
+    wipe_live_units();
+    if (g.locked)
+        munlock(g.data, g.capacity);
+    munmap(g.map, g.map_len);
+    free_metadata();
+    memset(&g, 0, sizeof g);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* fork                                                                                           */
+
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g_lock);
+}
+
+static void atfork_parent(void)
+{
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* In the child: the region reads zeros (WIPEONFORK) or is wiped here; locks are not inherited. */
+static void child_after_fork(void)
+{
+    if (g.init && !g.closed) {
+        if (!g.wipe_on_fork)
+            wipe_live_units();
+        g.locked = false;
+        g_fork_pending = 1;
+    }
+    g.pid = getpid();
+    atomic_fetch_add(&g_generation, 1);
+}
+
+static void atfork_child(void)
+{
+    child_after_fork();
+    pthread_mutex_unlock(&g_lock);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* Called with g_lock held at the start of every slow operation. */
+static void check_fork_locked(bool check_pid)
+{
+    if (!g.init)
+        return;
+    if (check_pid && !g_fork_pending && g.pid != getpid())
+        child_after_fork(); /* forked without running atfork handlers (_Fork, clone) */
+    if (g_fork_pending) {
+        g_fork_pending = 0;
+        try_lock();
+        g.refused = g.require_locked && !g.locked;
+    }
+}
+
+static void lock_arena(void)
+{
+    pthread_once(&g_atfork_once, register_atfork);
+    pthread_mutex_lock(&g_lock);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+
+static vks_status refused_error(struct vks_err *err)
+{
+    char lim[64];
+    describe_memlock(lim, sizeof lim);
+    return vks_err_set(err, VKS_E_LOCKED_MEMORY,
+                       "secret memory could not be locked and require_locked is set (mlock of %zu bytes failed: %s; "
+                       "RLIMIT_MEMLOCK is %s)",
+                       g.capacity, strerror(g_lock_errno ? g_lock_errno : EPERM), lim);
+}
+
+static vks_status init_locked(const struct vks_secmem_config *cfg, struct vks_err *err)
+{
+    size_t cap = 0;
+    bool require = false;
+    vks_status st = resolve_config(cfg, &cap, &require, err);
+    if (st != VKS_OK)
+        return st;
+    if (g.closed)
+        return vks_err_set(err, VKS_E_LOCKED_MEMORY, "secret memory is closed (library unloading)");
+    check_fork_locked(true);
+    if (g.init && cap != g.capacity) {
+        if (g.slots_in_use > 0)
+            return vks_err_set(err, VKS_E_CONFIG,
+                               "locked_bytes cannot change from %zu to %zu while %zu secrets are live", g.capacity,
+                               cap, g.slots_in_use);
+        unmap_arena();
+    }
+    if (!g.init && (st = map_arena(cap, err)) != VKS_OK)
+        return st;
+    try_lock();
+    g.require_locked = require;
+    g.refused = require && !g.locked;
+    if (g.refused)
+        return refused_error(err);
+    warn_degraded();
+    return VKS_OK;
+}
+
+vks_status vks_secmem_init(const struct vks_secmem_config *cfg, struct vks_err *err)
+{
+    lock_arena();
+    vks_status st = init_locked(cfg, err);
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+void vks_secmem_get_status(struct vks_secmem_status *out)
+{
+    lock_arena();
+    check_fork_locked(true);
+    memset(out, 0, sizeof *out);
+    out->initialised = g.init && !g.closed;
+    out->locked = g.init && g.locked;
+    out->dontdump = g.init && g.dontdump;
+    out->guard_pages = g.init && g.guard_pages;
+    out->wipe_on_fork = g.init && g.wipe_on_fork;
+    out->require_locked = g.require_locked;
+    out->capacity = g.capacity;
+    out->in_use = g.in_use;
+    out->slots_in_use = g.slots_in_use;
+    out->alloc_failures = g.alloc_failures;
+    pthread_mutex_unlock(&g_lock);
+}
+
+unsigned long vks_secmem_generation(void)
+{
+    return atomic_load_explicit(&g_generation, memory_order_acquire);
+}
+
+bool vks_secmem_region(const void **data, size_t *len)
+{
+    lock_arena();
+    bool ok = g.init && !g.closed;
+    if (data)
+        *data = ok ? g.data : NULL;
+    if (len)
+        *len = ok ? g.capacity : 0;
+    pthread_mutex_unlock(&g_lock);
+    return ok;
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* slots (g_lock held)                                                                            */
+
+static void list_remove(uint32_t *head, uint32_t u)
+{
+    struct unit *x = &g.units[u];
+    if (x->prev != NONE)
+        g.units[x->prev].next = x->next;
+    else
+        *head = x->next;
+    if (x->next != NONE)
+        g.units[x->next].prev = x->prev;
+    x->next = x->prev = NONE;
+}
+
+static void list_push(uint32_t *head, uint32_t u)
+{
+    struct unit *x = &g.units[u];
+    x->prev = NONE;
+    x->next = *head;
+    if (*head != NONE)
+        g.units[*head].prev = u;
+    *head = u;
+}
+
+static uint32_t take_unit(unsigned c)
+{
+    uint32_t u;
+    if (g.free_units != NONE) {
+        u = g.free_units;
+        g.free_units = g.units[u].next;
+    } else if (g.bump < g.nunits) {
+        u = g.bump++;
+    } else {
+        return NONE;
+    }
+    struct unit *x = &g.units[u];
+    unsigned n = class_slots(c);
+    memset(x->freemap, 0, sizeof x->freemap);
+    for (unsigned w = 0; w < n / 64; w++)
+        x->freemap[w] = UINT64_MAX;
+    if (n % 64)
+        x->freemap[n / 64] = (UINT64_C(1) << (n % 64)) - 1;
+    x->used = 0;
+    x->cls = (uint8_t)c;
+    list_push(&g.partial[c], u);
+    return u;
+}
+
+static unsigned char *slot_alloc(unsigned c)
+{
+    uint32_t u = g.partial[c];
+    if (u == NONE && (u = take_unit(c)) == NONE)
+        return NULL;
+    struct unit *x = &g.units[u];
+    unsigned w = 0;
+    while (x->freemap[w] == 0)
+        w++;
+    unsigned b = (unsigned)__builtin_ctzll(x->freemap[w]);
+    x->freemap[w] &= ~(UINT64_C(1) << b);
+    if (++x->used == class_slots(c))
+        list_remove(&g.partial[c], u);
+    g.in_use += class_bytes(c);
+    g.slots_in_use++;
+    return g.data + (size_t)u * UNIT_SIZE + (size_t)(w * 64 + b) * class_bytes(c);
+}
+
+static void bad_free(const char *why)
+{
+    fprintf(stderr, "vault-keysource: vks_secret_free: %s; aborting (memory-safety bug)\n", why);
+    abort();
+}
+
+static void slot_free(unsigned char *p)
+{
+    if (p < g.data || p >= g.data + g.capacity)
+        bad_free("pointer is not in the secret arena");
+    size_t off = (size_t)(p - g.data);
+    uint32_t u = (uint32_t)(off >> UNIT_SHIFT);
+    struct unit *x = &g.units[u];
+    if (x->cls == FREE_UNIT)
+        bad_free("slot is not allocated");
+    unsigned c = x->cls;
+    size_t in = off & (UNIT_SIZE - 1);
+    if (in % class_bytes(c) != 0)
+        bad_free("pointer is not the start of a slot");
+    unsigned s = (unsigned)(in / class_bytes(c));
+    uint64_t bit = UINT64_C(1) << (s % 64);
+    if (x->freemap[s / 64] & bit)
+        bad_free("slot freed twice");
+    vks_wipe(p, class_bytes(c));
+    if (x->used == class_slots(c))
+        list_push(&g.partial[c], u);
+    x->freemap[s / 64] |= bit;
+    g.in_use -= class_bytes(c);
+    g.slots_in_use--;
+    if (--x->used == 0) {
+        list_remove(&g.partial[c], u);
+        x->cls = FREE_UNIT;
+        x->next = g.free_units;
+        g.free_units = u;
+    }
+}
+
+vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err)
+{
+    if (out == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_secret_alloc: out is NULL");
+    *out = VKS_SECRET_EMPTY;
+    if (cap == 0 || cap > VKS_SECRET_MAX)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "secret size %zu is out of range (1..%d)", cap, VKS_SECRET_MAX);
+    unsigned c = class_of(cap);
+    vks_status st = VKS_OK;
+    lock_arena();
+    if (!g.init && !g.closed)
+        st = init_locked(NULL, err);
+    else
+        check_fork_locked(false);
+    if (st != VKS_OK) {
+        /* refused or misconfigured: already reported in err */
+    } else if (g.closed) {
+        st = vks_err_set(err, VKS_E_LOCKED_MEMORY, "secret memory is closed (library unloading)");
+    } else if (g.refused) {
+        st = refused_error(err);
+    } else {
+        unsigned char *p = slot_alloc(c);
+        if (p == NULL) {
+            st = vks_err_set(err, VKS_E_LOCKED_MEMORY,
+                             "secret memory is full (%zu of %zu bytes in use in %zu secrets); raise "
+                             "cache.locked_bytes or VKS_LOCKED_BYTES",
+                             g.in_use, g.capacity, g.slots_in_use);
+        } else {
+            out->data = p;
+            out->cap = class_bytes(c);
+        }
+    }
+    if (st != VKS_OK)
+        g.alloc_failures++;
+    pthread_mutex_unlock(&g_lock);
+    return st;
+}
+
+vks_status vks_secret_dup(const void *src, size_t n, vks_secret *out, struct vks_err *err)
+{
+    if (n > 0 && src == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_secret_dup: src is NULL");
+    vks_status st = vks_secret_alloc(n > 0 ? n : 1, out, err);
+    if (st != VKS_OK)
+        return st;
+    if (n > 0)
+        memcpy(out->data, src, n);
+    out->len = n;
+    return VKS_OK;
+}
+
+void vks_secret_free(vks_secret *s)
+{
+    if (s == NULL)
+        return;
+    if (s->data != NULL) {
+        pthread_mutex_lock(&g_lock);
+        if (g.init && !g.closed)
+            slot_free(s->data);
+        /* else: the arena was shut down or unloaded (and wiped); nothing left to release */
+        pthread_mutex_unlock(&g_lock);
+    }
+    *s = VKS_SECRET_EMPTY;
+}
+
+bool vks_secmem_owns(const void *p, size_t n)
+{
+    const unsigned char *q = p;
+    pthread_mutex_lock(&g_lock);
+    bool ok = g.init && !g.closed && q >= g.data && n <= g.capacity && (size_t)(q - g.data) <= g.capacity - n;
+    pthread_mutex_unlock(&g_lock);
+    return ok;
+}
+
+void vks_secmem_shutdown(void)
+{
+    lock_arena();
+    unmap_arena();
+    atomic_fetch_add(&g_generation, 1);
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* When the library is unloaded (dlclose of the Lua module) or the process exits: wipe every live
+ * slot, give back the lock and the pages, but keep the mapping so that a late reader in another
+ * thread reads zeros instead of faulting. */
+__attribute__((destructor)) static void vks_secmem_unload(void)
+{
+    pthread_mutex_lock(&g_lock);
+    if (g.init && !g.closed) {
+        wipe_live_units();
+        if (g.locked)
+            munlock(g.data, g.capacity);
+        madvise(g.data, g.capacity, MADV_DONTNEED);
+        g.locked = false;
+        g.closed = true;
+        atomic_fetch_add(&g_generation, 1);
+    }
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* ---------------------------------------------------------------------------------------------- */
+/* scratch buffers                                                                                */
+
+vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err)
+{
+    if (out == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_scratch_open: out is NULL");
+    memset(out, 0, sizeof *out);
+    if (cap == 0 || cap > MAX_SCRATCH)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "scratch size %zu is out of range (1..%zu)", cap, MAX_SCRATCH);
+    size_t pg = page_size();
+    size_t body = round_up(cap, pg);
+    size_t total = body + 2 * pg;
+    void *m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED)
+        return vks_err_set(err, VKS_E_NOMEM, "scratch buffer: mmap of %zu bytes failed: %s", total, strerror(errno));
+    unsigned char *data = (unsigned char *)m + pg;
+    if (mprotect(data, body, PROT_READ | PROT_WRITE) != 0) {
+        int e = errno;
+        munmap(m, total);
+        return vks_err_set(err, VKS_E_NOMEM, "scratch buffer: mprotect failed: %s", strerror(e));
+    }
+    (void)madvise(m, total, MADV_DONTDUMP);
+#ifdef MADV_WIPEONFORK
+    (void)madvise(data, body, MADV_WIPEONFORK);
+#endif
+    (void)lock_region(data, body); /* best effort; not counted against the arena */
+    out->data = data;
+    out->cap = body;
+    out->len = 0;
+    out->map_len = total;
+    return VKS_OK;
+}
+
+void vks_scratch_reset(vks_scratch *s)
+{
+    if (s == NULL || s->data == NULL)
+        return;
+    vks_wipe(s->data, s->len < s->cap ? s->len : s->cap);
+    s->len = 0;
+}
+
+void vks_scratch_close(vks_scratch *s)
+{
+    if (s == NULL)
+        return;
+    if (s->data != NULL) {
+        vks_wipe(s->data, s->len < s->cap ? s->len : s->cap);
+        size_t pg = page_size();
+        munlock(s->data, s->cap);
+        munmap(s->data - pg, s->map_len);
+    }
+    memset(s, 0, sizeof *s);
+}

@@ -1,0 +1,1215 @@
+/*
+ * vks_vault: Vault KV reads, KV version detection, token/AppRole auth with renewal
+ * (contract: vks_vault.h; design: docs/internals/vault.md).
+ */
+#include "vks_vault.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "vks_http.h"
+#include "vks_json.h"
+
+#define URL_CAP     4096
+#define ORIGIN_CAP  1024
+#define DEFAULT_ADDR "https://127.0.0.1:8200"
+
+struct mount_entry {
+    char *key;                 /* origin \n namespace \n mount */
+    int version;
+    struct mount_entry *next;
+};
+
+struct vks_vault {
+    struct vks_vault_config cfg;   /* deep copy; secrets in arena slots */
+    char origin[ORIGIN_CAP];
+    struct vks_http *http;
+
+    pthread_mutex_t auth_lock;
+    pthread_cond_t auth_cv;
+    vks_secret token;              /* (secret) current client token                     */
+    char accessor[64];
+    bool looked_up;                /* lookup-self done for a static token                */
+    bool busy;                     /* a login or renewal is in flight                    */
+    bool invalid;                  /* token known bad: log in again before the next use  */
+    int64_t obtained_ms;           /* auth clock when the TTL below was learnt           */
+    int64_t ttl_s;                 /* 0 = does not expire                                */
+    bool renewable;
+    int64_t next_renew_try_ms;
+    unsigned generation;
+    _Atomic int64_t clock_offset_ms;
+
+    pthread_mutex_t mounts_lock;
+    struct mount_entry *mounts;
+
+    pthread_mutex_t stats_lock;
+    struct vks_vault_stats stats;
+};
+
+/* ------------------------------------------------------------------ config */
+
+void vks_vault_config_defaults(struct vks_vault_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->auth = VKS_AUTH_TOKEN;
+    cfg->timeout_ms = 60000;
+    cfg->max_retries = 2;
+    cfg->min_retry_wait_ms = 1000;
+    cfg->max_retry_wait_ms = 1500;
+    cfg->max_response_bytes = 1024 * 1024;
+}
+
+void vks_vault_config_clear(struct vks_vault_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->address);
+    free(cfg->namespace_);
+    free(cfg->approle_mount);
+    free(cfg->role_id);
+    free(cfg->secret_id_file);
+    free(cfg->cacert);
+    free(cfg->capath);
+    free(cfg->client_cert);
+    free(cfg->client_key);
+    free(cfg->tls_server_name);
+    vks_secret_free(&cfg->token);
+    vks_secret_free(&cfg->secret_id);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+/* Go strconv.ParseBool */
+static int parse_bool(const char *s, bool *out)
+{
+    static const char *const t[] = { "1", "t", "T", "TRUE", "true", "True" };
+    static const char *const f[] = { "0", "f", "F", "FALSE", "false", "False" };
+    for (size_t i = 0; i < 6; i++) {
+        if (strcmp(s, t[i]) == 0) { *out = true; return 0; }
+        if (strcmp(s, f[i]) == 0) { *out = false; return 0; }
+    }
+    return -1;
+}
+
+/* Vault's ParseDurationSecond: a bare number is seconds, else a Go duration ("1m30s", "500ms"). */
+static int parse_duration_ms(const char *s, long *out)
+{
+    const char *p = s;
+    double total = 0;
+    if (!*p)
+        return -1;
+    char *end;
+    errno = 0;
+    double bare = strtod(p, &end);
+    if (errno == 0 && *end == '\0' && end != p && isdigit((unsigned char)*p)) {
+        total = bare * 1000.0;
+    } else {
+        while (*p) {
+            if (!isdigit((unsigned char)*p) && *p != '.')
+                return -1;
+            errno = 0;
+            double v = strtod(p, &end);
+            if (errno || end == p)
+                return -1;
+            p = end;
+            double mul;
+            if (strncmp(p, "ns", 2) == 0) { mul = 1e-6; p += 2; }
+            else if (strncmp(p, "us", 2) == 0) { mul = 1e-3; p += 2; }
+            else if (strncmp(p, "\xc2\xb5s", 3) == 0) { mul = 1e-3; p += 3; }
+            else if (strncmp(p, "ms", 2) == 0) { mul = 1; p += 2; }
+            else if (*p == 's') { mul = 1000; p += 1; }
+            else if (*p == 'm') { mul = 60000; p += 1; }
+            else if (*p == 'h') { mul = 3600000; p += 1; }
+            else return -1;
+            total += v * mul;
+        }
+    }
+    if (total < 1 || total > 86400.0 * 1000 * 365)
+        return -1;
+    *out = (long)total;
+    return 0;
+}
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    return (v && *v) ? v : NULL;
+}
+
+static int set_str(char **dst, const char *v)
+{
+    free(*dst);
+    *dst = NULL;
+    if (!v)
+        return 0;
+    *dst = strdup(v);
+    return *dst ? 0 : -1;
+}
+
+/* Reads a small secret file (token, secret_id) straight into an arena slot, trimming whitespace. */
+static vks_status read_secret_file(const char *path, const char *what, vks_secret *out, bool missing_ok,
+                                   struct vks_err *err)
+{
+    unsigned char buf[VKS_SECRET_MAX + 1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (missing_ok && errno == ENOENT)
+            return VKS_OK;
+        return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(errno));
+    }
+    size_t n = 0;
+    for (;;) {
+        ssize_t r = read(fd, buf + n, sizeof buf - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            vks_wipe(buf, sizeof buf);
+            return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(e));
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n == sizeof buf)
+            break;
+    }
+    close(fd);
+    if (n > VKS_SECRET_MAX) {
+        vks_wipe(buf, sizeof buf);
+        return vks_err_set(err, VKS_E_CONFIG, "%s file %s is larger than %d bytes", what, path, VKS_SECRET_MAX);
+    }
+    size_t a = 0, b = n;
+    while (a < b && isspace(buf[a]))
+        a++;
+    while (b > a && isspace(buf[b - 1]))
+        b--;
+    vks_status st = VKS_OK;
+    if (b > a)
+        st = vks_secret_dup(buf + a, b - a, out, err);
+    vks_wipe(buf, sizeof buf);
+    return st;
+}
+
+vks_status vks_vault_config_from_env(struct vks_vault_config *cfg, struct vks_err *err)
+{
+    if (!cfg)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_config_from_env: cfg is NULL");
+    vks_vault_config_defaults(cfg);
+    vks_status st = VKS_OK;
+    const char *v;
+#define STR(field, name) \
+    if (set_str(&cfg->field, env(name)) != 0) { st = vks_err_set(err, VKS_E_NOMEM, "out of memory"); goto fail; }
+    STR(address, "VAULT_ADDR");
+    STR(namespace_, "VAULT_NAMESPACE");
+    STR(cacert, "VAULT_CACERT");
+    STR(capath, "VAULT_CAPATH");
+    STR(client_cert, "VAULT_CLIENT_CERT");
+    STR(client_key, "VAULT_CLIENT_KEY");
+    STR(tls_server_name, "VAULT_TLS_SERVER_NAME");
+    STR(role_id, "VKS_APPROLE_ROLE_ID");
+    STR(secret_id_file, "VKS_APPROLE_SECRET_ID_FILE");
+    STR(approle_mount, "VKS_APPROLE_MOUNT");
+#undef STR
+    if (!cfg->address && set_str(&cfg->address, DEFAULT_ADDR) != 0) {
+        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((cfg->client_cert != NULL) != (cfg->client_key != NULL)) {
+        st = vks_err_set(err, VKS_E_CONFIG, "VAULT_CLIENT_CERT and VAULT_CLIENT_KEY must be set together");
+        goto fail;
+    }
+    if ((v = env("VAULT_SKIP_VERIFY")) && parse_bool(v, &cfg->skip_verify) != 0) {
+        st = vks_err_set(err, VKS_E_CONFIG, "could not parse VAULT_SKIP_VERIFY (use true or false)");
+        goto fail;
+    }
+    if ((v = env("VKS_VAULT_ALLOW_HTTP")) && parse_bool(v, &cfg->allow_http) != 0) {
+        st = vks_err_set(err, VKS_E_CONFIG, "could not parse VKS_VAULT_ALLOW_HTTP (use true or false)");
+        goto fail;
+    }
+    if ((v = env("VAULT_CLIENT_TIMEOUT")) && parse_duration_ms(v, &cfg->timeout_ms) != 0) {
+        st = vks_err_set(err, VKS_E_CONFIG,
+                         "could not parse VAULT_CLIENT_TIMEOUT '%.40s' (seconds, or a duration like 30s, 1m)", v);
+        goto fail;
+    }
+    if ((v = env("VAULT_MAX_RETRIES"))) {
+        char *end;
+        errno = 0;
+        long r = strtol(v, &end, 10);
+        if (errno || *end || end == v || r < 0 || r > 100) {
+            st = vks_err_set(err, VKS_E_CONFIG, "could not parse VAULT_MAX_RETRIES '%.40s' (0..100)", v);
+            goto fail;
+        }
+        cfg->max_retries = (int)r;
+    }
+    if (cfg->role_id) {
+        cfg->auth = VKS_AUTH_APPROLE;
+        if ((v = getenv("VKS_APPROLE_SECRET_ID")) && *v) {
+            st = vks_secret_dup(v, strlen(v), &cfg->secret_id, err);
+            if (st != VKS_OK)
+                goto fail;
+        }
+    }
+    if ((v = getenv("VAULT_TOKEN")) && *v) {
+        st = vks_secret_dup(v, strlen(v), &cfg->token, err);
+        if (st != VKS_OK)
+            goto fail;
+    } else {
+        const char *home = env("HOME");
+        if (!home) {
+            struct passwd *pw = getpwuid(getuid());
+            home = pw ? pw->pw_dir : NULL;
+        }
+        if (home) {
+            char path[1024];
+            snprintf(path, sizeof path, "%s/.vault-token", home);
+            st = read_secret_file(path, "token", &cfg->token, true, err);
+            if (st != VKS_OK)
+                goto fail;
+        }
+    }
+    return VKS_OK;
+fail:
+    vks_vault_config_clear(cfg);
+    return st;
+}
+
+/* ------------------------------------------------------------------ client */
+
+static int64_t auth_now_ms(struct vks_vault *v)
+{
+    return vks_http_now_ms() + atomic_load(&v->clock_offset_ms);
+}
+
+static void stat_add(struct vks_vault *v, unsigned long *field, unsigned long n)
+{
+    pthread_mutex_lock(&v->stats_lock);
+    *field += n;
+    pthread_mutex_unlock(&v->stats_lock);
+}
+
+static atomic_bool skip_verify_warned;
+
+static char *dup_opt(const char *s, bool *oom)
+{
+    if (!s)
+        return NULL;
+    char *d = strdup(s);
+    if (!d)
+        *oom = true;
+    return d;
+}
+
+vks_status vks_vault_new(const struct vks_vault_config *cfg, struct vks_vault **out, struct vks_err *err)
+{
+    if (!cfg || !out)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_new: bad arguments");
+    *out = NULL;
+    struct vks_vault *v = calloc(1, sizeof *v);
+    if (!v)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    pthread_mutex_init(&v->auth_lock, NULL);
+    pthread_cond_init(&v->auth_cv, NULL);
+    pthread_mutex_init(&v->mounts_lock, NULL);
+    pthread_mutex_init(&v->stats_lock, NULL);
+    vks_status st = VKS_OK;
+    bool oom = false;
+    struct vks_vault_config *c = &v->cfg;
+    *c = *cfg;
+    c->token = VKS_SECRET_EMPTY;
+    c->secret_id = VKS_SECRET_EMPTY;
+    c->address = dup_opt(cfg->address ? cfg->address : DEFAULT_ADDR, &oom);
+    c->namespace_ = dup_opt(cfg->namespace_ && *cfg->namespace_ ? cfg->namespace_ : NULL, &oom);
+    c->approle_mount = dup_opt(cfg->approle_mount && *cfg->approle_mount ? cfg->approle_mount : "approle", &oom);
+    c->role_id = dup_opt(cfg->role_id, &oom);
+    c->secret_id_file = dup_opt(cfg->secret_id_file, &oom);
+    c->cacert = dup_opt(cfg->cacert, &oom);
+    c->capath = dup_opt(cfg->capath, &oom);
+    c->client_cert = dup_opt(cfg->client_cert, &oom);
+    c->client_key = dup_opt(cfg->client_key, &oom);
+    c->tls_server_name = dup_opt(cfg->tls_server_name, &oom);
+    if (oom) {
+        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    if (c->timeout_ms <= 0)
+        c->timeout_ms = 60000;
+    if (c->max_retries < 0)
+        c->max_retries = 2;
+    if (c->min_retry_wait_ms <= 0)
+        c->min_retry_wait_ms = 1000;
+    if (c->max_retry_wait_ms <= 0)
+        c->max_retry_wait_ms = c->min_retry_wait_ms > 1500 ? c->min_retry_wait_ms : 1500;
+    if (c->max_retry_wait_ms < c->min_retry_wait_ms)
+        c->max_retry_wait_ms = c->min_retry_wait_ms;
+    if (c->max_response_bytes == 0)
+        c->max_response_bytes = 1024 * 1024;
+    if ((c->client_cert != NULL) != (c->client_key != NULL)) {
+        st = vks_err_set(err, VKS_E_CONFIG, "client certificate and client key must be set together");
+        goto fail;
+    }
+    if (c->auth == VKS_AUTH_APPROLE && (!c->role_id || !*c->role_id)) {
+        st = vks_err_set(err, VKS_E_CONFIG, "AppRole auth needs a role_id (VKS_APPROLE_ROLE_ID)");
+        goto fail;
+    }
+    st = vks_http_check_address(c->address, c->allow_http, v->origin, sizeof v->origin, err);
+    if (st != VKS_OK)
+        goto fail;
+    if (cfg->token.data && cfg->token.len) {
+        st = vks_secret_dup(cfg->token.data, cfg->token.len, &c->token, err);
+        if (st != VKS_OK)
+            goto fail;
+    }
+    if (cfg->secret_id.data && cfg->secret_id.len) {
+        st = vks_secret_dup(cfg->secret_id.data, cfg->secret_id.len, &c->secret_id, err);
+        if (st != VKS_OK)
+            goto fail;
+    }
+    if (c->auth == VKS_AUTH_TOKEN && c->token.len) {
+        st = vks_secret_dup(c->token.data, c->token.len, &v->token, err);
+        if (st != VKS_OK)
+            goto fail;
+    }
+    struct vks_http_config hc = {
+        .cacert = c->cacert, .capath = c->capath, .client_cert = c->client_cert, .client_key = c->client_key,
+        .tls_server_name = c->tls_server_name, .skip_verify = c->skip_verify, .allow_http = c->allow_http,
+        .max_retries = c->max_retries, .min_retry_wait_ms = c->min_retry_wait_ms,
+        .max_retry_wait_ms = c->max_retry_wait_ms, .max_response_bytes = c->max_response_bytes,
+    };
+    st = vks_http_new(&hc, &v->http, err);
+    if (st != VKS_OK)
+        goto fail;
+    if (c->skip_verify && !atomic_exchange(&skip_verify_warned, true))
+        fprintf(stderr, "vault-keysource: WARNING: TLS certificate verification of Vault is disabled "
+                        "(VAULT_SKIP_VERIFY); use it only for development\n");
+    *out = v;
+    return VKS_OK;
+fail:
+    vks_vault_free(v);
+    return st;
+}
+
+void vks_vault_free(struct vks_vault *v)
+{
+    if (!v)
+        return;
+    vks_http_free(v->http);
+    vks_secret_free(&v->token);
+    vks_vault_config_clear(&v->cfg);
+    struct mount_entry *m = v->mounts;
+    while (m) {
+        struct mount_entry *n = m->next;
+        free(m->key);
+        free(m);
+        m = n;
+    }
+    pthread_mutex_destroy(&v->auth_lock);
+    pthread_cond_destroy(&v->auth_cv);
+    pthread_mutex_destroy(&v->mounts_lock);
+    pthread_mutex_destroy(&v->stats_lock);
+    free(v);
+}
+
+const char *vks_vault_address(const struct vks_vault *v)
+{
+    return v ? v->origin : "";
+}
+
+void vks_vault_get_stats(struct vks_vault *v, struct vks_vault_stats *out)
+{
+    struct vks_http_stats hs;
+    vks_http_get_stats(v->http, &hs);
+    pthread_mutex_lock(&v->stats_lock);
+    *out = v->stats;
+    pthread_mutex_unlock(&v->stats_lock);
+    out->requests = hs.requests;
+    out->connects = hs.connects;
+    out->retries = hs.retries;
+}
+
+void vks_vault_advance_clock(struct vks_vault *v, int64_t seconds)
+{
+    atomic_fetch_add(&v->clock_offset_ms, seconds * 1000);
+}
+
+void vks_kv_result_free(struct vks_kv_result *res)
+{
+    if (!res)
+        return;
+    vks_secret_free(&res->value);
+    free(res->custom_metadata_json);
+    res->custom_metadata_json = NULL;
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+/* Vault's `errors` strings (not secret), joined and made printable, into out. "" when none. */
+static void vault_errors(const char *body, size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (!body || !len || cap < 8)
+        return;
+    struct vks_json_span arr, el;
+    if (vks_json_find(body, len, "errors", &arr, NULL) != VKS_OK || arr.type != VKS_JSON_ARRAY)
+        return;
+    size_t cur = 0, o = 0;
+    unsigned char tmp[256];
+    while (vks_json_array_next(body, &arr, &cur, &el)) {
+        if (el.type != VKS_JSON_STRING)
+            continue;
+        size_t n = 0;
+        size_t need = vks_json_string_decoded_len(body, &el);
+        if (need > sizeof tmp)
+            need = sizeof tmp;
+        /* decode what fits: decode the whole thing only when it fits */
+        if (vks_json_string_decode(body, &el, tmp, sizeof tmp, &n, NULL) != VKS_OK) {
+            n = 0;
+            memcpy(tmp, "(long error text)", 17);
+            n = 17;
+        }
+        if (o && o + 2 < cap - 1) {
+            out[o++] = ';';
+            out[o++] = ' ';
+        }
+        bool space = true;
+        for (size_t i = 0; i < n && o < cap - 1; i++) {
+            unsigned char c = tmp[i];
+            if (c < 0x20 || c == 0x7f)
+                c = ' ';
+            if (c == '*' && space)
+                continue; /* multierror bullets */
+            if (c == ' ' && space)
+                continue;
+            space = c == ' ';
+            out[o++] = (char)c;
+        }
+        while (o && out[o - 1] == ' ')
+            o--;
+        out[o] = '\0';
+    }
+}
+
+static bool body_has_error(const char *body, size_t len, const char *needle)
+{
+    char e[400];
+    vault_errors(body, len, e, sizeof e);
+    return strstr(e, needle) != NULL;
+}
+
+/* "secret/x" style place naming for messages. */
+struct place {
+    const char *origin;
+    const char *ns;
+    const char *mount;
+    const char *path;
+    const char *key;
+    int kv;
+    int64_t version;
+};
+
+static void place_str(const struct place *p, char *out, size_t cap)
+{
+    char ver[40] = "";
+    if (p->kv == 2 && p->version > 0)
+        snprintf(ver, sizeof ver, " version %lld", (long long)p->version);
+    int n = snprintf(out, cap, "mount '%.80s' path '%.160s' key '%.60s'%s (KV v%d) at %.100s%s%.60s%s",
+                    p->mount, p->path, p->key, ver, p->kv ? p->kv : 2, p->origin,
+                    p->ns ? " (namespace '" : "", p->ns ? p->ns : "", p->ns ? "')" : "");
+    (void)n;
+}
+
+/* Maps a final non-2xx status (after retries) for any request. */
+static vks_status map_status(long status, const char *body, size_t len, int attempts, const char *what,
+                             struct vks_err *err)
+{
+    char e[300];
+    vault_errors(body, len, e, sizeof e);
+    const char *sep = e[0] ? ": " : "";
+    char tries[40] = "";
+    if (attempts > 1)
+        snprintf(tries, sizeof tries, " after %d attempts", attempts);
+    if (status == 503 && strstr(e, "Vault is sealed"))
+        return vks_err_set(err, VKS_E_SEALED, "%s: Vault is sealed (HTTP 503%s)", what, tries);
+    if (status == 403)
+        return vks_err_set(err, VKS_E_PERMISSION_DENIED, "%s: permission denied (HTTP 403%s%s)", what, sep, e);
+    if (status == 401)
+        return vks_err_set(err, VKS_E_AUTH_FAILED, "%s: not authenticated (HTTP 401%s%s)", what, sep, e);
+    if (status == 412 || status == 429 || status >= 500)
+        return vks_err_set(err, VKS_E_UNAVAILABLE, "%s: Vault unavailable (HTTP %ld%s%s%s)", what, status, tries,
+                           sep, e);
+    return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s: unexpected HTTP %ld%s%s", what, status, sep, e);
+}
+
+static vks_status build_url(char *url, size_t cap, const char *origin, const char *a, const char *b,
+                            const char *c, int64_t version)
+{
+    size_t n = (size_t)snprintf(url, cap, "%s/v1/", origin);
+    if (n >= cap)
+        return VKS_E_BAD_KEYSOURCE;
+    if (!vks_http_append_path(url, cap, &n, a))
+        return VKS_E_BAD_KEYSOURCE;
+    if (b) {
+        if (n + 2 >= cap)
+            return VKS_E_BAD_KEYSOURCE;
+        url[n++] = '/';
+        url[n] = '\0';
+        if (!vks_http_append_path(url, cap, &n, b))
+            return VKS_E_BAD_KEYSOURCE;
+    }
+    if (c) {
+        if (n + 2 >= cap)
+            return VKS_E_BAD_KEYSOURCE;
+        url[n++] = '/';
+        url[n] = '\0';
+        if (!vks_http_append_path(url, cap, &n, c))
+            return VKS_E_BAD_KEYSOURCE;
+    }
+    if (version > 0) {
+        int k = snprintf(url + n, cap - n, "?version=%lld", (long long)version);
+        if (k < 0 || (size_t)k >= cap - n)
+            return VKS_E_BAD_KEYSOURCE;
+    }
+    return VKS_OK;
+}
+
+/* ------------------------------------------------------------------ auth */
+
+struct tok {
+    vks_secret secret;           /* a private copy for one request */
+    unsigned generation;
+    bool client;                 /* the client's own token (not a per-request override) */
+};
+
+static vks_status approle_login(struct vks_vault *v, int64_t deadline, vks_secret *tok_out, char *acc,
+                                size_t acc_cap, int64_t *ttl, bool *renewable, struct vks_err *err)
+{
+    vks_status st;
+    vks_secret sid = VKS_SECRET_EMPTY;
+    vks_scratch body = { 0 };
+    struct vks_http_lease *lease = NULL;
+    char url[URL_CAP], what[200];
+    snprintf(what, sizeof what, "AppRole login at auth/%.60s/login", v->cfg.approle_mount);
+    if (build_url(url, sizeof url, v->origin, "auth", v->cfg.approle_mount, "login", 0) != VKS_OK)
+        return vks_err_set(err, VKS_E_CONFIG, "bad AppRole mount '%.60s'", v->cfg.approle_mount);
+    if (v->cfg.secret_id.len) {
+        st = vks_secret_dup(v->cfg.secret_id.data, v->cfg.secret_id.len, &sid, err);
+    } else if (v->cfg.secret_id_file) {
+        st = read_secret_file(v->cfg.secret_id_file, "AppRole secret_id", &sid, false, err);
+        if (st != VKS_OK)
+            st = vks_err_set(err, VKS_E_AUTH_FAILED, "%s", err ? err->msg : "cannot read the secret_id file");
+    } else {
+        st = VKS_OK;
+    }
+    if (st != VKS_OK)
+        return st;
+    st = vks_scratch_open(2 * VKS_SECRET_MAX + 6 * 1024, &body, err);
+    if (st != VKS_OK)
+        goto out;
+    {
+        char *b = (char *)body.data;
+        size_t cap = body.cap, o = 0, k;
+        const char *rid = v->cfg.role_id;
+        memcpy(b + o, "{\"role_id\":", 11);
+        o += 11;
+        k = vks_json_write_string((const unsigned char *)rid, strlen(rid), b + o, cap - o - 1);
+        if (!k) {
+            st = vks_err_set(err, VKS_E_CONFIG, "AppRole role_id too long");
+            goto out;
+        }
+        o += k;
+        if (sid.len) {
+            memcpy(b + o, ",\"secret_id\":", 13);
+            o += 13;
+            k = vks_json_write_string(sid.data, sid.len, b + o, cap - o - 2);
+            if (!k) {
+                st = vks_err_set(err, VKS_E_AUTH_FAILED, "AppRole secret_id too long");
+                goto out;
+            }
+            o += k;
+        }
+        b[o++] = '}';
+        body.len = o;
+    }
+    vks_secret_free(&sid);
+    struct vks_http_request rq = { .method = "POST", .url = url, .namespace_ = v->cfg.namespace_,
+                                   .body = (const char *)body.data, .body_len = body.len,
+                                   .deadline_ms = deadline, .what = what };
+    struct vks_http_response rs;
+    st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    if (st != VKS_OK)
+        goto out;
+    if (rs.status != 200) {
+        if (rs.status == 400 || rs.status == 403 || rs.status == 401) {
+            char e[300];
+            vault_errors(rs.body, rs.body_len, e, sizeof e);
+            st = vks_err_set(err, VKS_E_AUTH_FAILED, "%s at %s failed (HTTP %ld%s%s)", what, v->origin, rs.status,
+                             e[0] ? ": " : "", e);
+        } else {
+            char w2[400];
+            snprintf(w2, sizeof w2, "%.150s at %.200s", what, v->origin);
+            st = map_status(rs.status, rs.body, rs.body_len, rs.attempts, w2, err);
+        }
+        goto out;
+    }
+    struct vks_json_query q[4] = {
+        { .path = { "auth", "client_token" }, .npath = 2 },
+        { .path = { "auth", "accessor" }, .npath = 2 },
+        { .path = { "auth", "lease_duration" }, .npath = 2 },
+        { .path = { "auth", "renewable" }, .npath = 2 },
+    };
+    st = vks_json_scan(rs.body, rs.body_len, q, 4, "AppRole login response", err);
+    if (st != VKS_OK)
+        goto out;
+    if (q[0].found.type != VKS_JSON_STRING) {
+        st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: no auth.client_token in the answer", what, v->origin);
+        goto out;
+    }
+    size_t need = vks_json_string_decoded_len(rs.body, &q[0].found);
+    if (need == 0 || need > VKS_SECRET_MAX) {
+        st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable client_token length", what, v->origin);
+        goto out;
+    }
+    st = vks_secret_alloc(need, tok_out, err);
+    if (st != VKS_OK)
+        goto out;
+    st = vks_json_string_decode(rs.body, &q[0].found, tok_out->data, tok_out->cap, &tok_out->len, err);
+    if (st != VKS_OK) {
+        vks_secret_free(tok_out);
+        goto out;
+    }
+    acc[0] = '\0';
+    if (q[1].found.type == VKS_JSON_STRING) {
+        size_t an = 0;
+        if (vks_json_string_decode(rs.body, &q[1].found, (unsigned char *)acc, acc_cap - 1, &an, NULL) == VKS_OK)
+            acc[an] = '\0';
+        else
+            acc[0] = '\0';
+    }
+    *ttl = 0;
+    vks_json_int64(rs.body, &q[2].found, ttl);
+    *renewable = q[3].found.type == VKS_JSON_TRUE;
+out:
+    vks_secret_free(&sid);
+    if (lease)
+        vks_http_release(v->http, lease);
+    vks_scratch_close(&body);
+    return st;
+}
+
+/* lookup-self (GET) or renew-self (POST) with the given token. On 200 fills ttl/renewable
+ * (and the accessor for lookup). Returns the HTTP status in *status (0 on transport errors). */
+static vks_status token_self(struct vks_vault *v, const vks_secret *tok, bool renew, int64_t deadline,
+                             long *status, int64_t *ttl, bool *renewable, char *acc, size_t acc_cap,
+                             struct vks_err *err)
+{
+    char url[URL_CAP];
+    struct vks_http_lease *lease = NULL;
+    build_url(url, sizeof url, v->origin, "auth/token", renew ? "renew-self" : "lookup-self", NULL, 0);
+    struct vks_http_request rq = { .method = renew ? "POST" : "GET", .url = url, .namespace_ = v->cfg.namespace_,
+                                   .token = tok->data, .token_len = tok->len,
+                                   .body = renew ? "{}" : NULL, .body_len = renew ? 2 : 0,
+                                   .deadline_ms = deadline, .what = renew ? "token renew-self" : "token lookup-self" };
+    struct vks_http_response rs;
+    *status = 0;
+    vks_status st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    if (st != VKS_OK)
+        return st;
+    *status = rs.status;
+    if (rs.status == 200) {
+        struct vks_json_query q[3];
+        memset(q, 0, sizeof q);
+        if (renew) {
+            q[0] = (struct vks_json_query){ .path = { "auth", "lease_duration" }, .npath = 2 };
+            q[1] = (struct vks_json_query){ .path = { "auth", "renewable" }, .npath = 2 };
+            q[2] = (struct vks_json_query){ .path = { "auth", "accessor" }, .npath = 2 };
+        } else {
+            q[0] = (struct vks_json_query){ .path = { "data", "ttl" }, .npath = 2 };
+            q[1] = (struct vks_json_query){ .path = { "data", "renewable" }, .npath = 2 };
+            q[2] = (struct vks_json_query){ .path = { "data", "accessor" }, .npath = 2 };
+        }
+        st = vks_json_scan(rs.body, rs.body_len, q, 3, rq.what, err);
+        if (st == VKS_OK) {
+            *ttl = 0;
+            vks_json_int64(rs.body, &q[0].found, ttl);
+            *renewable = q[1].found.type == VKS_JSON_TRUE;
+            if (acc && q[2].found.type == VKS_JSON_STRING) {
+                size_t an = 0;
+                if (vks_json_string_decode(rs.body, &q[2].found, (unsigned char *)acc, acc_cap - 1, &an, NULL) ==
+                    VKS_OK)
+                    acc[an] = '\0';
+            }
+        }
+    } else {
+        char w2[400];
+        snprintf(w2, sizeof w2, "%.100s at %.200s", rq.what, v->origin);
+        st = map_status(rs.status, rs.body, rs.body_len, rs.attempts, w2, err);
+    }
+    vks_http_release(v->http, lease);
+    return st;
+}
+
+/* Gets a private copy of the client's token, logging in / renewing first when due. */
+static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok *t, char *acc, size_t acc_cap,
+                               struct vks_err *err)
+{
+    vks_status st = VKS_OK;
+    pthread_mutex_lock(&v->auth_lock);
+    for (;;) {
+        int64_t now = auth_now_ms(v);
+        bool expired = v->token.len == 0 || v->invalid ||
+                       (v->ttl_s > 0 && now >= v->obtained_ms + v->ttl_s * 1000);
+        if (v->cfg.auth == VKS_AUTH_APPROLE && expired) {
+            if (v->busy) {
+                pthread_cond_wait(&v->auth_cv, &v->auth_lock);
+                continue;
+            }
+            v->busy = true;
+            pthread_mutex_unlock(&v->auth_lock);
+            vks_secret nt = VKS_SECRET_EMPTY;
+            char nacc[64];
+            int64_t ttl = 0;
+            bool ren = false;
+            st = approle_login(v, deadline, &nt, nacc, sizeof nacc, &ttl, &ren, err);
+            pthread_mutex_lock(&v->auth_lock);
+            v->busy = false;
+            pthread_cond_broadcast(&v->auth_cv);
+            if (st != VKS_OK)
+                break;
+            vks_secret_free(&v->token);
+            v->token = nt;
+            snprintf(v->accessor, sizeof v->accessor, "%s", nacc);
+            v->ttl_s = ttl;
+            v->renewable = ren;
+            v->obtained_ms = auth_now_ms(v);
+            v->next_renew_try_ms = 0;
+            v->invalid = false;
+            v->looked_up = true;
+            v->generation++;
+            stat_add(v, &v->stats.logins, 1);
+            continue;
+        }
+        if (v->token.len == 0) {
+            st = vks_err_set(err, VKS_E_AUTH_FAILED,
+                             "no Vault token for %s: set VAULT_TOKEN, ~/.vault-token, vault_token or AppRole auth",
+                             v->origin);
+            break;
+        }
+        if (v->cfg.auth == VKS_AUTH_TOKEN && !v->looked_up && !v->busy) {
+            /* Once: learn the accessor (for audit) and the TTL (for renewal) of a static token. */
+            v->busy = true;
+            vks_secret copy = VKS_SECRET_EMPTY;
+            vks_status cs = vks_secret_dup(v->token.data, v->token.len, &copy, NULL);
+            unsigned gen = v->generation;
+            pthread_mutex_unlock(&v->auth_lock);
+            long status = 0;
+            int64_t ttl = 0;
+            bool ren = false;
+            char nacc[64] = "";
+            struct vks_err ignored;
+            vks_status ls = cs == VKS_OK ? token_self(v, &copy, false, deadline, &status, &ttl, &ren, nacc,
+                                                      sizeof nacc, &ignored)
+                                         : cs;
+            vks_secret_free(&copy);
+            pthread_mutex_lock(&v->auth_lock);
+            v->busy = false;
+            pthread_cond_broadcast(&v->auth_cv);
+            if (status != 0)
+                v->looked_up = true; /* an answer (even 403) settles it; transport errors try again */
+            if (ls == VKS_OK && gen == v->generation) {
+                snprintf(v->accessor, sizeof v->accessor, "%s", nacc);
+                v->ttl_s = ttl;
+                v->renewable = ren;
+                v->obtained_ms = auth_now_ms(v);
+            }
+            continue;
+        }
+        if (v->renewable && v->ttl_s > 0 && !v->busy && now >= v->obtained_ms + v->ttl_s * 2000 / 3 &&
+            now >= v->next_renew_try_ms) {
+            /* Single-flight renewal: this thread renews, the others keep using the current token. */
+            v->busy = true;
+            vks_secret copy = VKS_SECRET_EMPTY;
+            vks_status cs = vks_secret_dup(v->token.data, v->token.len, &copy, NULL);
+            unsigned gen = v->generation;
+            pthread_mutex_unlock(&v->auth_lock);
+            long status = 0;
+            int64_t ttl = 0;
+            bool ren = false;
+            struct vks_err rerr;
+            vks_status rs = cs == VKS_OK ? token_self(v, &copy, true, deadline, &status, &ttl, &ren, NULL, 0, &rerr)
+                                         : cs;
+            vks_secret_free(&copy);
+            pthread_mutex_lock(&v->auth_lock);
+            v->busy = false;
+            pthread_cond_broadcast(&v->auth_cv);
+            if (gen == v->generation) {
+                if (rs == VKS_OK) {
+                    v->ttl_s = ttl;
+                    v->renewable = ren;
+                    v->obtained_ms = auth_now_ms(v);
+                    stat_add(v, &v->stats.renewals, 1);
+                } else if (status == 403 && v->cfg.auth == VKS_AUTH_APPROLE) {
+                    v->invalid = true; /* revoked or expired: log in again */
+                } else {
+                    /* not renewable any more or Vault unreachable: keep the token, try later */
+                    int64_t pause = v->ttl_s * 1000 / 10;
+                    v->next_renew_try_ms = auth_now_ms(v) + (pause < 1000 ? 1000 : pause);
+                    if (status == 400)
+                        v->renewable = false;
+                }
+            }
+            continue;
+        }
+        st = vks_secret_dup(v->token.data, v->token.len, &t->secret, err);
+        t->generation = v->generation;
+        t->client = true;
+        if (acc)
+            snprintf(acc, acc_cap, "%s", v->accessor);
+        break;
+    }
+    pthread_mutex_unlock(&v->auth_lock);
+    return st;
+}
+
+/* After a 403 with the client's own AppRole token: is the token itself dead? */
+static bool token_is_dead(struct vks_vault *v, const struct tok *t, const char *body, size_t len, int64_t deadline)
+{
+    if (body_has_error(body, len, "invalid token") || body_has_error(body, len, "token expired") ||
+        body_has_error(body, len, "revoked"))
+        return true;
+    long status = 0;
+    int64_t ttl;
+    bool ren;
+    struct vks_err ignored;
+    token_self(v, &t->secret, false, deadline, &status, &ttl, &ren, NULL, 0, &ignored);
+    return status == 403;
+}
+
+static void mark_invalid(struct vks_vault *v, unsigned generation)
+{
+    pthread_mutex_lock(&v->auth_lock);
+    if (v->generation == generation)
+        v->invalid = true;
+    pthread_mutex_unlock(&v->auth_lock);
+}
+
+/* ------------------------------------------------------------------ KV version detection */
+
+static int mounts_get(struct vks_vault *v, const char *key)
+{
+    int r = 0;
+    pthread_mutex_lock(&v->mounts_lock);
+    for (struct mount_entry *m = v->mounts; m; m = m->next)
+        if (strcmp(m->key, key) == 0) {
+            r = m->version;
+            break;
+        }
+    pthread_mutex_unlock(&v->mounts_lock);
+    return r;
+}
+
+static void mounts_put(struct vks_vault *v, const char *key, int version)
+{
+    struct mount_entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return;
+    e->key = strdup(key);
+    if (!e->key) {
+        free(e);
+        return;
+    }
+    e->version = version;
+    pthread_mutex_lock(&v->mounts_lock);
+    e->next = v->mounts;
+    v->mounts = e;
+    pthread_mutex_unlock(&v->mounts_lock);
+}
+
+static vks_status detect_kv(struct vks_vault *v, const char *origin, const char *ns, const char *mount,
+                            const struct tok *t, int64_t deadline, const struct place *pl, int *version,
+                            int *attempts, struct vks_err *err)
+{
+    char key[ORIGIN_CAP + 512];
+    snprintf(key, sizeof key, "%s\n%s\n%s", origin, ns ? ns : "", mount);
+    int cached = mounts_get(v, key);
+    if (cached) {
+        *version = cached;
+        return VKS_OK;
+    }
+    char url[URL_CAP], where[640], what[800];
+    place_str(pl, where, sizeof where);
+    snprintf(what, sizeof what, "KV version detection (sys/internal/ui/mounts) for %s", where);
+    if (build_url(url, sizeof url, origin, "sys/internal/ui/mounts", mount, NULL, 0) != VKS_OK)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount '%.80s' cannot be used in a URL", mount);
+    struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = t->secret.data,
+                                   .token_len = t->secret.len, .deadline_ms = deadline, .what = what };
+    struct vks_http_response rs;
+    struct vks_http_lease *lease = NULL;
+    stat_add(v, &v->stats.mount_lookups, 1);
+    vks_status st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    if (st != VKS_OK)
+        return st;
+    *attempts += rs.attempts;
+    if (rs.status == 200) {
+        struct vks_json_query q[2] = {
+            { .path = { "data", "options", "version" }, .npath = 3 },
+            { .path = { "data", "type" }, .npath = 2 },
+        };
+        st = vks_json_scan(rs.body, rs.body_len, q, 2, "sys/internal/ui/mounts response", err);
+        if (st == VKS_OK)
+            *version = (q[0].found.type == VKS_JSON_STRING && vks_json_string_equals(rs.body, &q[0].found, "2")) ? 2 : 1;
+    } else if (rs.status == 404) {
+        *version = 1; /* what the Vault CLI assumes: an older Vault without the endpoint */
+    } else {
+        st = map_status(rs.status, rs.body, rs.body_len, rs.attempts, what, err);
+        if (st == VKS_E_PERMISSION_DENIED && err) {
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof err->msg - l, "; set vault_kv_version to 1 or 2 to skip detection");
+        }
+    }
+    vks_http_release(v->http, lease);
+    if (st == VKS_OK)
+        mounts_put(v, key, *version);
+    return st;
+}
+
+/* ------------------------------------------------------------------ KV read */
+
+static vks_status parse_ok(const char *body, size_t len, const struct place *pl, struct vks_kv_result *res,
+                           struct vks_err *err)
+{
+    char where[640];
+    place_str(pl, where, sizeof where);
+    struct vks_json_query q[4];
+    memset(q, 0, sizeof q);
+    if (pl->kv == 2) {
+        q[0] = (struct vks_json_query){ .path = { "data", "data", pl->key }, .npath = 3 };
+        q[1] = (struct vks_json_query){ .path = { "data", "metadata", "version" }, .npath = 3 };
+        q[2] = (struct vks_json_query){ .path = { "data", "metadata", "custom_metadata" }, .npath = 3 };
+        q[3] = (struct vks_json_query){ .path = { "data", "data" }, .npath = 2 };
+    } else {
+        q[0] = (struct vks_json_query){ .path = { "data", pl->key }, .npath = 2 };
+        q[1] = (struct vks_json_query){ .path = { "lease_duration" }, .npath = 1 };
+        q[2] = (struct vks_json_query){ .npath = 0 };
+        q[3] = (struct vks_json_query){ .path = { "data" }, .npath = 1 };
+    }
+    struct vks_err jerr;
+    if (vks_json_scan(body, len, q, 4, "response", &jerr) != VKS_OK)
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "bad answer for %s: %s", where, jerr.msg);
+    if (q[3].found.type != VKS_JSON_OBJECT) {
+        if (pl->kv == 2 && q[3].found.type == VKS_JSON_NONE && q[1].found.type == VKS_JSON_NONE)
+            return vks_err_set(err, VKS_E_BAD_RESPONSE,
+                               "bad answer for %s: no data.data (is the mount KV v1? set vault_kv_version)", where);
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "bad answer for %s: no data object", where);
+    }
+    if (q[0].found.type == VKS_JSON_NONE)
+        return vks_err_set(err, VKS_E_MISSING_KEY, "secret has no key '%.60s': %s", pl->key, where);
+    if (q[0].found.type != VKS_JSON_STRING) {
+        static const char *const names[] = { "none", "an object", "an array", "a string", "a number", "a boolean",
+                                             "a boolean", "null" };
+        return vks_err_set(err, VKS_E_MISSING_KEY, "value of key '%.60s' is %s, not a string: %s", pl->key,
+                           names[q[0].found.type], where);
+    }
+    size_t need = vks_json_string_decoded_len(body, &q[0].found);
+    if (need > VKS_SECRET_MAX)
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "value of key '%.60s' is larger than %d bytes: %s", pl->key,
+                           VKS_SECRET_MAX, where);
+    vks_status st = vks_secret_alloc(need ? need : 1, &res->value, err);
+    if (st != VKS_OK)
+        return st;
+    st = vks_json_string_decode(body, &q[0].found, res->value.data, res->value.cap, &res->value.len, err);
+    if (st != VKS_OK) {
+        vks_secret_free(&res->value);
+        return st;
+    }
+    if (pl->kv == 2) {
+        vks_json_int64(body, &q[1].found, &res->secret_version);
+        if (q[2].found.type == VKS_JSON_OBJECT) {
+            res->custom_metadata_json = strndup(body + q[2].found.off, q[2].found.len);
+            if (!res->custom_metadata_json) {
+                vks_secret_free(&res->value);
+                return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+            }
+        }
+    } else {
+        vks_json_int64(body, &q[1].found, &res->lease_duration);
+    }
+    return VKS_OK;
+}
+
+static vks_status parse_404(const char *body, size_t len, const struct place *pl, struct vks_err *err)
+{
+    char where[640];
+    place_str(pl, where, sizeof where);
+    struct vks_json_query q[4] = {
+        { .path = { "data", "metadata" }, .npath = 2 },
+        { .path = { "data", "metadata", "destroyed" }, .npath = 3 },
+        { .path = { "data", "metadata", "deletion_time" }, .npath = 3 },
+        { .path = { "data", "metadata", "version" }, .npath = 3 },
+    };
+    if (pl->kv == 2 && vks_json_scan(body, len, q, 4, NULL, NULL) == VKS_OK && q[0].found.type == VKS_JSON_OBJECT) {
+        int64_t ver = 0;
+        vks_json_int64(body, &q[3].found, &ver);
+        if (q[1].found.type == VKS_JSON_TRUE)
+            return vks_err_set(err, VKS_E_DESTROYED, "secret version %lld is destroyed: %s", (long long)ver, where);
+        if (q[2].found.type == VKS_JSON_STRING && !vks_json_string_equals(body, &q[2].found, ""))
+            return vks_err_set(err, VKS_E_DELETED, "secret version %lld is deleted: %s", (long long)ver, where);
+    }
+    char e[300];
+    vault_errors(body, len, e, sizeof e);
+    return vks_err_set(err, VKS_E_NOT_FOUND, "no secret at %s (HTTP 404%s%s)", where, e[0] ? ": " : "", e);
+}
+
+vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *req, struct vks_kv_result *res,
+                             struct vks_err *err)
+{
+    if (!v || !req || !res)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_kv_read: bad arguments");
+    memset(res, 0, sizeof *res);
+    stat_add(v, &v->stats.reads, 1);
+    int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
+
+    /* --- what and where */
+    char origin_buf[ORIGIN_CAP];
+    const char *origin = v->origin;
+    if (req->address && *req->address) {
+        struct vks_err aerr;
+        if (vks_http_check_address(req->address, v->cfg.allow_http, origin_buf, sizeof origin_buf, &aerr) != VKS_OK)
+            return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_address: %s", aerr.msg);
+        origin = origin_buf;
+    }
+    const char *ns = req->namespace_ ? (*req->namespace_ ? req->namespace_ : NULL) : v->cfg.namespace_;
+    if (!req->mount || !req->path)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount and vault_path are required");
+    char mount[256];
+    const char *m = req->mount;
+    while (*m == '/')
+        m++;
+    size_t ml = strlen(m);
+    while (ml && m[ml - 1] == '/')
+        ml--;
+    if (ml == 0 || ml >= sizeof mount)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount '%.80s' is empty or too long", req->mount);
+    memcpy(mount, m, ml);
+    mount[ml] = '\0';
+    const char *path = req->path;
+    while (*path == '/')
+        path++;
+    if (!*path)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_path is empty (mount '%.80s')", mount);
+    const char *key = req->key && *req->key ? req->key : "key";
+    if (req->kv_version != 0 && req->kv_version != 1 && req->kv_version != 2)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_kv_version must be 1, 2 or auto (got %d)", req->kv_version);
+    if (req->version < 0)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version must be positive");
+    struct place pl = { origin, ns, mount, path, key, req->kv_version, req->version };
+    {
+        char probe[URL_CAP];
+        if (build_url(probe, sizeof probe, origin, mount, "data", path, req->version) != VKS_OK) {
+            char where[640];
+            place_str(&pl, where, sizeof where);
+            return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
+                               "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", where);
+        }
+    }
+
+    /* --- token */
+    struct tok t = { VKS_SECRET_EMPTY, 0, false };
+    vks_status st;
+    if (req->token && req->token->data && req->token->len) {
+        st = vks_secret_dup(req->token->data, req->token->len, &t.secret, err);
+    } else {
+        st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
+        if (st != VKS_OK && err) {
+            char where[640];
+            place_str(&pl, where, sizeof where);
+            size_t l = strlen(err->msg);
+            snprintf(err->msg + l, sizeof err->msg - l, " (reading %s)", where);
+        }
+    }
+    if (st != VKS_OK)
+        return st;
+
+    bool relogged = false;
+    struct vks_http_lease *lease = NULL;
+    for (;;) {
+        /* --- KV version */
+        int kv = req->kv_version;
+        if (kv == 0) {
+            st = detect_kv(v, origin, ns, mount, &t, deadline, &pl, &kv, &res->attempts, err);
+            if (st != VKS_OK)
+                goto out;
+        }
+        pl.kv = kv;
+        res->kv_version = kv;
+        if (kv == 1 && req->version > 0) {
+            char where[640];
+            place_str(&pl, where, sizeof where);
+            st = vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version needs a KV v2 mount: %s", where);
+            goto out;
+        }
+        char url[URL_CAP];
+        if (kv == 2)
+            build_url(url, sizeof url, origin, mount, "data", path, req->version);
+        else
+            build_url(url, sizeof url, origin, mount, path, NULL, 0);
+        char where[640], what[700];
+        place_str(&pl, where, sizeof where);
+        snprintf(what, sizeof what, "read of %s", where);
+        struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = t.secret.data,
+                                       .token_len = t.secret.len, .deadline_ms = deadline, .what = what };
+        struct vks_http_response rs;
+        st = vks_http_do(v->http, &rq, &rs, &lease, err);
+        if (st != VKS_OK)
+            goto out;
+        res->attempts += rs.attempts;
+        res->http_status = (int)rs.status;
+        if (rs.status == 200) {
+            st = parse_ok(rs.body, rs.body_len, &pl, res, err);
+        } else if (rs.status == 404) {
+            st = parse_404(rs.body, rs.body_len, &pl, err);
+        } else if (rs.status == 204) {
+            st = vks_err_set(err, VKS_E_NOT_FOUND, "no data at %s (HTTP 204)", where);
+        } else if (rs.status == 403 && t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged &&
+                   token_is_dead(v, &t, rs.body, rs.body_len, deadline)) {
+            /* Expired or revoked AppRole token: log in once more and retry once. */
+            vks_http_release(v->http, lease);
+            lease = NULL;
+            mark_invalid(v, t.generation);
+            vks_secret_free(&t.secret);
+            relogged = true;
+            stat_add(v, &v->stats.relogins, 1);
+            st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
+            if (st != VKS_OK)
+                goto out;
+            continue;
+        } else {
+            st = map_status(rs.status, rs.body, rs.body_len, rs.attempts, what, err);
+        }
+        break;
+    }
+out:
+    if (lease)
+        vks_http_release(v->http, lease);
+    vks_secret_free(&t.secret);
+    if (st != VKS_OK) {
+        int hs = res->http_status, at = res->attempts, kvv = res->kv_version;
+        char acc[64];
+        memcpy(acc, res->token_accessor, sizeof acc);
+        vks_kv_result_free(res);
+        memset(res, 0, sizeof *res);
+        res->http_status = hs;
+        res->attempts = at;
+        res->kv_version = kvv;
+        memcpy(res->token_accessor, acc, sizeof acc);
+    }
+    return st;
+}
