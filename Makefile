@@ -101,9 +101,10 @@ $(BUILD)/libvks.a: $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-# The module: the core is linked in whole, every symbol hidden but the entry point.
+# The module: the core is linked in whole, every symbol hidden but the entry point. -z nodelete:
+# the process-wide runtime (cache, arena, audit chain) must survive the last lua_State closing.
 $(BUILD)/vault_keysource.so: $(PLUGIN_OBJ) $(BUILD)/libvks.a plugin/exports.map
-	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugin/exports.map -Wl,-z,relro,-z,now \
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugin/exports.map -Wl,-z,relro,-z,now,-z,nodelete \
 	  -o $@ $(PLUGIN_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
 
 $(BUILD)/vks: $(CLI_OBJ) $(BUILD)/libvks.a
