@@ -418,7 +418,9 @@ static const char PY[] =
 
 static char *python(const char *mode, const char *arg)
 {
-    char script[] = "/tmp/vks-envelope-py-XXXXXX";
+    char script[600];
+    const char *w = getenv("VKS_SUITE_WORK");
+    snprintf(script, sizeof script, "%s/vks-envelope-py-XXXXXX", w ? w : "/tmp");
     int fd = mkstemp(script);
     cr_assert(fd >= 0);
     FILE *f = fdopen(fd, "w");
