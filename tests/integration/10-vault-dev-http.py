@@ -424,6 +424,7 @@ def main():
     finally:
         rc = vd.stop()
     T.eq(rc, 0, "SIGTERM: clean exit 0")
+    T.ok(not vd.sanitizer_report(), "no sanitizer report on the server's stderr")
     return T.finish()
 
 

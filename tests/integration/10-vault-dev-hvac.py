@@ -183,7 +183,9 @@ def main():
         for fn in (test_kv2, test_kv1_and_mounts, test_tokens, test_approle, test_namespaces):
             T.run(fn, vd)
     finally:
-        vd.stop()
+        rc = vd.stop()
+    T.eq(rc, 0, "SIGTERM: clean exit 0")
+    T.ok(not vd.sanitizer_report(), "no sanitizer report on the server's stderr")
     return T.finish()
 
 

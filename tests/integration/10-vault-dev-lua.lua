@@ -81,6 +81,7 @@ run("standby", function()
 end)
 
 ok(vd:stop() == true, "stop: exits on SIGTERM")
+ok(not vd:sanitizer_report(), "no sanitizer report on the server's stderr")
 
 run("state file", function()
   local f = io.open(state)

@@ -15,6 +15,7 @@
   vd:clear_faults(); vd:counters([prefix]) -> { ["GET /v1/..."] = n }; vd:count(method, path)
   vd:reset_counters(); vd:seal(); vd:unseal(); vd:clock(offset_seconds); vd:advance(seconds)
   vd:stop()                                               -- SIGTERM, waits, SIGKILL after 15 s
+  vd:sanitizer_report()                                   -- true if ASan/UBSan wrote a report
   vaultdev.json_encode(v), vaultdev.json_decode(s), vaultdev.null (JSON null when decoding)
   vaultdev.ROOT_TOKEN  (a listed test secret, tests/test-secrets.d/dev.txt)
 
@@ -220,6 +221,12 @@ function M.start(opts)
   end
   self:stop()
   error("vault-dev did not start (see " .. errf .. ")")
+end
+
+-- true when the server's stderr holds an ASan/UBSan/LSan report (make asan)
+function VD:sanitizer_report()
+  local t = readfile(self.workdir .. "/vault-dev.err") or ""
+  return t:find("Sanitizer", 1, true) ~= nil or t:find("runtime error:", 1, true) ~= nil
 end
 
 function VD:stop()

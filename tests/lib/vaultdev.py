@@ -15,7 +15,8 @@
         vd.fault(action="status", status=503, path_prefix="/v1/secret/", count=2)  # -> rule id
         vd.clear_faults(); vd.counters(prefix="/v1/secret/"); vd.reset_counters()
         vd.seal(); vd.unseal(); vd.clock(offset_seconds=3600); vd.advance(60)
-    # leaving the block (or vd.stop()) sends SIGTERM and waits
+    # leaving the block (or vd.stop()) sends SIGTERM and waits; then vd.exit_status,
+    # vd.stderr_text(), vd.sanitizer_report() (True if ASan/UBSan complained)
 
 VaultDev(tls=True, args=[...], root_token=ROOT_TOKEN, workdir=None): extra args go to the server
 (e.g. ["--kv1", "kv", "--state", path]). The work dir is created under $VKS_SUITE_WORK (or a temp
@@ -108,7 +109,18 @@ class VaultDev:
             self.proc.stdout.close()
         self._err.close()
         self.proc = None
+        self.exit_status = rc
         return rc
+
+    def stderr_text(self):
+        """The server's stderr so far (diagnostics; never secrets)."""
+        with open(os.path.join(self.workdir, "vault-dev.err"), "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def sanitizer_report(self):
+        """True when an ASan/UBSan/LSan report is in the server's stderr (make asan)."""
+        t = self.stderr_text()
+        return "Sanitizer" in t or "runtime error:" in t
 
     def __enter__(self):
         return self

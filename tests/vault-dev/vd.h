@@ -44,6 +44,7 @@ int64_t vd_clock_offset(void);
 void vd_time_string(int64_t ns, char out[40]); /* RFC 3339 nano, UTC, Go trimming; 0 -> "" */
 struct json_object *vd_time_obj(int64_t ns);
 void vd_uuid(char out[37]);
+void vd_request_id(char out[37]); /* fast, unique, not secret */
 void vd_random_b62(char *out, size_t n);  /* n chars + NUL */
 /* Go/Vault duration: "1h30m", "20s", "15", integer. Returns 0 on success. */
 int vd_parse_duration(struct json_object *v, int64_t *seconds);

@@ -107,7 +107,13 @@ static int64_t counter_total;
 static void count_request(const char *method, const char *url)
 {
     char key[2048];
-    snprintf(key, sizeof key, "%s %s", method, url);
+    size_t ml = strlen(method), ul = strlen(url);
+    if (ml + ul + 2 > sizeof key)
+        ul = sizeof key - ml - 2;
+    memcpy(key, method, ml);
+    key[ml] = ' ';
+    memcpy(key + ml + 1, url, ul);
+    key[ml + 1 + ul] = 0;
     pthread_mutex_lock(&ctr_lock);
     if (!counters)
         counters = json_object_new_object();
@@ -768,7 +774,7 @@ void vd_process(struct MHD_Connection *c, const char *url, const char *method, c
     q.now = vd_now_ns();
     q.token_id = request_token(c);
     q.content_type = header(c, "Content-Type");
-    vd_uuid(q.request_id);
+    vd_request_id(q.request_id);
 
     if (!has_prefix(url, "/v1/")) {
         vd_reply_error(r, 404, NULL);

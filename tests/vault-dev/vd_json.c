@@ -225,6 +225,34 @@ static void rnd(void *p, size_t n)
         abort();
 }
 
+/* Request ids need uniqueness, not secrecy: a per-thread splitmix64 seeded from the CSPRNG
+ * keeps RAND_bytes (and its locking) off the per-request path. */
+static _Thread_local uint64_t prng_state;
+static _Thread_local bool prng_seeded;
+
+static uint64_t prng_next(void)
+{
+    if (!prng_seeded) {
+        rnd(&prng_state, sizeof prng_state);
+        prng_seeded = true;
+    }
+    uint64_t z = (prng_state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+void vd_request_id(char out[37])
+{
+    unsigned char r[16];
+    uint64_t a = prng_next(), b = prng_next();
+    memcpy(r, &a, 8);
+    memcpy(r + 8, &b, 8);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
+             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14],
+             r[15]);
+}
+
 void vd_uuid(char out[37])
 {
     unsigned char r[16];
