@@ -459,3 +459,72 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
     *out = s;
     return VKS_OK;
 }
+
+vks_status vks_envelope_inspect(const unsigned char *value, size_t len,
+                                struct vks_envelope_info *info, struct vks_err *err)
+{
+    unsigned char raw[RAW_MAX];
+    struct parsed ps;
+    if (info)
+        memset(info, 0, sizeof *info);
+    if (!vks_envelope_is_encrypted(value, len))
+        return vks_err_set(err, VKS_E_NOT_ENCRYPTED, "value is not an ENC: envelope");
+    if (len > VKS_ENVELOPE_MAX)
+        return vks_err_set(err, VKS_E_DECRYPT_FAILED,
+                           "malformed envelope: oversized (%zu bytes, at most %d)", len,
+                           VKS_ENVELOPE_MAX);
+    vks_status st = parse(value, len, "(inspect)", raw, &ps, err);
+    vks_wipe(raw, sizeof raw);
+    if (st != VKS_OK)
+        return st;
+    if (info) {
+        info->format = ps.format;
+        if (ps.format == 2) {
+            memcpy(info->key_id, ps.key_id, ps.idlen);
+            info->key_id[ps.idlen] = '\0';
+        }
+    }
+    return VKS_OK;
+}
+
+vks_status vks_envelope_rekey(const struct vks_keyring *kr, const unsigned char *value, size_t len,
+                              const struct vks_envelope_place *place, const char *new_key_id,
+                              char **out, bool *changed, struct vks_err *err)
+{
+    if (!out)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_envelope_rekey: out is NULL");
+    *out = NULL;
+    if (changed)
+        *changed = false;
+    if (!new_key_id)
+        new_key_id = vks_keyring_primary_id(kr);
+    if (!new_key_id)
+        return vks_err_set(err, VKS_E_CONFIG,
+                           "no encryption key configured (set VKS_ENCRYPTION_KEY, "
+                           "VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS)");
+    if (!vks_envelope_is_encrypted(value, len)) {
+        struct place_text pt;
+        return vks_err_set(err, VKS_E_NOT_ENCRYPTED, "value at %s is plaintext, not an ENC: envelope",
+                           describe(place, &pt));
+    }
+    vks_secret plain = VKS_SECRET_EMPTY;
+    struct vks_envelope_info info;
+    vks_status st = vks_envelope_decrypt(kr, value, len, place, &plain, &info, err);
+    if (st != VKS_OK)
+        return st;
+    if (info.format == 2 && strcmp(info.key_id, new_key_id) == 0) {
+        vks_secret_free(&plain);
+        char *copy = malloc(len + 1);
+        if (!copy)
+            return vks_err_set(err, VKS_E_NOMEM, "rekey: out of memory");
+        memcpy(copy, value, len);
+        copy[len] = '\0';
+        *out = copy;
+        return VKS_OK;
+    }
+    st = vks_envelope_encrypt(kr, new_key_id, place, plain.data, plain.len, out, err);
+    vks_secret_free(&plain);
+    if (st == VKS_OK && changed)
+        *changed = true;
+    return st;
+}

@@ -418,7 +418,9 @@ static const char PY[] =
 
 static char *python(const char *mode, const char *arg)
 {
-    char script[] = "/tmp/vks-envelope-py-XXXXXX";
+    char script[600];
+    const char *w = getenv("VKS_SUITE_WORK");
+    snprintf(script, sizeof script, "%s/vks-envelope-py-XXXXXX", w ? w : "/tmp");
     int fd = mkstemp(script);
     cr_assert(fd >= 0);
     FILE *f = fdopen(fd, "w");
@@ -536,5 +538,73 @@ Test(envelope, one_keyring_shared_by_many_threads)
     }
     cr_assert_eq(failures, 0, "%d wrong results across threads", failures);
     free(v2);
+    vks_keyring_free(kr);
+}
+
+/* ---- rotation helpers ---- */
+
+Test(envelope, inspect_reads_the_form_without_a_key)
+{
+    struct vks_envelope_info info;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)KAT_V2, strlen(KAT_V2), &info, &e), VKS_OK);
+    cr_assert_eq(info.format, 2);
+    cr_assert_str_eq(info.key_id, "k1");
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)KAT_LEGACY, strlen(KAT_LEGACY), &info, &e), VKS_OK);
+    cr_assert_eq(info.format, 1);
+    cr_assert_str_eq(info.key_id, "");
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)"ENC:v2:k1:AA", 12, &info, &e),
+                 VKS_E_DECRYPT_FAILED);
+    cr_assert(strstr(e.msg, "malformed envelope") != NULL, "%s", e.msg);
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)PASSWORD, strlen(PASSWORD), &info, &e),
+                 VKS_E_NOT_ENCRYPTED);
+}
+
+Test(envelope, rekey_moves_values_to_the_new_key_bound_to_their_place)
+{
+    struct vks_keyring *kr = ring("k2", KEY_B, "k1", KEY_A);
+    struct vks_err e;
+    char *out = NULL;
+    bool changed = false;
+    /* legacy (genro) -> v2 under the primary k2, now bound to PLACE */
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)KAT_LEGACY, strlen(KAT_LEGACY), &PLACE,
+                                    NULL, &out, &changed, &e), VKS_OK, "%s", e.msg);
+    cr_assert(changed);
+    cr_assert(strncmp(out, "ENC:v2:k2:", 10) == 0, "%.12s", out);
+    vks_secret pt = VKS_SECRET_EMPTY;
+    cr_assert_eq(dec(kr, out, &PLACE, &pt, NULL, &e), VKS_OK, "%s", e.msg);
+    assert_plain(&pt, PASSWORD, strlen(PASSWORD));
+    vks_secret_free(&pt);
+    struct vks_envelope_place other = { "secret", "smtp-auth/example.org", "password" };
+    expect_fail(kr, out, &other, "did not authenticate with key id 'k2'");
+
+    /* already under k2: unchanged, same text */
+    char *again = NULL;
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)out, strlen(out), &PLACE, "k2", &again,
+                                    &changed, &e), VKS_OK);
+    cr_assert(!changed);
+    cr_assert_str_eq(again, out);
+    free(again);
+
+    /* v2 k1 -> k2 */
+    struct vks_keyring *k1only = ring("k1", KEY_B, NULL, NULL);
+    cr_assert_eq(vks_envelope_rekey(k1only, (const unsigned char *)KAT_V2, strlen(KAT_V2), &PLACE, "k1",
+                                    &again, &changed, &e), VKS_OK);
+    cr_assert(!changed);
+    free(again);
+    vks_keyring_free(k1only);
+
+    /* failures keep their codes and produce nothing */
+    char *none = NULL;
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)out, strlen(out), &other, "k1", &none,
+                                    &changed, &e), VKS_E_DECRYPT_FAILED);
+    cr_assert_eq(none, NULL);
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)PASSWORD, strlen(PASSWORD), &PLACE, NULL,
+                                    &none, &changed, &e), VKS_E_NOT_ENCRYPTED);
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)out, strlen(out), &PLACE, "k9", &none,
+                                    &changed, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "unknown key id 'k9'") != NULL, "%s", e.msg);
+    cr_assert_eq(none, NULL);
+    free(out);
     vks_keyring_free(kr);
 }
