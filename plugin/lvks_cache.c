@@ -381,10 +381,8 @@ static vks_status cache_commit(void *prepared, int changed, struct vks_err *err)
         if (st == VKS_OK)
             st = vks_cache_configure(&c, err);
     }
-    /* a changed Vault configuration (address, token, namespace...) invalidates what was read
-     * with the old one */
-    if (changed)
-        vks_cache_flush();
+    /* a changed core configuration already flushed the cache (vks_resolver_setup) */
+    (void)changed;
     return st;
 }
 
