@@ -29,7 +29,8 @@ function kumo.on(name, fn)
   if type(name) ~= 'string' then
     error('kumo.on: event name must be a string', 2)
   end
-  if type(fn) ~= 'function' then
+  local mt = getmetatable(fn)
+  if type(fn) ~= 'function' and not (type(mt) == 'table' and mt.__call) then
     error(string.format('kumo.on(%q): handler must be a function', name), 2)
   end
   if handlers[name] ~= nil then
