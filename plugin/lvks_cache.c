@@ -134,8 +134,8 @@ static int l_invalidate(lua_State *L)
     vks_status st = lvks_to_keysource(L, 1, ks, &err);
     if (st != VKS_OK)
         return lvks_push_failure(L, st, &err);
-    if (ks->kind != VKS_KS_VAULT && ks->kind != VKS_KS_FILE) {
-        lua_pushinteger(L, 0); /* key_data and event keysources are never cached */
+    if (ks->kind != VKS_KS_VAULT) {
+        lua_pushinteger(L, 0); /* files (re-read every time), key_data and events are never cached */
         return 1;
     }
     char id[4096 + 64];
