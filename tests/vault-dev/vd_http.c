@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-volatile int vd_stopping;
+_Atomic int vd_stopping;
 
 /* ------------------------------------------------------------------ responses */
 
