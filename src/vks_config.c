@@ -43,7 +43,7 @@ static const struct opt opts[] = {
     { "client_key", "VAULT_CLIENT_KEY", OPT_STRING, OFF(vault.client_key) },
     { "tls_server_name", "VAULT_TLS_SERVER_NAME", OPT_STRING, OFF(vault.tls_server_name) },
     { "skip_verify", "VAULT_SKIP_VERIFY", OPT_BOOL, OFF(vault.skip_verify) },
-    { "allow_http", "VKS_ALLOW_HTTP", OPT_BOOL, OFF(vault.allow_http) },
+    { "allow_http", "VKS_VAULT_ALLOW_HTTP", OPT_BOOL, OFF(vault.allow_http) },
     { "timeout", "VAULT_CLIENT_TIMEOUT", OPT_DURATION, OFF(vault.timeout_ms) },
     { "max_retries", "VAULT_MAX_RETRIES", OPT_RETRIES, OFF(vault.max_retries) },
     { "min_retry_wait", "VKS_MIN_RETRY_WAIT", OPT_DURATION, OFF(vault.min_retry_wait_ms) },
@@ -448,7 +448,7 @@ vks_status vks_config_finish(struct vks_config *cfg, struct vks_err *err)
         !vks_address_is_loopback(v->address))
         return vks_err_set(err, VKS_E_CONFIG,
                            "Vault address %s is plain http to a host that is not loopback: use https, or "
-                           "set allow_http (VKS_ALLOW_HTTP=true) if you really mean it", v->address);
+                           "set allow_http (VKS_VAULT_ALLOW_HTTP=true) if you really mean it", v->address);
     if ((v->client_cert == NULL) != (v->client_key == NULL))
         return vks_err_set(err, VKS_E_CONFIG,
                            "both client_cert and client_key (VAULT_CLIENT_CERT, VAULT_CLIENT_KEY) must be given");
@@ -458,6 +458,29 @@ vks_status vks_config_finish(struct vks_config *cfg, struct vks_err *err)
         return vks_err_set(err, VKS_E_CONFIG, "timeout must be greater than 0");
     if (v->max_response_bytes < 1024)
         return vks_err_set(err, VKS_E_CONFIG, "max_response_bytes must be at least 1024");
+    return VKS_OK;
+}
+
+vks_status vks_config_check_files(const struct vks_config *cfg, struct vks_err *err)
+{
+    const struct vks_vault_config *v = &cfg->vault;
+    struct { const char *opt, *path; bool dir; } items[] = {
+        { "ca_cert", v->cacert, false },         { "ca_path", v->capath, true },
+        { "client_cert", v->client_cert, false }, { "client_key", v->client_key, false },
+        { "secret_id_file", v->secret_id_file, false },
+    };
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+        if (items[i].path == NULL)
+            continue;
+        struct stat sb;
+        if (stat(items[i].path, &sb) != 0)
+            return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\": %s", items[i].opt, items[i].path, strerror(errno));
+        if (items[i].dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))
+            return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\" is not a %s", items[i].opt, items[i].path,
+                               items[i].dir ? "directory" : "regular file");
+        if (access(items[i].path, R_OK | (items[i].dir ? X_OK : 0)) != 0)
+            return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\": %s", items[i].opt, items[i].path, strerror(errno));
+    }
     return VKS_OK;
 }
 

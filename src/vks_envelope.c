@@ -317,6 +317,9 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
         }
     }
 
+    /* An empty plaintext may go to an empty slot; EVP still needs a valid pointer. */
+    unsigned char none = 0;
+    unsigned char *o = dst->data ? dst->data : &none;
     char ids[256];
     if (!kr || kr->n == 0) {
         st = vks_err_set(err, VKS_E_DECRYPT_FAILED,
@@ -334,7 +337,7 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
                              (int)ps.idlen, ps.key_id, ids);
             goto out;
         }
-        if (gcm_open(e->key.data, nonce, ps.key_id, ps.idlen, place, ct, ctlen, tag, dst->data)) {
+        if (gcm_open(e->key.data, nonce, ps.key_id, ps.idlen, place, ct, ctlen, tag, o)) {
             dst->len = ctlen;
             st = VKS_OK;
             goto out;
@@ -347,7 +350,7 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
     }
     /* Legacy: no id and no AAD, so every key is tried in keyring order. */
     for (size_t i = 0; i < kr->n; i++) {
-        if (gcm_open(kr->keys[i].key.data, nonce, NULL, 0, NULL, ct, ctlen, tag, dst->data)) {
+        if (gcm_open(kr->keys[i].key.data, nonce, NULL, 0, NULL, ct, ctlen, tag, o)) {
             dst->len = ctlen;
             st = VKS_OK;
             goto out;
@@ -458,4 +461,73 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
     free(raw);
     *out = s;
     return VKS_OK;
+}
+
+vks_status vks_envelope_inspect(const unsigned char *value, size_t len,
+                                struct vks_envelope_info *info, struct vks_err *err)
+{
+    unsigned char raw[RAW_MAX];
+    struct parsed ps;
+    if (info)
+        memset(info, 0, sizeof *info);
+    if (!vks_envelope_is_encrypted(value, len))
+        return vks_err_set(err, VKS_E_NOT_ENCRYPTED, "value is not an ENC: envelope");
+    if (len > VKS_ENVELOPE_MAX)
+        return vks_err_set(err, VKS_E_DECRYPT_FAILED,
+                           "malformed envelope: oversized (%zu bytes, at most %d)", len,
+                           VKS_ENVELOPE_MAX);
+    vks_status st = parse(value, len, "(inspect)", raw, &ps, err);
+    vks_wipe(raw, sizeof raw);
+    if (st != VKS_OK)
+        return st;
+    if (info) {
+        info->format = ps.format;
+        if (ps.format == 2) {
+            memcpy(info->key_id, ps.key_id, ps.idlen);
+            info->key_id[ps.idlen] = '\0';
+        }
+    }
+    return VKS_OK;
+}
+
+vks_status vks_envelope_rekey(const struct vks_keyring *kr, const unsigned char *value, size_t len,
+                              const struct vks_envelope_place *place, const char *new_key_id,
+                              char **out, bool *changed, struct vks_err *err)
+{
+    if (!out)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_envelope_rekey: out is NULL");
+    *out = NULL;
+    if (changed)
+        *changed = false;
+    if (!new_key_id)
+        new_key_id = vks_keyring_primary_id(kr);
+    if (!new_key_id)
+        return vks_err_set(err, VKS_E_CONFIG,
+                           "no encryption key configured (set VKS_ENCRYPTION_KEY, "
+                           "VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS)");
+    if (!vks_envelope_is_encrypted(value, len)) {
+        struct place_text pt;
+        return vks_err_set(err, VKS_E_NOT_ENCRYPTED, "value at %s is plaintext, not an ENC: envelope",
+                           describe(place, &pt));
+    }
+    vks_secret plain = VKS_SECRET_EMPTY;
+    struct vks_envelope_info info;
+    vks_status st = vks_envelope_decrypt(kr, value, len, place, &plain, &info, err);
+    if (st != VKS_OK)
+        return st;
+    if (info.format == 2 && strcmp(info.key_id, new_key_id) == 0) {
+        vks_secret_free(&plain);
+        char *copy = malloc(len + 1);
+        if (!copy)
+            return vks_err_set(err, VKS_E_NOMEM, "rekey: out of memory");
+        memcpy(copy, value, len);
+        copy[len] = '\0';
+        *out = copy;
+        return VKS_OK;
+    }
+    st = vks_envelope_encrypt(kr, new_key_id, place, plain.data, plain.len, out, err);
+    vks_secret_free(&plain);
+    if (st == VKS_OK && changed)
+        *changed = true;
+    return st;
 }

@@ -95,4 +95,19 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
                                      vks_secret *dst, struct vks_envelope_info *info,
                                      struct vks_err *err);
 
+/* Reads the form of an envelope without any key: format and key id (for `vks rekey --check`,
+ * finding values still under a retiring key). VKS_E_DECRYPT_FAILED with a "malformed envelope"
+ * message when it does not parse (base64 and lengths are checked; the tag is not). */
+vks_status vks_envelope_inspect(const unsigned char *value, size_t len,
+                                struct vks_envelope_info *info, struct vks_err *err);
+
+/* Rotation step for one value: decrypts `value` (either format) at `place` and encrypts it again
+ * as format 2 under new_key_id (NULL = the primary) bound to the same place. The plaintext lives
+ * only in an arena slot, wiped before return. *out is a heap string freed with free(). *changed
+ * (optional) is false when the value already was format 2 under new_key_id; *out is then a copy
+ * of the value. A plaintext value is VKS_E_NOT_ENCRYPTED (encrypting it is a separate decision). */
+vks_status vks_envelope_rekey(const struct vks_keyring *kr, const unsigned char *value, size_t len,
+                              const struct vks_envelope_place *place, const char *new_key_id,
+                              char **out, bool *changed, struct vks_err *err);
+
 #endif

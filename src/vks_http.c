@@ -75,7 +75,6 @@ bool vks_http_should_retry(int curl_code, long status)
         case CURLE_SEND_ERROR:
         case CURLE_RECV_ERROR:
         case CURLE_GOT_NOTHING:
-        case CURLE_PARTIAL_FILE:
         case CURLE_HTTP2:
         case CURLE_HTTP2_STREAM:
         case CURLE_WEIRD_SERVER_REPLY:
@@ -624,6 +623,9 @@ static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const ch
         return vks_err_set(err, VKS_E_CONFIG, "%s at %s: %.200s", what, origin, detail);
     case CURLE_OUT_OF_MEMORY:
         return vks_err_set(err, VKS_E_NOMEM, "%s at %s: out of memory", what, origin);
+    case CURLE_PARTIAL_FILE:
+        /* Like the Go client: a body cut short is read after the retry decision, so it is final. */
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: truncated response (%.160s)", what, origin, detail);
     default:
         return vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: %.200s", what, origin, detail);
     }

@@ -9,7 +9,8 @@
  *       read the secret from the file (straight into a scratch buffer), keep COUNT copies in the
  *       arena, close the scratch, then abort() so the kernel writes a core file. A heap marker
  *       proves the core holds ordinary memory. --leak also copies the secret into malloc memory
- *       (the positive control: that core must contain it).
+ *       (the positive control: that core must contain it). --wait prints "ready" and waits for a
+ *       signal instead of aborting (for gdb's gcore).
  *   secmem_probe threads NTHREADS ROUNDS FORKS
  *       NTHREADS threads allocate, fill, verify and free secrets of mixed sizes while the main
  *       thread forks FORKS times; each child must see only zeros in its parent's slots and must be
@@ -33,7 +34,7 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: secmem_probe status [--require-locked] [--bytes N] | hold FILE COUNT [--leak] | "
+    fprintf(stderr, "usage: secmem_probe status [--require-locked] [--bytes N] | hold FILE COUNT [--leak] [--wait] | "
                     "threads NTHREADS ROUNDS FORKS\n");
     return 2;
 }
@@ -77,7 +78,15 @@ static int cmd_hold(int argc, char **argv)
     if (argc < 2)
         return usage();
     long count = strtol(argv[1], NULL, 10);
-    bool leak = argc > 2 && !strcmp(argv[2], "--leak");
+    bool leak = false, wait = false;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--leak"))
+            leak = true;
+        else if (!strcmp(argv[i], "--wait"))
+            wait = true;
+        else
+            return usage();
+    }
     struct vks_err e;
     vks_scratch sc;
     if (vks_scratch_open(VKS_SECRET_MAX, &sc, &e) != VKS_OK) {
@@ -120,6 +129,12 @@ static int cmd_hold(int argc, char **argv)
     printf("holding %ld secrets, locked=%d dontdump=%d leak=%d\n", count, st.locked, st.dontdump, leak);
     fflush(stdout);
     __asm__ __volatile__("" : : "r"(marker), "r"(copy), "r"(held) : "memory");
+    if (wait) {
+        printf("ready\n");
+        fflush(stdout);
+        for (;;)
+            pause();
+    }
     abort();
 }
 

@@ -16,7 +16,7 @@ static const char *vars[] = { "VAULT_ADDR", "VAULT_TOKEN", "VAULT_NAMESPACE", "V
                               "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY", "VAULT_SKIP_VERIFY",
                               "VAULT_TLS_SERVER_NAME", "VAULT_CLIENT_TIMEOUT", "VAULT_MAX_RETRIES", "VKS_AUTH",
                               "VKS_APPROLE_ROLE_ID", "VKS_APPROLE_SECRET_ID", "VKS_APPROLE_SECRET_ID_FILE",
-                              "VKS_APPROLE_MOUNT", "VKS_ALLOW_HTTP", "VKS_KV_VERSION", "VKS_REQUIRE_ENCRYPTED",
+                              "VKS_APPROLE_MOUNT", "VKS_VAULT_ALLOW_HTTP", "VKS_KV_VERSION", "VKS_REQUIRE_ENCRYPTED",
                               "VKS_LOCKED_BYTES", "VKS_REQUIRE_LOCKED", "VKS_MIN_RETRY_WAIT",
                               "VKS_MAX_RETRY_WAIT", "VKS_MAX_RESPONSE_BYTES" };
 static char home[64];
@@ -288,4 +288,24 @@ Test(config, duration_and_size_parsers)
     while (names[n] != NULL)
         n++;
     cr_assert_geq(n, 20);
+}
+
+Test(config, named_files_must_exist)
+{
+    struct vks_config c;
+    struct vks_err e;
+    cr_assert_eq(vks_config_from_env(&c, &e), VKS_OK);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_OK);
+    struct vks_field ca = S("ca_cert", "/nonexistent/ca.pem");
+    vks_config_set(&c, &ca, &e);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "ca_cert \"/nonexistent/ca.pem\"") != NULL, "%s", e.msg);
+    struct vks_field ca2 = S("ca_cert", "/tmp");
+    vks_config_set(&c, &ca2, &e);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "not a regular file") != NULL, "%s", e.msg);
+    struct vks_field ca3 = S("ca_cert", "/etc/hostname");
+    vks_config_set(&c, &ca3, &e);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_OK, "%s", e.msg);
+    vks_config_clear(&c);
 }

@@ -6,6 +6,7 @@
  * The keys and the password below are listed in tests/test-secrets.d/envelope.txt.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -417,7 +418,9 @@ static const char PY[] =
 
 static char *python(const char *mode, const char *arg)
 {
-    char script[] = "/tmp/vks-envelope-py-XXXXXX";
+    char script[600];
+    const char *w = getenv("VKS_SUITE_WORK");
+    snprintf(script, sizeof script, "%s/vks-envelope-py-XXXXXX", w ? w : "/tmp");
     int fd = mkstemp(script);
     cr_assert(fd >= 0);
     FILE *f = fdopen(fd, "w");
@@ -479,5 +482,192 @@ Test(envelope, interoperates_with_python_cryptography_both_ways)
         free(env);
     }
     vks_wipe(key, sizeof key);
+    vks_keyring_free(kr);
+}
+
+/* ---- one keyring shared by many threads (the header's promise; also run under TSan) ---- */
+
+struct worker {
+    const struct vks_keyring *kr;
+    const char *v2, *legacy;
+    int failures;
+};
+
+static void *work(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < 500; i++) {
+        const char *env = (i & 1) ? w->v2 : w->legacy;
+        vks_secret out = VKS_SECRET_EMPTY;
+        struct vks_err e;
+        if (dec(w->kr, env, &PLACE, &out, NULL, &e) != VKS_OK || out.len != strlen(PASSWORD) ||
+            memcmp(out.data, PASSWORD, out.len) != 0)
+            w->failures++;
+        vks_secret_free(&out);
+        struct vks_envelope_place other = { "secret", "smtp-auth/other", "password" };
+        if (dec(w->kr, w->v2, &other, &out, NULL, &e) != VKS_E_DECRYPT_FAILED)
+            w->failures++;
+        char *s = NULL;
+        if (vks_envelope_encrypt(w->kr, "k2", &PLACE, (const unsigned char *)PASSWORD,
+                                 strlen(PASSWORD), &s, &e) != VKS_OK)
+            w->failures++;
+        free(s);
+    }
+    return NULL;
+}
+
+Test(envelope, one_keyring_shared_by_many_threads)
+{
+    struct vks_keyring *kr = ring("default", KEY_A, "k2", KEY_B);
+    char *v2 = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_encrypt(kr, "k2", &PLACE, (const unsigned char *)PASSWORD,
+                                      strlen(PASSWORD), &v2, &e), VKS_OK);
+    enum { N = 8 };
+    pthread_t t[N];
+    struct worker w[N];
+    /* the first decrypt of the process happens in the threads, racing for the cipher fetch */
+    for (int i = 0; i < N; i++) {
+        w[i] = (struct worker){ kr, v2, KAT_LEGACY, 0 };
+        cr_assert_eq(pthread_create(&t[i], NULL, work, &w[i]), 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        failures += w[i].failures;
+    }
+    cr_assert_eq(failures, 0, "%d wrong results across threads", failures);
+    free(v2);
+    vks_keyring_free(kr);
+}
+
+/* ---- rotation helpers ---- */
+
+Test(envelope, inspect_reads_the_form_without_a_key)
+{
+    struct vks_envelope_info info;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)KAT_V2, strlen(KAT_V2), &info, &e), VKS_OK);
+    cr_assert_eq(info.format, 2);
+    cr_assert_str_eq(info.key_id, "k1");
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)KAT_LEGACY, strlen(KAT_LEGACY), &info, &e), VKS_OK);
+    cr_assert_eq(info.format, 1);
+    cr_assert_str_eq(info.key_id, "");
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)"ENC:v2:k1:AA", 12, &info, &e),
+                 VKS_E_DECRYPT_FAILED);
+    cr_assert(strstr(e.msg, "malformed envelope") != NULL, "%s", e.msg);
+    cr_assert_eq(vks_envelope_inspect((const unsigned char *)PASSWORD, strlen(PASSWORD), &info, &e),
+                 VKS_E_NOT_ENCRYPTED);
+}
+
+Test(envelope, rekey_moves_values_to_the_new_key_bound_to_their_place)
+{
+    struct vks_keyring *kr = ring("k2", KEY_B, "k1", KEY_A);
+    struct vks_err e;
+    char *out = NULL;
+    bool changed = false;
+    /* legacy (genro) -> v2 under the primary k2, now bound to PLACE */
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)KAT_LEGACY, strlen(KAT_LEGACY), &PLACE,
+                                    NULL, &out, &changed, &e), VKS_OK, "%s", e.msg);
+    cr_assert(changed);
+    cr_assert(strncmp(out, "ENC:v2:k2:", 10) == 0, "%.12s", out);
+    vks_secret pt = VKS_SECRET_EMPTY;
+    cr_assert_eq(dec(kr, out, &PLACE, &pt, NULL, &e), VKS_OK, "%s", e.msg);
+    assert_plain(&pt, PASSWORD, strlen(PASSWORD));
+    vks_secret_free(&pt);
+    struct vks_envelope_place other = { "secret", "smtp-auth/example.org", "password" };
+    expect_fail(kr, out, &other, "did not authenticate with key id 'k2'");
+
+    /* already under k2: unchanged, same text */
+    char *again = NULL;
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)out, strlen(out), &PLACE, "k2", &again,
+                                    &changed, &e), VKS_OK);
+    cr_assert(!changed);
+    cr_assert_str_eq(again, out);
+    free(again);
+
+    /* v2 k1 -> k2 */
+    struct vks_keyring *k1only = ring("k1", KEY_B, NULL, NULL);
+    cr_assert_eq(vks_envelope_rekey(k1only, (const unsigned char *)KAT_V2, strlen(KAT_V2), &PLACE, "k1",
+                                    &again, &changed, &e), VKS_OK);
+    cr_assert(!changed);
+    free(again);
+    vks_keyring_free(k1only);
+
+    /* failures keep their codes and produce nothing */
+    char *none = NULL;
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)out, strlen(out), &other, "k1", &none,
+                                    &changed, &e), VKS_E_DECRYPT_FAILED);
+    cr_assert_eq(none, NULL);
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)PASSWORD, strlen(PASSWORD), &PLACE, NULL,
+                                    &none, &changed, &e), VKS_E_NOT_ENCRYPTED);
+    cr_assert_eq(vks_envelope_rekey(kr, (const unsigned char *)out, strlen(out), &PLACE, "k9", &none,
+                                    &changed, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "unknown key id 'k9'") != NULL, "%s", e.msg);
+    cr_assert_eq(none, NULL);
+    free(out);
+    vks_keyring_free(kr);
+}
+
+Test(envelope, empty_plaintext_into_an_empty_slot)
+{
+    struct vks_keyring *kr = ring("k1", KEY_A, NULL, NULL);
+    char *env = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_encrypt(kr, "k1", &PLACE, NULL, 0, &env, &e), VKS_OK, "%s", e.msg);
+    vks_secret none = VKS_SECRET_EMPTY;
+    cr_assert_eq(vks_envelope_decrypt_into(kr, (unsigned char *)env, strlen(env), &PLACE, &none, NULL, &e),
+                 VKS_OK, "%s", e.msg);
+    cr_assert_eq(none.len, 0);
+    /* but a non-empty plaintext needs room */
+    char *full = NULL;
+    cr_assert_eq(vks_envelope_encrypt(kr, "k1", &PLACE, (const unsigned char *)"x", 1, &full, &e), VKS_OK);
+    cr_assert_eq(vks_envelope_decrypt_into(kr, (unsigned char *)full, strlen(full), &PLACE, &none, NULL, &e),
+                 VKS_E_INVALID_ARG);
+    free(env);
+    free(full);
+    vks_keyring_free(kr);
+}
+
+/* The GCM specification's own vectors (McGrew & Viega, "The Galois/Counter Mode of Operation",
+ * test cases 13 and 14: AES-256, all-zero key and 96-bit IV, no AAD), wrapped as legacy envelopes
+ * here in C from the published hex, so this answer does not come from any OpenSSL-based tool. */
+static void unhex(const char *h, unsigned char *out)
+{
+    for (size_t i = 0; h[2 * i]; i++) {
+        unsigned v = 0;
+        sscanf(h + 2 * i, "%2x", &v);
+        out[i] = (unsigned char)v;
+    }
+}
+
+Test(envelope, gcm_specification_test_cases_13_and_14)
+{
+    static const unsigned char zero_key[32];
+    struct vks_keyring *kr = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_keyring_new(&kr, &e), VKS_OK);
+    cr_assert_eq(vks_keyring_add(kr, "zero", zero_key, &e), VKS_OK);
+    struct { const char *ct_tag; size_t ptlen; } tc[] = {
+        { "530f8afbc74536b9a963b4f1c4cb738b", 0 },                                   /* TC 13 */
+        { "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919", 16 },  /* TC 14 */
+    };
+    for (size_t i = 0; i < 2; i++) {
+        unsigned char raw[12 + 32] = { 0 }; /* IV = 0^96 */
+        unhex(tc[i].ct_tag, raw + 12);
+        size_t rawlen = 12 + strlen(tc[i].ct_tag) / 2;
+        char env[4 + VKS_B64_ENCODED_LEN(sizeof raw) + 1] = "ENC:";
+        vks_b64_encode(raw, rawlen, env + 4);
+        vks_secret out = VKS_SECRET_EMPTY;
+        cr_assert_eq(dec(kr, env, NULL, &out, NULL, &e), VKS_OK, "test case %zu: %s", 13 + i, e.msg);
+        cr_assert_eq(out.len, tc[i].ptlen);
+        for (size_t j = 0; j < out.len; j++)
+            cr_assert_eq(out.data[j], 0, "P = 0^128");
+        vks_secret_free(&out);
+        /* one flipped bit of the published tag no longer authenticates */
+        raw[rawlen - 1] ^= 1;
+        vks_b64_encode(raw, rawlen, env + 4);
+        cr_assert_eq(dec(kr, env, NULL, &out, NULL, &e), VKS_E_DECRYPT_FAILED);
+    }
     vks_keyring_free(kr);
 }

@@ -1,0 +1,582 @@
+/*
+ * lvks: the vault_keysource Lua module: luaopen_vault_keysource, setup, resolve,
+ * set_event_handler, and the helpers of lvks.h. A thin binding: type checks and conversion only
+ * (docs/lua-api.md, docs/internals/lua-module.md).
+ */
+#include "lvks.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vks_config.h"
+
+#define KS_BOX "vault_keysource.keysource_box"
+#define SECRET_BOX "vault_keysource.secret_box"
+#define SETUP_BOX "vault_keysource.setup_box"
+#define EVENT_HANDLER_KEY "vault_keysource.event_handler"
+
+/* ------------------------------------------------------------------ extensions */
+
+static const struct lvks_extension *exts[LVKS_EXT_MAX];
+static int nexts;
+
+void lvks_register_extension(const struct lvks_extension *ext)
+{
+    if (ext != NULL && nexts < LVKS_EXT_MAX)
+        exts[nexts++] = ext;
+}
+
+/* ------------------------------------------------------------------ codes and failures */
+
+const char *lvks_code(vks_status st)
+{
+    switch (st) {
+    case VKS_E_INVALID_ARG:
+    case VKS_E_INTERNAL:
+        return "internal";
+    default:
+        return vks_status_code(st);
+    }
+}
+
+int lvks_push_failure(lua_State *L, vks_status st, const struct vks_err *err)
+{
+    lua_pushnil(L);
+    if (err != NULL && err->msg[0] != '\0')
+        lua_pushstring(L, err->msg);
+    else
+        lua_pushstring(L, vks_status_code(st));
+    lua_pushstring(L, lvks_code(st));
+    return 3;
+}
+
+/* ------------------------------------------------------------------ boxes */
+
+static int ks_box_gc(lua_State *L)
+{
+    struct vks_keysource *ks = luaL_checkudata(L, 1, KS_BOX);
+    vks_keysource_clear(ks);
+    return 0;
+}
+
+static int secret_box_gc(lua_State *L)
+{
+    vks_secret *s = luaL_checkudata(L, 1, SECRET_BOX);
+    vks_secret_free(s);
+    return 0;
+}
+
+struct setup_box {
+    struct vks_config cfg;
+    void *prepared[LVKS_EXT_MAX];
+    bool done[LVKS_EXT_MAX]; /* committed or discarded */
+};
+
+static int setup_box_gc(lua_State *L)
+{
+    struct setup_box *b = luaL_checkudata(L, 1, SETUP_BOX);
+    vks_config_clear(&b->cfg);
+    for (int i = 0; i < nexts; i++) {
+        if (!b->done[i] && b->prepared[i] != NULL && exts[i]->discard != NULL)
+            exts[i]->discard(b->prepared[i]);
+        b->prepared[i] = NULL;
+        b->done[i] = true;
+    }
+    return 0;
+}
+
+static void new_box_meta(lua_State *L, const char *name, lua_CFunction gc)
+{
+    if (luaL_newmetatable(L, name)) {
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushcfunction(L, gc);
+        lua_setfield(L, -2, "__close");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+}
+
+struct vks_keysource *lvks_push_keysource_box(lua_State *L)
+{
+    struct vks_keysource *ks = lua_newuserdatauv(L, sizeof *ks, 0);
+    memset(ks, 0, sizeof *ks);
+    ks->kv_version = VKS_KV_UNSET;
+    luaL_setmetatable(L, KS_BOX);
+    return ks;
+}
+
+vks_secret *lvks_push_secret_box(lua_State *L)
+{
+    vks_secret *s = lua_newuserdatauv(L, sizeof *s, 0);
+    *s = VKS_SECRET_EMPTY;
+    luaL_setmetatable(L, SECRET_BOX);
+    return s;
+}
+
+/* ------------------------------------------------------------------ conversions */
+
+void lvks_to_field(lua_State *L, int idx, const char *name, struct vks_field *f)
+{
+    memset(f, 0, sizeof *f);
+    f->name = name;
+    switch (lua_type(L, idx)) {
+    case LUA_TSTRING:
+        f->type = VKS_FT_STRING;
+        f->str = lua_tolstring(L, idx, &f->len);
+        break;
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, idx)) {
+            f->type = VKS_FT_INTEGER;
+            f->ival = (long long)lua_tointeger(L, idx);
+        } else {
+            lua_Number d = lua_tonumber(L, idx);
+            f->dval = (double)d;
+            f->type = VKS_FT_NUMBER;
+            if (d >= -9.0e15 && d <= 9.0e15 && d == (lua_Number)(long long)d) {
+                f->type = VKS_FT_INTEGER; /* 2.0 counts as 2 */
+                f->ival = (long long)d;
+            }
+        }
+        break;
+    case LUA_TBOOLEAN:
+        f->type = VKS_FT_BOOLEAN;
+        f->bval = lua_toboolean(L, idx);
+        break;
+    case LUA_TTABLE:
+        f->type = VKS_FT_TABLE;
+        f->ival = (long long)lua_rawlen(L, idx);
+        break;
+    default:
+        f->type = VKS_FT_OTHER;
+        f->type_name = luaL_typename(L, idx);
+        break;
+    }
+}
+
+void lvks_check_keysource_arg(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    if (t != LUA_TSTRING && t != LUA_TTABLE)
+        luaL_typeerror(L, idx, "keysource (a file path string or a table)");
+}
+
+#define MAX_KS_FIELDS 64
+
+vks_status lvks_to_keysource(lua_State *L, int idx, struct vks_keysource *ks, struct vks_err *err)
+{
+    idx = lua_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        size_t len;
+        const char *p = lua_tolstring(L, idx, &len);
+        return vks_keysource_from_path(p, len, ks, err);
+    }
+    struct vks_field fields[MAX_KS_FIELDS];
+    size_t n = 0;
+    luaL_checkstack(L, 2 * MAX_KS_FIELDS + 4, "keysource table");
+    int base = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) { /* non-string keys are ignored like unknown keys */
+            lua_pop(L, 1);
+            continue;
+        }
+        if (n == MAX_KS_FIELDS) {
+            lua_settop(L, base);
+            return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource table has more than %d fields",
+                               MAX_KS_FIELDS);
+        }
+        /* keep key and value on the stack (strings stay alive); push a copy of the key for next */
+        lvks_to_field(L, -1, lua_tostring(L, -2), &fields[n++]);
+        lua_pushvalue(L, -2);
+    }
+    vks_status st = vks_keysource_from_fields(fields, n, ks, err);
+    lua_settop(L, base);
+    return st;
+}
+
+static const char *const ctx_fields[] = { "domain", "site_name", "username", "destination", "tag" };
+
+void lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx)
+{
+    memset(ctx, 0, sizeof *ctx);
+    idx = lua_absindex(L, idx);
+    int t = lua_type(L, idx);
+    luaL_checkstack(L, 6, "ctx");
+    if (t == LUA_TNONE || t == LUA_TNIL) {
+        for (int i = 0; i < 5; i++)
+            lua_pushnil(L);
+        return;
+    }
+    if (t != LUA_TTABLE)
+        luaL_typeerror(L, idx, "nil or table (ctx)");
+    const char **dst[] = { &ctx->domain, &ctx->site_name, &ctx->username, &ctx->destination, &ctx->tag };
+    for (int i = 0; i < 5; i++) {
+        int ft = lua_getfield(L, idx, ctx_fields[i]);
+        if (ft == LUA_TSTRING)
+            *dst[i] = lua_tostring(L, -1);
+        else if (ft != LUA_TNIL)
+            luaL_argerror(L, idx, lua_pushfstring(L, "ctx.%s must be a string, not a %s", ctx_fields[i],
+                                                  luaL_typename(L, -1)));
+    }
+}
+
+/* ------------------------------------------------------------------ event handler */
+
+static int l_set_event_handler(lua_State *L)
+{
+    int t = lua_type(L, 1);
+    if (t != LUA_TFUNCTION && t != LUA_TNIL && t != LUA_TNONE)
+        luaL_typeerror(L, 1, "function or nil");
+    lua_settop(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, EVENT_HANDLER_KEY);
+    return 0;
+}
+
+/*
+ * Runs this state's event handler for an EVENT keysource: handler(event_name, event_args).
+ * It returns the secret as a string, or nil [, message [, code]]. Its error text is never used
+ * (it could hold anything); a raised error counts as unavailable.
+ */
+static void run_event_handler(lua_State *L, int ks_idx, const struct vks_keysource *ks,
+                              struct vks_event_result *ev)
+{
+    memset(ev, 0, sizeof *ev);
+    int top = lua_gettop(L);
+    luaL_checkstack(L, 4, "event handler");
+    if (lua_getfield(L, LUA_REGISTRYINDEX, EVENT_HANDLER_KEY) != LUA_TFUNCTION) {
+        ev->status = VKS_E_BAD_KEYSOURCE;
+        snprintf(ev->msg, sizeof ev->msg,
+                 "no event handler is registered in this Lua state (vks.set_event_handler)");
+        goto out;
+    }
+    lua_pushstring(L, ks->event_name);
+    lua_getfield(L, ks_idx, "event_args");
+    if (lua_pcall(L, 2, 3, 0) != LUA_OK) {
+        ev->status = VKS_E_UNAVAILABLE;
+        snprintf(ev->msg, sizeof ev->msg, "the event handler raised an error (its text is not shown)");
+        goto out;
+    }
+    if (lua_type(L, -3) == LUA_TSTRING) {
+        size_t len;
+        const char *s = lua_tolstring(L, -3, &len);
+        struct vks_err e;
+        vks_err_clear(&e);
+        if (len > VKS_SECRET_MAX) {
+            ev->status = VKS_E_BAD_RESPONSE;
+            snprintf(ev->msg, sizeof ev->msg, "the event handler returned more than %d bytes", VKS_SECRET_MAX);
+        } else if ((ev->status = vks_secret_dup(s, len, &ev->value, &e)) != VKS_OK) {
+            snprintf(ev->msg, sizeof ev->msg, "no locked memory for the event handler's value");
+        }
+    } else if (lua_isnil(L, -3)) {
+        vks_status code = VKS_E_NOT_FOUND;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            vks_status c = vks_status_from_code(lua_tostring(L, -1));
+            if (c != VKS_STATUS_COUNT && c != VKS_OK && c < VKS_E_INVALID_ARG)
+                code = c;
+        }
+        ev->status = code;
+        snprintf(ev->msg, sizeof ev->msg, "the event handler returned no value");
+    } else {
+        ev->status = VKS_E_BAD_RESPONSE;
+        snprintf(ev->msg, sizeof ev->msg, "the event handler returned a %s, not a string",
+                 luaL_typename(L, -3));
+    }
+out:
+    lua_settop(L, top);
+}
+
+/* ------------------------------------------------------------------ lookups */
+
+vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
+                       struct vks_resolve_info *info, struct vks_err *err)
+{
+    ks_idx = lua_absindex(L, ks_idx);
+    ctx_idx = lua_absindex(L, ctx_idx);
+    int top = lua_gettop(L);
+    /* misuse first: nothing allocated yet */
+    lvks_check_keysource_arg(L, ks_idx);
+    struct vks_ctx ctx;
+    lvks_check_ctx(L, ctx_idx, &ctx);
+
+    struct vks_keysource *ks = lvks_push_keysource_box(L);
+    vks_err_clear(err);
+    vks_status pst = lvks_to_keysource(L, ks_idx, ks, err);
+
+    /* the event handler runs before the core (the core never calls Lua); its value is boxed */
+    struct vks_event_result ev;
+    memset(&ev, 0, sizeof ev);
+    vks_secret *evbox = NULL;
+    if (pst == VKS_OK && ks->kind == VKS_KS_EVENT) {
+        evbox = lvks_push_secret_box(L);
+        run_event_handler(L, ks_idx, ks, &ev);
+        *evbox = ev.value; /* owned by the box until vks_resolve takes it */
+    }
+
+    for (int i = 0; i < nexts; i++)
+        if (exts[i]->before_lookup != NULL)
+            exts[i]->before_lookup(L);
+
+    struct vks_resolve_req req = { .api = api, .ks = pst == VKS_OK ? ks : NULL, .ctx = &ctx,
+                                   .event = pst == VKS_OK && ks->kind == VKS_KS_EVENT ? &ev : NULL };
+    vks_status st = vks_resolve(&req, out, info, err);
+    if (evbox != NULL) {
+        /* vks_resolve took the value (or it is still ours): the box must not free it twice */
+        if (ev.value.data == NULL)
+            *evbox = VKS_SECRET_EMPTY;
+        else
+            *evbox = ev.value;
+    }
+
+    for (int i = 0; i < nexts; i++)
+        if (exts[i]->after_lookup != NULL)
+            exts[i]->after_lookup(L);
+
+    vks_keysource_clear(ks);
+    if (evbox != NULL)
+        vks_secret_free(evbox);
+    lua_settop(L, top);
+    return st;
+}
+
+/* vks.resolve(keysource [, ctx]) -> secret | nil, message, code */
+static int l_resolve(lua_State *L)
+{
+    lvks_check_keysource_arg(L, 1);
+    lua_settop(L, 2);
+    vks_secret *box = lvks_push_secret_box(L);
+    struct vks_err err;
+    vks_status st = lvks_lookup(L, 1, 2, "resolve", box, NULL, &err);
+    if (st != VKS_OK)
+        return lvks_push_failure(L, st, &err);
+    /* the one and only copy into a Lua string, then the slot is wiped */
+    lua_pushlstring(L, (const char *)box->data, box->len);
+    vks_secret_free(box);
+    return 1;
+}
+
+/* ------------------------------------------------------------------ setup */
+
+static void raise_err(lua_State *L, const struct vks_err *err)
+{
+    lua_pushfstring(L, "vault_keysource.setup: %s", err->msg);
+    lua_error(L);
+}
+
+static bool is_ext_name(const char *name, int *which)
+{
+    for (int i = 0; i < nexts; i++)
+        if (exts[i]->name != NULL && strcmp(exts[i]->name, name) == 0) {
+            *which = i;
+            return true;
+        }
+    return false;
+}
+
+/* The memory options act before anything is put into the arena (the token from the environment
+ * is), because the arena cannot change size under live secrets. */
+static void setup_memory(lua_State *L, int opts)
+{
+    if (opts == 0)
+        return;
+    int t1 = lua_getfield(L, opts, "locked_bytes");
+    int t2 = lua_getfield(L, opts, "require_locked");
+    if (t1 == LUA_TNIL && t2 == LUA_TNIL) {
+        lua_pop(L, 2);
+        return;
+    }
+    struct vks_secmem_config sm = { 0, false };
+    struct vks_err err;
+    vks_err_clear(&err);
+    struct vks_field f;
+    if (t1 != LUA_TNIL) {
+        lvks_to_field(L, -2, "locked_bytes", &f);
+        if (vks_parse_size(&f, "setup option locked_bytes", &sm.locked_bytes, &err) != VKS_OK) {
+            lua_pop(L, 2);
+            raise_err(L, &err);
+        }
+    }
+    const char *env = getenv("VKS_REQUIRE_LOCKED");
+    if (env != NULL && env[0] != '\0') {
+        struct vks_field ef = { .name = "VKS_REQUIRE_LOCKED", .type = VKS_FT_STRING, .str = env, .len = strlen(env) };
+        if (vks_parse_bool(&ef, "VKS_REQUIRE_LOCKED", &sm.require_locked, &err) != VKS_OK) {
+            lua_pop(L, 2);
+            raise_err(L, &err);
+        }
+    }
+    if (t2 != LUA_TNIL) {
+        lvks_to_field(L, -1, "require_locked", &f);
+        if (vks_parse_bool(&f, "setup option require_locked", &sm.require_locked, &err) != VKS_OK) {
+            lua_pop(L, 2);
+            raise_err(L, &err);
+        }
+    }
+    lua_pop(L, 2);
+    if (vks_secmem_init(&sm, &err) != VKS_OK)
+        raise_err(L, &err);
+}
+
+/*
+ * vks.setup(opts) -> true, changed. Raises on any invalid option (a policy with a broken setup
+ * should fail loudly at load time). Same options as the ones in force: a no-op (changed=false).
+ */
+static int l_setup(lua_State *L)
+{
+    int t = lua_type(L, 1);
+    if (t != LUA_TTABLE && t != LUA_TNIL && t != LUA_TNONE)
+        luaL_typeerror(L, 1, "table or nil (setup options)");
+    lua_settop(L, 1);
+    int opts = t == LUA_TTABLE ? 1 : 0;
+
+    /* misuse: option names must be strings */
+    if (opts) {
+        lua_pushnil(L);
+        while (lua_next(L, opts) != 0) {
+            if (lua_type(L, -2) != LUA_TSTRING)
+                luaL_argerror(L, 1, "setup option names must be strings");
+            lua_pop(L, 1);
+        }
+    }
+
+    setup_memory(L, opts);
+
+    struct setup_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    memset(b, 0, sizeof *b);
+    for (int i = 0; i < LVKS_EXT_MAX; i++)
+        b->done[i] = true;
+    luaL_setmetatable(L, SETUP_BOX);
+    int box = lua_gettop(L);
+
+    struct vks_err err;
+    vks_err_clear(&err);
+    if (vks_config_from_env(&b->cfg, &err) != VKS_OK)
+        raise_err(L, &err);
+
+    if (opts) {
+        lua_pushnil(L);
+        while (lua_next(L, opts) != 0) {
+            const char *name = lua_tostring(L, -2);
+            int which;
+            if (is_ext_name(name, &which) || strcmp(name, "locked_bytes") == 0 ||
+                strcmp(name, "require_locked") == 0) {
+                if (strcmp(name, "locked_bytes") == 0 || strcmp(name, "require_locked") == 0) {
+                    struct vks_field f;
+                    lvks_to_field(L, -1, name, &f);
+                    (void)vks_config_set(&b->cfg, &f, &err); /* already validated in setup_memory */
+                }
+                lua_pop(L, 1);
+                continue;
+            }
+            struct vks_field f;
+            lvks_to_field(L, -1, name, &f);
+            if (vks_config_set(&b->cfg, &f, &err) != VKS_OK)
+                raise_err(L, &err);
+            lua_pop(L, 1);
+        }
+    }
+    if (vks_config_finish(&b->cfg, &err) != VKS_OK)
+        raise_err(L, &err);
+
+    for (int i = 0; i < nexts; i++) {
+        if (exts[i]->prepare == NULL)
+            continue;
+        if (opts)
+            lua_getfield(L, opts, exts[i]->name != NULL ? exts[i]->name : "");
+        else
+            lua_pushnil(L);
+        int top = lua_gettop(L);
+        if (!lua_isnil(L, top) && !lua_istable(L, top)) {
+            luaL_argerror(L, 1, lua_pushfstring(L, "setup option %s must be a table",
+                                                exts[i]->name != NULL ? exts[i]->name : "?"));
+        }
+        void *prep = NULL;
+        vks_status st = exts[i]->prepare(L, top, &prep, &err);
+        lua_settop(L, top - 1);
+        if (st != VKS_OK) {
+            if (prep != NULL && exts[i]->discard != NULL)
+                exts[i]->discard(prep);
+            raise_err(L, &err);
+        }
+        b->prepared[i] = prep;
+        b->done[i] = false;
+    }
+
+    bool changed = false;
+    if (vks_resolver_setup(&b->cfg, &changed, &err) != VKS_OK)
+        raise_err(L, &err);
+
+    vks_status cst = VKS_OK;
+    struct vks_err cerr;
+    vks_err_clear(&cerr);
+    for (int i = 0; i < nexts; i++) {
+        if (b->done[i])
+            continue;
+        b->done[i] = true;
+        void *prep = b->prepared[i];
+        b->prepared[i] = NULL;
+        if (exts[i]->commit != NULL) {
+            struct vks_err e;
+            vks_err_clear(&e);
+            vks_status st = exts[i]->commit(prep, changed, &e);
+            if (st != VKS_OK && cst == VKS_OK) {
+                cst = st;
+                cerr = e;
+            }
+        } else if (prep != NULL && exts[i]->discard != NULL) {
+            exts[i]->discard(prep);
+        }
+    }
+    vks_config_clear(&b->cfg);
+    lua_settop(L, box - 1);
+    if (cst != VKS_OK)
+        raise_err(L, &cerr);
+    lua_pushboolean(L, 1);
+    lua_pushboolean(L, changed);
+    return 2;
+}
+
+/* ------------------------------------------------------------------ module */
+
+/*
+ * The runtime, the arena and (later) background threads are process-wide and outlive any one
+ * lua_State; Lua unloads C libraries when a state closes, so the module pins itself once.
+ */
+static const char pin_anchor = 0;
+
+static void pin_module(void)
+{
+    Dl_info info;
+    if (dladdr(&pin_anchor, &info) != 0 && info.dli_fname != NULL)
+        (void)dlopen(info.dli_fname, RTLD_NOW | RTLD_NODELETE);
+}
+
+static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
+
+static const luaL_Reg funcs[] = {
+    { "setup", l_setup },
+    { "resolve", l_resolve },
+    { "set_event_handler", l_set_event_handler },
+    { NULL, NULL },
+};
+
+__attribute__((visibility("default"))) int luaopen_vault_keysource(lua_State *L)
+{
+    pthread_once(&pin_once, pin_module);
+    new_box_meta(L, KS_BOX, ks_box_gc);
+    new_box_meta(L, SECRET_BOX, secret_box_gc);
+    new_box_meta(L, SETUP_BOX, setup_box_gc);
+    luaL_newlib(L, funcs);
+    int mod = lua_gettop(L);
+    lua_pushliteral(L, "vault_keysource 0.1");
+    lua_setfield(L, mod, "_VERSION");
+    for (int i = 0; i < nexts; i++)
+        if (exts[i]->open != NULL) {
+            exts[i]->open(L, mod);
+            lua_settop(L, mod);
+        }
+    return 1;
+}

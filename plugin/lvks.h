@@ -1,0 +1,121 @@
+/*
+ * lvks: the Lua binding's shared helpers (plugin/lvks.c) for the other plugin files
+ * (lvks_cache.c, lvks_audit.c, ...). Design: docs/internals/lua-module.md.
+ *
+ * Rules every plugin file follows (docs/architecture.md):
+ *  - type checks and conversion only; the work is in src/;
+ *  - misuse (wrong argument types) raises with luaL_argerror/luaL_typeerror BEFORE anything is
+ *    allocated or locked; runtime failures return nil, message, code (lvks_push_failure);
+ *  - anything that holds a secret or C memory while a Lua call could raise lives in a box (a
+ *    userdata whose __gc/__close releases it): lvks_push_secret_box, lvks_push_keysource_box;
+ *  - no Lua call while a lock is held.
+ *
+ * Thread-safety: every function here works on one lua_State, which Lua requires to be used by
+ * one thread at a time; the C state behind them is process-wide and thread-safe (src/).
+ */
+#ifndef LVKS_H
+#define LVKS_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "vks_error.h"
+#include "vks_keysource.h"
+#include "vks_resolver.h"
+#include "vks_secmem.h"
+
+#define LVKS_MODNAME "vault_keysource"
+
+/* ------------------------------------------------------------------ extensions */
+
+/*
+ * A plugin file adds functions and setup options to the module by registering an extension from
+ * a constructor:
+ *
+ *     static const struct lvks_extension ext = { .name = "cache", .open = ..., ... };
+ *     __attribute__((constructor)) static void reg(void) { lvks_register_extension(&ext); }
+ *
+ * Every hook is optional (NULL).
+ */
+struct lvks_extension {
+    /* The vks.setup{} subtable this extension owns (e.g. "cache"), or NULL. */
+    const char *name;
+
+    /* Adds functions to the module table (at stack index `mod`); run by every luaopen. */
+    void (*open)(lua_State *L, int mod);
+
+    /* setup, phase 1 (nothing applied yet): validates opts[name] at stack index `idx` (nil when
+     * absent) and prepares what commit will apply. Returns VKS_OK with *prepared (may be NULL),
+     * or an error with err filled (the binding raises it after discarding everything; prepare
+     * itself must not raise except for memory errors, and leaves the stack as it found it). */
+    vks_status (*prepare)(lua_State *L, int idx, void **prepared, struct vks_err *err);
+
+    /* setup, phase 2, after the core runtime was swapped: applies and frees `prepared`. No Lua
+     * calls. `changed` says whether the core options changed. An error is raised by the binding. */
+    vks_status (*commit)(void *prepared, int changed, struct vks_err *err);
+
+    /* Frees `prepared` when setup fails before commit. */
+    void (*discard)(void *prepared);
+
+    /* Around every lookup (resolve, resolve_handle, ...): before_lookup right before the core is
+     * called, after_lookup right after it returned (the value, if any, is in a box; no lock is
+     * held). after_lookup may call Lua (it must use lua_pcall for user callbacks) and must leave
+     * the stack as it found it. */
+    void (*before_lookup)(lua_State *L);
+    void (*after_lookup)(lua_State *L);
+};
+
+#define LVKS_EXT_MAX 8
+/* Registers an extension (up to LVKS_EXT_MAX; called from constructors, before any luaopen). */
+void lvks_register_extension(const struct lvks_extension *ext);
+
+/* ------------------------------------------------------------------ conversions */
+
+/*
+ * Checks the ctx argument at `idx` (nil/none or a table whose fields domain, site_name, username,
+ * destination, tag are nil or strings) and fills *ctx with pointers to the strings. Raises
+ * (argument error) on misuse. Pushes the 5 field values on the stack (keeping the strings alive):
+ * the caller pops them when done (lua_pop(L, 5)) or lets the call return.
+ */
+void lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx);
+
+/* Raises an argument error unless the value at `idx` is a string or a table (a keysource). */
+void lvks_check_keysource_arg(lua_State *L, int idx);
+
+/*
+ * Pushes a new box holding an empty keysource, released (wiped) by __gc/__close. Returns it.
+ */
+struct vks_keysource *lvks_push_keysource_box(lua_State *L);
+
+/*
+ * Converts the keysource at `idx` (already checked by lvks_check_keysource_arg) into *ks, which
+ * must be an empty keysource inside a box. Returns VKS_E_BAD_KEYSOURCE (err filled, naming the
+ * field) for a malformed table: never raises for that.
+ */
+vks_status lvks_to_keysource(lua_State *L, int idx, struct vks_keysource *ks, struct vks_err *err);
+
+/* Pushes a new box holding an empty vks_secret, wiped and freed by __gc/__close. Returns it. */
+vks_secret *lvks_push_secret_box(lua_State *L);
+
+/*
+ * The whole lookup as vks.resolve does it, for any entry point: checks the keysource at ks_idx
+ * and the ctx at ctx_idx (raising on misuse), runs the event handler for EVENT keysources, calls
+ * the extensions' before_lookup, vks_resolve (api "resolve" or "resolve_handle"), then
+ * after_lookup. `out` must be inside a box (lvks_push_secret_box) created by the caller.
+ * Returns the status with err filled on failure; `info` may be NULL. Leaves the stack as it
+ * found it.
+ */
+vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
+                       struct vks_resolve_info *info, struct vks_err *err);
+
+/* Pushes nil, message, code and returns 3 (the runtime-failure convention). */
+int lvks_push_failure(lua_State *L, vks_status st, const struct vks_err *err);
+
+/* The Lua code for a status ("not_found", ...); internal codes map to "internal" / "config". */
+const char *lvks_code(vks_status st);
+
+/* Reads a Lua value at idx into a field (no copy: pointers into Lua strings, valid while the
+ * value is reachable). Used for setup subtables. */
+void lvks_to_field(lua_State *L, int idx, const char *name, struct vks_field *f);
+
+#endif

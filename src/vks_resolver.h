@@ -1,0 +1,108 @@
+/*
+ * vks_resolver: the process-wide runtime and vks_resolve(), the one function every lookup goes
+ * through (docs/internals/resolver.md).
+ *
+ * The runtime (configuration, Vault client, keyring) is process-wide: it is built once, from the
+ * environment on first use or from vks_resolver_setup, and replaced atomically when setup is
+ * called with different options (the new runtime is built completely first; lookups in flight
+ * keep the snapshot they started with; the old one is freed when its last user releases it).
+ * Setup with the same options is a no-op.
+ *
+ * vks_resolve(), per lookup, in this order:
+ *   1. the value: FILE read with open/fstat/read into an arena slot (refused over VKS_SECRET_MAX);
+ *      DATA copied; EVENT taken from the front end's handler result; VAULT through the
+ *      process-wide cache (vks_cache) whose fetch reads Vault (vks_vault) and decrypts;
+ *   2. restrictions (vks_restrict) against ctx with the secret's custom_metadata, on every lookup,
+ *      cache hits included;
+ *   3. ENC: envelopes are decrypted (vks_envelope; the place is (mount, path, key) for Vault and
+ *      empty for the other forms); with require_encrypted a plaintext value fails not_encrypted;
+ *   4. exactly one audit event (vks_audit), whatever the outcome; when audit refuses
+ *      (VKS_E_AUDIT_UNAVAILABLE) the value is wiped and the lookup fails with that code.
+ *
+ * Messages name the keysource (vks_keysource_describe) and never hold a secret.
+ *
+ * Thread-safety: every function may be called from any thread at any time, except
+ * vks_resolver_shutdown (tests and exit only). No lock is held while Vault is read, a file is
+ * read, or anything of the caller runs.
+ */
+#ifndef VKS_RESOLVER_H
+#define VKS_RESOLVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vks_config.h"
+#include "vks_error.h"
+#include "vks_keysource.h"
+#include "vks_secmem.h"
+
+/* The caller's context (all optional, NULL = absent): carried to restrictions and audit. */
+struct vks_ctx {
+    const char *domain;
+    const char *site_name;
+    const char *username;
+    const char *destination;
+    const char *tag;
+};
+
+/* An EVENT keysource's value, produced by the front end's handler before vks_resolve (the core
+ * never calls into Lua). On VKS_OK vks_resolve takes ownership of `value`; on failure `msg` says
+ * why (it must hold no secret; the handler's own error text is never used). */
+struct vks_event_result {
+    vks_status status;
+    vks_secret value;
+    char msg[256];
+};
+
+struct vks_resolve_req {
+    const char *api;                  /* "resolve" (NULL) or "resolve_handle", for audit       */
+    const struct vks_keysource *ks;   /* NULL: the keysource did not parse; `err` passed to
+                                         vks_resolve already holds that failure, which is
+                                         audited and returned                                   */
+    const struct vks_ctx *ctx;        /* may be NULL                                            */
+    struct vks_event_result *event;   /* EVENT keysources                                       */
+};
+
+/* Facts about a lookup, for the front end (no secret). */
+struct vks_resolve_info {
+    enum vks_ks_kind kind;
+    const char *outcome;      /* "hit", "miss", "refresh", "stale", "negative", "error", "bypass",
+                                 "none" (static string)                                        */
+    bool cached;
+    double age_s;
+    int kv_version;
+    int64_t secret_version;
+    bool encrypted;
+};
+
+/*
+ * Resolves one keysource. On VKS_OK *out holds the value in a fresh arena slot owned by the caller
+ * (vks_secret_free). On failure *out is empty and err names the keysource.
+ */
+vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out,
+                       struct vks_resolve_info *info, struct vks_err *err);
+
+/*
+ * Applies a configuration (already vks_config_finish'ed; borrowed, copied inside). *changed is
+ * set to false when it equals the one in force (no-op). On error nothing changes.
+ * Errors: VKS_E_CONFIG and the Vault client's / keyring's errors, naming the option or file.
+ */
+vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err);
+
+/* Copies the configuration in force (building it from the environment if needed). */
+vks_status vks_resolver_get_config(struct vks_config *out, struct vks_err *err);
+
+/*
+ * The cache identity of a keysource (VAULT and FILE; the others are never cached), as used by
+ * vks_resolve with the current configuration: everything that selects a value, never a secret
+ * (a per-keysource token is represented by a keyed fingerprint). Returns VKS_E_INVALID_ARG for
+ * key_data and event keysources, VKS_E_BAD_KEYSOURCE when it does not fit in n bytes.
+ */
+vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n,
+                                 struct vks_err *err);
+
+/* Releases the runtime (tests and exit). Not concurrent with lookups. */
+void vks_resolver_shutdown(void);
+
+#endif
