@@ -101,16 +101,17 @@ $(BUILD)/libvks.a: $(CORE_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
-# The module: the core is linked in whole, every symbol hidden but the entry point.
+# The module: the core is linked in whole, every symbol hidden but the entry point. -z nodelete:
+# the process-wide runtime (cache, arena, audit chain) must survive the last lua_State closing.
 $(BUILD)/vault_keysource.so: $(PLUGIN_OBJ) $(BUILD)/libvks.a plugin/exports.map
-	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugin/exports.map -Wl,-z,relro,-z,now \
+	$(CC) -shared $(LDFLAGS) -Wl,--version-script=plugin/exports.map -Wl,-z,relro,-z,now,-z,nodelete \
 	  -o $@ $(PLUGIN_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
 
 $(BUILD)/vks: $(CLI_OBJ) $(BUILD)/libvks.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
 
 $(BUILD)/vks-policy: $(HOST_OBJ)
-	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl) -ldl -lpthread
+	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
 
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread

@@ -317,6 +317,9 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
         }
     }
 
+    /* An empty plaintext may go to an empty slot; EVP still needs a valid pointer. */
+    unsigned char none = 0;
+    unsigned char *o = dst->data ? dst->data : &none;
     char ids[256];
     if (!kr || kr->n == 0) {
         st = vks_err_set(err, VKS_E_DECRYPT_FAILED,
@@ -334,7 +337,7 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
                              (int)ps.idlen, ps.key_id, ids);
             goto out;
         }
-        if (gcm_open(e->key.data, nonce, ps.key_id, ps.idlen, place, ct, ctlen, tag, dst->data)) {
+        if (gcm_open(e->key.data, nonce, ps.key_id, ps.idlen, place, ct, ctlen, tag, o)) {
             dst->len = ctlen;
             st = VKS_OK;
             goto out;
@@ -347,7 +350,7 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
     }
     /* Legacy: no id and no AAD, so every key is tried in keyring order. */
     for (size_t i = 0; i < kr->n; i++) {
-        if (gcm_open(kr->keys[i].key.data, nonce, NULL, 0, NULL, ct, ctlen, tag, dst->data)) {
+        if (gcm_open(kr->keys[i].key.data, nonce, NULL, 0, NULL, ct, ctlen, tag, o)) {
             dst->len = ctlen;
             st = VKS_OK;
             goto out;

@@ -66,6 +66,8 @@ static struct arena {
 } g;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+static size_t g_scratch_open, g_scratch_locked;
+static unsigned long g_scratch_lock_failures;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
 static atomic_ulong g_generation = 1;
 static bool g_warned;
@@ -436,6 +438,9 @@ void vks_secmem_get_status(struct vks_secmem_status *out)
     out->in_use = g.in_use;
     out->slots_in_use = g.slots_in_use;
     out->alloc_failures = g.alloc_failures;
+    out->scratch_open = g_scratch_open;
+    out->scratch_locked_bytes = g_scratch_locked;
+    out->scratch_lock_failures = g_scratch_lock_failures;
     pthread_mutex_unlock(&g_lock);
 }
 
@@ -670,6 +675,11 @@ vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err)
     memset(out, 0, sizeof *out);
     if (cap == 0 || cap > MAX_SCRATCH)
         return vks_err_set(err, VKS_E_INVALID_ARG, "scratch size %zu is out of range (1..%zu)", cap, MAX_SCRATCH);
+    /* the arena is locked first, so scratch buffers never eat the memlock budget it needs */
+    lock_arena();
+    if (!g.init && !g.closed)
+        (void)init_locked(NULL, NULL);
+    pthread_mutex_unlock(&g_lock);
     size_t pg = page_size();
     size_t body = round_up(cap, pg);
     size_t total = body + 2 * pg;
@@ -686,8 +696,16 @@ vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err)
 #ifdef MADV_WIPEONFORK
     (void)madvise(data, body, MADV_WIPEONFORK);
 #endif
-    (void)lock_region(data, body); /* best effort; not counted against the arena */
+    bool locked = lock_region(data, body) == 0; /* best effort; not counted against the arena */
+    pthread_mutex_lock(&g_lock);
+    g_scratch_open++;
+    if (locked)
+        g_scratch_locked += body;
+    else
+        g_scratch_lock_failures++;
+    pthread_mutex_unlock(&g_lock);
     out->data = data;
+    out->locked = locked;
     out->cap = body;
     out->len = 0;
     out->map_len = total;
@@ -709,8 +727,14 @@ void vks_scratch_close(vks_scratch *s)
     if (s->data != NULL) {
         vks_wipe(s->data, s->len < s->cap ? s->len : s->cap);
         size_t pg = page_size();
-        munlock(s->data, s->cap);
+        if (s->locked)
+            munlock(s->data, s->cap);
         munmap(s->data - pg, s->map_len);
+        pthread_mutex_lock(&g_lock);
+        g_scratch_open--;
+        if (s->locked)
+            g_scratch_locked -= s->cap;
+        pthread_mutex_unlock(&g_lock);
     }
     memset(s, 0, sizeof *s);
 }

@@ -45,6 +45,10 @@ struct vks_secmem_status {
     size_t in_use;      /* bytes of slots currently handed out                   */
     size_t slots_in_use;
     unsigned long alloc_failures;
+    /* scratch buffers (added by secmem): open now, bytes of them locked, opens whose mlock failed */
+    size_t scratch_open;
+    size_t scratch_locked_bytes;
+    unsigned long scratch_lock_failures;
 };
 
 /*
@@ -87,7 +91,9 @@ void vks_secret_free(vks_secret *s);
  * Scratch buffers for transient secret-bearing data that is larger than a slot (an HTTP response
  * body carrying a secret, a JSON request carrying a token). Each is its own private mapping of a
  * fixed capacity, MADV_DONTDUMP, mlock attempted (best effort, not counted against the arena),
- * never reallocated; vks_scratch_close wipes the used bytes and unmaps. The struct is owned by the
+ * never reallocated; vks_scratch_close wipes the used bytes and unmaps. Opening a scratch first
+ * initialises the arena (if nothing did yet) so the arena is locked before scratch buffers use up
+ * RLIMIT_MEMLOCK; a failed scratch mlock is counted in the status (scratch_lock_failures). The struct is owned by the
  * caller; one scratch must not be used from two threads at once.
  */
 typedef struct vks_scratch {
@@ -95,6 +101,7 @@ typedef struct vks_scratch {
     size_t len;
     size_t cap;
     size_t map_len;
+    bool locked; /* mlock succeeded (added by secmem) */
 } vks_scratch;
 
 vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err);

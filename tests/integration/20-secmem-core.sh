@@ -35,7 +35,8 @@ case "$orig_pattern" in
     fi ;;
   *) echo "core_pattern: '$orig_pattern' (a file in the working directory)" ;;
 esac
-ulimit -c unlimited
+ulimit -c unlimited 2>/dev/null || ulimit -c "$(ulimit -H -c)"
+if [ "$(ulimit -c)" = 0 ]; then bad "core files are disabled here (hard RLIMIT_CORE is 0)"; finish; fi
 # under AddressSanitizer, cores are off by default
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}disable_coredump=0:handle_abort=0"
 

@@ -418,7 +418,9 @@ static const char PY[] =
 
 static char *python(const char *mode, const char *arg)
 {
-    char script[] = "/tmp/vks-envelope-py-XXXXXX";
+    char script[600];
+    const char *w = getenv("VKS_SUITE_WORK");
+    snprintf(script, sizeof script, "%s/vks-envelope-py-XXXXXX", w ? w : "/tmp");
     int fd = mkstemp(script);
     cr_assert(fd >= 0);
     FILE *f = fdopen(fd, "w");
@@ -604,5 +606,25 @@ Test(envelope, rekey_moves_values_to_the_new_key_bound_to_their_place)
     cr_assert(strstr(e.msg, "unknown key id 'k9'") != NULL, "%s", e.msg);
     cr_assert_eq(none, NULL);
     free(out);
+    vks_keyring_free(kr);
+}
+
+Test(envelope, empty_plaintext_into_an_empty_slot)
+{
+    struct vks_keyring *kr = ring("k1", KEY_A, NULL, NULL);
+    char *env = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_encrypt(kr, "k1", &PLACE, NULL, 0, &env, &e), VKS_OK, "%s", e.msg);
+    vks_secret none = VKS_SECRET_EMPTY;
+    cr_assert_eq(vks_envelope_decrypt_into(kr, (unsigned char *)env, strlen(env), &PLACE, &none, NULL, &e),
+                 VKS_OK, "%s", e.msg);
+    cr_assert_eq(none.len, 0);
+    /* but a non-empty plaintext needs room */
+    char *full = NULL;
+    cr_assert_eq(vks_envelope_encrypt(kr, "k1", &PLACE, (const unsigned char *)"x", 1, &full, &e), VKS_OK);
+    cr_assert_eq(vks_envelope_decrypt_into(kr, (unsigned char *)full, strlen(full), &PLACE, &none, NULL, &e),
+                 VKS_E_INVALID_ARG);
+    free(env);
+    free(full);
     vks_keyring_free(kr);
 }

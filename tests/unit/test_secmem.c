@@ -748,10 +748,39 @@ Test(secmem, scratch_buffers_are_guarded_dontdump_and_wiped)
     cr_assert(all_zero(s.data, s.cap));
     int st = in_child(scratch_overrun, &s);
     cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGSEGV, "child status %#x", st);
+    struct vks_secmem_status ss;
+    vks_secmem_get_status(&ss);
+    cr_assert(ss.initialised, "opening a scratch initialises the arena first");
+    cr_assert_eq(ss.scratch_open, 1);
+    cr_assert_eq(ss.scratch_locked_bytes, s.cap);
+    cr_assert(s.locked);
     int before = count_maps();
     vks_scratch_close(&s);
+    vks_secmem_get_status(&ss);
+    cr_assert_eq(ss.scratch_open, 0);
+    cr_assert_eq(ss.scratch_locked_bytes, 0);
     cr_assert_null(s.data);
     cr_assert_lt(count_maps(), before, "the mapping is gone");
     vks_scratch_close(&s);
     cr_assert_eq(vks_scratch_open(0, &s, &e), VKS_E_INVALID_ARG);
+}
+
+Test(secmem, the_arena_is_locked_before_scratch_buffers_use_the_memlock_budget)
+{
+    limit_memlock(256 << 10);
+    drop_ipc_lock();
+    setenv("VKS_LOCKED_BYTES", "192K", 1);
+    struct vks_err e;
+    vks_scratch a, b;
+    cr_assert_eq(vks_scratch_open(48 << 10, &a, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(vks_scratch_open(48 << 10, &b, &e), VKS_OK, "a scratch still opens when it cannot be locked");
+    struct vks_secmem_status st;
+    vks_secmem_get_status(&st);
+    cr_assert(st.locked, "the arena (192 KiB) was locked before the scratch buffers");
+    cr_assert(a.locked, "the first scratch fits the remaining 64 KiB");
+    cr_assert_not(b.locked);
+    cr_assert_eq(st.scratch_lock_failures, 1);
+    cr_assert_eq(st.scratch_open, 2);
+    vks_scratch_close(&a);
+    vks_scratch_close(&b);
 }

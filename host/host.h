@@ -1,0 +1,32 @@
+/*
+ * vks-policy internals: the builtin Lua modules the policy host registers in package.preload.
+ *
+ *   vks_host.toml   parse(text [, source]) -> table | nil, message      (host/toml.cpp, toml++)
+ *   vks_host.json   parse(text [, source]) -> table | nil, message      (host/json.c, json-c strict)
+ *                   encode(value [, pretty]) -> string
+ *   vks_host.smtp   check_auth(opts) -> result table                    (host/smtp.c, OpenSSL)
+ *   vks_host.sys    realpath, file_exists, sleep_ms, monotonic_ms, getenv helpers (host/main.c)
+ *
+ * Every function here runs on the host's single Lua state, on the main thread. None of them keeps
+ * a reference to a Lua value after it returns. Parse functions never raise for bad input: they
+ * return nil and a message naming the source and line; they raise only for misuse (wrong argument
+ * types) and memory exhaustion.
+ */
+#ifndef VKS_HOST_H
+#define VKS_HOST_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#include <lua.h>
+
+int vksh_open_toml(lua_State *L);
+int vksh_open_json(lua_State *L);
+int vksh_open_smtp(lua_State *L);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,122 @@
+/*
+ * vks_host.json: strict JSON parsing for the policy host (json-c, JSON_TOKENER_STRICT, so no
+ * comments or trailing commas, like serde_json in KumoMTA). parse(text [, source]) returns a Lua
+ * value or nil and "source: message at offset N". JSON null becomes nil (absent in tables), which is
+ * how an Option field reads an explicit null. Nesting is limited to 64 levels.
+ * Shaping and policy data only: never feed it a Vault response or anything secret-bearing.
+ */
+#include <json-c/json.h>
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "host.h"
+
+#define MAX_DEPTH 64
+
+static int push_value(lua_State *L, json_object *o, int depth)
+{
+    if (depth > MAX_DEPTH || !lua_checkstack(L, 4))
+        return 0;
+    switch (json_object_get_type(o)) {
+    case json_type_null:
+        lua_pushnil(L);
+        return 1;
+    case json_type_boolean:
+        lua_pushboolean(L, json_object_get_boolean(o));
+        return 1;
+    case json_type_int:
+        lua_pushinteger(L, (lua_Integer)json_object_get_int64(o));
+        return 1;
+    case json_type_double:
+        lua_pushnumber(L, json_object_get_double(o));
+        return 1;
+    case json_type_string:
+        lua_pushlstring(L, json_object_get_string(o), (size_t)json_object_get_string_len(o));
+        return 1;
+    case json_type_array: {
+        size_t n = json_object_array_length(o);
+        lua_createtable(L, (int)(n > 1000000 ? 0 : n), 0);
+        for (size_t i = 0; i < n; i++) {
+            if (!push_value(L, json_object_array_get_idx(o, i), depth + 1))
+                return 0;
+            lua_rawseti(L, -2, (lua_Integer)i + 1);
+        }
+        return 1;
+    }
+    case json_type_object: {
+        lua_newtable(L);
+        json_object_object_foreach(o, key, val)
+        {
+            if (!push_value(L, val, depth + 1))
+                return 0;
+            lua_setfield(L, -2, key);
+        }
+        return 1;
+    }
+    }
+    return 0;
+}
+
+static int l_parse(lua_State *L)
+{
+    size_t len = 0;
+    const char *text = luaL_checklstring(L, 1, &len);
+    const char *source = luaL_optstring(L, 2, "json");
+    if (len > 64u * 1024 * 1024) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: larger than 64 MiB", source);
+        return 2;
+    }
+    json_tokener *tok = json_tokener_new_ex(MAX_DEPTH);
+    if (tok == NULL)
+        return luaL_error(L, "out of memory");
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    if (o == NULL && jerr == json_tokener_continue && end == len) {
+        o = json_tokener_parse_ex(tok, "", 1);
+        jerr = json_tokener_get_error(tok);
+        end = len;
+    }
+    json_tokener_free(tok);
+    if (jerr != json_tokener_success) {
+        json_object_put(o);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: invalid JSON: %s at offset %d", source,
+                        jerr == json_tokener_continue ? "unexpected end of input"
+                                                      : json_tokener_error_desc(jerr),
+                        (int)end);
+        return 2;
+    }
+    for (size_t i = end; i < len; i++) {
+        char c = text[i];
+        if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
+            json_object_put(o);
+            lua_pushnil(L);
+            lua_pushfstring(L, "%s: invalid JSON: trailing data at offset %d", source, (int)i);
+            return 2;
+        }
+    }
+    int top = lua_gettop(L);
+    if (!push_value(L, o, 0)) {
+        json_object_put(o);
+        lua_settop(L, top);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: nested deeper than %d levels", source, MAX_DEPTH);
+        return 2;
+    }
+    json_object_put(o);
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    { "parse", l_parse },
+    { NULL, NULL },
+};
+
+int vksh_open_json(lua_State *L)
+{
+    luaL_newlib(L, funcs);
+    return 1;
+}

@@ -1,0 +1,202 @@
+/*
+ * vks-policy: a KumoMTA-style policy host for vault-keysource.
+ *
+ * KumoMTA runs its Lua in mlua's safe mode, which cannot load native modules; this host runs the
+ * same kind of egress policy with our module available. The C side only sets up the Lua state:
+ * package paths (the checkout's lua/ and build/ when run from a build tree, else the installed
+ * share/vault-keysource/lua and lib/lua/5.4), the builtin modules of host.h, and then hands the
+ * command line to lua/policy_host.lua, which does the work (docs/policy-host.md).
+ *
+ * Exit status: whatever policy_host.main returns (0 ok, 1 AUTH rejected / lookup failed, 2 usage
+ * or policy error); 2 if the Lua side raised.
+ */
+#include <errno.h>
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <lualib.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "host.h"
+
+static int file_exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static int l_file_exists(lua_State *L)
+{
+    lua_pushboolean(L, file_exists(luaL_checkstring(L, 1)));
+    return 1;
+}
+
+static int l_realpath(lua_State *L)
+{
+    char buf[PATH_MAX];
+    if (realpath(luaL_checkstring(L, 1), buf) == NULL) {
+        lua_pushnil(L);
+        lua_pushstring(L, strerror(errno));
+        return 2;
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_sleep_ms(lua_State *L)
+{
+    lua_Integer ms = luaL_checkinteger(L, 1);
+    if (ms > 0) {
+        struct timespec ts = { .tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000L };
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+    }
+    return 0;
+}
+
+static int l_monotonic_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return 1;
+}
+
+static int l_getpid(lua_State *L)
+{
+    lua_pushinteger(L, (lua_Integer)getpid());
+    return 1;
+}
+
+static int l_isatty(lua_State *L)
+{
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
+static const luaL_Reg sys_funcs[] = {
+    { "file_exists", l_file_exists },
+    { "realpath", l_realpath },
+    { "sleep_ms", l_sleep_ms },
+    { "monotonic_ms", l_monotonic_ms },
+    { "getpid", l_getpid },
+    { "isatty", l_isatty },
+    { NULL, NULL },
+};
+
+static int open_sys(lua_State *L)
+{
+    luaL_newlib(L, sys_funcs);
+    return 1;
+}
+
+static void preload(lua_State *L, const char *name, lua_CFunction f)
+{
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+    lua_pop(L, 1);
+}
+
+/* Prepends "<dir>/<pattern>" entries to package.path / package.cpath. */
+static void prepend_path(lua_State *L, const char *field, const char *entries)
+{
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, field);
+    const char *old = lua_tostring(L, -1);
+    lua_pushfstring(L, "%s;%s", entries, old ? old : "");
+    lua_setfield(L, -3, field);
+    lua_pop(L, 2);
+}
+
+static void set_paths(lua_State *L)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return;
+    *slash = '\0'; /* exe = directory of the binary */
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", exe);
+    slash = strrchr(parent, '/');
+    if (slash != NULL)
+        *slash = '\0';
+
+    char luadir[PATH_MAX + 64], cdir[PATH_MAX + 64], probe[PATH_MAX + 64];
+    const char *env = getenv("VKS_LUA_DIR");
+    snprintf(probe, sizeof probe, "%s/lua/policy_host.lua", parent);
+    if (file_exists(probe)) { /* run from a build tree: <root>/build/vks-policy */
+        snprintf(luadir, sizeof luadir, "%s/lua", parent);
+        snprintf(cdir, sizeof cdir, "%s", exe);
+    } else { /* installed: <prefix>/bin/vks-policy */
+        snprintf(luadir, sizeof luadir, "%s/share/vault-keysource/lua", parent);
+        snprintf(cdir, sizeof cdir, "%s/lib/lua/5.4", parent);
+    }
+    if (env != NULL && env[0] != '\0')
+        snprintf(luadir, sizeof luadir, "%s", env);
+    char entries[3 * PATH_MAX + 256];
+    snprintf(entries, sizeof entries, "%s/?.lua;%s/?/init.lua", luadir, luadir);
+    prepend_path(L, "path", entries);
+    snprintf(entries, sizeof entries, "%s/?.so", cdir);
+    prepend_path(L, "cpath", entries);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL)
+        msg = "(error object is not a string)";
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    lua_State *L = luaL_newstate();
+    if (L == NULL) {
+        fprintf(stderr, "vks-policy: cannot create a Lua state\n");
+        return 2;
+    }
+    luaL_openlibs(L);
+    preload(L, "vks_host.toml", vksh_open_toml);
+    preload(L, "vks_host.json", vksh_open_json);
+    preload(L, "vks_host.smtp", vksh_open_smtp);
+    preload(L, "vks_host.sys", open_sys);
+    set_paths(L);
+
+    lua_pushcfunction(L, traceback);
+    int tb = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "policy_host");
+    if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
+        fprintf(stderr, "vks-policy: cannot load policy_host.lua: %s\n", lua_tostring(L, -1));
+        lua_close(L);
+        return 2;
+    }
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 1; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i);
+    }
+    int rc = 2;
+    if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
+        fprintf(stderr, "vks-policy: %s\n", lua_tostring(L, -1));
+    } else {
+        rc = (int)lua_tointeger(L, -1);
+    }
+    fflush(stdout);
+    lua_close(L);
+    return rc;
+}

@@ -1,0 +1,1151 @@
+/*
+ * vks_cache: the process-wide secret cache. See vks_cache.h for the contract and
+ * docs/internals/cache.md for the design.
+ *
+ * Shape: one mutex (g.mu) guards a chained hash index, an LRU list and a refresh queue. Values are
+ * arena slots owned by their entry; everything else is heap. An entry is referenced by the index
+ * ("linked") and by whoever is waiting on it or fetching for it (refs); dropping an entry wipes its
+ * value at once and unlinks it, and the last reference frees the heap parts. Callbacks (fetch,
+ * clone, free) always run with g.mu released.
+ */
+#include "vks_cache.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NS_PER_S 1000000000LL
+#define IDENTITY_MAX 4096
+#define CAPACITY_MAX 10000000u
+#define DEFAULT_LOCKED_BYTES (7u * 1024u * 1024u)
+#define BYTES_PER_ENTRY 96u
+#define DEFAULT_CAPACITY_MAX 100000u
+#define SCAN_INTERVAL_NS (1 * NS_PER_S)
+#define COPY_RETRIES 16
+
+struct meta_ref {
+    atomic_uint refs;
+    struct vks_cache_meta m;
+};
+
+struct entry {
+    struct entry *hnext;          /* hash chain                                   */
+    struct entry *prev, *next;    /* LRU list, g.lru.next is the most recent     */
+    struct entry *qnext;          /* refresh queue                                */
+    uint64_t hash;
+    char *identity;
+    char *validator;
+    vks_secret value;
+    bool has_value;
+    bool linked;                  /* in the index and the LRU list                */
+    bool fetching;                /* a fetch for it is in flight                  */
+    bool queued;                  /* on the refresh queue                         */
+    unsigned refs;                /* waiters + fetchers + queue                   */
+    struct meta_ref *meta;
+    int64_t fetched_at, hint_ns, last_used, neg_until, retry_after;
+    vks_status last_status;       /* result of the last fetch                     */
+    char *last_msg;               /* its message when it failed (no secrets)      */
+    uint64_t gen;                 /* completed fetches                            */
+    const struct vks_cache_source_ops *ops;
+    void *src;                    /* clone used by refresh-ahead, or NULL         */
+};
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t fetched;       /* a fetch completed (broadcast)                */
+    pthread_cond_t work;          /* refresh thread: queue or stop                */
+    bool configured;
+    vks_status config_status;     /* error of the environment at lazy init        */
+    char config_msg[VKS_ERR_MSG_MAX];
+    struct vks_cache_config cfg;
+    int64_t ttl_ns, max_stale_ns, neg_ttl_ns;
+    size_t capacity;
+    struct entry **buckets;
+    size_t nbuckets, count, nvalues, value_bytes;
+    struct entry lru;             /* sentinel                                     */
+    struct entry *qhead, *qtail;
+    pthread_t thr;
+    bool thr_running, thr_stop;
+    bool fork_reset;
+    struct vks_cache_stats st;
+} g = {
+    .mu = PTHREAD_MUTEX_INITIALIZER,
+    .fetched = PTHREAD_COND_INITIALIZER,
+};
+
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+static atomic_llong g_clock_offset;
+
+/* ------------------------------------------------------------------------------------------- */
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec +
+           atomic_load_explicit(&g_clock_offset, memory_order_relaxed);
+}
+
+void vks_cache_test_advance_clock(double seconds)
+{
+    atomic_fetch_add(&g_clock_offset, (long long)(seconds * (double)NS_PER_S));
+}
+
+static uint64_t hash_str(const char *s, size_t n)
+{
+    uint64_t h = 0x243f6a8885a308d3ULL ^ (n * 0x9e3779b97f4a7c15ULL);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0x9e3779b97f4a7c15ULL;
+        h ^= h >> 29;
+    }
+    uint64_t w = 0;
+    memcpy(&w, s + i, n - i);
+    h = (h ^ w) * 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 31;
+    h *= 0x94d049bb133111ebULL;
+    h ^= h >> 32;
+    return h;
+}
+
+/* ---- fork handling ------------------------------------------------------------------------- */
+
+static void atfork_prepare(void) { pthread_mutex_lock(&g.mu); }
+static void atfork_parent(void) { pthread_mutex_unlock(&g.mu); }
+
+static void init_conds(void)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&g.work, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_cond_init(&g.fetched, NULL);
+}
+
+static void atfork_child(void)
+{
+    /* Only this thread exists now; the arena was wiped by the kernel (MADV_WIPEONFORK). The index
+     * is forgotten at the next call (fork_reset); the refresh thread does not exist here. */
+    pthread_mutex_init(&g.mu, NULL);
+    init_conds();
+    g.thr_running = false;
+    g.thr_stop = false;
+    g.fork_reset = true;
+}
+
+static void once_init(void)
+{
+    init_conds();
+    g.lru.next = g.lru.prev = &g.lru;
+    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ---- configuration ------------------------------------------------------------------------- */
+
+void vks_cache_config_defaults(struct vks_cache_config *cfg)
+{
+    cfg->ttl_s = 300;
+    cfg->max_stale_s = 900;
+    cfg->neg_ttl_s = 5;
+    cfg->refresh_fraction = 0.75;
+    cfg->capacity = 0;
+}
+
+static vks_status env_seconds(const char *name, double *dst, double lo, double hi, struct vks_err *err)
+{
+    const char *v = getenv(name);
+    if (v == NULL || *v == '\0')
+        return VKS_OK;
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(v, &end);
+    if (errno != 0 || end == v || *end != '\0' || !isfinite(d) || d < lo || d > hi)
+        return vks_err_set(err, VKS_E_CONFIG, "%s must be a number from %g to %g", name, lo, hi);
+    *dst = d;
+    return VKS_OK;
+}
+
+vks_status vks_cache_config_from_env(struct vks_cache_config *cfg, struct vks_err *err)
+{
+    vks_status st;
+    if ((st = env_seconds("VKS_CACHE_TTL", &cfg->ttl_s, 0, 1e9, err)) != VKS_OK ||
+        (st = env_seconds("VKS_CACHE_MAX_STALE", &cfg->max_stale_s, 0, 1e9, err)) != VKS_OK ||
+        (st = env_seconds("VKS_CACHE_NEG_TTL", &cfg->neg_ttl_s, 0, 1e9, err)) != VKS_OK ||
+        (st = env_seconds("VKS_CACHE_REFRESH", &cfg->refresh_fraction, 0.01, 1, err)) != VKS_OK)
+        return st;
+    double cap = (double)cfg->capacity;
+    if ((st = env_seconds("VKS_CACHE_CAPACITY", &cap, 0, CAPACITY_MAX, err)) != VKS_OK)
+        return st;
+    if (cap != floor(cap))
+        return vks_err_set(err, VKS_E_CONFIG, "VKS_CACHE_CAPACITY must be a whole number");
+    cfg->capacity = (size_t)cap;
+    return VKS_OK;
+}
+
+static vks_status check_config(const struct vks_cache_config *c, struct vks_err *err)
+{
+    if (!isfinite(c->ttl_s) || c->ttl_s < 0 || c->ttl_s > 1e9)
+        return vks_err_set(err, VKS_E_CONFIG, "cache.ttl must be from 0 to 1e9 seconds");
+    if (!isfinite(c->max_stale_s) || c->max_stale_s < 0 || c->max_stale_s > 1e9)
+        return vks_err_set(err, VKS_E_CONFIG, "cache.max_stale must be from 0 to 1e9 seconds");
+    if (!isfinite(c->neg_ttl_s) || c->neg_ttl_s < 0 || c->neg_ttl_s > 1e9)
+        return vks_err_set(err, VKS_E_CONFIG, "cache.neg_ttl must be from 0 to 1e9 seconds");
+    if (!isfinite(c->refresh_fraction) || c->refresh_fraction <= 0 || c->refresh_fraction > 1)
+        return vks_err_set(err, VKS_E_CONFIG, "cache.refresh must be in (0, 1]");
+    if (c->capacity > CAPACITY_MAX)
+        return vks_err_set(err, VKS_E_CONFIG, "cache.capacity must be at most %u", CAPACITY_MAX);
+    return VKS_OK;
+}
+
+static size_t derived_capacity(void)
+{
+    struct vks_secmem_status ss;
+    vks_secmem_get_status(&ss);
+    size_t bytes = ss.capacity ? ss.capacity : DEFAULT_LOCKED_BYTES;
+    size_t n = bytes / BYTES_PER_ENTRY;
+    if (n > DEFAULT_CAPACITY_MAX)
+        n = DEFAULT_CAPACITY_MAX;
+    return n ? n : 1;
+}
+
+static void apply_config_locked(const struct vks_cache_config *c)
+{
+    g.cfg = *c;
+    g.ttl_ns = (int64_t)(c->ttl_s * NS_PER_S);
+    g.max_stale_ns = (int64_t)(c->max_stale_s * NS_PER_S);
+    g.neg_ttl_ns = (int64_t)(c->neg_ttl_s * NS_PER_S);
+    g.capacity = c->capacity ? c->capacity : derived_capacity();
+    g.st.capacity = g.capacity;
+    g.configured = true;
+}
+
+/* Called with g.mu held: loads defaults + environment the first time. */
+static void ensure_configured_locked(void)
+{
+    if (g.configured)
+        return;
+    struct vks_cache_config c;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_cache_config_defaults(&c);
+    vks_status st = vks_cache_config_from_env(&c, &e);
+    if (st == VKS_OK)
+        st = check_config(&c, &e);
+    if (st != VKS_OK) {
+        g.config_status = st;
+        snprintf(g.config_msg, sizeof g.config_msg, "%s", e.msg);
+        vks_cache_config_defaults(&c);
+    } else {
+        g.config_status = VKS_OK;
+    }
+    apply_config_locked(&c);
+}
+
+/* ---- entries ------------------------------------------------------------------------------- */
+
+static void meta_unref(struct meta_ref *m)
+{
+    if (m == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) {
+        free(m->m.custom_metadata_json);
+        free(m);
+    }
+}
+
+static struct meta_ref *meta_ref_of(const struct vks_cache_meta *src)
+{
+    struct meta_ref *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return NULL;
+    atomic_init(&m->refs, 1);
+    m->m = *src;
+    m->m.token_accessor[sizeof m->m.token_accessor - 1] = '\0';
+    return m;
+}
+
+static void fetch_clear(struct vks_cache_fetch *f)
+{
+    vks_secret_free(&f->value);
+    free(f->meta.custom_metadata_json);
+    f->meta.custom_metadata_json = NULL;
+}
+
+static void wipe_value_locked(struct entry *e)
+{
+    if (!e->has_value)
+        return;
+    g.value_bytes -= e->value.cap;
+    g.nvalues--;
+    vks_secret_free(&e->value);
+    e->has_value = false;
+    meta_unref(e->meta);
+    e->meta = NULL;
+}
+
+static void set_msg(struct entry *e, const char *msg)
+{
+    free(e->last_msg);
+    e->last_msg = (msg && *msg) ? strdup(msg) : NULL;
+}
+
+/* Frees the heap parts of an unlinked, unreferenced entry. Runs without g.mu (ops->free). */
+static void free_entry(struct entry *e)
+{
+    if (e->src && e->ops && e->ops->free)
+        e->ops->free(e->src);
+    vks_secret_free(&e->value);
+    meta_unref(e->meta);
+    free(e->identity);
+    free(e->validator);
+    free(e->last_msg);
+    free(e);
+}
+
+static void free_dead(struct entry *dead)
+{
+    while (dead) {
+        struct entry *n = dead->hnext;
+        free_entry(dead);
+        dead = n;
+    }
+}
+
+static void lru_unlink(struct entry *e)
+{
+    e->prev->next = e->next;
+    e->next->prev = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(struct entry *e)
+{
+    e->next = g.lru.next;
+    e->prev = &g.lru;
+    g.lru.next->prev = e;
+    g.lru.next = e;
+}
+
+static void lru_touch(struct entry *e)
+{
+    if (g.lru.next != e) {
+        lru_unlink(e);
+        lru_push_front(e);
+    }
+}
+
+static struct entry *find_locked(uint64_t h, const char *identity)
+{
+    if (g.nbuckets == 0)
+        return NULL;
+    for (struct entry *e = g.buckets[h & (g.nbuckets - 1)]; e; e = e->hnext)
+        if (e->hash == h && strcmp(e->identity, identity) == 0)
+            return e;
+    return NULL;
+}
+
+/* Wipes the value, unlinks from the index and the LRU list; the entry goes to *dead when nobody
+ * else references it (otherwise the last reference frees it). */
+static void drop_locked(struct entry *e, struct entry **dead)
+{
+    wipe_value_locked(e);
+    if (e->linked) {
+        struct entry **pp = &g.buckets[e->hash & (g.nbuckets - 1)];
+        while (*pp != e)
+            pp = &(*pp)->hnext;
+        *pp = e->hnext;
+        e->hnext = NULL;
+        lru_unlink(e);
+        e->linked = false;
+        g.count--;
+    }
+    if (e->refs == 0) {
+        e->hnext = *dead;
+        *dead = e;
+    }
+}
+
+static void unref_locked(struct entry *e, struct entry **dead)
+{
+    e->refs--;
+    if (!e->linked && e->refs == 0) {
+        e->hnext = *dead;
+        *dead = e;
+    }
+}
+
+static bool evict_one_locked(const struct entry *keep, struct entry **dead)
+{
+    for (struct entry *e = g.lru.prev; e != &g.lru; e = e->prev) {
+        if (e == keep || e->refs > 0 || e->fetching)
+            continue;
+        drop_locked(e, dead);
+        g.st.evictions++;
+        return true;
+    }
+    return false;
+}
+
+static void grow_locked(void)
+{
+    size_t nb = g.nbuckets ? g.nbuckets * 2 : 256;
+    struct entry **b = calloc(nb, sizeof *b);
+    if (b == NULL)
+        return; /* keep the old table: longer chains, still correct */
+    for (size_t i = 0; i < g.nbuckets; i++) {
+        struct entry *e = g.buckets[i];
+        while (e) {
+            struct entry *n = e->hnext;
+            e->hnext = b[e->hash & (nb - 1)];
+            b[e->hash & (nb - 1)] = e;
+            e = n;
+        }
+    }
+    free(g.buckets);
+    g.buckets = b;
+    g.nbuckets = nb;
+}
+
+static struct entry *new_entry_locked(uint64_t h, const char *identity, const char *validator,
+                                      struct entry **dead)
+{
+    while (g.count >= g.capacity && evict_one_locked(NULL, dead))
+        ;
+    if (g.nbuckets == 0 || g.count >= g.nbuckets * 2)
+        grow_locked();
+    if (g.nbuckets == 0)
+        return NULL;
+    struct entry *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return NULL;
+    e->identity = strdup(identity);
+    e->validator = validator ? strdup(validator) : NULL;
+    if (e->identity == NULL || (validator && e->validator == NULL)) {
+        free(e->identity);
+        free(e->validator);
+        free(e);
+        return NULL;
+    }
+    e->hash = h;
+    e->last_status = VKS_OK;
+    size_t b = h & (g.nbuckets - 1);
+    e->hnext = g.buckets[b];
+    g.buckets[b] = e;
+    lru_push_front(e);
+    e->linked = true;
+    g.count++;
+    return e;
+}
+
+static int64_t eff_ttl(const struct entry *e)
+{
+    return (e->hint_ns > 0 && e->hint_ns < g.ttl_ns) ? e->hint_ns : g.ttl_ns;
+}
+
+static int64_t expires_at(const struct entry *e) { return e->fetched_at + eff_ttl(e); }
+
+static int64_t stale_limit(const struct entry *e) { return expires_at(e) + g.max_stale_ns; }
+
+static bool refresh_due(const struct entry *e, int64_t now)
+{
+    if (g.cfg.refresh_fraction >= 1.0 || e->src == NULL || e->fetching || e->queued || !e->has_value)
+        return false;
+    int64_t at = e->fetched_at + (int64_t)((double)eff_ttl(e) * g.cfg.refresh_fraction);
+    return now >= at && now >= e->retry_after;
+}
+
+static void enqueue_locked(struct entry *e)
+{
+    e->queued = true;
+    e->refs++;
+    e->qnext = NULL;
+    if (g.qtail)
+        g.qtail->qnext = e;
+    else
+        g.qhead = e;
+    g.qtail = e;
+    pthread_cond_signal(&g.work);
+}
+
+static bool is_local(vks_status s)
+{
+    return s == VKS_E_LOCKED_MEMORY || s == VKS_E_NOMEM || s == VKS_E_INTERNAL ||
+           s == VKS_E_INVALID_ARG || s == VKS_E_CONFIG || s == VKS_E_AUDIT_UNAVAILABLE;
+}
+
+bool vks_cache_status_is_transient(vks_status s)
+{
+    return s == VKS_E_UNAVAILABLE || s == VKS_E_TIMEOUT || s == VKS_E_SEALED || s == VKS_E_TLS ||
+           s == VKS_E_BAD_RESPONSE;
+}
+
+/* Forgets every entry in a forked child: the slots were wiped by the kernel and belong to the
+ * parent's arena state, so they are not freed; sources are leaked on purpose (their free callback
+ * may touch parent-only state). */
+static void fork_reset_locked(void)
+{
+    if (!g.fork_reset)
+        return;
+    g.fork_reset = false;
+    for (size_t i = 0; i < g.nbuckets; i++) {
+        struct entry *e = g.buckets[i];
+        while (e) {
+            struct entry *n = e->hnext;
+            meta_unref(e->meta);
+            free(e->identity);
+            free(e->validator);
+            free(e->last_msg);
+            free(e);
+            e = n;
+        }
+        g.buckets[i] = NULL;
+    }
+    g.lru.next = g.lru.prev = &g.lru;
+    g.qhead = g.qtail = NULL;
+    g.count = g.nvalues = g.value_bytes = 0;
+}
+
+/* ---- refresh thread ------------------------------------------------------------------------ */
+
+static void scan_locked(int64_t now, struct entry **dead)
+{
+    struct entry *e = g.lru.prev;
+    while (e != &g.lru) {
+        struct entry *p = e->prev;
+        if (e->has_value && now >= stale_limit(e) && !e->fetching) {
+            wipe_value_locked(e);
+            g.st.expirations++;
+        }
+        if (!e->has_value && !e->fetching && e->refs == 0 && now >= e->neg_until) {
+            drop_locked(e, dead);
+        } else if (refresh_due(e, now) && e->last_used >= e->fetched_at) {
+            enqueue_locked(e);
+        }
+        e = p;
+    }
+}
+
+static void install_locked(struct entry *e, struct vks_cache_fetch *fr, struct meta_ref *meta,
+                           int64_t now)
+{
+    wipe_value_locked(e);
+    e->value = fr->value;
+    fr->value = VKS_SECRET_EMPTY;
+    e->has_value = true;
+    g.nvalues++;
+    g.value_bytes += e->value.cap;
+    e->meta = meta;
+    e->fetched_at = now;
+    e->hint_ns = fr->ttl_hint_s > 0 ? (int64_t)(fr->ttl_hint_s * NS_PER_S) : 0;
+    if (e->hint_ns == 0 && fr->ttl_hint_s > 0)
+        e->hint_ns = 1;
+    e->neg_until = 0;
+    e->retry_after = 0;
+    e->last_status = VKS_OK;
+    set_msg(e, NULL);
+}
+
+static void *refresher(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&g.mu);
+    int64_t next_scan = now_ns() + SCAN_INTERVAL_NS;
+    while (!g.thr_stop) {
+        struct entry *dead = NULL;
+        int64_t now = now_ns();
+        if (now >= next_scan) {
+            scan_locked(now, &dead);
+            next_scan = now + SCAN_INTERVAL_NS;
+        }
+        struct entry *e = g.qhead;
+        if (e == NULL) {
+            if (dead) {
+                pthread_mutex_unlock(&g.mu);
+                free_dead(dead);
+                pthread_mutex_lock(&g.mu);
+                continue;
+            }
+            /* real time: the test clock offset only moves deadlines, it never sleeps */
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            ts.tv_sec += 1;
+            pthread_cond_timedwait(&g.work, &g.mu, &ts);
+            continue;
+        }
+        g.qhead = e->qnext;
+        if (g.qhead == NULL)
+            g.qtail = NULL;
+        e->queued = false;
+        if (!e->linked || e->fetching || e->src == NULL || !e->has_value) {
+            unref_locked(e, &dead);
+            pthread_mutex_unlock(&g.mu);
+            free_dead(dead);
+            pthread_mutex_lock(&g.mu);
+            continue;
+        }
+        e->fetching = true;
+        const struct vks_cache_source_ops *ops = e->ops;
+        void *src = e->src;
+        g.st.fetches++;
+        pthread_mutex_unlock(&g.mu);
+
+        struct vks_cache_fetch fr;
+        memset(&fr, 0, sizeof fr);
+        struct vks_err ferr;
+        vks_err_clear(&ferr);
+        vks_status st = ops->fetch(src, &fr, &ferr);
+        struct meta_ref *meta = NULL;
+        if (st == VKS_OK && (meta = meta_ref_of(&fr.meta)) == NULL)
+            st = vks_err_set(&ferr, VKS_E_NOMEM, "out of memory caching metadata");
+        if (meta)
+            fr.meta.custom_metadata_json = NULL; /* owned by meta now */
+
+        pthread_mutex_lock(&g.mu);
+        now = now_ns();
+        e->fetching = false;
+        e->gen++;
+        e->last_status = st;
+        pthread_cond_broadcast(&g.fetched);
+        if (e->linked) {
+            if (st == VKS_OK) {
+                install_locked(e, &fr, meta, now);
+                meta = NULL;
+                g.st.refreshes++;
+            } else {
+                g.st.refresh_failures++;
+                set_msg(e, ferr.msg);
+                e->retry_after = now + (g.neg_ttl_ns > NS_PER_S ? g.neg_ttl_ns : NS_PER_S);
+                if (vks_cache_status_is_transient(st)) {
+                    e->neg_until = now + g.neg_ttl_ns;
+                } else if (!is_local(st)) {
+                    wipe_value_locked(e);
+                    e->neg_until = now + g.neg_ttl_ns;
+                    g.st.revocations++;
+                }
+            }
+        }
+        unref_locked(e, &dead);
+        pthread_mutex_unlock(&g.mu);
+        fetch_clear(&fr);
+        meta_unref(meta);
+        free_dead(dead);
+        pthread_mutex_lock(&g.mu);
+    }
+    pthread_mutex_unlock(&g.mu);
+    return NULL;
+}
+
+static void start_thread_locked(void)
+{
+    if (g.thr_running)
+        return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    g.thr_stop = false;
+    if (pthread_create(&g.thr, NULL, refresher, NULL) == 0)
+        g.thr_running = true;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* ---- lookups ------------------------------------------------------------------------------- */
+
+const char *vks_cache_outcome_name(enum vks_cache_outcome o)
+{
+    switch (o) {
+    case VKS_CACHE_HIT: return "hit";
+    case VKS_CACHE_MISS: return "miss";
+    case VKS_CACHE_REFRESH: return "refresh";
+    case VKS_CACHE_STALE: return "stale";
+    case VKS_CACHE_NEGATIVE: return "negative";
+    case VKS_CACHE_ERROR: return "error";
+    case VKS_CACHE_BYPASS: return "bypass";
+    case VKS_CACHE_NONE: break;
+    }
+    return "none";
+}
+
+void vks_cache_info_release(struct vks_cache_info *info)
+{
+    if (info == NULL)
+        return;
+    meta_unref(info->meta_ref_);
+    info->meta_ref_ = NULL;
+    info->meta = NULL;
+}
+
+static void info_set_meta(struct vks_cache_info *info, struct meta_ref *m)
+{
+    if (m == NULL)
+        return;
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    info->meta_ref_ = m;
+    info->meta = &m->m;
+}
+
+/* Copies e's value into a fresh slot for the caller, evicting idle entries when the arena is
+ * full. */
+static vks_status copy_out_locked(struct entry *e, vks_secret *out, struct vks_err *err,
+                                  struct entry **dead)
+{
+    vks_status st = VKS_OK;
+    for (int i = 0; i <= COPY_RETRIES; i++) {
+        st = vks_secret_dup(e->value.data, e->value.len, out, err);
+        if (st != VKS_E_LOCKED_MEMORY || !evict_one_locked(e, dead))
+            break;
+    }
+    return st;
+}
+
+static vks_status fail_fetch_status(vks_status st, struct vks_err *ferr)
+{
+    if (st == VKS_OK || (unsigned)st >= VKS_STATUS_COUNT) {
+        st = VKS_E_INTERNAL;
+        vks_err_set(ferr, st, "cache: fetch returned an invalid status");
+    }
+    if (ferr->msg[0] == '\0')
+        vks_err_set(ferr, st, "lookup failed (%s)", vks_status_code(st));
+    return st;
+}
+
+static vks_status bypass(const struct vks_cache_source_ops *ops, void *source, vks_secret *out,
+                         struct vks_cache_info *info, struct vks_err *err)
+{
+    struct vks_cache_fetch fr;
+    memset(&fr, 0, sizeof fr);
+    struct vks_err ferr;
+    vks_err_clear(&ferr);
+    info->outcome = VKS_CACHE_BYPASS;
+    info->waited = true;
+    vks_status st = ops->fetch(source, &fr, &ferr);
+    pthread_mutex_lock(&g.mu);
+    g.st.fetches++;
+    g.st.waits++;
+    g.st.misses++;
+    if (st != VKS_OK)
+        g.st.errors++;
+    pthread_mutex_unlock(&g.mu);
+    if (st != VKS_OK) {
+        st = fail_fetch_status(st, &ferr);
+        fetch_clear(&fr);
+        info->fetch_status = st;
+        return vks_err_set(err, st, "%s", ferr.msg);
+    }
+    struct meta_ref *m = meta_ref_of(&fr.meta);
+    if (m == NULL) {
+        fetch_clear(&fr);
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    }
+    fr.meta.custom_metadata_json = NULL;
+    info_set_meta(info, m);
+    meta_unref(m);
+    *out = fr.value;
+    return VKS_OK;
+}
+
+vks_status vks_cache_get(const char *identity, const char *validator,
+                         const struct vks_cache_source_ops *ops, void *source,
+                         vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    struct vks_cache_info dummy;
+    if (info == NULL)
+        info = &dummy;
+    memset(info, 0, sizeof *info);
+    if (out == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no output secret");
+    *out = VKS_SECRET_EMPTY;
+    if (identity == NULL || identity[0] == '\0' || strlen(identity) > IDENTITY_MAX)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: identity must be 1..%d bytes", IDENTITY_MAX);
+    if (ops == NULL || ops->fetch == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no fetch callback");
+
+    pthread_once(&g_once, once_init);
+    size_t idlen = strlen(identity);
+    uint64_t h = hash_str(identity, idlen);
+    struct entry *dead = NULL;
+    vks_status rc = VKS_OK;
+
+    pthread_mutex_lock(&g.mu);
+    fork_reset_locked();
+    ensure_configured_locked();
+    if (g.config_status != VKS_OK) {
+        rc = vks_err_set(err, g.config_status, "%s", g.config_msg);
+        pthread_mutex_unlock(&g.mu);
+        info->outcome = VKS_CACHE_ERROR;
+        info->fetch_status = rc;
+        return rc;
+    }
+    if (g.ttl_ns <= 0) {
+        pthread_mutex_unlock(&g.mu);
+        vks_status st = bypass(ops, source, out, info, err);
+        if (info == &dummy)
+            vks_cache_info_release(info);
+        return st;
+    }
+
+    bool waited = false;
+    struct entry *e;
+restart:
+    e = find_locked(h, identity);
+    if (e != NULL) {
+        bool same = (validator == NULL && e->validator == NULL) ||
+                    (validator && e->validator && strcmp(validator, e->validator) == 0);
+        if (!same) {
+            drop_locked(e, &dead);
+            g.st.invalidations++;
+            e = NULL;
+        }
+    }
+    if (e == NULL) {
+        e = new_entry_locked(h, identity, validator, &dead);
+        if (e == NULL) {
+            rc = vks_err_set(err, VKS_E_NOMEM, "cache: out of memory");
+            info->outcome = VKS_CACHE_ERROR;
+            info->fetch_status = rc;
+            goto out_unlock;
+        }
+        goto lead;
+    }
+
+    for (;;) {
+        int64_t now = now_ns();
+        lru_touch(e);
+        e->last_used = now;
+        if (e->has_value && now >= stale_limit(e)) {
+            wipe_value_locked(e);
+            g.st.expirations++;
+        }
+        if (e->has_value && now < expires_at(e)) {
+            rc = copy_out_locked(e, out, err, &dead);
+            if (rc == VKS_OK) {
+                info->outcome = VKS_CACHE_HIT;
+                info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+                info_set_meta(info, e->meta);
+                g.st.hits++;
+                if (waited)
+                    g.st.coalesced++;
+                if (refresh_due(e, now)) {
+                    enqueue_locked(e);
+                    start_thread_locked();
+                }
+            } else {
+                info->outcome = VKS_CACHE_ERROR;
+                info->fetch_status = rc;
+            }
+            goto out_unlock;
+        }
+        if (now < e->neg_until && e->last_status != VKS_OK) {
+            if (e->has_value) {
+                rc = copy_out_locked(e, out, err, &dead);
+                if (rc == VKS_OK) {
+                    info->outcome = VKS_CACHE_STALE;
+                    info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+                    info->fetch_status = e->last_status;
+                    info_set_meta(info, e->meta);
+                    g.st.stale++;
+                }
+            } else {
+                rc = vks_err_set(err, e->last_status, "%s",
+                                 e->last_msg ? e->last_msg : vks_status_code(e->last_status));
+                info->outcome = VKS_CACHE_NEGATIVE;
+                info->fetch_status = rc;
+                g.st.negative++;
+            }
+            if (waited)
+                g.st.coalesced++;
+            goto out_unlock;
+        }
+        if (e->fetching) {
+            /* single-flight: wait for the fetch in progress and share its result */
+            uint64_t gen = e->gen;
+            if (!waited)
+                g.st.waits++;
+            waited = true;
+            info->waited = true;
+            e->refs++;
+            while (e->fetching && e->gen == gen)
+                pthread_cond_wait(&g.fetched, &g.mu);
+            unref_locked(e, &dead);
+            if (!e->linked)
+                goto restart;
+            if (e->gen != gen && e->last_status != VKS_OK && !is_local(e->last_status)) {
+                now = now_ns();
+                if (e->has_value && vks_cache_status_is_transient(e->last_status) &&
+                    now < stale_limit(e)) {
+                    rc = copy_out_locked(e, out, err, &dead);
+                    if (rc == VKS_OK) {
+                        info->outcome = VKS_CACHE_STALE;
+                        info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+                        info->fetch_status = e->last_status;
+                        info_set_meta(info, e->meta);
+                        g.st.stale++;
+                    }
+                } else {
+                    rc = vks_err_set(err, e->last_status, "%s",
+                                     e->last_msg ? e->last_msg : vks_status_code(e->last_status));
+                    info->outcome = VKS_CACHE_NEGATIVE;
+                    info->fetch_status = rc;
+                    g.st.negative++;
+                }
+                g.st.coalesced++;
+                goto out_unlock;
+            }
+            continue;
+        }
+        goto lead;
+    }
+
+lead: {
+    /* this caller fetches for everyone */
+    bool had_value = e->has_value;
+    bool want_clone = e->src == NULL && ops->clone != NULL;
+    e->fetching = true;
+    e->refs++;
+    if (!waited)
+        g.st.waits++;
+    info->waited = true;
+    g.st.fetches++;
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    dead = NULL;
+
+    struct vks_cache_fetch fr;
+    memset(&fr, 0, sizeof fr);
+    struct vks_err ferr;
+    vks_err_clear(&ferr);
+    vks_status st = ops->fetch(source, &fr, &ferr);
+    struct meta_ref *meta = NULL;
+    void *clone = NULL;
+    if (st == VKS_OK) {
+        if ((meta = meta_ref_of(&fr.meta)) == NULL)
+            st = vks_err_set(&ferr, VKS_E_NOMEM, "out of memory caching metadata");
+        else
+            fr.meta.custom_metadata_json = NULL;
+        if (st == VKS_OK && want_clone)
+            clone = ops->clone(source);
+    } else {
+        st = fail_fetch_status(st, &ferr);
+    }
+
+    pthread_mutex_lock(&g.mu);
+    int64_t now = now_ns();
+    e->fetching = false;
+    e->gen++;
+    e->last_status = st;
+    pthread_cond_broadcast(&g.fetched);
+    g.st.misses++;
+    if (st == VKS_OK) {
+        if (e->linked) {
+            install_locked(e, &fr, meta, now);
+            meta = NULL;
+            if (clone && e->src == NULL) {
+                e->src = clone;
+                e->ops = ops;
+                clone = NULL;
+            }
+            start_thread_locked();
+            rc = copy_out_locked(e, out, err, &dead);
+            if (rc == VKS_OK)
+                info_set_meta(info, e->meta);
+        } else {
+            /* invalidated while fetching: the caller still gets what it asked for */
+            *out = fr.value;
+            fr.value = VKS_SECRET_EMPTY;
+            info_set_meta(info, meta);
+            rc = VKS_OK;
+        }
+        info->outcome = rc == VKS_OK ? (had_value ? VKS_CACHE_REFRESH : VKS_CACHE_MISS)
+                                     : VKS_CACHE_ERROR;
+        if (rc != VKS_OK)
+            info->fetch_status = rc;
+    } else {
+        set_msg(e, ferr.msg);
+        info->fetch_status = st;
+        if (vks_cache_status_is_transient(st)) {
+            e->neg_until = now + g.neg_ttl_ns;
+            if (e->has_value && now < stale_limit(e)) {
+                rc = copy_out_locked(e, out, err, &dead);
+                if (rc == VKS_OK) {
+                    info->outcome = VKS_CACHE_STALE;
+                    info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+                    info_set_meta(info, e->meta);
+                    g.st.stale++;
+                }
+            } else {
+                wipe_value_locked(e);
+                rc = vks_err_set(err, st, "%s", ferr.msg);
+                info->outcome = VKS_CACHE_ERROR;
+                g.st.errors++;
+            }
+        } else if (is_local(st)) {
+            rc = vks_err_set(err, st, "%s", ferr.msg);
+            info->outcome = VKS_CACHE_ERROR;
+            g.st.errors++;
+        } else {
+            if (e->has_value)
+                g.st.revocations++;
+            wipe_value_locked(e);
+            e->neg_until = now + g.neg_ttl_ns;
+            rc = vks_err_set(err, st, "%s", ferr.msg);
+            info->outcome = VKS_CACHE_ERROR;
+            g.st.errors++;
+        }
+    }
+    unref_locked(e, &dead);
+    while (g.count > g.capacity && evict_one_locked(NULL, &dead))
+        ;
+    /* an entry that holds nothing and remembers nothing is not worth keeping */
+    if (e->linked && !e->has_value && e->refs == 0 && !e->fetching && now >= e->neg_until)
+        drop_locked(e, &dead);
+    pthread_mutex_unlock(&g.mu);
+    fetch_clear(&fr);
+    meta_unref(meta);
+    if (clone)
+        ops->free(clone);
+    free_dead(dead);
+    if (info == &dummy)
+        vks_cache_info_release(info);
+    return rc;
+}
+
+out_unlock:
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    if (info == &dummy)
+        vks_cache_info_release(info);
+    return rc;
+}
+
+/* ---- management ---------------------------------------------------------------------------- */
+
+vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_err *err)
+{
+    if (cfg == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no configuration");
+    vks_status st = check_config(cfg, err);
+    if (st != VKS_OK)
+        return st;
+    pthread_once(&g_once, once_init);
+    struct entry *dead = NULL;
+    pthread_mutex_lock(&g.mu);
+    fork_reset_locked();
+    apply_config_locked(cfg);
+    g.config_status = VKS_OK;
+    while (g.count > g.capacity && evict_one_locked(NULL, &dead))
+        ;
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    return VKS_OK;
+}
+
+void vks_cache_get_config(struct vks_cache_config *out)
+{
+    pthread_once(&g_once, once_init);
+    pthread_mutex_lock(&g.mu);
+    ensure_configured_locked();
+    *out = g.cfg;
+    out->capacity = g.capacity;
+    pthread_mutex_unlock(&g.mu);
+}
+
+static size_t invalidate_where(const char *s, bool prefix)
+{
+    if (s == NULL)
+        return 0;
+    pthread_once(&g_once, once_init);
+    size_t n = 0, sl = strlen(s);
+    struct entry *dead = NULL;
+    pthread_mutex_lock(&g.mu);
+    fork_reset_locked();
+    struct entry *e = g.lru.next;
+    while (e != &g.lru) {
+        struct entry *nx = e->next;
+        if (prefix ? strncmp(e->identity, s, sl) == 0 : strcmp(e->identity, s) == 0) {
+            drop_locked(e, &dead);
+            n++;
+        }
+        e = nx;
+    }
+    g.st.invalidations += n;
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    return n;
+}
+
+size_t vks_cache_invalidate(const char *identity) { return invalidate_where(identity, false); }
+
+size_t vks_cache_invalidate_prefix(const char *prefix) { return invalidate_where(prefix, true); }
+
+size_t vks_cache_flush(void) { return invalidate_where("", true); }
+
+void vks_cache_get_stats(struct vks_cache_stats *out)
+{
+    pthread_once(&g_once, once_init);
+    pthread_mutex_lock(&g.mu);
+    fork_reset_locked();
+    ensure_configured_locked();
+    *out = g.st;
+    out->entries = g.count;
+    out->values = g.nvalues;
+    out->value_bytes = g.value_bytes;
+    out->capacity = g.capacity;
+    pthread_mutex_unlock(&g.mu);
+}
+
+const unsigned char *vks_cache_test_slot(const char *identity, size_t *cap)
+{
+    pthread_once(&g_once, once_init);
+    const unsigned char *p = NULL;
+    pthread_mutex_lock(&g.mu);
+    struct entry *e = find_locked(hash_str(identity, strlen(identity)), identity);
+    if (e && e->has_value) {
+        p = e->value.data;
+        if (cap)
+            *cap = e->value.cap;
+    }
+    pthread_mutex_unlock(&g.mu);
+    return p;
+}
+
+void vks_cache_shutdown(void)
+{
+    pthread_once(&g_once, once_init);
+    pthread_mutex_lock(&g.mu);
+    if (g.thr_running) {
+        g.thr_stop = true;
+        pthread_cond_broadcast(&g.work);
+        pthread_mutex_unlock(&g.mu);
+        pthread_join(g.thr, NULL);
+        pthread_mutex_lock(&g.mu);
+        g.thr_running = false;
+        g.thr_stop = false;
+    }
+    fork_reset_locked();
+    struct entry *dead = NULL;
+    while (g.qhead) {
+        struct entry *e = g.qhead;
+        g.qhead = e->qnext;
+        e->queued = false;
+        unref_locked(e, &dead);
+    }
+    g.qtail = NULL;
+    while (g.lru.next != &g.lru)
+        drop_locked(g.lru.next, &dead);
+    free(g.buckets);
+    g.buckets = NULL;
+    g.nbuckets = 0;
+    g.configured = false;
+    g.config_status = VKS_OK;
+    memset(&g.st, 0, sizeof g.st);
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+}

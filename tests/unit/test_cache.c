@@ -1,0 +1,715 @@
+/*
+ * Unit tests of the cache's own logic. The cache's dependency, the fetch callback, is an
+ * in-process function here that produces known values and failures on demand and counts its calls;
+ * the arena is the real one (vks_secmem). End-to-end behaviour against vault-dev is in
+ * tests/integration/40-cache-*.
+ */
+#include <criterion/criterion.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vks_cache.h"
+
+/* every value starts with this prefix, listed in tests/test-secrets.d/cache.txt */
+#define PW "cache-unit-pw-"
+
+static atomic_int fetch_calls;
+static atomic_int fetch_status = VKS_OK;   /* what the fake fetch returns            */
+static atomic_int generation;              /* bumps the value ("rotation")          */
+static atomic_int block_until_waits;       /* >0: fetch waits until stats.waits >= n */
+static double ttl_hint;
+
+struct src {
+    char id[48];
+};
+
+static void value_for(const char *id, int gen, char *buf, size_t n)
+{
+    snprintf(buf, n, PW "%s-g%d", id, gen);
+}
+
+static vks_status fake_fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
+{
+    struct src *s = source;
+    atomic_fetch_add(&fetch_calls, 1);
+    int need = atomic_load(&block_until_waits);
+    if (need > 0) {
+        for (int i = 0; i < 30000; i++) {
+            struct vks_cache_stats st;
+            vks_cache_get_stats(&st);
+            if ((int)st.waits >= need)
+                break;
+            usleep(1000);
+        }
+    }
+    vks_status st = (vks_status)atomic_load(&fetch_status);
+    if (st != VKS_OK)
+        return vks_err_set(err, st, "fake failure for %s", s->id);
+    char v[128];
+    value_for(s->id, atomic_load(&generation), v, sizeof v);
+    vks_status rc = vks_secret_dup(v, strlen(v), &out->value, err);
+    if (rc != VKS_OK)
+        return rc;
+    out->ttl_hint_s = ttl_hint;
+    out->meta.kv_version = 2;
+    out->meta.secret_version = atomic_load(&generation) + 1;
+    snprintf(out->meta.token_accessor, sizeof out->meta.token_accessor, "acc-%s", s->id);
+    out->meta.custom_metadata_json = strdup("{\"allowed_domains\":\"example.org\"}");
+    return VKS_OK;
+}
+
+static void *fake_clone(const void *source)
+{
+    struct src *c = malloc(sizeof *c);
+    if (c)
+        memcpy(c, source, sizeof *c);
+    return c;
+}
+
+static void fake_free(void *source) { free(source); }
+
+static const struct vks_cache_source_ops ops = { fake_fetch, fake_clone, fake_free };
+static const struct vks_cache_source_ops ops_noclone = { fake_fetch, NULL, NULL };
+
+static void setup_cache(double ttl, double max_stale, double neg_ttl, double refresh, size_t cap)
+{
+    vks_cache_shutdown();
+    struct vks_cache_config c;
+    vks_cache_config_defaults(&c);
+    c.ttl_s = ttl;
+    c.max_stale_s = max_stale;
+    c.neg_ttl_s = neg_ttl;
+    c.refresh_fraction = refresh;
+    c.capacity = cap;
+    struct vks_err e;
+    cr_assert_eq(vks_cache_configure(&c, &e), VKS_OK, "%s", e.msg);
+    atomic_store(&fetch_calls, 0);
+    atomic_store(&fetch_status, VKS_OK);
+    atomic_store(&generation, 0);
+    atomic_store(&block_until_waits, 0);
+    ttl_hint = 0;
+}
+
+static void fini(void) { vks_cache_shutdown(); }
+
+/* one lookup: returns status, fills outcome, compares the value with the expected generation */
+static vks_status get(const char *id, const char *validator, enum vks_cache_outcome *oc, int expect_gen)
+{
+    struct src s;
+    snprintf(s.id, sizeof s.id, "%s", id);
+    vks_secret v;
+    struct vks_cache_info info;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_cache_get(id, validator, &ops, &s, &v, &info, &e);
+    if (oc)
+        *oc = info.outcome;
+    if (st == VKS_OK) {
+        char want[128];
+        value_for(id, expect_gen, want, sizeof want);
+        cr_assert_eq(v.len, strlen(want), "length of %s", id);
+        cr_assert(memcmp(v.data, want, v.len) == 0, "value of %s (generation %d)", id, expect_gen);
+        cr_assert_not_null(info.meta);
+        cr_assert_str_eq(info.meta->custom_metadata_json, "{\"allowed_domains\":\"example.org\"}");
+        cr_assert_eq(info.meta->kv_version, 2);
+    } else {
+        cr_assert_eq(v.data, NULL, "no value on failure");
+        cr_assert_eq(e.status, st);
+        cr_assert(strstr(e.msg, id) != NULL, "message names the keysource: %s", e.msg);
+        cr_assert(strstr(e.msg, PW) == NULL);
+    }
+    vks_secret_free(&v);
+    vks_cache_info_release(&info);
+    return st;
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+static struct vks_cache_stats stats(void)
+{
+    struct vks_cache_stats s;
+    vks_cache_get_stats(&s);
+    return s;
+}
+
+TestSuite(cache, .fini = fini);
+
+Test(cache, miss_then_hit_returns_copies_and_metadata)
+{
+    setup_cache(300, 900, 5, 0.75, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("a", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(get("a", NULL, &oc, 0), VKS_OK);
+        cr_assert_eq(oc, VKS_CACHE_HIT);
+    }
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.hits, 5);
+    cr_assert_eq(s.misses, 1);
+    cr_assert_eq(s.entries, 1);
+    cr_assert_eq(s.values, 1);
+    cr_assert(s.value_bytes >= strlen(PW "a-g0"));
+    cr_assert_str_eq(vks_cache_outcome_name(VKS_CACHE_STALE), "stale");
+}
+
+Test(cache, hit_copy_is_independent_of_the_entry)
+{
+    setup_cache(300, 900, 5, 0.75, 100);
+    struct src s = { "indep" };
+    vks_secret v1, v2;
+    struct vks_err e;
+    cr_assert_eq(vks_cache_get("indep", NULL, &ops, &s, &v1, NULL, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get("indep", NULL, &ops, &s, &v2, NULL, &e), VKS_OK);
+    cr_assert_neq(v1.data, v2.data);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("indep", &cap);
+    cr_assert_not_null(slot);
+    cr_assert_neq(slot, v1.data);
+    vks_secret_free(&v1);
+    vks_secret_free(&v2);
+    cr_assert_eq(get("indep", NULL, NULL, 0), VKS_OK);
+}
+
+Test(cache, expiry_refetches_and_kv1_hint_shortens_ttl)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("t", NULL, &oc, 0), VKS_OK);
+    vks_cache_test_advance_clock(299);
+    cr_assert_eq(get("t", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    atomic_store(&generation, 1);
+    vks_cache_test_advance_clock(2);
+    cr_assert_eq(get("t", NULL, &oc, 1), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_REFRESH);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+
+    ttl_hint = 9; /* KV v1: 0.9 x lease_duration of 10 s */
+    cr_assert_eq(get("v1", NULL, &oc, 1), VKS_OK);
+    vks_cache_test_advance_clock(8);
+    cr_assert_eq(get("v1", NULL, &oc, 1), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    vks_cache_test_advance_clock(2);
+    cr_assert_eq(get("v1", NULL, &oc, 1), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_REFRESH);
+}
+
+Test(cache, stale_if_error_is_bounded_by_max_stale)
+{
+    setup_cache(10, 20, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("s", NULL, &oc, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("s", &cap);
+    cr_assert_not_null(slot);
+
+    atomic_store(&fetch_status, VKS_E_UNAVAILABLE);
+    vks_cache_test_advance_clock(11);
+    cr_assert_eq(get("s", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_STALE);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    /* within neg_ttl: stale again without asking the source */
+    cr_assert_eq(get("s", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_STALE);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    /* after neg_ttl the source is asked again, still within max_stale */
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("s", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_STALE);
+    cr_assert_eq(atomic_load(&fetch_calls), 3);
+    cr_assert_eq(stats().stale, 3);
+    /* past expiry + max_stale: no value any more, and the slot was wiped */
+    vks_cache_test_advance_clock(14);
+    cr_assert_eq(get("s", NULL, &oc, 0), VKS_E_UNAVAILABLE);
+    cr_assert(all_zero(slot, cap), "expired value wiped");
+    cr_assert_null(vks_cache_test_slot("s", NULL));
+    cr_assert_eq(stats().expirations, 1);
+    /* back to normal */
+    atomic_store(&fetch_status, VKS_OK);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("s", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+}
+
+Test(cache, each_transient_code_serves_stale)
+{
+    const vks_status codes[] = { VKS_E_UNAVAILABLE, VKS_E_TIMEOUT, VKS_E_SEALED, VKS_E_TLS,
+                                 VKS_E_BAD_RESPONSE };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        setup_cache(10, 100, 0, 1.0, 100);
+        enum vks_cache_outcome oc;
+        cr_assert_eq(get("tr", NULL, &oc, 0), VKS_OK);
+        atomic_store(&fetch_status, codes[i]);
+        vks_cache_test_advance_clock(11);
+        cr_assert_eq(get("tr", NULL, &oc, 0), VKS_OK, "%s", vks_status_code(codes[i]));
+        cr_assert_eq(oc, VKS_CACHE_STALE);
+        cr_assert(vks_cache_status_is_transient(codes[i]));
+    }
+}
+
+Test(cache, fail_closed_codes_drop_and_wipe_at_once)
+{
+    const vks_status codes[] = { VKS_E_PERMISSION_DENIED, VKS_E_NOT_FOUND, VKS_E_DELETED,
+                                 VKS_E_DESTROYED, VKS_E_AUTH_FAILED, VKS_E_MISSING_KEY,
+                                 VKS_E_DECRYPT_FAILED };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        setup_cache(10, 900, 5, 1.0, 100);
+        enum vks_cache_outcome oc;
+        cr_assert_eq(get("fc", NULL, &oc, 0), VKS_OK);
+        size_t cap = 0;
+        const unsigned char *slot = vks_cache_test_slot("fc", &cap);
+        atomic_store(&fetch_status, codes[i]);
+        vks_cache_test_advance_clock(11);
+        cr_assert_eq(get("fc", NULL, &oc, 0), codes[i], "%s", vks_status_code(codes[i]));
+        cr_assert_eq(oc, VKS_CACHE_ERROR);
+        cr_assert(all_zero(slot, cap), "%s wipes the value", vks_status_code(codes[i]));
+        cr_assert_null(vks_cache_test_slot("fc", NULL));
+        cr_assert_not(vks_cache_status_is_transient(codes[i]));
+        cr_assert_eq(stats().revocations, 1);
+        /* remembered for neg_ttl even when the source recovers */
+        atomic_store(&fetch_status, VKS_OK);
+        cr_assert_eq(get("fc", NULL, &oc, 0), codes[i]);
+        cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+        cr_assert_eq(atomic_load(&fetch_calls), 2);
+        /* invalidate forgets the failure */
+        cr_assert_eq(vks_cache_invalidate("fc"), 1);
+        cr_assert_eq(get("fc", NULL, &oc, 0), VKS_OK);
+        cr_assert_eq(oc, VKS_CACHE_MISS);
+    }
+}
+
+Test(cache, negative_cache_expires_after_neg_ttl)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    atomic_store(&fetch_status, VKS_E_NOT_FOUND);
+    cr_assert_eq(get("n", NULL, &oc, 0), VKS_E_NOT_FOUND);
+    cr_assert_eq(oc, VKS_CACHE_ERROR);
+    cr_assert_eq(get("n", NULL, &oc, 0), VKS_E_NOT_FOUND);
+    cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    atomic_store(&fetch_status, VKS_E_UNAVAILABLE);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("n", NULL, &oc, 0), VKS_E_UNAVAILABLE);
+    cr_assert_eq(oc, VKS_CACHE_ERROR);
+    atomic_store(&fetch_status, VKS_OK);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("n", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    cr_assert_eq(atomic_load(&fetch_calls), 3);
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.negative, 1);
+    cr_assert_eq(s.errors, 2);
+}
+
+Test(cache, local_errors_are_not_remembered_and_keep_the_value)
+{
+    setup_cache(10, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    atomic_store(&fetch_status, VKS_E_LOCKED_MEMORY);
+    cr_assert_eq(get("l", NULL, &oc, 0), VKS_E_LOCKED_MEMORY);
+    cr_assert_eq(stats().entries, 0);
+    atomic_store(&fetch_status, VKS_OK);
+    cr_assert_eq(get("l", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    vks_cache_test_advance_clock(11);
+    atomic_store(&fetch_status, VKS_E_NOMEM);
+    cr_assert_eq(get("l", NULL, &oc, 0), VKS_E_NOMEM);
+    cr_assert_not_null(vks_cache_test_slot("l", NULL), "a local failure does not drop the value");
+}
+
+Test(cache, lru_eviction_wipes_the_slot)
+{
+    setup_cache(300, 900, 5, 1.0, 3);
+    cr_assert_eq(get("e1", NULL, NULL, 0), VKS_OK);
+    cr_assert_eq(get("e2", NULL, NULL, 0), VKS_OK);
+    cr_assert_eq(get("e3", NULL, NULL, 0), VKS_OK);
+    cr_assert_eq(get("e1", NULL, NULL, 0), VKS_OK); /* e2 is now least recently used */
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("e2", &cap);
+    cr_assert_not_null(slot);
+    cr_assert_not(all_zero(slot, cap));
+    /* a new key evicts e2; its fetch fails so that nothing reuses the freed slot before we look */
+    atomic_store(&fetch_status, VKS_E_NOT_FOUND);
+    cr_assert_eq(get("e4", NULL, NULL, 0), VKS_E_NOT_FOUND);
+    cr_assert(all_zero(slot, cap), "evicted slot reads all zeros");
+    atomic_store(&fetch_status, VKS_OK);
+    cr_assert_eq(vks_cache_invalidate("e4"), 1);
+    cr_assert_eq(get("e4", NULL, NULL, 0), VKS_OK);
+    cr_assert_null(vks_cache_test_slot("e2", NULL));
+    cr_assert_not_null(vks_cache_test_slot("e1", NULL));
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.evictions, 1);
+    cr_assert_eq(s.entries, 3);
+    cr_assert_eq(s.values, 3);
+    /* shrinking the capacity evicts at once */
+    struct vks_cache_config c;
+    vks_cache_get_config(&c);
+    c.capacity = 1;
+    struct vks_err e;
+    cr_assert_eq(vks_cache_configure(&c, &e), VKS_OK);
+    cr_assert_eq(stats().entries, 1);
+    cr_assert_not_null(vks_cache_test_slot("e4", NULL), "the most recent survives");
+}
+
+Test(cache, changed_validator_rereads_and_wipes_the_old_value)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("f", "ino1:100:24", &oc, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("f", &cap);
+    cr_assert_eq(get("f", "ino1:100:24", &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    char old[128];
+    value_for("f", 0, old, sizeof old);
+    atomic_store(&generation, 1);
+    cr_assert_eq(get("f", "ino1:200:24", &oc, 1), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    /* the old slot was wiped (it may already hold the new value: the arena reuses it) */
+    cr_assert(memcmp(slot, old, strlen(old)) != 0, "old value gone from its slot");
+    cr_assert_eq(stats().invalidations, 1);
+}
+
+Test(cache, invalidate_prefix_and_flush)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    cr_assert_eq(get("vault|secret|a|key", NULL, NULL, 0), VKS_OK);
+    cr_assert_eq(get("vault|secret|a|user", NULL, NULL, 0), VKS_OK);
+    cr_assert_eq(get("vault|secret|b|key", NULL, NULL, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("vault|secret|b|key", &cap);
+    cr_assert_eq(vks_cache_invalidate("vault|secret|zzz"), 0);
+    cr_assert_eq(vks_cache_invalidate_prefix("vault|secret|a|"), 2);
+    cr_assert_eq(stats().entries, 1);
+    cr_assert_eq(vks_cache_flush(), 1);
+    cr_assert(all_zero(slot, cap));
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.entries, 0);
+    cr_assert_eq(s.value_bytes, 0);
+    cr_assert_eq(s.invalidations, 3);
+}
+
+struct racer {
+    const char *id;
+    vks_status st;
+    enum vks_cache_outcome oc;
+    bool ok_value;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    struct src s;
+    snprintf(s.id, sizeof s.id, "%s", r->id);
+    vks_secret v;
+    struct vks_cache_info info;
+    struct vks_err e;
+    r->st = vks_cache_get(r->id, NULL, &ops, &s, &v, &info, &e);
+    r->oc = info.outcome;
+    char want[128];
+    value_for(r->id, 0, want, sizeof want);
+    r->ok_value = r->st == VKS_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0;
+    vks_secret_free(&v);
+    vks_cache_info_release(&info);
+    return NULL;
+}
+
+Test(cache, sixty_four_concurrent_misses_make_one_fetch)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    atomic_store(&block_until_waits, 64); /* the fetch returns only once all 64 are waiting */
+    pthread_t t[64];
+    struct racer r[64];
+    for (int i = 0; i < 64; i++) {
+        r[i] = (struct racer){ .id = "sf" };
+        cr_assert_eq(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    int misses = 0;
+    for (int i = 0; i < 64; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(r[i].st, VKS_OK);
+        cr_assert(r[i].ok_value);
+        misses += r[i].oc == VKS_CACHE_MISS;
+    }
+    cr_assert_eq(atomic_load(&fetch_calls), 1, "single-flight: %d fetches", atomic_load(&fetch_calls));
+    cr_assert_eq(misses, 1);
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.waits, 64);
+    cr_assert_eq(s.coalesced, 63);
+}
+
+Test(cache, concurrent_misses_share_a_failure)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    atomic_store(&fetch_status, VKS_E_PERMISSION_DENIED);
+    atomic_store(&block_until_waits, 16);
+    pthread_t t[16];
+    struct racer r[16];
+    for (int i = 0; i < 16; i++) {
+        r[i] = (struct racer){ .id = "sff" };
+        pthread_create(&t[i], NULL, race, &r[i]);
+    }
+    for (int i = 0; i < 16; i++) {
+        pthread_join(t[i], NULL);
+        cr_assert_eq(r[i].st, VKS_E_PERMISSION_DENIED);
+    }
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+}
+
+static void wait_for_refreshes(uint64_t n, uint64_t failures)
+{
+    for (int i = 0; i < 20000; i++) {
+        struct vks_cache_stats s = stats();
+        if (s.refreshes >= n && s.refresh_failures >= failures)
+            return;
+        usleep(1000);
+    }
+    cr_assert_fail("background refresh did not happen");
+}
+
+Test(cache, refresh_ahead_keeps_entries_in_use_fresh)
+{
+    setup_cache(10, 900, 5, 0.5, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("r", NULL, &oc, 0), VKS_OK);
+    atomic_store(&generation, 1);
+    vks_cache_test_advance_clock(6); /* past 0.5 x ttl: this hit asks for a background refresh */
+    cr_assert_eq(get("r", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    wait_for_refreshes(1, 0);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    /* 12 s after the first fetch (past its ttl) the caller still gets a hit, with the new value */
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("r", NULL, &oc, 1), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.waits, 1, "only the first lookup waited");
+    cr_assert_eq(s.misses, 1);
+}
+
+Test(cache, no_refresh_ahead_without_clone)
+{
+    setup_cache(10, 900, 5, 0.5, 100);
+    struct src s = { "nc" };
+    vks_secret v;
+    struct vks_err e;
+    cr_assert_eq(vks_cache_get("nc", NULL, &ops_noclone, &s, &v, NULL, &e), VKS_OK);
+    vks_secret_free(&v);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(vks_cache_get("nc", NULL, &ops_noclone, &s, &v, NULL, &e), VKS_OK);
+    vks_secret_free(&v);
+    usleep(100000);
+    cr_assert_eq(stats().refreshes, 0);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+}
+
+Test(cache, background_refresh_that_is_denied_drops_the_value)
+{
+    setup_cache(10, 900, 5, 0.5, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("bd", NULL, &oc, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("bd", &cap);
+    atomic_store(&fetch_status, VKS_E_DESTROYED);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("bd", NULL, &oc, 0), VKS_OK); /* still fresh: served, refresh queued */
+    wait_for_refreshes(0, 1);
+    cr_assert(all_zero(slot, cap));
+    cr_assert_eq(get("bd", NULL, &oc, 0), VKS_E_DESTROYED);
+    cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+}
+
+Test(cache, background_refresh_transient_failure_keeps_serving)
+{
+    setup_cache(10, 900, 5, 0.5, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("bt", NULL, &oc, 0), VKS_OK);
+    atomic_store(&fetch_status, VKS_E_TIMEOUT);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("bt", NULL, &oc, 0), VKS_OK);
+    wait_for_refreshes(0, 1);
+    cr_assert_eq(get("bt", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    vks_cache_test_advance_clock(4.5); /* expired; failure remembered: stale without waiting */
+    cr_assert_eq(get("bt", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_STALE);
+}
+
+Test(cache, ttl_zero_bypasses)
+{
+    setup_cache(0, 900, 5, 0.75, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("b", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_BYPASS);
+    cr_assert_eq(get("b", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    cr_assert_eq(stats().entries, 0);
+}
+
+Test(cache, configuration_is_validated)
+{
+    struct vks_cache_config c;
+    struct vks_err e;
+    vks_cache_config_defaults(&c);
+    cr_assert_eq(c.ttl_s, 300);
+    cr_assert_eq(c.max_stale_s, 900);
+    cr_assert_eq(c.neg_ttl_s, 5);
+    c.ttl_s = -1;
+    cr_assert_eq(vks_cache_configure(&c, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "ttl") != NULL);
+    vks_cache_config_defaults(&c);
+    c.refresh_fraction = 0;
+    cr_assert_eq(vks_cache_configure(&c, &e), VKS_E_CONFIG);
+
+    setenv("VKS_CACHE_TTL", "60", 1);
+    setenv("VKS_CACHE_MAX_STALE", "30", 1);
+    setenv("VKS_CACHE_NEG_TTL", "2", 1);
+    setenv("VKS_CACHE_CAPACITY", "1234", 1);
+    vks_cache_config_defaults(&c);
+    cr_assert_eq(vks_cache_config_from_env(&c, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(c.ttl_s, 60);
+    cr_assert_eq(c.max_stale_s, 30);
+    cr_assert_eq(c.neg_ttl_s, 2);
+    cr_assert_eq(c.capacity, 1234);
+    setenv("VKS_CACHE_MAX_STALE", "ten", 1);
+    cr_assert_eq(vks_cache_config_from_env(&c, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "VKS_CACHE_MAX_STALE") != NULL, "%s", e.msg);
+    /* a bad environment makes lookups fail closed with the variable named */
+    vks_cache_shutdown();
+    struct src s = { "envbad" };
+    vks_secret v;
+    cr_assert_eq(vks_cache_get("envbad", NULL, &ops, &s, &v, NULL, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "VKS_CACHE_MAX_STALE") != NULL);
+    unsetenv("VKS_CACHE_MAX_STALE");
+    vks_cache_shutdown();
+    cr_assert_eq(vks_cache_get("envbad", NULL, &ops, &s, &v, NULL, &e), VKS_OK);
+    vks_secret_free(&v);
+    vks_cache_get_config(&c);
+    cr_assert_eq(c.ttl_s, 60);
+    cr_assert_eq(c.capacity, 1234);
+}
+
+Test(cache, bad_arguments_are_refused)
+{
+    setup_cache(300, 900, 5, 0.75, 100);
+    struct src s = { "x" };
+    vks_secret v;
+    struct vks_err e;
+    cr_assert_eq(vks_cache_get("", NULL, &ops, &s, &v, NULL, &e), VKS_E_INVALID_ARG);
+    cr_assert_eq(vks_cache_get(NULL, NULL, &ops, &s, &v, NULL, &e), VKS_E_INVALID_ARG);
+    cr_assert_eq(vks_cache_get("x", NULL, NULL, &s, &v, NULL, &e), VKS_E_INVALID_ARG);
+    cr_assert_eq(vks_cache_get("x", NULL, &ops, &s, NULL, NULL, &e), VKS_E_INVALID_ARG);
+    char big[5000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    cr_assert_eq(vks_cache_get(big, NULL, &ops, &s, &v, NULL, &e), VKS_E_INVALID_ARG);
+}
+
+Test(cache, a_forked_child_forgets_the_parents_entries)
+{
+    setup_cache(300, 900, 5, 0.75, 100);
+    cr_assert_eq(get("fork", NULL, NULL, 0), VKS_OK);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        enum vks_cache_outcome oc = VKS_CACHE_NONE;
+        struct src s = { "fork" };
+        vks_secret v;
+        struct vks_cache_info info;
+        struct vks_err e;
+        vks_status st = vks_cache_get("fork", NULL, &ops, &s, &v, &info, &e);
+        oc = info.outcome;
+        char want[128];
+        value_for("fork", 0, want, sizeof want);
+        bool good = st == VKS_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0;
+        _exit(good && oc == VKS_CACHE_MISS && atomic_load(&fetch_calls) == 2 ? 0 : 1);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child re-fetched a correct value");
+    enum vks_cache_outcome oc;
+    cr_assert_eq(get("fork", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT, "the parent keeps its entry");
+}
+
+/* 16 threads hammer 40 keys through a cache of 24 entries while one thread invalidates: every value
+ * returned is the right one, and the counters add up. Also run under ThreadSanitizer. */
+static atomic_bool stop_hammer;
+
+static void *hammer(void *arg)
+{
+    int seed = (int)(intptr_t)arg;
+    unsigned x = (unsigned)seed * 2654435761u + 1;
+    for (int i = 0; i < 4000; i++) {
+        x = x * 1103515245u + 12345u;
+        char id[32];
+        snprintf(id, sizeof id, "k%02u", (x >> 16) % 40);
+        struct src s;
+        snprintf(s.id, sizeof s.id, "%s", id);
+        vks_secret v;
+        struct vks_cache_info info;
+        struct vks_err e;
+        vks_status st = vks_cache_get(id, NULL, &ops, &s, &v, &info, &e);
+        char want[128];
+        value_for(id, 0, want, sizeof want);
+        if (st != VKS_OK || v.len != strlen(want) || memcmp(v.data, want, v.len) != 0)
+            return (void *)1;
+        if (info.meta == NULL || info.meta->kv_version != 2)
+            return (void *)1;
+        vks_secret_free(&v);
+        vks_cache_info_release(&info);
+    }
+    return NULL;
+}
+
+static void *invalidator(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop_hammer)) {
+        vks_cache_invalidate("k07");
+        vks_cache_invalidate_prefix("k1");
+        usleep(200);
+    }
+    return NULL;
+}
+
+Test(cache, sixteen_threads_hammer_a_mix_of_keys, .timeout = 120)
+{
+    setup_cache(300, 900, 5, 0.75, 24);
+    pthread_t t[16], inv;
+    atomic_store(&stop_hammer, false);
+    pthread_create(&inv, NULL, invalidator, NULL);
+    for (int i = 0; i < 16; i++)
+        pthread_create(&t[i], NULL, hammer, (void *)(intptr_t)(i + 1));
+    int bad = 0;
+    for (int i = 0; i < 16; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        bad += r != NULL;
+    }
+    atomic_store(&stop_hammer, true);
+    pthread_join(inv, NULL);
+    cr_assert_eq(bad, 0, "every thread got the right values");
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.hits + s.misses + s.stale + s.negative + s.errors, 16 * 4000);
+    cr_assert_leq(s.entries, 24);
+    cr_assert_gt(s.evictions, 0);
+    cr_assert_gt(s.hits, 0);
+}
