@@ -461,6 +461,29 @@ vks_status vks_config_finish(struct vks_config *cfg, struct vks_err *err)
     return VKS_OK;
 }
 
+vks_status vks_config_check_files(const struct vks_config *cfg, struct vks_err *err)
+{
+    const struct vks_vault_config *v = &cfg->vault;
+    struct { const char *opt, *path; bool dir; } items[] = {
+        { "ca_cert", v->cacert, false },         { "ca_path", v->capath, true },
+        { "client_cert", v->client_cert, false }, { "client_key", v->client_key, false },
+        { "secret_id_file", v->secret_id_file, false },
+    };
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+        if (items[i].path == NULL)
+            continue;
+        struct stat sb;
+        if (stat(items[i].path, &sb) != 0)
+            return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\": %s", items[i].opt, items[i].path, strerror(errno));
+        if (items[i].dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))
+            return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\" is not a %s", items[i].opt, items[i].path,
+                               items[i].dir ? "directory" : "regular file");
+        if (access(items[i].path, R_OK | (items[i].dir ? X_OK : 0)) != 0)
+            return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\": %s", items[i].opt, items[i].path, strerror(errno));
+    }
+    return VKS_OK;
+}
+
 static bool str_eq(const char *a, const char *b)
 {
     if (a == NULL || b == NULL)

@@ -54,6 +54,11 @@ vks_status vks_config_set(struct vks_config *cfg, const struct vks_field *opt, s
  * client cert and key together, min_retry_wait <= max_retry_wait. */
 vks_status vks_config_finish(struct vks_config *cfg, struct vks_err *err);
 
+/* Checks that the files and directories the options name exist and can be read (ca_cert,
+ * client_cert, client_key, secret_id_file: readable files; ca_path: a directory). Setup calls it so
+ * that a typo fails at load time instead of at the first lookup. Errors name option and path. */
+vks_status vks_config_check_files(const struct vks_config *cfg, struct vks_err *err);
+
 /* True when both configs select exactly the same behaviour (secrets compared in constant time). */
 bool vks_config_equal(const struct vks_config *a, const struct vks_config *b);
 

@@ -137,8 +137,11 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
     if (same)
         return VKS_OK;
 
+    vks_status st = vks_config_check_files(cfg, err);
+    if (st != VKS_OK)
+        return st;
     struct runtime *rt = NULL;
-    vks_status st = runtime_build(cfg, true, &rt, err);
+    st = runtime_build(cfg, true, &rt, err);
     if (st != VKS_OK)
         return st;
 

@@ -289,3 +289,23 @@ Test(config, duration_and_size_parsers)
         n++;
     cr_assert_geq(n, 20);
 }
+
+Test(config, named_files_must_exist)
+{
+    struct vks_config c;
+    struct vks_err e;
+    cr_assert_eq(vks_config_from_env(&c, &e), VKS_OK);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_OK);
+    struct vks_field ca = S("ca_cert", "/nonexistent/ca.pem");
+    vks_config_set(&c, &ca, &e);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "ca_cert \"/nonexistent/ca.pem\"") != NULL, "%s", e.msg);
+    struct vks_field ca2 = S("ca_cert", "/tmp");
+    vks_config_set(&c, &ca2, &e);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_E_CONFIG);
+    cr_assert(strstr(e.msg, "not a regular file") != NULL, "%s", e.msg);
+    struct vks_field ca3 = S("ca_cert", "/etc/hostname");
+    vks_config_set(&c, &ca3, &e);
+    cr_assert_eq(vks_config_check_files(&c, &e), VKS_OK, "%s", e.msg);
+    vks_config_clear(&c);
+}

@@ -628,3 +628,46 @@ Test(envelope, empty_plaintext_into_an_empty_slot)
     free(full);
     vks_keyring_free(kr);
 }
+
+/* The GCM specification's own vectors (McGrew & Viega, "The Galois/Counter Mode of Operation",
+ * test cases 13 and 14: AES-256, all-zero key and 96-bit IV, no AAD), wrapped as legacy envelopes
+ * here in C from the published hex, so this answer does not come from any OpenSSL-based tool. */
+static void unhex(const char *h, unsigned char *out)
+{
+    for (size_t i = 0; h[2 * i]; i++) {
+        unsigned v = 0;
+        sscanf(h + 2 * i, "%2x", &v);
+        out[i] = (unsigned char)v;
+    }
+}
+
+Test(envelope, gcm_specification_test_cases_13_and_14)
+{
+    static const unsigned char zero_key[32];
+    struct vks_keyring *kr = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_keyring_new(&kr, &e), VKS_OK);
+    cr_assert_eq(vks_keyring_add(kr, "zero", zero_key, &e), VKS_OK);
+    struct { const char *ct_tag; size_t ptlen; } tc[] = {
+        { "530f8afbc74536b9a963b4f1c4cb738b", 0 },                                   /* TC 13 */
+        { "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919", 16 },  /* TC 14 */
+    };
+    for (size_t i = 0; i < 2; i++) {
+        unsigned char raw[12 + 32] = { 0 }; /* IV = 0^96 */
+        unhex(tc[i].ct_tag, raw + 12);
+        size_t rawlen = 12 + strlen(tc[i].ct_tag) / 2;
+        char env[4 + VKS_B64_ENCODED_LEN(sizeof raw) + 1] = "ENC:";
+        vks_b64_encode(raw, rawlen, env + 4);
+        vks_secret out = VKS_SECRET_EMPTY;
+        cr_assert_eq(dec(kr, env, NULL, &out, NULL, &e), VKS_OK, "test case %zu: %s", 13 + i, e.msg);
+        cr_assert_eq(out.len, tc[i].ptlen);
+        for (size_t j = 0; j < out.len; j++)
+            cr_assert_eq(out.data[j], 0, "P = 0^128");
+        vks_secret_free(&out);
+        /* one flipped bit of the published tag no longer authenticates */
+        raw[rawlen - 1] ^= 1;
+        vks_b64_encode(raw, rawlen, env + 4);
+        cr_assert_eq(dec(kr, env, NULL, &out, NULL, &e), VKS_E_DECRYPT_FAILED);
+    }
+    vks_keyring_free(kr);
+}
