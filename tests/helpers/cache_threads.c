@@ -1,0 +1,240 @@
+/*
+ * cache_threads: concurrency drivers for the cache (run by tests/integration/40-cache-threads.sh,
+ * also under ThreadSanitizer by `make tsan`; Criterion cannot run under TSan).
+ *
+ *   cache_threads core THREADS ITERATIONS
+ *       THREADS threads hammer 40 keys through the C cache (capacity 24, so entries are evicted)
+ *       with an in-process fetch function while another thread invalidates; then 64 threads miss
+ *       one key at once and must cause exactly one fetch. Exit 0 when every value was right.
+ *
+ *   cache_threads lua THREADS SCRIPT
+ *       THREADS threads, each with its own lua_State (luaL_newstate + openlibs), run SCRIPT with
+ *       the global THREAD = 1..THREADS, as a KumoMTA-style host runs the policy in many states.
+ *       The script loads the module itself (require 'vault_keysource') and raises on any wrong
+ *       value. Exit 0 when every thread's script returned without error.
+ *
+ * Output: one line per failure (never a secret) and a closing "N passed, N failed".
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vks_cache.h"
+
+#define PW "cache-unit-pw-"
+
+static atomic_int fetches;
+static atomic_int block_until_waits;
+
+struct src {
+    char id[32];
+};
+
+static vks_status fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
+{
+    struct src *s = source;
+    atomic_fetch_add(&fetches, 1);
+    int need = atomic_load(&block_until_waits);
+    for (int i = 0; need > 0 && i < 30000; i++) {
+        struct vks_cache_stats st;
+        vks_cache_get_stats(&st);
+        if ((int)st.waits >= need)
+            break;
+        usleep(1000);
+    }
+    char v[64];
+    snprintf(v, sizeof v, PW "%s", s->id);
+    out->meta.kv_version = 2;
+    return vks_secret_dup(v, strlen(v), &out->value, err);
+}
+
+static void *clone_src(const void *s)
+{
+    struct src *c = malloc(sizeof *c);
+    if (c)
+        memcpy(c, s, sizeof *c);
+    return c;
+}
+
+static const struct vks_cache_source_ops ops = { fetch, clone_src, free };
+
+static bool lookup(const char *id)
+{
+    struct src s;
+    snprintf(s.id, sizeof s.id, "%s", id);
+    char want[64];
+    snprintf(want, sizeof want, PW "%s", id);
+    vks_secret v;
+    struct vks_cache_info info;
+    struct vks_err e;
+    vks_status st = vks_cache_get(id, NULL, &ops, &s, &v, &info, &e);
+    bool ok = st == VKS_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0 &&
+              info.meta != NULL && info.meta->kv_version == 2;
+    vks_secret_free(&v);
+    vks_cache_info_release(&info);
+    return ok;
+}
+
+static int iterations;
+static atomic_bool stop;
+
+static void *hammer(void *arg)
+{
+    unsigned x = (unsigned)(uintptr_t)arg * 2654435761u + 1;
+    for (int i = 0; i < iterations; i++) {
+        x = x * 1103515245u + 12345u;
+        char id[16];
+        snprintf(id, sizeof id, "k%02u", (x >> 16) % 40);
+        if (!lookup(id))
+            return (void *)1;
+    }
+    return NULL;
+}
+
+static void *invalidator(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&stop)) {
+        vks_cache_invalidate("k07");
+        vks_cache_invalidate_prefix("k1");
+        struct vks_cache_stats st;
+        vks_cache_get_stats(&st);
+        usleep(500);
+    }
+    return NULL;
+}
+
+static void *one_key(void *arg)
+{
+    (void)arg;
+    return lookup("single") ? NULL : (void *)1;
+}
+
+static int run_core(int nthreads, int iters)
+{
+    int passed = 0, failed = 0;
+    iterations = iters;
+    struct vks_cache_config c;
+    vks_cache_config_defaults(&c);
+    c.capacity = 24;
+    c.refresh_fraction = 1.0;
+    struct vks_err e;
+    if (vks_cache_configure(&c, &e) != VKS_OK) {
+        printf("configure: %s\n", e.msg);
+        return 1;
+    }
+    pthread_t *t = calloc((size_t)nthreads, sizeof *t);
+    pthread_t inv;
+    pthread_create(&inv, NULL, invalidator, NULL);
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&t[i], NULL, hammer, (void *)(uintptr_t)(i + 1));
+    int bad = 0;
+    for (int i = 0; i < nthreads; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        bad += r != NULL;
+    }
+    atomic_store(&stop, true);
+    pthread_join(inv, NULL);
+    free(t);
+    struct vks_cache_stats st;
+    vks_cache_get_stats(&st);
+    if (bad == 0 && st.entries <= 24 && st.evictions > 0) {
+        printf("ok     %d threads x %d lookups of 40 keys: all values right (%llu hits, %llu misses, "
+               "%llu evictions, %llu coalesced)\n", nthreads, iters, (unsigned long long)st.hits,
+               (unsigned long long)st.misses, (unsigned long long)st.evictions,
+               (unsigned long long)st.coalesced);
+        passed++;
+    } else {
+        printf("FAILED hammer: %d threads saw a wrong value, %zu entries, %llu evictions\n", bad,
+               st.entries, (unsigned long long)st.evictions);
+        failed++;
+    }
+
+    vks_cache_flush();
+    atomic_store(&fetches, 0);
+    uint64_t waits0 = st.waits;
+    atomic_store(&block_until_waits, (int)waits0 + 64);
+    pthread_t m[64];
+    for (int i = 0; i < 64; i++)
+        pthread_create(&m[i], NULL, one_key, NULL);
+    bad = 0;
+    for (int i = 0; i < 64; i++) {
+        void *r;
+        pthread_join(m[i], &r);
+        bad += r != NULL;
+    }
+    if (bad == 0 && atomic_load(&fetches) == 1) {
+        printf("ok     64 concurrent misses for one key made exactly one fetch\n");
+        passed++;
+    } else {
+        printf("FAILED 64 concurrent misses: %d wrong values, %d fetches\n", bad, atomic_load(&fetches));
+        failed++;
+    }
+    vks_cache_shutdown();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------ lua mode */
+
+static const char *script;
+
+static void *lua_thread(void *arg)
+{
+    int n = (int)(uintptr_t)arg;
+    lua_State *L = luaL_newstate();
+    if (L == NULL)
+        return strdup("cannot create a lua_State");
+    luaL_openlibs(L);
+    lua_pushinteger(L, n);
+    lua_setglobal(L, "THREAD");
+    char *fail = NULL;
+    if (luaL_dofile(L, script) != LUA_OK) {
+        const char *m = lua_tostring(L, -1);
+        fail = strdup(m ? m : "error");
+    }
+    lua_close(L);
+    return fail;
+}
+
+static int run_lua(int nthreads, const char *path)
+{
+    script = path;
+    pthread_t *t = calloc((size_t)nthreads, sizeof *t);
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&t[i], NULL, lua_thread, (void *)(uintptr_t)(i + 1));
+    int failed = 0;
+    for (int i = 0; i < nthreads; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        if (r != NULL) {
+            printf("FAILED thread %d: %s\n", i + 1, (char *)r);
+            free(r);
+            failed++;
+        }
+    }
+    free(t);
+    if (failed == 0)
+        printf("ok     %d threads, each with its own lua_State, got every value right\n", nthreads);
+    printf("%d passed, %d failed\n", failed ? 0 : 1, failed ? 1 : 0);
+    return failed ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 4 && strcmp(argv[1], "core") == 0)
+        return run_core(atoi(argv[2]), atoi(argv[3]));
+    if (argc == 4 && strcmp(argv[1], "lua") == 0)
+        return run_lua(atoi(argv[2]), argv[3]);
+    fprintf(stderr, "usage: cache_threads core THREADS ITERATIONS | lua THREADS SCRIPT\n");
+    return 2;
+}
