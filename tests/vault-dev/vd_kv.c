@@ -493,8 +493,6 @@ static void versions_op(struct vd_req *q, struct vd_resp *r, struct json_object 
     vd_reply_204(r);
 }
 
-static bool has_versions(struct json_object *entry) { return vd_int(entry, "current_version", 0) > 0 || true; }
-
 static bool custom_md_ok(struct json_object *cm, char *msg, size_t ml)
 {
     if (!json_object_is_type(cm, json_type_object)) {
@@ -598,11 +596,9 @@ static void metadata_read(struct vd_req *q, struct vd_resp *r, struct json_objec
     json_object_put(d);
 }
 
-static struct json_object *list_filter_q;
 static bool not_all_deleted(struct json_object *entry)
 {
     int64_t now = vd_now_ns();
-    (void)list_filter_q;
     json_object_object_foreach(vd_get(entry, "versions"), k, ver)
     {
         (void)k;
@@ -733,7 +729,6 @@ static void kv2(struct vd_req *q, struct vd_resp *r, struct json_object *mount, 
             return;
         }
     }
-    (void)has_versions;
     invalid_path(q, r, !*rel);
 }
 

@@ -7,6 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* one random cluster id per server state, like a real cluster's */
+static const char *cluster_id(void)
+{
+    const char *id = vd_str(vd_state, "cluster_id");
+    if (!id) {
+        char u[37];
+        vd_uuid(u);
+        json_object_object_add(vd_state, "cluster_id", json_object_new_string(u));
+        id = vd_str(vd_state, "cluster_id");
+    }
+    return id;
+}
+
 static int64_t dflt_ttl(int64_t v) { return v ? v : VD_DEFAULT_TTL; }
 
 static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strlen(p)) == 0; }
@@ -84,7 +97,7 @@ static void health(struct vd_req *q, struct vd_resp *r)
     json_object_object_add(d, "enterprise", json_object_new_boolean(0));
     if (!sealed) {
         json_object_object_add(d, "cluster_name", json_object_new_string("vault-dev-cluster"));
-        json_object_object_add(d, "cluster_id", json_object_new_string("5f3e0a4c-vault-dev-0000-000000000000"));
+        json_object_object_add(d, "cluster_id", json_object_new_string(cluster_id()));
     }
     json_object_object_add(d, "echo_duration_ms", json_object_new_int(0));
     json_object_object_add(d, "clock_skew_ms", json_object_new_int(0));
@@ -113,7 +126,7 @@ static void seal_status(struct vd_req *q, struct vd_resp *r)
     json_object_object_add(d, "storage_type", json_object_new_string("inmem"));
     if (!sealed) {
         json_object_object_add(d, "cluster_name", json_object_new_string("vault-dev-cluster"));
-        json_object_object_add(d, "cluster_id", json_object_new_string("5f3e0a4c-vault-dev-0000-000000000000"));
+        json_object_object_add(d, "cluster_id", json_object_new_string(cluster_id()));
     }
     vd_reply_json(r, 200, d);
     vd_buf_str(&r->body, "\n");
