@@ -14,6 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "vks_cache.h"
 #include "vks_envelope.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
@@ -22,6 +26,7 @@
 
 struct runtime {
     unsigned refs;          /* guarded by rt_lock */
+    unsigned long gen;      /* distinct per runtime: part of every cache identity */
     struct vks_config cfg;
     struct vks_vault *vault;    /* NULL when it could not be built: vault_err says why */
     struct vks_err vault_err;
@@ -31,6 +36,7 @@ struct runtime {
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *rt_current;
+static unsigned long rt_generation; /* guarded by rt_lock */
 
 static void runtime_free(struct runtime *rt)
 {
@@ -108,6 +114,7 @@ static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
             pthread_mutex_unlock(&rt_lock);
             return st;
         }
+        rt->gen = ++rt_generation;
         rt_current = rt;
     }
     rt_current->refs++;
@@ -147,11 +154,17 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
 
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
+    rt->gen = ++rt_generation;
     rt_current = rt;
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
     if (last)
         runtime_free(old);
+    /* values fetched under the old options (address, auth, require_encrypted...) must not be
+     * served under the new ones: the identities changed with the generation, and the old values
+     * are wiped now rather than when they age out */
+    if (old != NULL)
+        vks_cache_flush();
     if (changed != NULL)
         *changed = true;
     return VKS_OK;
@@ -181,32 +194,72 @@ void vks_resolver_shutdown(void)
 
 /* ------------------------------------------------------------------ identity */
 
-vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+/*
+ * A keysource with its own vault_token is cached under a keyed fingerprint of that token, so
+ * that a keysource with another (or a revoked) token never gets a value fetched with this one.
+ * The key is random per process; the fingerprint never leaves the process.
+ */
+static unsigned char fp_key[32];
+static pthread_once_t fp_once = PTHREAD_ONCE_INIT;
+
+static void fp_init(void)
 {
-    int w;
-    if (ks == NULL || buf == NULL || n == 0)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "identity: bad arguments");
-    if (ks->kind == VKS_KS_FILE) {
-        w = snprintf(buf, n, "file\x1f%s", ks->file_path);
-    } else if (ks->kind == VKS_KS_VAULT) {
-        struct runtime *rt;
-        vks_status st = runtime_acquire(&rt, err);
-        if (st != VKS_OK)
-            return st;
-        const char *addr = ks->address != NULL ? ks->address : rt->cfg.vault.address;
-        const char *ns = ks->namespace_ != NULL ? ks->namespace_ : rt->cfg.vault.namespace_;
-        int kv = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version;
-        w = snprintf(buf, n, "vault\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s\x1f%lld", addr ? addr : "",
-                     ns ? ns : "", ks->has_token ? "own-token" : "-", kv, ks->mount, ks->path, ks->key,
-                     (long long)ks->version);
-        runtime_release(rt);
-    } else {
+    if (RAND_bytes(fp_key, sizeof fp_key) != 1) {
+        /* no CSPRNG: fall back to something unique per process rather than a constant */
+        uint64_t t = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+        memcpy(fp_key, &t, sizeof t);
+    }
+}
+
+static void token_fingerprint(const vks_secret *tok, char hex[33])
+{
+    pthread_once(&fp_once, fp_init);
+    unsigned char mac[32];
+    size_t maclen = 0;
+    if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, fp_key, sizeof fp_key, tok->data, tok->len, mac,
+                  sizeof mac, &maclen) == NULL || maclen < 16) {
+        snprintf(hex, 33, "unknown-token");
+        return;
+    }
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+    vks_wipe(mac, sizeof mac);
+}
+
+/* Identity of a Vault keysource under runtime rt: generation, address, namespace, token, KV
+ * version, then mount, path, key, version (so a prefix ending after the path selects every key
+ * and version of one secret). Fields are separated by 0x1f, which names cannot contain. */
+static vks_status identity_of(const struct runtime *rt, const struct vks_keysource *ks, char *buf, size_t n,
+                              struct vks_err *err)
+{
+    if (ks->kind != VKS_KS_VAULT)
         return vks_err_set(err, VKS_E_INVALID_ARG, "%s keysources are never cached",
                            vks_keysource_kind_name(ks->kind));
-    }
+    const char *addr = ks->address != NULL ? ks->address : rt->cfg.vault.address;
+    const char *ns = ks->namespace_ != NULL ? ks->namespace_ : rt->cfg.vault.namespace_;
+    int kv = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version;
+    char tok[33] = "-";
+    if (ks->has_token)
+        token_fingerprint(&ks->token, tok);
+    int w = snprintf(buf, n, "v1\x1f%lu\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s\x1f%lld", rt->gen,
+                     addr ? addr : "", ns ? ns : "", tok, kv, ks->mount, ks->path, ks->key,
+                     (long long)ks->version);
     if (w < 0 || (size_t)w >= n)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource identity longer than %zu bytes", n);
     return VKS_OK;
+}
+
+vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+{
+    if (ks == NULL || buf == NULL || n == 0)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "identity: bad arguments");
+    struct runtime *rt;
+    vks_status st = runtime_acquire(&rt, err);
+    if (st != VKS_OK)
+        return st;
+    st = identity_of(rt, ks, buf, n, err);
+    runtime_release(rt);
+    return st;
 }
 
 /* ------------------------------------------------------------------ sources */
@@ -275,13 +328,15 @@ out:
     return st;
 }
 
-/* What a source produced, before envelopes and restrictions. */
+/* What a source produced: the plaintext (after the envelope) and facts about it. */
 struct fetched {
     vks_secret value;
     char *custom_metadata_json;
     int kv_version;
     int64_t secret_version;
+    int64_t lease_duration;
     int http_status;
+    bool encrypted;
     char token_accessor[64];
 };
 
@@ -322,6 +377,7 @@ static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks
     res.custom_metadata_json = NULL;
     out->kv_version = res.kv_version;
     out->secret_version = res.secret_version;
+    out->lease_duration = res.lease_duration;
     memcpy(out->token_accessor, res.token_accessor, sizeof out->token_accessor);
     out->token_accessor[sizeof out->token_accessor - 1] = '\0';
     vks_kv_result_free(&res);
@@ -369,6 +425,111 @@ static vks_status open_envelope(struct runtime *rt, const struct vks_keysource *
     return VKS_OK;
 }
 
+/* ------------------------------------------------------------------ producing a value */
+
+/* Reads the value of any form and opens its envelope: what the cache stores for Vault. */
+static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, struct vks_event_result *ev,
+                          struct fetched *f, const char *desc, struct vks_err *err)
+{
+    vks_status st;
+    switch (ks->kind) {
+    case VKS_KS_FILE:
+        st = read_file(ks->file_path, &f->value, err);
+        break;
+    case VKS_KS_DATA:
+        st = vks_secret_dup(ks->key_data.data, ks->key_data.len, &f->value, err);
+        if (st != VKS_OK)
+            vks_err_set(err, st, "%s: no locked memory for the value", desc);
+        break;
+    case VKS_KS_EVENT:
+        if (ev == NULL) {
+            st = vks_err_set(err, VKS_E_INVALID_ARG, "%s: no handler result given", desc);
+        } else if (ev->status != VKS_OK) {
+            st = vks_err_set(err, ev->status, "%s: %s", desc, ev->msg);
+        } else {
+            f->value = ev->value;
+            ev->value = VKS_SECRET_EMPTY;
+            st = VKS_OK;
+        }
+        break;
+    case VKS_KS_VAULT:
+        st = fetch_vault(rt, ks, f, desc, err);
+        break;
+    case VKS_KS_NONE:
+    default:
+        st = vks_err_set(err, VKS_E_BAD_KEYSOURCE, "empty keysource");
+        break;
+    }
+    if (st != VKS_OK)
+        return st;
+    return open_envelope(rt, ks, &f->value, &f->encrypted, desc, err);
+}
+
+/* ------------------------------------------------------------------ cache source */
+
+/* Everything the cache needs to read a Vault value again (also from its refresh thread). */
+struct vsource {
+    struct runtime *rt;                /* a reference is held by a clone */
+    const struct vks_keysource *ks;
+    struct vks_keysource own;          /* the clone's copy */
+    char desc[768];
+};
+
+static vks_status cache_fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
+{
+    struct vsource *s = source;
+    struct fetched f;
+    memset(&f, 0, sizeof f);
+    vks_status st = produce(s->rt, s->ks, NULL, &f, s->desc, err);
+    if (st != VKS_OK) {
+        fetched_clear(&f);
+        return st;
+    }
+    out->value = f.value;
+    f.value = VKS_SECRET_EMPTY;
+    /* KV v1 leases: never keep a value longer than 90% of its lease */
+    out->ttl_hint_s = f.kv_version == 1 && f.lease_duration > 0 ? 0.9 * (double)f.lease_duration : 0;
+    out->meta.kv_version = f.kv_version;
+    out->meta.secret_version = f.secret_version;
+    out->meta.encrypted = f.encrypted;
+    memcpy(out->meta.token_accessor, f.token_accessor, sizeof out->meta.token_accessor);
+    out->meta.custom_metadata_json = f.custom_metadata_json;
+    f.custom_metadata_json = NULL;
+    fetched_clear(&f);
+    return VKS_OK;
+}
+
+static void *cache_clone(const void *source)
+{
+    const struct vsource *s = source;
+    struct vsource *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    if (vks_keysource_copy(s->ks, &c->own, NULL) != VKS_OK) {
+        free(c);
+        return NULL;
+    }
+    pthread_mutex_lock(&rt_lock);
+    s->rt->refs++;
+    pthread_mutex_unlock(&rt_lock);
+    c->rt = s->rt;
+    c->ks = &c->own;
+    memcpy(c->desc, s->desc, sizeof c->desc);
+    return c;
+}
+
+static void cache_free_source(void *source)
+{
+    struct vsource *c = source;
+    if (c == NULL)
+        return;
+    vks_keysource_clear(&c->own);
+    runtime_release(c->rt);
+    free(c);
+}
+
+static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source };
+
 /* ------------------------------------------------------------------ resolve */
 
 static uint64_t now_ns(void)
@@ -392,13 +553,18 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
 
     const struct vks_keysource *ks = req->ks;
     struct runtime *rt = NULL;
-    struct fetched f = { 0 };
+    struct fetched f;
+    memset(&f, 0, sizeof f);
+    struct vks_cache_info ci;
+    memset(&ci, 0, sizeof ci);
+    const char *custom_metadata = NULL;
     vks_status st;
     char desc[768];
 
     if (ks == NULL) {
         /* the keysource did not parse: err already says why */
         st = err != NULL && err->status != VKS_OK ? err->status : VKS_E_BAD_KEYSOURCE;
+        info->outcome = "error";
         goto done;
     }
     info->kind = ks->kind;
@@ -406,72 +572,57 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         goto done;
     vks_keysource_describe(ks, rt->cfg.vault.address, desc, sizeof desc);
 
-    switch (ks->kind) {
-    case VKS_KS_FILE:
-        st = read_file(ks->file_path, &f.value, err);
-        info->outcome = "miss";
-        break;
-    case VKS_KS_DATA:
-        st = vks_secret_dup(ks->key_data.data, ks->key_data.len, &f.value, err);
-        if (st != VKS_OK)
-            vks_err_set(err, st, "%s: no locked memory for the value", desc);
-        info->outcome = "miss";
-        break;
-    case VKS_KS_EVENT:
-        info->outcome = "miss";
-        if (req->event == NULL) {
-            st = vks_err_set(err, VKS_E_INVALID_ARG, "%s: no handler result given", desc);
-        } else if (req->event->status != VKS_OK) {
-            st = vks_err_set(err, req->event->status, "%s: %s", desc, req->event->msg);
-        } else {
-            f.value = req->event->value;
-            req->event->value = VKS_SECRET_EMPTY;
-            st = VKS_OK;
-        }
-        break;
-    case VKS_KS_VAULT:
+    if (ks->kind == VKS_KS_VAULT) {
         if (ks->address == NULL && rt->cfg.vault.address == NULL) {
             st = vks_err_set(err, VKS_E_BAD_KEYSOURCE,
                              "%s: vault_address was not specified and VAULT_ADDR is not set", desc);
-            break;
+            info->outcome = "error";
+            goto done;
         }
-        st = fetch_vault(rt, ks, &f, desc, err);
+        char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
+        if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
+            goto done;
+        struct vsource src = { .rt = rt, .ks = ks };
+        memcpy(src.desc, desc, sizeof src.desc);
+        st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
+        info->outcome = vks_cache_outcome_name(ci.outcome);
+        info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
+                       ci.outcome == VKS_CACHE_NEGATIVE;
+        info->age_s = ci.age_s;
+        if (ci.meta != NULL) {
+            info->kv_version = ci.meta->kv_version;
+            info->secret_version = ci.meta->secret_version;
+            info->encrypted = ci.meta->encrypted;
+            custom_metadata = ci.meta->custom_metadata_json;
+        }
+    } else {
+        st = produce(rt, ks, req->event, &f, desc, err);
         info->outcome = st == VKS_OK ? "miss" : "error";
-        break;
-    case VKS_KS_NONE:
-    default:
-        st = vks_err_set(err, VKS_E_BAD_KEYSOURCE, "empty keysource");
-        break;
+        if (st == VKS_OK) {
+            *out = f.value;
+            f.value = VKS_SECRET_EMPTY;
+            info->encrypted = f.encrypted;
+        }
     }
     if (st != VKS_OK)
         goto done;
 
-    if (f.custom_metadata_json != NULL) {
+    /* restrictions on every lookup, cache hits included */
+    if (custom_metadata != NULL) {
         struct vks_restrict_ctx rc = { req->ctx ? req->ctx->domain : NULL, req->ctx ? req->ctx->destination : NULL };
         struct vks_err re;
         vks_err_clear(&re);
-        st = vks_restrict_check(f.custom_metadata_json, strlen(f.custom_metadata_json), &rc, &re);
+        st = vks_restrict_check(custom_metadata, strlen(custom_metadata), &rc, &re);
         if (st != VKS_OK) {
             vks_err_set(err, st, "%s: %s", desc, re.msg);
             goto done;
         }
     }
-
-    bool enc = false;
-    if ((st = open_envelope(rt, ks, &f.value, &enc, desc, err)) != VKS_OK)
-        goto done;
-    info->encrypted = enc;
-    info->kv_version = f.kv_version;
-    info->secret_version = f.secret_version;
-
-    *out = f.value;
-    f.value = VKS_SECRET_EMPTY;
 done:
-    if (st != VKS_OK && strcmp(info->outcome, "miss") == 0)
-        info->outcome = "error";
-    fetched_clear(&f);
-    runtime_release(rt);
     if (st != VKS_OK)
         vks_secret_free(out);
+    vks_cache_info_release(&ci);
+    fetched_clear(&f);
+    runtime_release(rt);
     return st;
 }

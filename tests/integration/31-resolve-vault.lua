@@ -2,6 +2,8 @@
 -- per-keysource address and token, restrictions, and every Vault failure reachable from Lua with
 -- its code and a message naming the keysource (never the token).
 local T = require 'testlib'
+-- caching off: every lookup here must reach vault-dev (the cache is exercised in 32-resolve-cache)
+T.reexec { VKS_CACHE_TTL = '0', VAULT_ADDR = false, VAULT_TOKEN = false, HOME = os.getenv('VKS_SUITE_WORK') or '/tmp' }
 local vaultdev = require 'vaultdev'
 local vks = require 'vault_keysource'
 

@@ -112,6 +112,29 @@ function T.write_file(path, data, mode)
   return path
 end
 
+local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+T.shq = shq
+
+-- Lua cannot set environment variables: runs this same script again in a child lua5.4 with the
+-- given variables added (a value of false unsets the variable), and exits with its status. In
+-- the child (marked by VKS_TEST_REEXEC) it returns at once. Call it first thing in a test file.
+function T.reexec(vars)
+  if os.getenv('VKS_TEST_REEXEC') then return end
+  local parts = { 'env', 'VKS_TEST_REEXEC=1' }
+  for k, v in pairs(vars) do
+    if v == false then
+      table.insert(parts, 2, '-u ' .. k)
+    else
+      parts[#parts + 1] = k .. '=' .. shq(v)
+    end
+  end
+  parts[#parts + 1] = 'lua5.4'
+  parts[#parts + 1] = shq(arg[0])
+  io.stdout:flush()
+  local _, how, code = os.execute(table.concat(parts, ' '))
+  os.exit(how == 'exit' and code or 1)
+end
+
 -- Prints the closing line and returns the exit status for os.exit.
 function T.done()
   if #T.failures > 0 then
