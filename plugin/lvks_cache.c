@@ -134,8 +134,8 @@ static int l_invalidate(lua_State *L)
     vks_status st = lvks_to_keysource(L, 1, ks, &err);
     if (st != VKS_OK)
         return lvks_push_failure(L, st, &err);
-    if (ks->kind != VKS_KS_VAULT && ks->kind != VKS_KS_FILE) {
-        lua_pushinteger(L, 0); /* key_data and event keysources are never cached */
+    if (ks->kind != VKS_KS_VAULT) {
+        lua_pushinteger(L, 0); /* files (re-read every time), key_data and events are never cached */
         return 1;
     }
     char id[4096 + 64];
@@ -381,10 +381,8 @@ static vks_status cache_commit(void *prepared, int changed, struct vks_err *err)
         if (st == VKS_OK)
             st = vks_cache_configure(&c, err);
     }
-    /* a changed Vault configuration (address, token, namespace...) invalidates what was read
-     * with the old one */
-    if (changed)
-        vks_cache_flush();
+    /* a changed core configuration already flushed the cache (vks_resolver_setup) */
+    (void)changed;
     return st;
 }
 

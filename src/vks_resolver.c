@@ -232,6 +232,13 @@ static void token_fingerprint(const vks_secret *tok, char hex[33])
 static vks_status identity_of(const struct runtime *rt, const struct vks_keysource *ks, char *buf, size_t n,
                               struct vks_err *err)
 {
+    if (ks->kind == VKS_KS_FILE) {
+        /* files are not cached today; the identity exists so invalidate(path) is well defined */
+        int w = snprintf(buf, n, "file\x1f%s", ks->file_path);
+        if (w < 0 || (size_t)w >= n)
+            return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource identity longer than %zu bytes", n);
+        return VKS_OK;
+    }
     if (ks->kind != VKS_KS_VAULT)
         return vks_err_set(err, VKS_E_INVALID_ARG, "%s keysources are never cached",
                            vks_keysource_kind_name(ks->kind));
