@@ -62,6 +62,11 @@ run("faults and counters", function()
   ok(vd:count("GET", "/v1/secret/data/f") == 2, "counter counts both")
   vd:fault{ action = "close", path_prefix = "/v1/secret/data/f" }
   ok(vd:request("GET", "/v1/secret/data/f") == 0, "close fault: no HTTP status")
+  vd:fault{ action = "status", status = 404, body = { errors = {} }, path_prefix = "/v1/secret/data/f" }
+  local st404, raw404 = vd:request("GET", "/v1/secret/data/f")
+  ok(st404 == 404 and raw404 == '{"errors":[]}\n', "empty errors table encodes as [] (Vault's array field)")
+  ok(vaultdev.json_encode({ data = {} }) == '{"data":{}}', "other empty tables encode as {}")
+  ok(vaultdev.json_encode(vaultdev.array{}) == "[]", "vaultdev.array{} encodes as []")
   ok(vd:clear_faults() == 204, "clear faults")
   ok(vd:seal() == 204 and vd:request("GET", "/v1/secret/data/f") == 503, "seal -> 503")
   ok(vd:unseal() == 204 and vd:request("GET", "/v1/secret/data/f") == 200, "unseal -> 200")

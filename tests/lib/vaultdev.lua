@@ -16,7 +16,9 @@
   vd:reset_counters(); vd:seal(); vd:unseal(); vd:clock(offset_seconds); vd:advance(seconds)
   vd:stop()                                               -- SIGTERM, waits, SIGKILL after 15 s
   vd:sanitizer_report()                                   -- true if ASan/UBSan wrote a report
-  vaultdev.json_encode(v), vaultdev.json_decode(s), vaultdev.null (JSON null when decoding)
+  vaultdev.json_encode(v), vaultdev.json_decode(s), vaultdev.null (JSON null both ways),
+  vaultdev.array{} (an empty table that encodes as []; empty tables under Vault's array fields
+  such as errors, versions, policies, keys, capabilities already do)
   vaultdev.ROOT_TOKEN  (a listed test secret, tests/test-secrets.d/dev.txt)
 
 The server runs in a fresh directory under $VKS_SUITE_WORK (or /tmp); its stdout goes to
@@ -48,8 +50,18 @@ end
 M.array_mt = {}
 function M.array(t) return setmetatable(t or {}, M.array_mt) end
 
-function M.json_encode(v)
+-- Vault fields that are always arrays: an empty Lua table under one of these keys encodes as []
+-- (elsewhere an empty table is {}; use vaultdev.array{} to force [] anywhere).
+local ARRAY_KEYS = {
+  errors = true, warnings = true, versions = true, policies = true, token_policies = true,
+  capabilities = true, keys = true, paths = true,
+}
+
+function M.json_encode(v, key)
   local t = type(v)
+  if t == "table" and next(v) == nil and key and ARRAY_KEYS[key] and getmetatable(v) == nil then
+    return "[]"
+  end
   if v == nil or v == M.null then return "null" end
   if t == "boolean" then return tostring(v) end
   if t == "number" then
@@ -66,7 +78,7 @@ function M.json_encode(v)
     local keys = {}
     for k in pairs(v) do keys[#keys + 1] = tostring(k) end
     table.sort(keys)
-    for _, k in ipairs(keys) do out[#out + 1] = enc_str(k) .. ":" .. M.json_encode(v[k]) end
+    for _, k in ipairs(keys) do out[#out + 1] = enc_str(k) .. ":" .. M.json_encode(v[k], k) end
     return "{" .. table.concat(out, ",") .. "}"
   end
   error("cannot encode " .. t)

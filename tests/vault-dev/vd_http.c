@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-volatile int vd_stopping;
+_Atomic int vd_stopping;
 
 /* ------------------------------------------------------------------ responses */
 
@@ -280,6 +280,7 @@ static int fault_add(struct json_object *b, char *msg, size_t msglen)
     if (!body && vd_get(b, "body") && !json_object_is_type(vd_get(b, "body"), json_type_null)) {
         struct vd_buf tmp = {0};
         vd_json_write(&tmp, vd_get(b, "body"));
+        vd_buf_str(&tmp, "\n"); /* like Vault's json.Encoder */
         f.body = tmp.p;
     } else if (body)
         f.body = strdup(body);

@@ -3,7 +3,7 @@
 #define VD_HTTP_H
 #include <microhttpd.h>
 #include "vd.h"
-extern volatile int vd_stopping;
+extern _Atomic int vd_stopping;
 enum MHD_Result vd_access(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                           const char *version, const char *upload_data, size_t *upload_data_size,
                           void **con_cls);
