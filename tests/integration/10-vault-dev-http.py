@@ -370,6 +370,43 @@ def test_dev_controls(vd):
     T.ok(st == 200 and j["sealed"] is False, "unseal with the key")
 
 
+def test_doc_shapes(vd):
+    """Key sets of the documented sample bodies (reference sections 0.1, 1.3, 1.5, 2, 6.1, 6.3, 7)."""
+    vd.kv2_put("shape", {"prod": "5679", "sandbox": "1234"})
+    st, j = vd.kv2_get("shape")
+    T.eq(list(j), ENVELOPE_KEYS, "KV v2 read sample: envelope keys")
+    T.eq((j["lease_id"], j["renewable"], j["lease_duration"], j["wrap_info"], j["warnings"], j["auth"]),
+         ("", False, 0, None, None, None), "KV v2 read sample: empty lease fields, nulls")
+    T.eq(list(j["data"]["data"]), ["prod", "sandbox"], "data keys sorted like Go maps")
+    st, j = vd.call("GET", "/v1/secret/metadata/shape")
+    T.ok({"cas_required", "created_time", "current_version", "delete_version_after", "max_versions", "oldest_version",
+          "updated_time", "custom_metadata", "versions"} <= set(j["data"]), "metadata sample keys")
+    T.eq(sorted(j["data"]["versions"]["1"]), ["created_time", "deletion_time", "destroyed"], "metadata versions entry keys")
+    tok = vd.create_token(policies=["default"], ttl="1h")
+    st, j = vd.call("GET", "/v1/auth/token/lookup-self", token=tok)
+    T.ok({"accessor", "creation_time", "creation_ttl", "display_name", "entity_id", "expire_time", "explicit_max_ttl", "id",
+          "issue_time", "meta", "num_uses", "orphan", "path", "policies", "renewable", "ttl", "type"} <= set(j["data"]),
+         "lookup-self sample keys")
+    T.ok(isinstance(j["data"]["creation_time"], int) and isinstance(j["data"]["expire_time"], str), "creation_time unix, expire_time RFC 3339")
+    T.eq((j["lease_duration"], j["renewable"], j["auth"]), (0, False, None), "lookup-self top-level lease fields")
+    st, j = vd.call("GET", "/v1/auth/token/lookup-self")
+    T.ok("renewable" not in j["data"] and "issue_time" not in j["data"] and j["data"]["expire_time"] is None and j["data"]["ttl"] == 0,
+         "root token lookup: no lease fields")
+    st, j = vd.call("POST", "/v1/auth/token/create", {"policies": ["default"], "ttl": "20m"})
+    T.eq(list(j["auth"]), ["client_token", "accessor", "policies", "token_policies", "metadata", "lease_duration", "renewable",
+                           "entity_id", "token_type", "orphan", "mfa_requirement", "num_uses"], "HTTPAuth fields in Go order")
+    T.eq(j["data"], None, "auth responses carry data: null")
+    st, j = vd.call("GET", "/v1/sys/health", token=None)
+    T.ok({"initialized", "sealed", "standby", "performance_standby", "replication_performance_mode", "replication_dr_mode",
+          "server_time_utc", "version", "enterprise", "cluster_name", "cluster_id", "echo_duration_ms", "clock_skew_ms"} <= set(j),
+         "health sample keys")
+    T.ok(UUID.match(j["cluster_id"]), "cluster_id is a UUID")
+    vd.kv1_put("shape", {"foo": "bar", "ttl": "1h"})
+    st, j = vd.kv1_get("shape")
+    T.eq((j["data"], j["lease_duration"], j["lease_id"], j["renewable"], j["auth"]), ({"foo": "bar", "ttl": "1h"}, 3600, "", False, None),
+         "KV v1 read sample")
+
+
 def http_client_errors():
     import http.client
     return (http.client.HTTPException, ConnectionError, socket.timeout, ssl.SSLError, OSError)
@@ -419,7 +456,7 @@ def main():
     try:
         T.ok(vd.addr.startswith("https://127.0.0.1:") and os.path.isfile(vd.cacert), "VAULT_ADDR https and VAULT_CACERT file")
         for fn in (test_envelope_and_headers, test_kv2_versions, test_kv2_metadata, test_kv1, test_tokens,
-                   test_http_rules, test_dev_controls, test_concurrency):
+                   test_http_rules, test_dev_controls, test_concurrency, test_doc_shapes):
             T.run(fn, vd)
     finally:
         rc = vd.stop()
