@@ -25,6 +25,7 @@ usage: vks-policy POLICY --domain DOMAIN [options]
   --ehlo NAME         EHLO name (default: ehlo_domain of the path, else localhost)
   --timeout-ms N      per-step SMTP timeout (default 30000)
   --stats             print vault_keysource cache statistics at the end
+  --brief             do not print the SMTP transcript
   --rounds N          repeat lookup (+ AUTH) N times in this process (default 1)
   --interval-ms N     pause between rounds (default 1000)
   --until-file PATH   stop before a round once PATH exists (with --rounds)
@@ -66,6 +67,8 @@ local function parse_args(argv)
       o.ehlo = value(a)
     elseif a == '--timeout-ms' then
       o.timeout_ms = number(a)
+    elseif a == '--brief' then
+      o.brief = true
     elseif a == '--stats' then
       o.stats = true
     elseif a == '--rounds' then
@@ -340,7 +343,7 @@ local function run(o)
         timeout_ms = o.timeout_ms,
       }
       password = nil
-      if round == 1 then
+      if round == 1 and not o.brief then
         out('smtp: %s port %d, enable_tls=%s', relay_host, relay_port, path.enable_tls)
         for line in r.transcript:gmatch('[^\n]+') do
           out('  %s', line)
