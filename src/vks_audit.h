@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "vks_error.h"
 
@@ -204,6 +205,9 @@ void vks_audit_reopen(void);
  */
 void vks_audit_shutdown(void);
 
+/* syslog facility by name ("authpriv", "mail", "local0".."local7", ...); -1 when unknown. */
+int vks_audit_facility_from_name(const char *name);
+
 /* Names used in the JSON lines. */
 const char *vks_audit_outcome_name(enum vks_audit_outcome o);
 const char *vks_audit_source_name(enum vks_audit_source s);
@@ -227,5 +231,31 @@ const char *vks_audit_keys_id(const struct vks_audit_keys *k);
  * is the HMAC of everything before ',"mac":' under the chain subkey.
  */
 bool vks_audit_line_mac_ok(const struct vks_audit_keys *k, const char *line, size_t len);
+
+/*
+ * The chain verifier behind `vks audit verify` (rules: docs/audit.md "Verifying"). Feed every line
+ * of one or more files in order, then finish. Ownership: the verifier is owned by the caller and
+ * borrows `keys` (may be NULL: structure-only checks) until freed. Not thread-safe (one thread).
+ */
+struct vks_audit_verifier;
+/* sink: which sink wrote the lines ("file" by default; "stderr", "syslog" for their copies). */
+vks_status vks_audit_verifier_new(const struct vks_audit_keys *keys, const char *sink,
+                                  struct vks_audit_verifier **out, struct vks_err *err);
+/* An anchored head: the 64-hex MAC of an event the operator recorded elsewhere. */
+vks_status vks_audit_verifier_add_head(struct vks_audit_verifier *v, const char *mac_hex,
+                                       struct vks_err *err);
+/* One line, without its newline; any bytes. `where` names the file in reports (borrowed). */
+void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, const char *line,
+                             size_t len);
+/*
+ * Writes the per-chain report and the verdict to out (may be NULL) and returns the exit status:
+ * 0 every chain verified, 1 a problem was found (first one reported), 3 no problem found but some
+ * chain could not be verified with a key (ephemeral key, other key, or no key given).
+ */
+int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out);
+/* The first problem found: line number (1-based over all lines fed) and seq (-1 if none). */
+void vks_audit_verifier_first_bad(const struct vks_audit_verifier *v, unsigned long *line,
+                                  long long *seq);
+void vks_audit_verifier_free(struct vks_audit_verifier *v);
 
 #endif

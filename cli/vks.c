@@ -1,0 +1,65 @@
+/*
+ * vks: the operator CLI. `vks <group> <command> [options]`; `vks help` lists the commands.
+ * To add a command: write it in cli/<group>.c, declare it in cli/vks.h, add a row below.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "vks.h"
+
+static const struct vks_cli_command commands[] = {
+    { "audit", "verify", "verify the HMAC chains of audit logs", vks_cli_audit_verify_usage,
+      vks_cli_audit_verify },
+    { "envelope", "encrypt", "encrypt a value (stdin) as ENC:v2 bound to mount/path/key",
+      vks_cli_envelope_encrypt_usage, vks_cli_envelope_encrypt },
+    { "envelope", "check", "check that an envelope (stdin) decrypts at mount/path/key",
+      vks_cli_envelope_check_usage, vks_cli_envelope_check },
+    { "envelope", "inspect", "show an envelope's format and key id (no key needed)",
+      vks_cli_envelope_inspect_usage, vks_cli_envelope_inspect },
+    { "envelope", "rekey", "re-encrypt an envelope (stdin) under the new primary key",
+      vks_cli_envelope_rekey_usage, vks_cli_envelope_rekey },
+    { "envelope", "keys", "list the encryption keys from the environment",
+      vks_cli_envelope_keys_usage, vks_cli_envelope_keys },
+    { "envelope", "genkey", "print a new random key (base64)", vks_cli_envelope_genkey_usage,
+      vks_cli_envelope_genkey },
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: vks <group> <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(out, "  vks %s %-10s %s\n", commands[i].group, commands[i].name,
+                commands[i].summary);
+    fprintf(out, "\n'vks <group> <command> --help' shows the options of a command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
+        !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    bool group_known = false;
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(commands[i].group, argv[1]) != 0)
+            continue;
+        group_known = true;
+        if (argc >= 3 && strcmp(commands[i].name, argv[2]) == 0) {
+            for (int a = 3; a < argc; a++)
+                if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+                    fputs(commands[i].usage, stdout);
+                    return 0;
+                }
+            return commands[i].run(argc - 2, argv + 2);
+        }
+    }
+    if (group_known)
+        fprintf(stderr, "vks: unknown command '%s %s'\n\n", argv[1], argc >= 3 ? argv[2] : "");
+    else
+        fprintf(stderr, "vks: unknown command group '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
