@@ -651,7 +651,9 @@ static struct {
            .drained = PTHREAD_COND_INITIALIZER },
 };
 
-/* per-thread capture for the Lua callback sink */
+/* per-thread capture for the Lua callback sink: lines are delivered; they count as recorded
+ * only when the configuration has the callback sink */
+enum { CAP_NONE = 0, CAP_DELIVER = 1, CAP_COUNTS = 2 };
 static __thread bool cap_active;
 static __thread char *cap_buf;
 static __thread size_t cap_len;
@@ -995,7 +997,7 @@ static bool write_whole(struct sink *s, const char *line, size_t len)
  * (its audit.open); otherwise every sink that does not wait for its audit.open. Commits the chain
  * when at least one sink (or the capture) recorded it; otherwise rolls back (the seq is reused).
  */
-static bool chain_commit(const char *line, size_t len, int only, bool start, bool capture)
+static bool chain_commit(const char *line, size_t len, int only, bool start, int capture)
 {
     int recorded = 0;
     for (int i = 0; i < A.nsinks; i++) {
@@ -1008,12 +1010,12 @@ static bool chain_commit(const char *line, size_t len, int only, bool start, boo
         if (s->ok_now)
             recorded++;
     }
-    if (capture) {
-        capture_append(line, len);
+    if (capture == CAP_COUNTS)
         recorded++;
-    }
     if (recorded == 0)
         return false;
+    if (capture != CAP_NONE)
+        capture_append(line, len);
     /* committed: the MAC of this line becomes prev_mac */
     const char *mac_hex = line + len - 1 - 2 - 64;
     for (int i = 0; i < VKS_HMAC_LEN; i++) {
@@ -1057,7 +1059,7 @@ static void jb_mode_fields(struct jb *b)
     JB_LIT(b, "\",\"schema\":1");
 }
 
-static bool emit_start(bool capture)
+static bool emit_start(int capture)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1088,7 +1090,7 @@ static bool emit_start(bool capture)
     return true;
 }
 
-static bool emit_open(int i, bool capture)
+static bool emit_open(int i, int capture)
 {
     struct sink *s = &A.sinks[i];
     struct timespec ts;
@@ -1117,7 +1119,7 @@ static bool emit_open(int i, bool capture)
     return chain_commit(A.line, len, i, false, capture);
 }
 
-static bool emit_dropped_notice(bool capture)
+static bool emit_dropped_notice(int capture)
 {
     uint64_t d = atomic_load(&A.dropped), f = atomic_load(&A.failures);
     if (d == A.reported_dropped && f == A.reported_failures)
@@ -1156,7 +1158,7 @@ static void emit_close(void)
     jb_u64(&b, atomic_load(&A.failures));
     size_t len = line_finish(&b);
     if (len != 0)
-        (void)chain_commit(A.line, len, -1, false, false);
+        (void)chain_commit(A.line, len, -1, false, CAP_NONE);
 }
 
 /* File sinks: a rename (new inode at the path) reopens; a shrunk file (copytruncate) is noted. */
@@ -1202,7 +1204,7 @@ static void check_files(void)
 }
 
 /* The housekeeping events that must precede the next event. False when nothing recorded them. */
-static bool emit_pending(bool capture)
+static bool emit_pending(int capture)
 {
     if (A.pid != getpid()) /* forked without the atfork handler having run (vfork-like) */
         start_chain();
@@ -1218,7 +1220,7 @@ static bool emit_pending(bool capture)
 }
 
 /* One lookup into the chain. Called with A.lock held. */
-static bool chain_lookup(const struct rec *r, bool capture, char **line_out)
+static bool chain_lookup(const struct rec *r, int capture, char **line_out)
 {
     (void)emit_pending(capture);
     if (!A.started)
@@ -1278,7 +1280,7 @@ static void *writer_main(void *arg)
                     /* probe: can any sink record the pending notice now? */
                     pthread_mutex_unlock(&q->lock);
                     pthread_mutex_lock(&A.lock);
-                    bool ok = A.nsinks > 0 && emit_pending(false) && A.started;
+                    bool ok = A.nsinks > 0 && emit_pending(CAP_NONE) && A.started;
                     pthread_mutex_unlock(&A.lock);
                     pthread_mutex_lock(&q->lock);
                     if (ok)
@@ -1304,7 +1306,7 @@ static void *writer_main(void *arg)
         pthread_mutex_unlock(&q->lock);
 
         pthread_mutex_lock(&A.lock);
-        bool ok = chain_lookup(r, false, NULL);
+        bool ok = chain_lookup(r, CAP_NONE, NULL);
         record_outcome(ok);
         pthread_mutex_unlock(&A.lock);
         free(r->heap);
@@ -1837,8 +1839,8 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         if (vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
             fp = fpbuf;
     }
-    bool capture = cap_active && atomic_load(&A.callback);
-    if (atomic_load(&A.nsinks_pub) == 0 && !capture) {
+    int capture = !cap_active ? CAP_NONE : atomic_load(&A.callback) ? CAP_COUNTS : CAP_DELIVER;
+    if (atomic_load(&A.nsinks_pub) == 0 && capture != CAP_COUNTS) {
         /* the only sink is the Lua callback and this thread's Lua state registered none */
         pthread_mutex_lock(&A.lock);
         snprintf(A.last_error, sizeof A.last_error,
@@ -1848,7 +1850,7 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         return failed(err);
     }
 
-    if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && !capture) {
+    if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && capture == CAP_NONE) {
         struct queue *q = &A.q;
         pthread_mutex_lock(&q->lock);
         if (!q->running) {
@@ -1893,7 +1895,8 @@ sync_path:;
         return failed(err);
     }
     pthread_mutex_lock(&A.lock);
-    bool recorded = A.nsinks > 0 || capture ? chain_lookup(&r, capture, line_out) : false;
+    bool recorded = A.nsinks > 0 || capture == CAP_COUNTS ? chain_lookup(&r, capture, line_out)
+                                                          : false;
     record_outcome(recorded);
     pthread_mutex_unlock(&A.lock);
     free(r.heap);
@@ -1962,7 +1965,7 @@ void vks_audit_shutdown(void)
     queue_stop();
     pthread_mutex_lock(&A.lock);
     if (atomic_load(&A.enabled) && A.started && A.nsinks > 0) {
-        (void)emit_dropped_notice(false);
+        (void)emit_dropped_notice(CAP_NONE);
         emit_close();
     }
     for (int i = 0; i < A.nsinks; i++)
