@@ -11,6 +11,18 @@
 static const struct vks_cli_command commands[] = {
     { "audit", "verify", "verify the HMAC chains of audit logs", vks_cli_audit_verify_usage,
       vks_cli_audit_verify },
+    { "envelope", "encrypt", "encrypt a value (stdin) as ENC:v2 bound to mount/path/key",
+      vks_cli_envelope_encrypt_usage, vks_cli_envelope_encrypt },
+    { "envelope", "check", "check that an envelope (stdin) decrypts at mount/path/key",
+      vks_cli_envelope_check_usage, vks_cli_envelope_check },
+    { "envelope", "inspect", "show an envelope's format and key id (no key needed)",
+      vks_cli_envelope_inspect_usage, vks_cli_envelope_inspect },
+    { "envelope", "rekey", "re-encrypt an envelope (stdin) under the new primary key",
+      vks_cli_envelope_rekey_usage, vks_cli_envelope_rekey },
+    { "envelope", "keys", "list the encryption keys from the environment",
+      vks_cli_envelope_keys_usage, vks_cli_envelope_keys },
+    { "envelope", "genkey", "print a new random key (base64)", vks_cli_envelope_genkey_usage,
+      vks_cli_envelope_genkey },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

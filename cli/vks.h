@@ -18,4 +18,15 @@ struct vks_cli_command {
 int vks_cli_audit_verify(int argc, char **argv);
 extern const char vks_cli_audit_verify_usage[];
 
+/* cli/envelope.c */
+int vks_cli_envelope_encrypt(int argc, char **argv);
+int vks_cli_envelope_check(int argc, char **argv);
+int vks_cli_envelope_inspect(int argc, char **argv);
+int vks_cli_envelope_rekey(int argc, char **argv);
+int vks_cli_envelope_keys(int argc, char **argv);
+int vks_cli_envelope_genkey(int argc, char **argv);
+extern const char vks_cli_envelope_encrypt_usage[], vks_cli_envelope_check_usage[],
+    vks_cli_envelope_inspect_usage[], vks_cli_envelope_rekey_usage[],
+    vks_cli_envelope_keys_usage[], vks_cli_envelope_genkey_usage[];
+
 #endif

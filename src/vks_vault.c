@@ -40,6 +40,7 @@ struct vks_vault {
     vks_secret token;              /* (secret) current client token                     */
     char accessor[64];
     bool looked_up;                /* lookup-self done for a static token                */
+    int64_t next_lookup_try_ms;    /* after a transport failure of lookup-self           */
     bool busy;                     /* a login or renewal is in flight                    */
     bool invalid;                  /* token known bad: log in again before the next use  */
     int64_t obtained_ms;           /* auth clock when the TTL below was learnt           */
@@ -603,9 +604,10 @@ static vks_status approle_login(struct vks_vault *v, int64_t deadline, vks_secre
     if (v->cfg.secret_id.len) {
         st = vks_secret_dup(v->cfg.secret_id.data, v->cfg.secret_id.len, &sid, err);
     } else if (v->cfg.secret_id_file) {
-        st = read_secret_file(v->cfg.secret_id_file, "AppRole secret_id", &sid, false, err);
+        struct vks_err ferr;
+        st = read_secret_file(v->cfg.secret_id_file, "AppRole secret_id", &sid, false, &ferr);
         if (st != VKS_OK)
-            st = vks_err_set(err, VKS_E_AUTH_FAILED, "%s", err ? err->msg : "cannot read the secret_id file");
+            st = vks_err_set(err, VKS_E_AUTH_FAILED, "%s", ferr.msg);
     } else {
         st = VKS_OK;
     }
@@ -643,7 +645,7 @@ static vks_status approle_login(struct vks_vault *v, int64_t deadline, vks_secre
     struct vks_http_request rq = { .method = "POST", .url = url, .namespace_ = v->cfg.namespace_,
                                    .body = (const char *)body.data, .body_len = body.len,
                                    .deadline_ms = deadline, .what = what };
-    struct vks_http_response rs;
+    struct vks_http_response rs = { 0 };
     st = vks_http_do(v->http, &rq, &rs, &lease, err);
     if (st != VKS_OK)
         goto out;
@@ -718,7 +720,7 @@ static vks_status token_self(struct vks_vault *v, const vks_secret *tok, bool re
                                    .token = tok->data, .token_len = tok->len,
                                    .body = renew ? "{}" : NULL, .body_len = renew ? 2 : 0,
                                    .deadline_ms = deadline, .what = renew ? "token renew-self" : "token lookup-self" };
-    struct vks_http_response rs;
+    struct vks_http_response rs = { 0 };
     *status = 0;
     vks_status st = vks_http_do(v->http, &rq, &rs, &lease, err);
     if (st != VKS_OK)
@@ -762,6 +764,7 @@ static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok
                                struct vks_err *err)
 {
     vks_status st = VKS_OK;
+    bool tried_lookup = false;
     pthread_mutex_lock(&v->auth_lock);
     for (;;) {
         int64_t now = auth_now_ms(v);
@@ -803,7 +806,8 @@ static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok
                              v->origin);
             break;
         }
-        if (v->cfg.auth == VKS_AUTH_TOKEN && !v->looked_up && !v->busy) {
+        if (v->cfg.auth == VKS_AUTH_TOKEN && !v->looked_up && !v->busy && !tried_lookup &&
+            now >= v->next_lookup_try_ms) {
             /* Once: learn the accessor (for audit) and the TTL (for renewal) of a static token. */
             v->busy = true;
             vks_secret copy = VKS_SECRET_EMPTY;
@@ -822,8 +826,11 @@ static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok
             pthread_mutex_lock(&v->auth_lock);
             v->busy = false;
             pthread_cond_broadcast(&v->auth_cv);
+            tried_lookup = true;
             if (status != 0)
-                v->looked_up = true; /* an answer (even 403) settles it; transport errors try again */
+                v->looked_up = true; /* an answer (even 403) settles it */
+            else
+                v->next_lookup_try_ms = auth_now_ms(v) + 5000; /* Vault unreachable: not before 5 s */
             if (ls == VKS_OK && gen == v->generation) {
                 snprintf(v->accessor, sizeof v->accessor, "%s", nacc);
                 v->ttl_s = ttl;
@@ -951,13 +958,13 @@ static vks_status detect_kv(struct vks_vault *v, const char *origin, const char 
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount '%.80s' cannot be used in a URL", mount);
     struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = t->secret.data,
                                    .token_len = t->secret.len, .deadline_ms = deadline, .what = what };
-    struct vks_http_response rs;
+    struct vks_http_response rs = { 0 };
     struct vks_http_lease *lease = NULL;
     stat_add(v, &v->stats.mount_lookups, 1);
     vks_status st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    *attempts += rs.attempts;
     if (st != VKS_OK)
         return st;
-    *attempts += rs.attempts;
     if (rs.status == 200) {
         struct vks_json_query q[2] = {
             { .path = { "data", "options", "version" }, .npath = 3 },
@@ -1166,11 +1173,11 @@ vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *r
         snprintf(what, sizeof what, "read of %s", where);
         struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = t.secret.data,
                                        .token_len = t.secret.len, .deadline_ms = deadline, .what = what };
-        struct vks_http_response rs;
+        struct vks_http_response rs = { 0 };
         st = vks_http_do(v->http, &rq, &rs, &lease, err);
+        res->attempts += rs.attempts; /* counted on failures too */
         if (st != VKS_OK)
             goto out;
-        res->attempts += rs.attempts;
         res->http_status = (int)rs.status;
         if (rs.status == 200) {
             st = parse_ok(rs.body, rs.body_len, &pl, res, err);
