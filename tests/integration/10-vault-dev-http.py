@@ -275,6 +275,13 @@ def test_http_rules(vd):
         c.close()
     st, j = vd.call("POST", "/v1/secret/data/justunder", {"data": {"pad": "x" * (1024 * 1024)}})
     T.eq(st, 200, "1 MiB body accepted")
+    # Go's encoder: invalid UTF-8 becomes U+FFFD, U+2028 is escaped, valid UTF-8 passes through
+    st, _, _ = vd.request("POST", "/v1/kv/utf8", body=b'{"bad":"a\xff\xfeb","ls":"x\xe2\x80\xa8y","ok":"\xc3\xa9\xf0\x9f\x98\x80"}',
+                          headers={"Content-Type": "application/json"})
+    st, _, raw = vd.request("GET", "/v1/kv/utf8")
+    T.ok(b'"bad":"a\\ufffd\\ufffdb"' in raw, "invalid UTF-8 written as \\ufffd like Go", raw[:200])
+    T.ok(b'"ls":"x\\u2028y"' in raw, "U+2028 escaped like Go")
+    T.ok('"ok":"\u00e9\U0001F600"'.encode() in raw, "valid multi-byte UTF-8 unchanged")
     # form bodies
     st, _, raw = vd.request("POST", "/v1/kv/form", body="key=a%20b&other=1",
                             headers={"Content-Type": "application/x-www-form-urlencoded"})

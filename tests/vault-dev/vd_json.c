@@ -61,6 +61,36 @@ void vd_buf_free(struct vd_buf *b)
 
 /* ---------------------------------------------------------------- JSON writer */
 
+/* Length of the valid UTF-8 sequence at p (p[0] >= 0x80), 0 if invalid. */
+static size_t utf8_valid(const unsigned char *p)
+{
+    unsigned char c = p[0];
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2;
+    else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        if (c == 0xf4)
+            hi = 0x8f;
+    } else
+        return 0;
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
 void vd_json_string(struct vd_buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
@@ -85,12 +115,20 @@ void vd_json_string(struct vd_buf *b, const char *s)
             u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
             u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = 0;
             esc = u;
-        } else if (c == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
-            /* U+2028 / U+2029, escaped by Go */
-            vd_buf_add(b, run, (size_t)(p - run));
-            vd_buf_str(b, p[2] == 0xa8 ? "\\u2028" : "\\u2029");
-            p += 2;
-            run = p + 1;
+        } else if (c >= 0x80) {
+            size_t n = utf8_valid(p);
+            if (n == 0) {
+                /* invalid UTF-8: Go's encoder writes U+FFFD for each bad byte */
+                vd_buf_add(b, run, (size_t)(p - run));
+                vd_buf_str(b, "\\ufffd");
+                run = p + 1;
+            } else if (c == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+                /* U+2028 / U+2029, escaped by Go */
+                vd_buf_add(b, run, (size_t)(p - run));
+                vd_buf_str(b, p[2] == 0xa8 ? "\\u2028" : "\\u2029");
+                run = p + 3;
+            }
+            p += n ? n - 1 : 0;
             continue;
         }
         if (esc) {
