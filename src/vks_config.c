@@ -252,9 +252,10 @@ static vks_status apply(struct vks_config *cfg, const struct opt *o, const struc
     case OPT_ADDRESS: {
         if (f->type != VKS_FT_STRING)
             return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, type_of(f));
-        st = vks_address_validate(f->str, f->len, what, err);
-        if (st != VKS_OK)
-            return vks_err_set(err, VKS_E_CONFIG, "%s", err != NULL ? err->msg : "bad address");
+        struct vks_err ae;
+        vks_err_clear(&ae);
+        if (vks_address_validate(f->str, f->len, what, &ae) != VKS_OK)
+            return vks_err_set(err, VKS_E_CONFIG, "%s", ae.msg);
         char **dst = (char **)(base + o->off);
         if ((st = set_string(dst, f, what, false, err)) != VKS_OK)
             return st;
