@@ -142,8 +142,8 @@ struct json_object *vd_token_new(struct json_object *policies, int64_t ttl, bool
                                  const char *ns, struct json_object *meta, const char *display_name,
                                  int64_t explicit_max_ttl, int64_t period, const char *id);
 void vd_token_revoke(const char *id, bool children);
-/* Fill HTTPAuth for token t (Go field order). Returns a new object. */
-struct json_object *vd_token_auth(struct json_object *t, const char *id);
+/* Fill HTTPAuth for token t (Go field order), lease_duration as seen at `now` (ns). New object. */
+struct json_object *vd_token_auth(struct json_object *t, const char *id, int64_t now);
 /* Count one use; revokes the token when its uses run out. */
 void vd_token_use(struct vd_req *q);
 

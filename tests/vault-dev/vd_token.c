@@ -129,7 +129,7 @@ void vd_token_use(struct vd_req *q)
     }
 }
 
-struct json_object *vd_token_auth(struct json_object *t, const char *id)
+struct json_object *vd_token_auth(struct json_object *t, const char *id, int64_t now)
 {
     struct json_object *a = json_object_new_object();
     json_object_object_add(a, "client_token", json_object_new_string(id));
@@ -137,7 +137,7 @@ struct json_object *vd_token_auth(struct json_object *t, const char *id)
     json_object_object_add(a, "policies", json_object_get(vd_get(t, "policies")));
     json_object_object_add(a, "token_policies", json_object_get(vd_get(t, "policies")));
     json_object_object_add(a, "metadata", json_object_get(vd_get(t, "meta")));
-    int64_t exp = vd_int(t, "expire_ns", 0), now = vd_now_ns();
+    int64_t exp = vd_int(t, "expire_ns", 0);
     int64_t ld = exp ? (exp - now + NS / 2) / NS : 0;
     json_object_object_add(a, "lease_duration", json_object_new_int64(ld < 0 ? 0 : ld));
     json_object_object_add(a, "renewable", json_object_new_boolean(vd_bool(t, "renewable", false)));
@@ -255,7 +255,7 @@ static void renew(struct vd_req *q, struct vd_resp *r, struct json_object *t, co
     json_object_object_add(t, "expire_ns", json_object_new_int64(new_exp));
     json_object_object_add(t, "last_renewal_ns", json_object_new_int64(now));
     vd_state_dirty();
-    reply_auth(q, r, vd_token_auth(t, id), warn);
+    reply_auth(q, r, vd_token_auth(t, id, now), warn);
 }
 
 static void token_create(struct vd_req *q, struct vd_resp *r, bool orphan)
@@ -337,7 +337,7 @@ static void token_create(struct vd_req *q, struct vd_resp *r, bool orphan)
                                          orphan ? "auth/token/create-orphan" : "auth/token/create",
                                          q->ns, meta, dnb, emt, period, idcopy);
     json_object_put(pol);
-    reply_auth(q, r, vd_token_auth(t, idcopy), NULL);
+    reply_auth(q, r, vd_token_auth(t, idcopy, vd_int(t, "creation_ns", q->now)), NULL);
 }
 
 static struct json_object *by_accessor(const char *acc, const char **id)
@@ -612,7 +612,7 @@ static void approle_login(struct vd_req *q, struct vd_resp *r, struct json_objec
                                          q->ns, meta, "approle", max, period, id);
     json_object_put(pol);
     json_object_put(meta);
-    struct json_object *a = vd_token_auth(t, id);
+    struct json_object *a = vd_token_auth(t, id, vd_int(t, "creation_ns", q->now));
     reply_auth(q, r, a, NULL);
 }
 
