@@ -92,6 +92,9 @@ run("state file", function()
   local f = io.open(state)
   ok(f ~= nil, "state file written")
   if f then f:close() end
+  local p = io.popen("stat -c %a '" .. state .. "'")
+  local mode = p:read("l"); p:close()
+  ok(mode == "600", "state file mode 0600 (it holds secrets)")
   local vd2 = vaultdev.start{ args = { "--state", state } }
   local st, j = vd2:kv2_get("f")
   ok(st == 200 and j.data.data.key == PW1, "kv2 data survives a restart through --state")

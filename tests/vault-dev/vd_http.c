@@ -764,7 +764,7 @@ static void append_query(struct vd_buf *b, struct MHD_Connection *c)
     MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, qiter, &x);
 }
 
-/* Builds the logical request and runs it. Returns false when the connection must be dropped. */
+/* Builds the logical request from the HTTP one and runs it; fills *r. */
 void vd_process(struct MHD_Connection *c, const char *url, const char *method, const char *body,
                 size_t body_len, bool too_large, struct vd_resp *r)
 {

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 pthread_mutex_t vd_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -134,6 +135,7 @@ int vd_state_save(const char *file)
     snprintf(tmp, sizeof tmp, "%s.tmp", file);
     if (json_object_to_file_ext(tmp, vd_state, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE) != 0)
         return -1;
+    chmod(tmp, 0600); /* it holds tokens and secrets in clear */
     return rename(tmp, file);
 }
 
