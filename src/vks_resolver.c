@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
 #include "vks_restrict.h"
@@ -537,6 +538,37 @@ static void cache_free_source(void *source)
 
 static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source };
 
+/* ------------------------------------------------------------------ audit */
+
+static enum vks_audit_outcome audit_outcome(vks_status st, const struct vks_cache_info *ci)
+{
+    if (st == VKS_E_PERMISSION_DENIED || st == VKS_E_RESTRICTED || st == VKS_E_NOT_ENCRYPTED)
+        return VKS_AUDIT_DENIED;
+    if (ci != NULL && ci->outcome == VKS_CACHE_NEGATIVE)
+        return VKS_AUDIT_NEGATIVE;
+    if (st != VKS_OK)
+        return VKS_AUDIT_ERROR;
+    if (ci == NULL)
+        return VKS_AUDIT_MISS;
+    switch (ci->outcome) {
+    case VKS_CACHE_HIT: return VKS_AUDIT_HIT;
+    case VKS_CACHE_REFRESH: return VKS_AUDIT_REFRESH;
+    case VKS_CACHE_STALE: return VKS_AUDIT_STALE;
+    default: return VKS_AUDIT_MISS;
+    }
+}
+
+static enum vks_audit_source audit_source(const struct vks_keysource *ks)
+{
+    switch (ks != NULL ? ks->kind : VKS_KS_NONE) {
+    case VKS_KS_FILE: return VKS_AUDIT_SRC_FILE;
+    case VKS_KS_DATA: return VKS_AUDIT_SRC_KEY_DATA;
+    case VKS_KS_VAULT: return VKS_AUDIT_SRC_VAULT;
+    case VKS_KS_EVENT: return VKS_AUDIT_SRC_EVENT;
+    default: return VKS_AUDIT_SRC_UNKNOWN;
+    }
+}
+
 /* ------------------------------------------------------------------ resolve */
 
 static uint64_t now_ns(void)
@@ -556,7 +588,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     info->outcome = "none";
     *out = VKS_SECRET_EMPTY;
     uint64_t t0 = now_ns();
-    (void)t0;
 
     const struct vks_keysource *ks = req->ks;
     struct runtime *rt = NULL;
@@ -628,6 +659,61 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
 done:
     if (st != VKS_OK)
         vks_secret_free(out);
+    {
+        /* the one audit event of this lookup, whatever happened above */
+        struct vks_audit_event ev;
+        memset(&ev, 0, sizeof ev);
+        bool via_cache = ks != NULL && ks->kind == VKS_KS_VAULT && ci.outcome != VKS_CACHE_NONE;
+        ev.api = req->api;
+        ev.outcome = audit_outcome(st, via_cache ? &ci : NULL);
+        ev.status = st;
+        ev.error = st != VKS_OK && err != NULL ? err->msg : NULL;
+        ev.source = audit_source(ks);
+        if (ks != NULL) {
+            ev.vault_addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
+                                                                              : rt != NULL ? rt->cfg.vault.address : NULL)
+                                                     : NULL;
+            ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
+            ev.mount = ks->mount;
+            ev.path = ks->path;
+            ev.key = ks->key;
+            ev.file_path = ks->file_path;
+            ev.event_name = ks->event_name;
+            ev.version_pin = ks->version;
+        }
+        ev.kv_version = info->kv_version;
+        ev.secret_version = info->secret_version;
+        ev.cached = info->cached || ci.outcome == VKS_CACHE_REFRESH;
+        ev.cache_age_ms = (int64_t)(info->age_s * 1000.0);
+        ev.http_status = f.http_status;
+        ev.token_accessor = ci.meta != NULL && ci.meta->token_accessor[0] != '\0' ? ci.meta->token_accessor : NULL;
+        if (req->ctx != NULL) {
+            ev.ctx.domain = req->ctx->domain;
+            ev.ctx.site_name = req->ctx->site_name;
+            ev.ctx.username = req->ctx->username;
+            ev.ctx.destination = req->ctx->destination;
+            ev.ctx.tag = req->ctx->tag;
+        }
+        ev.encrypted = info->encrypted;
+        if (st == VKS_OK) {
+            ev.value = out->data;
+            ev.value_len = out->len;
+        }
+        ev.latency_ns = now_ns() - t0;
+        struct vks_err ae;
+        vks_err_clear(&ae);
+        if (vks_audit_emit(&ev, NULL, &ae) == VKS_E_AUDIT_UNAVAILABLE) {
+            /* policy deny: no record, no secret */
+            vks_secret_free(out);
+            char d2[768];
+            if (ks != NULL)
+                vks_keysource_describe(ks, rt != NULL ? rt->cfg.vault.address : NULL, d2, sizeof d2);
+            else
+                snprintf(d2, sizeof d2, "a keysource that did not parse");
+            st = vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE, "%s: the lookup could not be audited (%s)", d2, ae.msg);
+            info->outcome = "error";
+        }
+    }
     vks_cache_info_release(&ci);
     fetched_clear(&f);
     runtime_release(rt);
