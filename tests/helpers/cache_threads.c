@@ -7,11 +7,15 @@
  *       with an in-process fetch function while another thread invalidates; then 64 threads miss
  *       one key at once and must cause exactly one fetch. Exit 0 when every value was right.
  *
+ *   cache_threads abort SCRIPT
+ *       runs SCRIPT in one lua_State and then calls abort() with the state (and its handles) alive,
+ *       for the core-dump test.
+ *
  *   cache_threads lua THREADS SCRIPT
  *       THREADS threads, each with its own lua_State (luaL_newstate + openlibs), run SCRIPT with
  *       the global THREAD = 1..THREADS, as a KumoMTA-style host runs the policy in many states.
  *       The script loads the module itself (require 'vault_keysource') and raises on any wrong
- *       value. Exit 0 when every thread's script returned without error.
+ *       value; barrier() makes all threads start a phase together. Exit 0 when every thread's script returned without error.
  *
  * Output: one line per failure (never a secret) and a closing "N passed, N failed".
  */
@@ -186,6 +190,15 @@ static int run_core(int nthreads, int iters)
 /* ------------------------------------------------------------------ lua mode */
 
 static const char *script;
+static pthread_barrier_t barrier;
+
+/* barrier(): every thread's script waits here until all have arrived (then they start together) */
+static int l_barrier(lua_State *L)
+{
+    (void)L;
+    pthread_barrier_wait(&barrier);
+    return 0;
+}
 
 static void *lua_thread(void *arg)
 {
@@ -196,6 +209,8 @@ static void *lua_thread(void *arg)
     luaL_openlibs(L);
     lua_pushinteger(L, n);
     lua_setglobal(L, "THREAD");
+    lua_pushcfunction(L, l_barrier);
+    lua_setglobal(L, "barrier");
     char *fail = NULL;
     if (luaL_dofile(L, script) != LUA_OK) {
         const char *m = lua_tostring(L, -1);
@@ -208,6 +223,7 @@ static void *lua_thread(void *arg)
 static int run_lua(int nthreads, const char *path)
 {
     script = path;
+    pthread_barrier_init(&barrier, NULL, (unsigned)nthreads);
     pthread_t *t = calloc((size_t)nthreads, sizeof *t);
     for (int i = 0; i < nthreads; i++)
         pthread_create(&t[i], NULL, lua_thread, (void *)(uintptr_t)(i + 1));
@@ -228,9 +244,26 @@ static int run_lua(int nthreads, const char *path)
     return failed ? 1 : 0;
 }
 
+/* abort mode: runs SCRIPT in one lua_State (which keeps its handles open), then aborts, so that
+ * the test can search the core file for secret bytes */
+static int run_abort(const char *path)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    if (luaL_dofile(L, path) != LUA_OK) {
+        printf("script failed: %s\n", lua_tostring(L, -1));
+        return 1;
+    }
+    printf("script done, aborting with the state alive\n");
+    fflush(stdout);
+    abort();
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 3 && strcmp(argv[1], "abort") == 0)
+        return run_abort(argv[2]);
     if (argc == 4 && strcmp(argv[1], "core") == 0)
         return run_core(atoi(argv[2]), atoi(argv[3]));
     if (argc == 4 && strcmp(argv[1], "lua") == 0)
