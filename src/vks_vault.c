@@ -17,6 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
+
 #include "vks_http.h"
 #include "vks_json.h"
 
@@ -28,6 +31,14 @@ struct mount_entry {
     char *key;                 /* origin \n namespace \n mount */
     int version;
     struct mount_entry *next;
+};
+
+/* Accessors of per-request tokens (keysource vault_token), keyed by an HMAC of the token under a
+ * per-client random key, so the table holds no token and no plain hash of one. */
+#define ACC_MAX 64
+struct acc_entry {
+    unsigned char mac[32];
+    char accessor[64];
 };
 
 struct vks_vault {
@@ -55,6 +66,11 @@ struct vks_vault {
 
     pthread_mutex_t stats_lock;
     struct vks_vault_stats stats;
+
+    pthread_mutex_t acc_lock;
+    unsigned char acc_key[32];
+    struct acc_entry acc[ACC_MAX];
+    int acc_n, acc_next;
 };
 
 /* ------------------------------------------------------------------ config */
@@ -322,7 +338,17 @@ vks_status vks_vault_new(const struct vks_vault_config *cfg, struct vks_vault **
     pthread_cond_init(&v->auth_cv, NULL);
     pthread_mutex_init(&v->mounts_lock, NULL);
     pthread_mutex_init(&v->stats_lock, NULL);
+    pthread_mutex_init(&v->acc_lock, NULL);
     vks_status st = VKS_OK;
+    if (RAND_bytes(v->acc_key, sizeof v->acc_key) != 1) {
+        pthread_mutex_destroy(&v->acc_lock);
+        pthread_mutex_destroy(&v->stats_lock);
+        pthread_mutex_destroy(&v->mounts_lock);
+        pthread_cond_destroy(&v->auth_cv);
+        pthread_mutex_destroy(&v->auth_lock);
+        free(v);
+        return vks_err_set(err, VKS_E_INTERNAL, "no randomness for the client");
+    }
     bool oom = false;
     struct vks_vault_config *c = &v->cfg;
     *c = *cfg;
@@ -417,6 +443,8 @@ void vks_vault_free(struct vks_vault *v)
     pthread_cond_destroy(&v->auth_cv);
     pthread_mutex_destroy(&v->mounts_lock);
     pthread_mutex_destroy(&v->stats_lock);
+    pthread_mutex_destroy(&v->acc_lock);
+    vks_wipe(v->acc_key, sizeof v->acc_key);
     free(v);
 }
 
@@ -908,6 +936,55 @@ static void mark_invalid(struct vks_vault *v, unsigned generation)
     pthread_mutex_unlock(&v->auth_lock);
 }
 
+/* Accessor of a per-request token: from the table, else one lookup-self (never fatal). */
+static void request_token_accessor(struct vks_vault *v, const vks_secret *tok, const char *origin, const char *ns,
+                                   int64_t deadline, char *acc, size_t acc_cap)
+{
+    unsigned char mac[32];
+    unsigned int ml = 0;
+    acc[0] = '\0';
+    if (!HMAC(EVP_sha256(), v->acc_key, (int)sizeof v->acc_key, tok->data, tok->len, mac, &ml) || ml != 32)
+        return;
+    pthread_mutex_lock(&v->acc_lock);
+    for (int i = 0; i < v->acc_n; i++) {
+        if (vks_ct_equal(v->acc[i].mac, mac, 32)) {
+            snprintf(acc, acc_cap, "%s", v->acc[i].accessor);
+            pthread_mutex_unlock(&v->acc_lock);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&v->acc_lock);
+    char url[URL_CAP];
+    struct vks_http_lease *lease = NULL;
+    build_url(url, sizeof url, origin, "auth/token", "lookup-self", NULL, 0);
+    struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = tok->data,
+                                   .token_len = tok->len, .deadline_ms = deadline,
+                                   .what = "token lookup-self (vault_token accessor)" };
+    struct vks_http_response rs = { 0 };
+    struct vks_err ignored;
+    if (vks_http_do(v->http, &rq, &rs, &lease, &ignored) != VKS_OK)
+        return; /* unreachable: the read will say so */
+    char found[64] = "";
+    if (rs.status == 200) {
+        struct vks_json_span sp;
+        size_t an = 0;
+        if (vks_json_find(rs.body, rs.body_len, "data.accessor", &sp, NULL) == VKS_OK && sp.type == VKS_JSON_STRING &&
+            vks_json_string_decode(rs.body, &sp, (unsigned char *)found, sizeof found - 1, &an, NULL) == VKS_OK)
+            found[an] = '\0';
+        else
+            found[0] = '\0';
+    }
+    vks_http_release(v->http, lease);
+    if (rs.status == 200 && found[0]) {
+        pthread_mutex_lock(&v->acc_lock);
+        int slot = v->acc_n < ACC_MAX ? v->acc_n++ : (v->acc_next++ % ACC_MAX);
+        memcpy(v->acc[slot].mac, mac, 32);
+        snprintf(v->acc[slot].accessor, sizeof v->acc[slot].accessor, "%s", found);
+        pthread_mutex_unlock(&v->acc_lock);
+    }
+    snprintf(acc, acc_cap, "%s", found);
+}
+
 /* ------------------------------------------------------------------ KV version detection */
 
 static int mounts_get(struct vks_vault *v, const char *key)
@@ -1133,6 +1210,9 @@ vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *r
     vks_status st;
     if (req->token && req->token->data && req->token->len) {
         st = vks_secret_dup(req->token->data, req->token->len, &t.secret, err);
+        if (st == VKS_OK)
+            request_token_accessor(v, &t.secret, origin, ns, deadline, res->token_accessor,
+                                   sizeof res->token_accessor);
     } else {
         st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
         if (st != VKS_OK && err) {
