@@ -4,7 +4,7 @@
 -- require_encrypted refuses any value that is still plaintext (code not_encrypted).
 --
 -- Store a value (the envelope is bound to its mount, path and key):
---   printf '%s' "$PASSWORD" | vks encrypt --mount secret --path smtp-auth/example.com --key password
+--   printf '%s' "$PASSWORD" | vks envelope encrypt --mount secret --path smtp-auth/example.com --key password
 --   vault kv put -mount=secret smtp-auth/example.com password=ENC:v2:...
 local kumo = require 'kumo'
 local vks = require 'vault_keysource'
