@@ -402,6 +402,8 @@ struct rec {
     uint64_t latency_ns;
     bool cached, encrypted, has_fp;
     unsigned char fp[VKS_AUDIT_FP_LEN];
+    vks_secret val;         /* async only: a locked copy of the value, fingerprinted and wiped
+                               by the writer (keeps the HMAC off the caller's path)          */
     int32_t off[NSTR];      /* -1 = NULL */
     uint32_t len[NSTR];
     uint32_t truncated;     /* bit per field */
@@ -475,6 +477,7 @@ static bool rec_fill(struct rec *r, const struct vks_audit_event *ev, const stru
     r->has_fp = fp != NULL;
     if (fp != NULL)
         memcpy(r->fp, fp, VKS_AUDIT_FP_LEN);
+    r->val = VKS_SECRET_EMPTY;
     return true;
 }
 
@@ -627,6 +630,7 @@ static struct {
     char chain_id[33];
     uint64_t seq;
     unsigned char prev_mac[VKS_HMAC_LEN];
+    unsigned char line_mac[VKS_HMAC_LEN];   /* MAC of the line in A.line */
     bool started;
     EVP_MD_CTX *md;
     char actor[600];
@@ -768,11 +772,10 @@ static size_t line_finish(struct jb *b)
     jb_ch(b, '"');
     if (b->overflow)
         return 0;
-    unsigned char mac[VKS_HMAC_LEN];
-    if (!vks_hmac_ctx(A.md, &k->chain, b->p, b->len, mac))
+    if (!vks_hmac_ctx(A.md, &k->chain, b->p, b->len, A.line_mac))
         return 0;
     JB_LIT(b, ",\"mac\":\"");
-    vks_hmac_hex(mac, VKS_HMAC_LEN, hex);
+    vks_hmac_hex(A.line_mac, VKS_HMAC_LEN, hex);
     jb_mem(b, hex, 64);
     JB_LIT(b, "\"}\n");
     if (b->overflow)
@@ -1016,14 +1019,8 @@ static bool chain_commit(const char *line, size_t len, int only, bool start, int
         return false;
     if (capture != CAP_NONE)
         capture_append(line, len);
-    /* committed: the MAC of this line becomes prev_mac */
-    const char *mac_hex = line + len - 1 - 2 - 64;
-    for (int i = 0; i < VKS_HMAC_LEN; i++) {
-        unsigned hi = (unsigned)(mac_hex[2 * i] <= '9' ? mac_hex[2 * i] - '0' : mac_hex[2 * i] - 'a' + 10);
-        unsigned lo = (unsigned)(mac_hex[2 * i + 1] <= '9' ? mac_hex[2 * i + 1] - '0'
-                                                              : mac_hex[2 * i + 1] - 'a' + 10);
-        A.prev_mac[i] = (unsigned char)(hi << 4 | lo);
-    }
+    /* committed: the MAC of this line (always the one in A.line) becomes prev_mac */
+    memcpy(A.prev_mac, A.line_mac, VKS_HMAC_LEN);
     for (int i = 0; i < A.nsinks; i++) {
         struct sink *s = &A.sinks[i];
         bool target = start || only == i || !s->need_open;
@@ -1169,6 +1166,12 @@ static void check_files(void)
         struct sink *s = &A.sinks[i];
         if (s->kind != SINK_FILE || s->fd < 0)
             continue;
+        if (now < 0)
+            now = mono_ms();
+        if (A.reopen_ms > 0 && now < s->next_check_ms)
+            continue;
+        s->next_check_ms = now + A.reopen_ms;
+        /* copytruncate: the file is shorter than what we wrote */
         struct stat st;
         if (fstat(s->fd, &st) == 0 && st.st_size < s->last_end) {
             s->last_end = st.st_size;
@@ -1177,11 +1180,6 @@ static void check_files(void)
                 s->open_reason = "truncated";
             }
         }
-        if (now < 0)
-            now = mono_ms();
-        if (A.reopen_ms > 0 && now < s->next_check_ms)
-            continue;
-        s->next_check_ms = now + A.reopen_ms;
         struct stat ps;
         if (stat(s->path, &ps) == 0 && ps.st_dev == s->dev && ps.st_ino == s->ino)
             continue;
@@ -1206,8 +1204,6 @@ static void check_files(void)
 /* The housekeeping events that must precede the next event. False when nothing recorded them. */
 static bool emit_pending(int capture)
 {
-    if (A.pid != getpid()) /* forked without the atfork handler having run (vfork-like) */
-        start_chain();
     check_files();
     if (!A.started) {
         if (!emit_start(capture))
@@ -1294,6 +1290,8 @@ static void *writer_main(void *arg)
         }
         if (r == NULL) {
             /* cannot copy out: count the record as lost */
+            vks_secret_free(&q->ring[q->head].val);
+            free(q->ring[q->head].heap);
             q->head = (q->head + 1) % q->cap;
             q->count--;
             atomic_fetch_add(&A.failures, 1);
@@ -1305,6 +1303,16 @@ static void *writer_main(void *arg)
         q->busy = true;
         pthread_mutex_unlock(&q->lock);
 
+        if (r->val.data != NULL) {
+            struct vks_audit_keys *k = atomic_load(&A.keys);
+            unsigned char mac[VKS_HMAC_LEN];
+            if (k != NULL && vks_hmac(&k->fp, r->val.data, r->val.len, mac)) {
+                memcpy(r->fp, mac, VKS_AUDIT_FP_LEN);
+                r->has_fp = true;
+            }
+            vks_wipe(mac, sizeof mac);
+            vks_secret_free(&r->val);
+        }
         pthread_mutex_lock(&A.lock);
         bool ok = chain_lookup(r, CAP_NONE, NULL);
         record_outcome(ok);
@@ -1833,12 +1841,6 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
 
     unsigned char fpbuf[VKS_AUDIT_FP_LEN];
     const unsigned char *fp = NULL;
-    if (ev->has_fingerprint) {
-        fp = ev->fingerprint;
-    } else if (ev->value != NULL) {
-        if (vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
-            fp = fpbuf;
-    }
     int capture = !cap_active ? CAP_NONE : atomic_load(&A.callback) ? CAP_COUNTS : CAP_DELIVER;
     if (atomic_load(&A.nsinks_pub) == 0 && capture != CAP_COUNTS) {
         /* the only sink is the Lua callback and this thread's Lua state registered none */
@@ -1850,20 +1852,32 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         return failed(err);
     }
 
+    if (ev->has_fingerprint)
+        fp = ev->fingerprint;
+    vks_secret val = VKS_SECRET_EMPTY;
     if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && capture == CAP_NONE) {
+        /* the writer fingerprints a locked copy of the value: 30 ns here instead of an HMAC */
+        if (fp == NULL && ev->value != NULL &&
+            vks_secret_dup(ev->value, ev->value_len, &val, NULL) != VKS_OK) {
+            if (vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
+                fp = fpbuf;
+        }
         struct queue *q = &A.q;
         pthread_mutex_lock(&q->lock);
         if (!q->running) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             goto sync_path; /* e.g. in a forked child before its writer starts */
         }
         if (q->failing && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             atomic_fetch_add(&A.failures, 1);
             return failed(err);
         }
         if (q->count == q->cap) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             atomic_fetch_add(&A.dropped, 1);
             pthread_mutex_lock(&A.lock);
             snprintf(A.last_error, sizeof A.last_error, "async queue full");
@@ -1873,9 +1887,11 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         struct rec *slot = &q->ring[(q->head + q->count) % q->cap];
         if (!rec_fill(slot, ev, &ts, fp)) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             atomic_fetch_add(&A.failures, 1);
             return failed(err);
         }
+        slot->val = val; /* the writer wipes and frees it */
         q->count++;
         if (q->idle)
             pthread_cond_signal(&q->nonempty);
@@ -1885,7 +1901,10 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         return VKS_OK;
     }
 
-sync_path:;
+sync_path:
+    if (fp == NULL && ev->value != NULL &&
+        vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
+        fp = fpbuf;
     struct rec r;
     bool ok = rec_fill(&r, ev, &ts, fp);
     if (fp == fpbuf)
