@@ -404,10 +404,12 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "vault-keysource/1");
-    if (h->cfg.cacert)
+    /* Like the Go client: a configured CA file or directory REPLACES the system trust store
+     * (curl would otherwise also trust its built-in bundle/directory). */
+    if (h->cfg.cacert || h->cfg.capath) {
         curl_easy_setopt(e, CURLOPT_CAINFO, h->cfg.cacert);
-    if (h->cfg.capath)
         curl_easy_setopt(e, CURLOPT_CAPATH, h->cfg.capath);
+    }
     if (h->cfg.client_cert)
         curl_easy_setopt(e, CURLOPT_SSLCERT, h->cfg.client_cert);
     if (h->cfg.client_key)

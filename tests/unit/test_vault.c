@@ -482,6 +482,30 @@ Test(vault, wrong_ca_is_a_tls_error_and_skip_verify_skips)
     vks_vault_config_clear(&c);
 }
 
+Test(vault, ca_directory_works_like_a_ca_file)
+{
+    vd_kv2_put(&srv, "secret", "capath", "{\"key\":\"" PASSWORD_1 "\"}");
+    char dir[700], cmd[2000];
+    snprintf(dir, sizeof dir, "%s/capath", vd_work_dir());
+    mkdir(dir, 0700);
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s/vault-ca.pem' && openssl rehash '%s' >/dev/null 2>&1", srv.cacert, dir, dir);
+    cr_assert_eq(system(cmd), 0, "could not prepare the CA directory");
+    struct vks_vault_config c;
+    base_cfg(&c, &srv);
+    free(c.cacert);
+    c.cacert = NULL;
+    c.capath = strdup(dir);
+    struct vks_vault *v = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_vault_new(&c, &v, &e), VKS_OK, "%s", e.msg);
+    struct vks_kv_result r;
+    cr_assert_eq(read_kv(v, 2, "secret", "capath", "key", 0, &r, &e), VKS_OK, "%s", e.msg);
+    assert_value(&r, PASSWORD_1);
+    vks_kv_result_free(&r);
+    vks_vault_free(v);
+    vks_vault_config_clear(&c);
+}
+
 Test(vault, tls_server_name_is_used_for_verification)
 {
     vd_kv2_put(&srv, "secret", "sni", "{\"key\":\"" PASSWORD_1 "\"}");

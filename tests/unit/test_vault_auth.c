@@ -211,6 +211,29 @@ Test(vault_auth, expired_token_logs_in_again_once)
     vks_vault_free(v);
 }
 
+Test(vault_auth, revoked_token_logs_in_again_once)
+{
+    struct vks_vault *v = approle_client(secret_id, NULL);
+    struct vks_kv_result r;
+    struct vks_err e;
+    cr_assert_eq(read_pw(v, &r, &e), VKS_OK, "%s", e.msg);
+    char body[256];
+    snprintf(body, sizeof body, "{\"accessor\":\"%s\"}", r.token_accessor);
+    char first[64];
+    snprintf(first, sizeof first, "%s", r.token_accessor);
+    assert_pw(&r);
+    long st = vd_admin(&srv, "POST", "auth/token/revoke-accessor", body);
+    cr_assert(st / 100 == 2, "revoke-accessor: %ld", st);
+    cr_assert_eq(read_pw(v, &r, &e), VKS_OK, "%s", e.msg);
+    cr_assert(r.token_accessor[0] && strcmp(r.token_accessor, first) != 0, "a new token after the re-login");
+    assert_pw(&r);
+    struct vks_vault_stats s;
+    vks_vault_get_stats(v, &s);
+    cr_assert_eq(s.relogins, 1);
+    cr_assert_eq(s.logins, 2);
+    vks_vault_free(v);
+}
+
 Test(vault_auth, a_real_permission_denial_does_not_loop)
 {
     vd_kv2_put(&srv, "secret", "other", "{\"key\":\"x-TEST-not-secret\"}");
