@@ -1232,6 +1232,18 @@ vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *r
         int kv = req->kv_version;
         if (kv == 0) {
             st = detect_kv(v, origin, ns, mount, &t, deadline, &pl, &kv, &res->attempts, err);
+            if (st == VKS_E_PERMISSION_DENIED && t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged &&
+                token_is_dead(v, &t, NULL, 0, deadline)) {
+                /* the token died before the detection request: same cure as for a read */
+                mark_invalid(v, t.generation);
+                vks_secret_free(&t.secret);
+                relogged = true;
+                stat_add(v, &v->stats.relogins, 1);
+                st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
+                if (st != VKS_OK)
+                    goto out;
+                continue;
+            }
             if (st != VKS_OK)
                 goto out;
         }

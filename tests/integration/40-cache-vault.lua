@@ -7,7 +7,8 @@
 local T = require 'testlib'
 T.reexec { VAULT_ADDR = false, VAULT_TOKEN = false, VAULT_NAMESPACE = false, VKS_CACHE_TTL = false,
            VKS_CACHE_MAX_STALE = false, VKS_CACHE_NEG_TTL = false, VKS_CACHE_REFRESH = false,
-           VKS_CACHE_CAPACITY = false, HOME = os.getenv('VKS_SUITE_WORK') or '/tmp' }
+           VKS_CACHE_CAPACITY = false, HOME = os.getenv('VKS_SUITE_WORK') or '/tmp',
+           VKS_AUDIT_FILE = (os.getenv('VKS_SUITE_WORK') or '/tmp') .. '/cache-audit.jsonl' }
 local vaultdev = require 'vaultdev'
 local vks = require 'vault_keysource'
 
@@ -43,6 +44,14 @@ local ok, err = pcall(function()
     return false
   end
 
+  local function lines() -- the audit trail (VKS_AUDIT_FILE)
+    local t = {}
+    local f = io.open(os.getenv('VKS_AUDIT_FILE'))
+    if f then for l in f:lines() do t[#t + 1] = l end f:close() end
+    return t
+  end
+  local function last_event() local l = lines(); return l[#l] end
+
   setup { ttl = 300 }
 
   T.test('repeated lookups are cache hits: one request for ten lookups', function()
@@ -60,6 +69,21 @@ local ok, err = pcall(function()
     T.same_secret(h:reveal(), PW, 'handle value')
     T.eq(gets('cache-v/hits'), 1, 'no new request')
     T.eq(delta(s0, 'hits'), 1, 'a hit')
+  end)
+
+  T.test('resolve_handle writes exactly one audit event, like resolve, with the cache outcome', function()
+    local n0 = #lines()
+    local h <close> = vks.resolve_handle(ks('cache-v/hits'))
+    local l = lines()
+    T.eq(#l, n0 + 1, 'one event for resolve_handle')
+    T.contains(l[#l], '"api":"resolve_handle"', 'api')
+    T.contains(l[#l], '"outcome":"hit"', 'outcome')
+    T.contains(l[#l], '"cached":true', 'cached')
+    T.same_secret(vks.resolve(ks('cache-v/hits')), PW, 'resolve')
+    l = lines()
+    T.eq(#l, n0 + 2, 'one event for resolve')
+    T.contains(l[#l], '"api":"resolve"', 'api')
+    T.contains(l[#l], '"outcome":"hit"', 'outcome')
   end)
 
   T.test('vks.invalidate makes the next lookup read Vault again', function()
@@ -80,6 +104,7 @@ local ok, err = pcall(function()
     local s0 = vks.stats()
     T.same_secret(vks.resolve(ks('cache-v/stale')), PW, 'stale value during the outage')
     T.eq(delta(s0, 'stale'), 1, 'counted as stale')
+    T.contains(last_event(), '"outcome":"stale"', 'audit outcome')
     T.ok(gets('cache-v/stale') >= 2, 'Vault was asked and failed')
     sleep(0.6) -- past neg_ttl: Vault is asked again, still failing
     T.same_secret(vks.resolve(ks('cache-v/stale')), PW, 'still stale')
@@ -123,6 +148,8 @@ local ok, err = pcall(function()
     local n = gets('cache-v/revoked')
     T.fails('permission_denied', {}, vks.resolve, k)
     T.eq(gets('cache-v/revoked'), n, 'the failure is remembered for neg_ttl: no new request')
+    T.contains(last_event(), '"code":"permission_denied"', 'audit code of a remembered failure')
+    T.contains(last_event(), '"cached":true', 'audited as answered from the cache')
   end)
 
   T.test('a destroyed version stops the value within one lookup', function()

@@ -234,6 +234,25 @@ Test(vault_auth, revoked_token_logs_in_again_once)
     vks_vault_free(v);
 }
 
+Test(vault_auth, expired_token_during_kv_version_detection)
+{
+    struct vks_vault *v = approle_client(secret_id, NULL);
+    struct vks_kv_result r;
+    struct vks_err e;
+    cr_assert_eq(read_pw(v, &r, &e), VKS_OK, "%s", e.msg); /* logged in, KV v2 given: no detection yet */
+    assert_pw(&r);
+    cr_assert(vd_admin(&srv, "POST", "sys/dev/clock", "{\"advance_seconds\":120}") / 100 == 2);
+    struct vks_kv_request rq = { .mount = "secret", .path = "smtp/relay", .key = "password", .kv_version = 0 };
+    cr_assert_eq(vks_vault_kv_read(v, &rq, &r, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(r.kv_version, 2);
+    assert_pw(&r);
+    struct vks_vault_stats s;
+    vks_vault_get_stats(v, &s);
+    cr_assert_eq(s.relogins, 1);
+    cr_assert_eq(s.logins, 2);
+    vks_vault_free(v);
+}
+
 Test(vault_auth, a_real_permission_denial_does_not_loop)
 {
     vd_kv2_put(&srv, "secret", "other", "{\"key\":\"x-TEST-not-secret\"}");
