@@ -755,7 +755,8 @@ done:
         ev.latency_ns = now_ns() - t0;
         struct vks_err ae;
         vks_err_clear(&ae);
-        if (vks_audit_emit(&ev, NULL, &ae) == VKS_E_AUDIT_UNAVAILABLE) {
+        /* a lookup that failed keeps its own code (the more useful one); a value is withheld */
+        if (vks_audit_emit(&ev, NULL, &ae) == VKS_E_AUDIT_UNAVAILABLE && st == VKS_OK) {
             /* policy deny: no record, no secret */
             vks_secret_free(out);
             char d2[768];
