@@ -618,7 +618,6 @@ static struct {
     atomic_bool callback, required;
     atomic_int nsinks_pub;          /* A.nsinks, readable without the lock                  */
     atomic_bool reload_keys;        /* forked: the arena (MADV_WIPEONFORK) lost the keys     */
-    atomic_bool config_failed;      /* has_config_error, readable without the lock           */
     struct cfg_copy cfg;
     bool have_cfg;
     struct sink sinks[MAX_SINKS];
@@ -1686,7 +1685,6 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
     snprintf(A.syslog_ident, sizeof A.syslog_ident, "%s",
              nc.syslog_ident ? nc.syslog_ident : "vks-audit");
     A.has_config_error = false;
-    atomic_store(&A.config_failed, false);
     atomic_store(&A.mode, (int)nc.mode);
     atomic_store(&A.on_failure, (int)nc.on_failure);
     atomic_store(&A.callback, nc.callback);
@@ -1734,7 +1732,6 @@ static void auto_configure(void)
         pthread_mutex_lock(&A.lock);
         snprintf(A.config_error, sizeof A.config_error, "%s", err.msg);
         A.has_config_error = true;
-        atomic_store(&A.config_failed, true);
         pthread_mutex_unlock(&A.lock);
         warn_line(err.msg);
     }
@@ -1766,7 +1763,6 @@ static void reload_keys_after_fork(void)
             snprintf(A.config_error, sizeof A.config_error,
                      "cannot load the audit key again after fork");
             A.has_config_error = true;
-            atomic_store(&A.config_failed, true);
         }
         pthread_mutex_unlock(&A.lock);
     }
@@ -1827,13 +1823,13 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
     reload_keys_after_fork();
     if (!atomic_load(&A.enabled)) {
         atomic_fetch_add(&A.unaudited, 1);
-        if (atomic_load(&A.config_failed) && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW) {
-            char msg[VKS_ERR_MSG_MAX];
-            pthread_mutex_lock(&A.lock);
-            snprintf(msg, sizeof msg, "%s", A.config_error);
-            pthread_mutex_unlock(&A.lock);
+        pthread_mutex_lock(&A.lock);
+        bool cfg_err = A.has_config_error;
+        char msg[VKS_ERR_MSG_MAX];
+        snprintf(msg, sizeof msg, "%s", A.config_error);
+        pthread_mutex_unlock(&A.lock);
+        if (cfg_err && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW)
             return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE, "audit: bad configuration: %s", msg);
-        }
         if (atomic_load(&A.required))
             return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE,
                                "audit: required but no audit sink is configured");
@@ -2003,7 +1999,6 @@ void vks_audit_shutdown(void)
     atomic_store(&A.mode, (int)VKS_AUDIT_SYNC);
     atomic_store(&A.on_failure, (int)VKS_AUDIT_DENY);
     A.has_config_error = false;
-    atomic_store(&A.config_failed, false);
     A.started = false;
     A.warned = false;
     A.last_error[0] = '\0';
