@@ -1049,3 +1049,16 @@ Test(audit, async_deny_refuses_once_the_writer_finds_every_sink_failing)
     vks_audit_get_stats(&s);
     cr_assert_geq(s.failures, 2, "the lost event and the refused one are both counted");
 }
+
+Test(audit, a_broken_environment_fails_closed)
+{
+    setenv("VKS_AUDIT_FILE", path_in("broken.jsonl"), 1);
+    setenv("VKS_AUDIT_MODE", "sometimes", 1);
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_emit(&ev, NULL, &err), VKS_E_AUDIT_UNAVAILABLE);
+    cr_assert(strstr(err.msg, "VKS_AUDIT_MODE") != NULL, "%s", err.msg);
+    unsetenv("VKS_AUDIT_FILE");
+    unsetenv("VKS_AUDIT_MODE");
+}
