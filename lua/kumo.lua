@@ -238,6 +238,10 @@ local FIELDS = {
   max_message_rate = true,
   max_connection_rate = true,
   max_deliveries_per_connection = count,
+  max_recipients_per_batch = count,
+  suspended = boolean,
+  low_memory_reduction_policy = true,
+  no_memory_reduction_policy = true,
   source_selection_rate = true,
   aggressive_connection_opening = boolean,
   prohibited_hosts = true,
@@ -422,7 +426,12 @@ function kumo.secrets.load(ks)
   if host.resolve == nil then
     error('kumo.secrets.load: no keysource resolver is configured', 2)
   end
-  local value, err, code = host.resolve(ks, host.ctx)
+  local ctx = host.ctx
+  if ctx ~= nil and ctx.tag == nil then
+    ctx = kumo._deep_copy(ctx)
+    ctx.tag = 'kumo.secrets.load' -- audit: a policy-level load, not the AUTH password itself
+  end
+  local value, err, code = host.resolve(ks, ctx)
   if value == nil then
     error(string.format('kumo.secrets.load: %s (%s)', tostring(err), tostring(code)), 2)
   end

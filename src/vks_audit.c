@@ -402,6 +402,8 @@ struct rec {
     uint64_t latency_ns;
     bool cached, encrypted, has_fp;
     unsigned char fp[VKS_AUDIT_FP_LEN];
+    vks_secret val;         /* async only: a locked copy of the value, fingerprinted and wiped
+                               by the writer (keeps the HMAC off the caller's path)          */
     int32_t off[NSTR];      /* -1 = NULL */
     uint32_t len[NSTR];
     uint32_t truncated;     /* bit per field */
@@ -475,6 +477,7 @@ static bool rec_fill(struct rec *r, const struct vks_audit_event *ev, const stru
     r->has_fp = fp != NULL;
     if (fp != NULL)
         memcpy(r->fp, fp, VKS_AUDIT_FP_LEN);
+    r->val = VKS_SECRET_EMPTY;
     return true;
 }
 
@@ -627,6 +630,7 @@ static struct {
     char chain_id[33];
     uint64_t seq;
     unsigned char prev_mac[VKS_HMAC_LEN];
+    unsigned char line_mac[VKS_HMAC_LEN];   /* MAC of the line in A.line */
     bool started;
     EVP_MD_CTX *md;
     char actor[600];
@@ -651,7 +655,9 @@ static struct {
            .drained = PTHREAD_COND_INITIALIZER },
 };
 
-/* per-thread capture for the Lua callback sink */
+/* per-thread capture for the Lua callback sink: lines are delivered; they count as recorded
+ * only when the configuration has the callback sink */
+enum { CAP_NONE = 0, CAP_DELIVER = 1, CAP_COUNTS = 2 };
 static __thread bool cap_active;
 static __thread char *cap_buf;
 static __thread size_t cap_len;
@@ -766,11 +772,10 @@ static size_t line_finish(struct jb *b)
     jb_ch(b, '"');
     if (b->overflow)
         return 0;
-    unsigned char mac[VKS_HMAC_LEN];
-    if (!vks_hmac_ctx(A.md, &k->chain, b->p, b->len, mac))
+    if (!vks_hmac_ctx(A.md, &k->chain, b->p, b->len, A.line_mac))
         return 0;
     JB_LIT(b, ",\"mac\":\"");
-    vks_hmac_hex(mac, VKS_HMAC_LEN, hex);
+    vks_hmac_hex(A.line_mac, VKS_HMAC_LEN, hex);
     jb_mem(b, hex, 64);
     JB_LIT(b, "\"}\n");
     if (b->overflow)
@@ -995,7 +1000,7 @@ static bool write_whole(struct sink *s, const char *line, size_t len)
  * (its audit.open); otherwise every sink that does not wait for its audit.open. Commits the chain
  * when at least one sink (or the capture) recorded it; otherwise rolls back (the seq is reused).
  */
-static bool chain_commit(const char *line, size_t len, int only, bool start, bool capture)
+static bool chain_commit(const char *line, size_t len, int only, bool start, int capture)
 {
     int recorded = 0;
     for (int i = 0; i < A.nsinks; i++) {
@@ -1008,20 +1013,14 @@ static bool chain_commit(const char *line, size_t len, int only, bool start, boo
         if (s->ok_now)
             recorded++;
     }
-    if (capture) {
-        capture_append(line, len);
+    if (capture == CAP_COUNTS)
         recorded++;
-    }
     if (recorded == 0)
         return false;
-    /* committed: the MAC of this line becomes prev_mac */
-    const char *mac_hex = line + len - 1 - 2 - 64;
-    for (int i = 0; i < VKS_HMAC_LEN; i++) {
-        unsigned hi = (unsigned)(mac_hex[2 * i] <= '9' ? mac_hex[2 * i] - '0' : mac_hex[2 * i] - 'a' + 10);
-        unsigned lo = (unsigned)(mac_hex[2 * i + 1] <= '9' ? mac_hex[2 * i + 1] - '0'
-                                                              : mac_hex[2 * i + 1] - 'a' + 10);
-        A.prev_mac[i] = (unsigned char)(hi << 4 | lo);
-    }
+    if (capture != CAP_NONE)
+        capture_append(line, len);
+    /* committed: the MAC of this line (always the one in A.line) becomes prev_mac */
+    memcpy(A.prev_mac, A.line_mac, VKS_HMAC_LEN);
     for (int i = 0; i < A.nsinks; i++) {
         struct sink *s = &A.sinks[i];
         bool target = start || only == i || !s->need_open;
@@ -1057,7 +1056,7 @@ static void jb_mode_fields(struct jb *b)
     JB_LIT(b, "\",\"schema\":1");
 }
 
-static bool emit_start(bool capture)
+static bool emit_start(int capture)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -1088,7 +1087,7 @@ static bool emit_start(bool capture)
     return true;
 }
 
-static bool emit_open(int i, bool capture)
+static bool emit_open(int i, int capture)
 {
     struct sink *s = &A.sinks[i];
     struct timespec ts;
@@ -1117,7 +1116,7 @@ static bool emit_open(int i, bool capture)
     return chain_commit(A.line, len, i, false, capture);
 }
 
-static bool emit_dropped_notice(bool capture)
+static bool emit_dropped_notice(int capture)
 {
     uint64_t d = atomic_load(&A.dropped), f = atomic_load(&A.failures);
     if (d == A.reported_dropped && f == A.reported_failures)
@@ -1156,7 +1155,7 @@ static void emit_close(void)
     jb_u64(&b, atomic_load(&A.failures));
     size_t len = line_finish(&b);
     if (len != 0)
-        (void)chain_commit(A.line, len, -1, false, false);
+        (void)chain_commit(A.line, len, -1, false, CAP_NONE);
 }
 
 /* File sinks: a rename (new inode at the path) reopens; a shrunk file (copytruncate) is noted. */
@@ -1167,6 +1166,12 @@ static void check_files(void)
         struct sink *s = &A.sinks[i];
         if (s->kind != SINK_FILE || s->fd < 0)
             continue;
+        if (now < 0)
+            now = mono_ms();
+        if (A.reopen_ms > 0 && now < s->next_check_ms)
+            continue;
+        s->next_check_ms = now + A.reopen_ms;
+        /* copytruncate: the file is shorter than what we wrote */
         struct stat st;
         if (fstat(s->fd, &st) == 0 && st.st_size < s->last_end) {
             s->last_end = st.st_size;
@@ -1175,11 +1180,6 @@ static void check_files(void)
                 s->open_reason = "truncated";
             }
         }
-        if (now < 0)
-            now = mono_ms();
-        if (A.reopen_ms > 0 && now < s->next_check_ms)
-            continue;
-        s->next_check_ms = now + A.reopen_ms;
         struct stat ps;
         if (stat(s->path, &ps) == 0 && ps.st_dev == s->dev && ps.st_ino == s->ino)
             continue;
@@ -1202,10 +1202,8 @@ static void check_files(void)
 }
 
 /* The housekeeping events that must precede the next event. False when nothing recorded them. */
-static bool emit_pending(bool capture)
+static bool emit_pending(int capture)
 {
-    if (A.pid != getpid()) /* forked without the atfork handler having run (vfork-like) */
-        start_chain();
     check_files();
     if (!A.started) {
         if (!emit_start(capture))
@@ -1218,7 +1216,7 @@ static bool emit_pending(bool capture)
 }
 
 /* One lookup into the chain. Called with A.lock held. */
-static bool chain_lookup(const struct rec *r, bool capture, char **line_out)
+static bool chain_lookup(const struct rec *r, int capture, char **line_out)
 {
     (void)emit_pending(capture);
     if (!A.started)
@@ -1278,7 +1276,7 @@ static void *writer_main(void *arg)
                     /* probe: can any sink record the pending notice now? */
                     pthread_mutex_unlock(&q->lock);
                     pthread_mutex_lock(&A.lock);
-                    bool ok = A.nsinks > 0 && emit_pending(false) && A.started;
+                    bool ok = A.nsinks > 0 && emit_pending(CAP_NONE) && A.started;
                     pthread_mutex_unlock(&A.lock);
                     pthread_mutex_lock(&q->lock);
                     if (ok)
@@ -1292,6 +1290,8 @@ static void *writer_main(void *arg)
         }
         if (r == NULL) {
             /* cannot copy out: count the record as lost */
+            vks_secret_free(&q->ring[q->head].val);
+            free(q->ring[q->head].heap);
             q->head = (q->head + 1) % q->cap;
             q->count--;
             atomic_fetch_add(&A.failures, 1);
@@ -1303,8 +1303,18 @@ static void *writer_main(void *arg)
         q->busy = true;
         pthread_mutex_unlock(&q->lock);
 
+        if (r->val.data != NULL) {
+            struct vks_audit_keys *k = atomic_load(&A.keys);
+            unsigned char mac[VKS_HMAC_LEN];
+            if (k != NULL && vks_hmac(&k->fp, r->val.data, r->val.len, mac)) {
+                memcpy(r->fp, mac, VKS_AUDIT_FP_LEN);
+                r->has_fp = true;
+            }
+            vks_wipe(mac, sizeof mac);
+            vks_secret_free(&r->val);
+        }
         pthread_mutex_lock(&A.lock);
-        bool ok = chain_lookup(r, false, NULL);
+        bool ok = chain_lookup(r, CAP_NONE, NULL);
         record_outcome(ok);
         pthread_mutex_unlock(&A.lock);
         free(r->heap);
@@ -1831,14 +1841,8 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
 
     unsigned char fpbuf[VKS_AUDIT_FP_LEN];
     const unsigned char *fp = NULL;
-    if (ev->has_fingerprint) {
-        fp = ev->fingerprint;
-    } else if (ev->value != NULL) {
-        if (vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
-            fp = fpbuf;
-    }
-    bool capture = cap_active && atomic_load(&A.callback);
-    if (atomic_load(&A.nsinks_pub) == 0 && !capture) {
+    int capture = !cap_active ? CAP_NONE : atomic_load(&A.callback) ? CAP_COUNTS : CAP_DELIVER;
+    if (atomic_load(&A.nsinks_pub) == 0 && capture != CAP_COUNTS) {
         /* the only sink is the Lua callback and this thread's Lua state registered none */
         pthread_mutex_lock(&A.lock);
         snprintf(A.last_error, sizeof A.last_error,
@@ -1848,20 +1852,32 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         return failed(err);
     }
 
-    if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && !capture) {
+    if (ev->has_fingerprint)
+        fp = ev->fingerprint;
+    vks_secret val = VKS_SECRET_EMPTY;
+    if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && capture == CAP_NONE) {
+        /* the writer fingerprints a locked copy of the value: 30 ns here instead of an HMAC */
+        if (fp == NULL && ev->value != NULL &&
+            vks_secret_dup(ev->value, ev->value_len, &val, NULL) != VKS_OK) {
+            if (vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
+                fp = fpbuf;
+        }
         struct queue *q = &A.q;
         pthread_mutex_lock(&q->lock);
         if (!q->running) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             goto sync_path; /* e.g. in a forked child before its writer starts */
         }
         if (q->failing && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             atomic_fetch_add(&A.failures, 1);
             return failed(err);
         }
         if (q->count == q->cap) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             atomic_fetch_add(&A.dropped, 1);
             pthread_mutex_lock(&A.lock);
             snprintf(A.last_error, sizeof A.last_error, "async queue full");
@@ -1871,9 +1887,11 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         struct rec *slot = &q->ring[(q->head + q->count) % q->cap];
         if (!rec_fill(slot, ev, &ts, fp)) {
             pthread_mutex_unlock(&q->lock);
+            vks_secret_free(&val);
             atomic_fetch_add(&A.failures, 1);
             return failed(err);
         }
+        slot->val = val; /* the writer wipes and frees it */
         q->count++;
         if (q->idle)
             pthread_cond_signal(&q->nonempty);
@@ -1883,7 +1901,10 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         return VKS_OK;
     }
 
-sync_path:;
+sync_path:
+    if (fp == NULL && ev->value != NULL &&
+        vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
+        fp = fpbuf;
     struct rec r;
     bool ok = rec_fill(&r, ev, &ts, fp);
     if (fp == fpbuf)
@@ -1893,7 +1914,8 @@ sync_path:;
         return failed(err);
     }
     pthread_mutex_lock(&A.lock);
-    bool recorded = A.nsinks > 0 || capture ? chain_lookup(&r, capture, line_out) : false;
+    bool recorded = A.nsinks > 0 || capture == CAP_COUNTS ? chain_lookup(&r, capture, line_out)
+                                                          : false;
     record_outcome(recorded);
     pthread_mutex_unlock(&A.lock);
     free(r.heap);
@@ -1962,7 +1984,7 @@ void vks_audit_shutdown(void)
     queue_stop();
     pthread_mutex_lock(&A.lock);
     if (atomic_load(&A.enabled) && A.started && A.nsinks > 0) {
-        (void)emit_dropped_notice(false);
+        (void)emit_dropped_notice(CAP_NONE);
         emit_close();
     }
     for (int i = 0; i < A.nsinks; i++)

@@ -8,10 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const known_vault_fields[] = {
-    "vault_mount", "vault_path", "vault_key", "vault_address", "vault_token",
-    "vault_namespace", "vault_kv_version", "vault_version",
-};
 
 const char *vks_keysource_kind_name(enum vks_ks_kind kind)
 {
@@ -48,12 +44,34 @@ static void ks_init(struct vks_keysource *ks)
     ks->kv_version = VKS_KV_UNSET;
 }
 
-static const struct vks_field *find(const struct vks_field *f, size_t n, const char *name)
+/* The fields this module knows, found in one pass (this runs on every lookup). */
+enum kf {
+    K_KEY_DATA, K_MOUNT, K_PATH, K_KEY, K_ADDRESS, K_TOKEN, K_NAMESPACE, K_KV, K_VERSION, K_EVNAME,
+    K_EVARGS, K_COUNT, K_UNKNOWN_VAULT, K_OTHER
+};
+
+static int classify(const char *name)
 {
-    for (size_t i = 0; i < n; i++)
-        if (f[i].name != NULL && strcmp(f[i].name, name) == 0)
-            return &f[i];
-    return NULL;
+    if (name[0] == 'v' && strncmp(name, "vault_", 6) == 0) {
+        const char *r = name + 6;
+        switch (r[0]) {
+        case 'm': return strcmp(r, "mount") == 0 ? K_MOUNT : K_UNKNOWN_VAULT;
+        case 'p': return strcmp(r, "path") == 0 ? K_PATH : K_UNKNOWN_VAULT;
+        case 'k': return strcmp(r, "key") == 0 ? K_KEY : strcmp(r, "kv_version") == 0 ? K_KV : K_UNKNOWN_VAULT;
+        case 'a': return strcmp(r, "address") == 0 ? K_ADDRESS : K_UNKNOWN_VAULT;
+        case 't': return strcmp(r, "token") == 0 ? K_TOKEN : K_UNKNOWN_VAULT;
+        case 'n': return strcmp(r, "namespace") == 0 ? K_NAMESPACE : K_UNKNOWN_VAULT;
+        case 'v': return strcmp(r, "version") == 0 ? K_VERSION : K_UNKNOWN_VAULT;
+        default: return K_UNKNOWN_VAULT;
+        }
+    }
+    if (name[0] == 'k' && strcmp(name, "key_data") == 0)
+        return K_KEY_DATA;
+    if (name[0] == 'e' && strcmp(name, "event_name") == 0)
+        return K_EVNAME;
+    if (name[0] == 'e' && strcmp(name, "event_args") == 0)
+        return K_EVARGS;
+    return K_OTHER;
 }
 
 static const char *type_of(const struct vks_field *f)
@@ -316,13 +334,12 @@ static vks_status set_name(char **dst, const struct vks_field *f, struct vks_err
     return VKS_OK;
 }
 
-static vks_status fill_vault(const struct vks_field *fields, size_t n, struct vks_keysource *ks,
-                             struct vks_err *err)
+static vks_status fill_vault(const struct vks_field *const *kf, struct vks_keysource *ks, struct vks_err *err)
 {
     const struct vks_field *f;
     vks_status st;
 
-    f = find(fields, n, "vault_mount");
+    f = kf[K_MOUNT];
     if ((st = want_vault_path(f, err)) != VKS_OK)
         return st;
     size_t mlen = f->len;
@@ -335,11 +352,11 @@ static vks_status fill_vault(const struct vks_field *fields, size_t n, struct vk
     if ((st = set_name(&ks->mount, &m, err)) != VKS_OK)
         return st;
 
-    f = find(fields, n, "vault_path");
+    f = kf[K_PATH];
     if ((st = want_vault_path(f, err)) != VKS_OK || (st = set_name(&ks->path, f, err)) != VKS_OK)
         return st;
 
-    f = find(fields, n, "vault_key");
+    f = kf[K_KEY];
     if (f != NULL) {
         if ((st = want_name(f, VKS_NAME_MAX, false, err)) != VKS_OK || (st = set_name(&ks->key, f, err)) != VKS_OK)
             return st;
@@ -349,7 +366,7 @@ static vks_status fill_vault(const struct vks_field *fields, size_t n, struct vk
             return vks_err_set(err, VKS_E_NOMEM, "out of memory for keysource field vault_key");
     }
 
-    f = find(fields, n, "vault_address");
+    f = kf[K_ADDRESS];
     if (f != NULL) {
         if (f->type != VKS_FT_STRING)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
@@ -362,7 +379,7 @@ static vks_status fill_vault(const struct vks_field *fields, size_t n, struct vk
             ks->address[strlen(ks->address) - 1] = '\0';
     }
 
-    f = find(fields, n, "vault_token");
+    f = kf[K_TOKEN];
     if (f != NULL) {
         if (f->type != VKS_FT_STRING)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
@@ -378,7 +395,7 @@ static vks_status fill_vault(const struct vks_field *fields, size_t n, struct vk
         ks->has_token = true;
     }
 
-    f = find(fields, n, "vault_namespace");
+    f = kf[K_NAMESPACE];
     if (f != NULL) {
         if ((st = want_name(f, VKS_NAME_MAX, true, err)) != VKS_OK)
             return st;
@@ -388,13 +405,13 @@ static vks_status fill_vault(const struct vks_field *fields, size_t n, struct vk
             return st;
     }
 
-    f = find(fields, n, "vault_kv_version");
+    f = kf[K_KV];
     if (f != NULL) {
         if ((st = vks_kv_version_parse(f, &ks->kv_version, err)) != VKS_OK)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource field vault_kv_version must be 1, 2 or \"auto\"");
     }
 
-    f = find(fields, n, "vault_version");
+    f = kf[K_VERSION];
     if (f != NULL) {
         long long v = 0;
         if ((st = parse_uint_field(f, INT64_MAX / 2, &v, err, VKS_E_BAD_KEYSOURCE, "keysource field")) != VKS_OK)
@@ -414,16 +431,19 @@ vks_status vks_keysource_from_fields(const struct vks_field *fields, size_t n,
     vks_status st = VKS_OK;
     ks_init(out);
 
-    /* A misspelt vault_* key would otherwise silently fall back to a default: refuse it. */
+    const struct vks_field *kf[K_COUNT] = { NULL };
     for (size_t i = 0; i < n; i++) {
         const char *name = fields[i].name;
-        if (name == NULL || strncmp(name, "vault_", 6) != 0)
+        if (name == NULL)
             continue;
-        bool known = false;
-        for (size_t k = 0; k < sizeof known_vault_fields / sizeof known_vault_fields[0]; k++)
-            if (strcmp(name, known_vault_fields[k]) == 0)
-                known = true;
-        if (!known) {
+        int c = classify(name);
+        if (c < K_COUNT) {
+            if (kf[c] == NULL)
+                kf[c] = &fields[i];
+            continue;
+        }
+        if (c == K_UNKNOWN_VAULT) {
+            /* A misspelt vault_* key would otherwise silently fall back to a default: refuse it. */
             if (has_control(name, strlen(name)) || strlen(name) > 64)
                 return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource has an unknown vault_ field");
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
@@ -433,7 +453,7 @@ vks_status vks_keysource_from_fields(const struct vks_field *fields, size_t n,
         }
     }
 
-    const struct vks_field *kd = find(fields, n, "key_data");
+    const struct vks_field *kd = kf[K_KEY_DATA];
     if (kd != NULL) {
         /* Data comes first in KumoMTA's untagged enum: it wins over vault_* and event_*. */
         if (kd->type != VKS_FT_STRING)
@@ -451,15 +471,15 @@ vks_status vks_keysource_from_fields(const struct vks_field *fields, size_t n,
         return VKS_OK;
     }
 
-    const struct vks_field *vm = find(fields, n, "vault_mount"), *vp = find(fields, n, "vault_path");
+    const struct vks_field *vm = kf[K_MOUNT], *vp = kf[K_PATH];
     if (vm != NULL && vp != NULL) {
-        st = fill_vault(fields, n, out, err);
+        st = fill_vault(kf, out, err);
         if (st != VKS_OK)
             vks_keysource_clear(out);
         return st;
     }
 
-    const struct vks_field *en = find(fields, n, "event_name"), *ea = find(fields, n, "event_args");
+    const struct vks_field *en = kf[K_EVNAME], *ea = kf[K_EVARGS];
     if (en != NULL && ea != NULL) {
         if ((st = want_name(en, VKS_NAME_MAX, false, err)) != VKS_OK)
             return st;

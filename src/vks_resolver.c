@@ -193,6 +193,17 @@ void vks_resolver_shutdown(void)
         runtime_free(old);
 }
 
+/*
+ * The keysource description that starts every message, built only when a message is (a lookup
+ * that succeeds formats nothing). One buffer per thread: use the result at once.
+ */
+static _Thread_local char desc_buf[768];
+
+static const char *D(const struct runtime *rt, const struct vks_keysource *ks)
+{
+    return vks_keysource_describe(ks, rt != NULL ? rt->cfg.vault.address : NULL, desc_buf, sizeof desc_buf);
+}
+
 /* ------------------------------------------------------------------ identity */
 
 /*
@@ -227,32 +238,79 @@ static void token_fingerprint(const vks_secret *tok, char hex[33])
     vks_wipe(mac, sizeof mac);
 }
 
+/* Appends to an identity without printf (this runs on every lookup). */
+struct idbuf {
+    char *p;
+    size_t n, len;
+    bool overflow;
+};
+
+static void id_put(struct idbuf *b, const char *s, size_t len)
+{
+    if (b->len + len + 1 > b->n) {
+        b->overflow = true;
+        return;
+    }
+    memcpy(b->p + b->len, s, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+}
+
+static void id_str(struct idbuf *b, const char *s)
+{
+    id_put(b, "\x1f", 1);
+    if (s != NULL)
+        id_put(b, s, strlen(s));
+}
+
+static void id_num(struct idbuf *b, long long v)
+{
+    char t[24];
+    int i = (int)sizeof t;
+    bool neg = v < 0;
+    unsigned long long u = neg ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        t[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (neg)
+        t[--i] = '-';
+    id_put(b, "\x1f", 1);
+    id_put(b, t + i, sizeof t - (size_t)i);
+}
+
 /* Identity of a Vault keysource under runtime rt: generation, address, namespace, token, KV
  * version, then mount, path, key, version (so a prefix ending after the path selects every key
  * and version of one secret). Fields are separated by 0x1f, which names cannot contain. */
 static vks_status identity_of(const struct runtime *rt, const struct vks_keysource *ks, char *buf, size_t n,
                               struct vks_err *err)
 {
+    struct idbuf b = { buf, n, 0, false };
+    if (n > 0)
+        buf[0] = '\0';
     if (ks->kind == VKS_KS_FILE) {
         /* files are not cached today; the identity exists so invalidate(path) is well defined */
-        int w = snprintf(buf, n, "file\x1f%s", ks->file_path);
-        if (w < 0 || (size_t)w >= n)
-            return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource identity longer than %zu bytes", n);
-        return VKS_OK;
-    }
-    if (ks->kind != VKS_KS_VAULT)
+        id_put(&b, "file", 4);
+        id_str(&b, ks->file_path);
+    } else if (ks->kind == VKS_KS_VAULT) {
+        char tok[33] = "-";
+        if (ks->has_token)
+            token_fingerprint(&ks->token, tok);
+        id_put(&b, "v1", 2);
+        id_num(&b, (long long)rt->gen);
+        id_str(&b, ks->address != NULL ? ks->address : rt->cfg.vault.address);
+        id_str(&b, ks->namespace_ != NULL ? ks->namespace_ : rt->cfg.vault.namespace_);
+        id_str(&b, tok);
+        id_num(&b, ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version);
+        id_str(&b, ks->mount);
+        id_str(&b, ks->path);
+        id_str(&b, ks->key);
+        id_num(&b, (long long)ks->version);
+    } else {
         return vks_err_set(err, VKS_E_INVALID_ARG, "%s keysources are never cached",
                            vks_keysource_kind_name(ks->kind));
-    const char *addr = ks->address != NULL ? ks->address : rt->cfg.vault.address;
-    const char *ns = ks->namespace_ != NULL ? ks->namespace_ : rt->cfg.vault.namespace_;
-    int kv = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version;
-    char tok[33] = "-";
-    if (ks->has_token)
-        token_fingerprint(&ks->token, tok);
-    int w = snprintf(buf, n, "v1\x1f%lu\x1f%s\x1f%s\x1f%s\x1f%d\x1f%s\x1f%s\x1f%s\x1f%lld", rt->gen,
-                     addr ? addr : "", ns ? ns : "", tok, kv, ks->mount, ks->path, ks->key,
-                     (long long)ks->version);
-    if (w < 0 || (size_t)w >= n)
+    }
+    if (b.overflow)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource identity longer than %zu bytes", n);
     return VKS_OK;
 }
@@ -356,11 +414,11 @@ static void fetched_clear(struct fetched *f)
 }
 
 static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks, struct fetched *out,
-                              const char *desc, struct vks_err *err)
+                              struct vks_err *err)
 {
     if (rt->vault == NULL)
         return vks_err_set(err, rt->vault_err.status != VKS_OK ? rt->vault_err.status : VKS_E_CONFIG,
-                           "%s: no Vault client: %s", desc, rt->vault_err.msg);
+                           "%s: no Vault client: %s", D(rt, ks), rt->vault_err.msg);
     struct vks_kv_request req = {
         .address = ks->address,
         .token = ks->has_token ? &ks->token : NULL,
@@ -400,17 +458,17 @@ static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks
  * Trailing white space (a newline at the end of a file) is not part of an envelope.
  */
 static vks_status open_envelope(struct runtime *rt, const struct vks_keysource *ks, vks_secret *value,
-                                bool *encrypted, const char *desc, struct vks_err *err)
+                                bool *encrypted, struct vks_err *err)
 {
     *encrypted = value->len > 0 && vks_envelope_is_encrypted(value->data, value->len);
     if (!*encrypted) {
         if (rt->cfg.require_encrypted)
             return vks_err_set(err, VKS_E_NOT_ENCRYPTED,
-                               "%s: the value is not an ENC: envelope and require_encrypted is on", desc);
+                               "%s: the value is not an ENC: envelope and require_encrypted is on", D(rt, ks));
         return VKS_OK;
     }
     if (rt->keyring == NULL)
-        return vks_err_set(err, VKS_E_DECRYPT_FAILED, "%s: ENC: value but no usable encryption keys: %s", desc,
+        return vks_err_set(err, VKS_E_DECRYPT_FAILED, "%s: ENC: value but no usable encryption keys: %s", D(rt, ks),
                            rt->keyring_err.msg);
     size_t len = value->len;
     while (len > 0 && (value->data[len - 1] == '\n' || value->data[len - 1] == '\r' ||
@@ -426,7 +484,7 @@ static vks_status open_envelope(struct runtime *rt, const struct vks_keysource *
     vks_status st = vks_envelope_decrypt(rt->keyring, value->data, len, &place, &plain, &info, &e);
     if (st != VKS_OK) {
         vks_secret_free(&plain);
-        return vks_err_set(err, st, "%s: %s", desc, e.msg);
+        return vks_err_set(err, st, "%s: %s", D(rt, ks), e.msg);
     }
     vks_secret_free(value);
     *value = plain;
@@ -437,7 +495,7 @@ static vks_status open_envelope(struct runtime *rt, const struct vks_keysource *
 
 /* Reads the value of any form and opens its envelope: what the cache stores for Vault. */
 static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, struct vks_event_result *ev,
-                          struct fetched *f, const char *desc, struct vks_err *err)
+                          struct fetched *f, struct vks_err *err)
 {
     vks_status st;
     switch (ks->kind) {
@@ -447,13 +505,13 @@ static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, st
     case VKS_KS_DATA:
         st = vks_secret_dup(ks->key_data.data, ks->key_data.len, &f->value, err);
         if (st != VKS_OK)
-            vks_err_set(err, st, "%s: no locked memory for the value", desc);
+            vks_err_set(err, st, "%s: no locked memory for the value", D(rt, ks));
         break;
     case VKS_KS_EVENT:
         if (ev == NULL) {
-            st = vks_err_set(err, VKS_E_INVALID_ARG, "%s: no handler result given", desc);
+            st = vks_err_set(err, VKS_E_INVALID_ARG, "%s: no handler result given", D(rt, ks));
         } else if (ev->status != VKS_OK) {
-            st = vks_err_set(err, ev->status, "%s: %s", desc, ev->msg);
+            st = vks_err_set(err, ev->status, "%s: %s", D(rt, ks), ev->msg);
         } else {
             f->value = ev->value;
             ev->value = VKS_SECRET_EMPTY;
@@ -461,7 +519,7 @@ static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, st
         }
         break;
     case VKS_KS_VAULT:
-        st = fetch_vault(rt, ks, f, desc, err);
+        st = fetch_vault(rt, ks, f, err);
         break;
     case VKS_KS_NONE:
     default:
@@ -470,7 +528,7 @@ static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, st
     }
     if (st != VKS_OK)
         return st;
-    return open_envelope(rt, ks, &f->value, &f->encrypted, desc, err);
+    return open_envelope(rt, ks, &f->value, &f->encrypted, err);
 }
 
 /* ------------------------------------------------------------------ cache source */
@@ -480,7 +538,6 @@ struct vsource {
     struct runtime *rt;                /* a reference is held by a clone */
     const struct vks_keysource *ks;
     struct vks_keysource own;          /* the clone's copy */
-    char desc[768];
 };
 
 static vks_status cache_fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
@@ -488,7 +545,7 @@ static vks_status cache_fetch(void *source, struct vks_cache_fetch *out, struct 
     struct vsource *s = source;
     struct fetched f;
     memset(&f, 0, sizeof f);
-    vks_status st = produce(s->rt, s->ks, NULL, &f, s->desc, err);
+    vks_status st = produce(s->rt, s->ks, NULL, &f, err);
     if (st != VKS_OK) {
         fetched_clear(&f);
         return st;
@@ -522,7 +579,6 @@ static void *cache_clone(const void *source)
     pthread_mutex_unlock(&rt_lock);
     c->rt = s->rt;
     c->ks = &c->own;
-    memcpy(c->desc, s->desc, sizeof c->desc);
     return c;
 }
 
@@ -597,7 +653,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     memset(&ci, 0, sizeof ci);
     const char *custom_metadata = NULL;
     vks_status st;
-    char desc[768];
 
     if (ks == NULL) {
         /* the keysource did not parse: err already says why */
@@ -608,12 +663,11 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     info->kind = ks->kind;
     if ((st = runtime_acquire(&rt, err)) != VKS_OK)
         goto done;
-    vks_keysource_describe(ks, rt->cfg.vault.address, desc, sizeof desc);
 
     if (ks->kind == VKS_KS_VAULT) {
         if (ks->address == NULL && rt->cfg.vault.address == NULL) {
             st = vks_err_set(err, VKS_E_BAD_KEYSOURCE,
-                             "%s: vault_address was not specified and VAULT_ADDR is not set", desc);
+                             "%s: vault_address was not specified and VAULT_ADDR is not set", D(rt, ks));
             info->outcome = "error";
             goto done;
         }
@@ -621,7 +675,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
             goto done;
         struct vsource src = { .rt = rt, .ks = ks };
-        memcpy(src.desc, desc, sizeof src.desc);
         st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
         info->outcome = vks_cache_outcome_name(ci.outcome);
         info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
@@ -634,7 +687,7 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             custom_metadata = ci.meta->custom_metadata_json;
         }
     } else {
-        st = produce(rt, ks, req->event, &f, desc, err);
+        st = produce(rt, ks, req->event, &f, err);
         info->outcome = st == VKS_OK ? "miss" : "error";
         if (st == VKS_OK) {
             *out = f.value;
@@ -652,7 +705,7 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         vks_err_clear(&re);
         st = vks_restrict_check(custom_metadata, strlen(custom_metadata), &rc, &re);
         if (st != VKS_OK) {
-            vks_err_set(err, st, "%s: %s", desc, re.msg);
+            vks_err_set(err, st, "%s: %s", D(rt, ks), re.msg);
             goto done;
         }
     }
@@ -702,7 +755,8 @@ done:
         ev.latency_ns = now_ns() - t0;
         struct vks_err ae;
         vks_err_clear(&ae);
-        if (vks_audit_emit(&ev, NULL, &ae) == VKS_E_AUDIT_UNAVAILABLE) {
+        /* a lookup that failed keeps its own code (the more useful one); a value is withheld */
+        if (vks_audit_emit(&ev, NULL, &ae) == VKS_E_AUDIT_UNAVAILABLE && st == VKS_OK) {
             /* policy deny: no record, no secret */
             vks_secret_free(out);
             char d2[768];

@@ -58,6 +58,11 @@ vks_status vks_vault_config_from_env(struct vks_vault_config *cfg, struct vks_er
 void vks_vault_config_clear(struct vks_vault_config *cfg);
 
 struct vks_vault;
+/* Copies cfg (strings and secrets). Unset values take the defaults: address NULL, timeout_ms <= 0,
+ * max_retries < 0 (0 means "no retries"), min/max_retry_wait_ms <= 0, max_response_bytes 0.
+ * VKS_E_CONFIG for a bad address (named; never a crash), plain http to a non-loopback host without
+ * allow_http, a client cert without key (or the reverse), AppRole without role_id. No network I/O:
+ * the first vks_vault_kv_read logs in (AppRole) or looks the token up (accessor, TTL). */
 vks_status vks_vault_new(const struct vks_vault_config *cfg, struct vks_vault **out, struct vks_err *err);
 void vks_vault_free(struct vks_vault *v);
 

@@ -149,4 +149,24 @@ T.test('many Lua states share the runtime', function()
   T.same_secret(vks2.resolve(secret_file), FILE_SECRET, 'second table resolves')
 end)
 
+T.test('locked_memory when secrets cannot be locked and require_locked is set', function()
+  if not os.execute('command -v capsh >/dev/null 2>&1') then return end -- scripts/bootstrap installs it
+  local child = T.write_file(work .. '/locked.lua', [[
+    local vks = require 'vault_keysource'
+    local v, msg, code = vks.resolve({ key_data = ']] .. KEYDATA .. [[' })
+    print(v == nil and ('CHILD ' .. tostring(code) .. ' ' .. tostring(msg)) or 'CHILD GOT A VALUE')
+    local ok, err = pcall(vks.setup, { require_locked = true })
+    print(ok and 'SETUP OK' or ('SETUP RAISED ' .. tostring(err)))
+  ]])
+  -- no CAP_IPC_LOCK and RLIMIT_MEMLOCK 0: the arena cannot be locked (root would hide the limit)
+  local p = io.popen(string.format(
+    "sh -c 'ulimit -l 0; VKS_REQUIRE_LOCKED=true capsh --drop=cap_ipc_lock -- -c \"lua5.4 %s\"' 2>/dev/null", child))
+  local out = p:read('a')
+  p:close()
+  T.contains(out, 'CHILD locked_memory', 'resolve')
+  T.contains(out, 'key_data', 'message names the field')
+  T.contains(out, 'SETUP RAISED', 'setup{require_locked=true} raises')
+  T.contains(out, 'RLIMIT_MEMLOCK', 'and says why')
+end)
+
 os.exit(T.done())

@@ -27,8 +27,11 @@ PW_SHARED = "e2e-pass-SHARED-70e1f5a8"
 PW_EVENT = "e2e-pass-EVENT-c4a8e2d6"
 ENC_KEY_RAW = b"e2e-envelope-key-0123456789abcde"   # 32 bytes
 ENC_KEY = base64.b64encode(ENC_KEY_RAW).decode()
+AUDIT_KEY_RAW = b"e2e-audit-chain-key-0123456789ab"  # 32 bytes
+AUDIT_KEY = base64.b64encode(AUDIT_KEY_RAW).decode()
+VKS_CLI = os.path.join(ROOT, BUILD, "vks")
 SECRETS = [s.encode() for s in (PW_COM, PW_NET, PW_LOCAL, PW_ENC, PW_NS, PW_SHARED, PW_EVENT)]
-SECRETS += [ENC_KEY.encode(), ENC_KEY_RAW]
+SECRETS += [ENC_KEY.encode(), ENC_KEY_RAW, AUDIT_KEY.encode(), AUDIT_KEY_RAW]
 
 passed = failed = 0
 
@@ -141,6 +144,30 @@ def main():
             rc, out = run("enc-values.lua", "copied.example", relay, kenv)
             check("an envelope copied to another path does not decrypt (AAD)",
                   rc == 1 and "FAILED decrypt_failed" in out, out[-300:])
+            # the production-style example: init configures setup{require_encrypted, audit = file}
+            audit = os.path.join(WORK, "audit.jsonl")
+            aenv = dict(kenv, VKS_AUDIT_FILE=audit, VKS_AUDIT_KEY=AUDIT_KEY)
+            n = len(relay.auth_events())
+            rc, out = run("init-audit.lua", "enc.example", relay, aenv)
+            ev = last_auth(relay, n)
+            check("init-audit.lua (setup with an audit file in init): 235",
+                  rc == 0 and "auth: OK 235" in out and ev and ev[0]["line"] == line_of[PW_ENC],
+                  out[-400:])
+            import json
+            events = []
+            if os.path.exists(audit):
+                events = [json.loads(l) for l in open(audit) if l.strip()]
+            look = [e for e in events if e.get("type") == "secret.lookup"]
+            ctx = look[0].get("ctx", {}) if look else {}
+            check("the audit file has the lookup with who and for what",
+                  len(look) == 1 and look[0].get("code") == "ok" and look[0].get("path") == "smtp-auth/enc.example"
+                  and ctx.get("domain") == "enc.example" and ctx.get("username") == "daniel"
+                  and ctx.get("destination") == "127.0.0.1" and ctx.get("tag") == "smtp_auth_plain_password",
+                  str(look)[:400])
+            v = subprocess.run([VKS_CLI, "audit", "verify", audit], capture_output=True,
+                               env=dict(env, VKS_AUDIT_KEY=AUDIT_KEY), timeout=60)
+            check("vks audit verify accepts the trail", v.returncode == 0,
+                  (v.stdout + v.stderr).decode()[-300:])
             vd.kv2_put("smtp-auth/plain.example", {"password": PW_ENC})
             rc, out = run("enc-values.lua", "plain.example", relay, kenv)
             check("require_encrypted refuses a plaintext value: not_encrypted",

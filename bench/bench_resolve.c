@@ -1,0 +1,235 @@
+/*
+ * bench_resolve: the whole core lookup, cold (cache off: every call reads Vault), against
+ * build/vault-dev over keep-alive HTTPS, next to a bare libcurl GET of the same URL in the same
+ * run. "Whole" means vks_resolve as the Lua module calls it: keysource validation from fields,
+ * runtime snapshot, Vault read, envelope check (or an ENC: decryption), restrictions, the audit
+ * call, the value in an arena slot. Goal: median within 1.3x of the bare GET.
+ *
+ * Not a test: prints numbers (make bench; docs/benchmarks.md). Runs in a few seconds.
+ */
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vks_config.h"
+#include "vks_envelope.h"
+#include "vks_keysource.h"
+#include "vks_resolver.h"
+
+#define TOKEN "bench-token-RESOLVER-6d0f3b"
+#define PASSWORD "bench-pw-RESOLVER-91a4c7"
+#define ROUNDS 8
+#define PER_ROUND 150
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t discard(char *p, size_t s, size_t n, void *ud)
+{
+    (void)p;
+    (void)ud;
+    return s * n;
+}
+
+static pid_t start_server(const char *dir, char *addr, size_t an, char *ca, size_t cn)
+{
+    char bin[1024], out[1100];
+    snprintf(bin, sizeof bin, "%s/%s/vault-dev", getenv("ROOT") ? getenv("ROOT") : ".",
+             getenv("BUILD") ? getenv("BUILD") : "build");
+    snprintf(out, sizeof out, "%s/vault-dev.out", dir);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600), nul = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(nul, 2);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        execl(bin, bin, "--addr", "127.0.0.1:0", "--tls-dir", dir, "--root-token", TOKEN, (char *)NULL);
+        _exit(127);
+    }
+    addr[0] = ca[0] = '\0';
+    for (int i = 0; i < 2000 && !(addr[0] && ca[0]); i++) {
+        FILE *f = fopen(out, "r");
+        char line[1024];
+        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+            line[strcspn(line, "\n")] = '\0';
+            if (strncmp(line, "VAULT_ADDR=", 11) == 0)
+                snprintf(addr, an, "%.200s", line + 11);
+            if (strncmp(line, "VAULT_CACERT=", 13) == 0)
+                snprintf(ca, cn, "%.500s", line + 13);
+        }
+        if (f != NULL)
+            fclose(f);
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            return -1;
+        usleep(10000);
+    }
+    return addr[0] && ca[0] ? pid : -1;
+}
+
+static int put(const char *addr, const char *ca, const char *path, const char *json)
+{
+    char url[600];
+    snprintf(url, sizeof url, "%s/v1/secret/data/%s", addr, path);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "X-Vault-Token: " TOKEN);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    CURLcode rc = curl_easy_perform(c);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc == CURLE_OK ? 0 : -1;
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return t[n / 2];
+}
+
+int main(void)
+{
+    /* cache off, audit off, one key for the ENC: case: all before the first lookup */
+    setenv("VKS_CACHE_TTL", "0", 1);
+    unsetenv("VKS_AUDIT_FILE");
+    setenv("VKS_ENCRYPTION_KEY", "YmVuY2gta2V5LVJFU09MVkVSLTAxMjM0NTY3ODlhYmM=", 1);
+    char dir[] = "/tmp/bench-resolve-XXXXXX";
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    char addr[256], ca[600];
+    pid_t pid = start_server(dir, addr, sizeof addr, ca, sizeof ca);
+    if (pid < 0) {
+        printf("bench_resolve: build/vault-dev is not available, skipped\n");
+        return 0;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct vks_err e;
+    int rc = 1;
+
+    /* an envelope of the same password, bound to its place */
+    struct vks_keyring *kr = NULL;
+    char *env = NULL;
+    struct vks_envelope_place place = { "secret", "smtp-auth/enc.example", "password" };
+    if (vks_keyring_load_env(&kr, &e) != VKS_OK ||
+        vks_envelope_encrypt(kr, vks_keyring_primary_id(kr), &place, (const unsigned char *)PASSWORD,
+                             strlen(PASSWORD), &env, &e) != VKS_OK) {
+        printf("bench_resolve: %s\n", e.msg);
+        goto out;
+    }
+    char json[1024];
+    snprintf(json, sizeof json, "{\"data\":{\"password\":\"%s\"}}", env);
+    if (put(addr, ca, "smtp-auth/example.com", "{\"data\":{\"password\":\"" PASSWORD "\"}}") != 0 ||
+        put(addr, ca, "smtp-auth/enc.example", json) != 0) {
+        printf("bench_resolve: could not seed vault-dev\n");
+        goto out;
+    }
+
+    struct vks_config cfg;
+    if (vks_config_from_env(&cfg, &e) != VKS_OK) {
+        printf("bench_resolve: %s\n", e.msg);
+        goto out;
+    }
+    struct vks_field opts[] = {
+        { .name = "address", .type = VKS_FT_STRING, .str = addr, .len = strlen(addr) },
+        { .name = "ca_cert", .type = VKS_FT_STRING, .str = ca, .len = strlen(ca) },
+        { .name = "token", .type = VKS_FT_STRING, .str = TOKEN, .len = strlen(TOKEN) },
+    };
+    bool changed;
+    for (size_t i = 0; i < 3; i++)
+        vks_config_set(&cfg, &opts[i], &e);
+    if (vks_config_finish(&cfg, &e) != VKS_OK || vks_resolver_setup(&cfg, &changed, &e) != VKS_OK) {
+        printf("bench_resolve: %s\n", e.msg);
+        vks_config_clear(&cfg);
+        goto out;
+    }
+    vks_config_clear(&cfg);
+
+    char url[600];
+    snprintf(url, sizeof url, "%s/v1/secret/data/smtp-auth/example.com", addr);
+    CURL *bare = curl_easy_init();
+    struct curl_slist *h = curl_slist_append(NULL, "X-Vault-Token: " TOKEN);
+    h = curl_slist_append(h, "X-Vault-Request: true");
+    curl_easy_setopt(bare, CURLOPT_URL, url);
+    curl_easy_setopt(bare, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(bare, CURLOPT_CAINFO, ca);
+    curl_easy_setopt(bare, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(bare, CURLOPT_WRITEFUNCTION, discard);
+
+    const char *paths[2] = { "smtp-auth/example.com", "smtp-auth/enc.example" };
+    static double tb[ROUNDS * PER_ROUND], tp[ROUNDS * PER_ROUND], te[ROUNDS * PER_ROUND];
+    int n = 0, failures = 0;
+    for (int round = -1; round < ROUNDS; round++) { /* round -1: warm-up */
+        for (int i = 0; i < PER_ROUND; i++) {
+            double t0 = now_us();
+            if (curl_easy_perform(bare) != CURLE_OK)
+                failures++;
+            double t1 = now_us();
+            double tt[2];
+            for (int k = 0; k < 2; k++) {
+                struct vks_field f[] = {
+                    { .name = "vault_mount", .type = VKS_FT_STRING, .str = "secret", .len = 6 },
+                    { .name = "vault_path", .type = VKS_FT_STRING, .str = paths[k], .len = strlen(paths[k]) },
+                    { .name = "vault_key", .type = VKS_FT_STRING, .str = "password", .len = 8 },
+                };
+                double s0 = now_us();
+                struct vks_keysource ks;
+                vks_secret v = VKS_SECRET_EMPTY;
+                vks_status st = vks_keysource_from_fields(f, 3, &ks, &e);
+                if (st == VKS_OK) {
+                    struct vks_resolve_req rq = { .api = "resolve", .ks = &ks };
+                    st = vks_resolve(&rq, &v, NULL, &e);
+                }
+                if (st != VKS_OK || v.len != strlen(PASSWORD) || memcmp(v.data, PASSWORD, v.len) != 0)
+                    failures++;
+                vks_secret_free(&v);
+                vks_keysource_clear(&ks);
+                tt[k] = now_us() - s0;
+            }
+            if (round >= 0) {
+                tb[n] = t1 - t0;
+                tp[n] = tt[0];
+                te[n] = tt[1];
+                n++;
+            }
+        }
+    }
+    double mb = median(tb, n), mp = median(tp, n), me = median(te, n);
+    printf("cold lookup through vks_resolve (cache off, keep-alive HTTPS to vault-dev), %d samples each:\n", n);
+    printf("  bare libcurl GET of the same URL:  median %7.1f us\n", mb);
+    printf("  vks_resolve, plaintext value:      median %7.1f us  (%.2fx the bare GET; goal <= 1.3x)\n", mp, mp / mb);
+    printf("  vks_resolve, ENC: value decrypted: median %7.1f us  (%.2fx the bare GET)\n", me, me / mb);
+    printf("  failures: %d\n", failures);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(bare);
+    vks_resolver_shutdown();
+    rc = failures == 0 ? 0 : 1;
+out:
+    free(env);
+    vks_keyring_free(kr);
+    kill(pid, SIGTERM);
+    waitpid(pid, NULL, 0);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        rc = 1;
+    return rc;
+}

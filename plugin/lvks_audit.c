@@ -1,0 +1,435 @@
+/*
+ * lvks_audit: the `audit = {...}` subtable of vks.setup, the per-Lua-state callback sink, and
+ * vks.set_audit_callback / vks.audit_stats / vks.audit_flush / vks.audit_reopen.
+ *
+ * The callback sink: each Lua state may register one function (setup{audit={callback=fn}} or
+ * vks.set_audit_callback(fn)). Around every lookup made from that state the binding asks the core
+ * to capture the lines it writes in this thread (vks_audit_capture_begin); after the core call
+ * returned and no lock is held, each line is passed to the function with lua_pcall. A raising
+ * callback never fails the lookup: it is counted (audit_stats().callback_errors) and warned once.
+ * Design notes: docs/internals/audit.md.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <stdatomic.h>
+
+#include "lvks.h"
+#include "vks_audit.h"
+
+static const char cb_key = 'a';      /* registry[&cb_key] = this state's callback        */
+static const char active_key = 'b';  /* registry[&active_key] = capture started (boolean) */
+static atomic_ulong callback_errors;
+static atomic_bool callback_warned;
+
+static const char *const audit_opts[] = {
+    "file", "syslog", "stderr", "callback", "mode", "on_failure", "queue_size",
+    "reopen_check_ms", "key_file", "require_key", "required", NULL,
+};
+
+struct prepared {
+    struct vks_audit_config cfg;
+    char *file, *syslog_socket, *syslog_ident, *key_file;
+};
+
+static void prepared_free(struct prepared *p)
+{
+    if (p == NULL)
+        return;
+    free(p->file);
+    free(p->syslog_socket);
+    free(p->syslog_ident);
+    free(p->key_file);
+    free(p);
+}
+
+static vks_status opt_string(lua_State *L, int idx, const char *name, char **out,
+                             struct vks_err *err)
+{
+    int ty = lua_getfield(L, idx, name);
+    vks_status st = VKS_OK;
+    if (ty == LUA_TSTRING) {
+        *out = strdup(lua_tostring(L, -1));
+        if (*out == NULL)
+            st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    } else if (ty != LUA_TNIL) {
+        st = vks_err_set(err, VKS_E_CONFIG, "setup option audit.%s must be a string", name);
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+static vks_status opt_bool(lua_State *L, int idx, const char *name, bool *out, bool *given,
+                           struct vks_err *err)
+{
+    int ty = lua_getfield(L, idx, name);
+    vks_status st = VKS_OK;
+    if (given)
+        *given = ty != LUA_TNIL;
+    if (ty == LUA_TBOOLEAN)
+        *out = lua_toboolean(L, -1);
+    else if (ty != LUA_TNIL)
+        st = vks_err_set(err, VKS_E_CONFIG, "setup option audit.%s must be a boolean", name);
+    lua_pop(L, 1);
+    return st;
+}
+
+static vks_status opt_int(lua_State *L, int idx, const char *name, long min, long max, long *out,
+                          struct vks_err *err)
+{
+    int ty = lua_getfield(L, idx, name);
+    vks_status st = VKS_OK;
+    if (ty != LUA_TNIL) {
+        int isint = 0;
+        lua_Integer n = lua_tointegerx(L, -1, &isint);
+        if (!isint || n < min || n > max)
+            st = vks_err_set(err, VKS_E_CONFIG,
+                             "setup option audit.%s must be an integer from %ld to %ld", name, min,
+                             max);
+        else
+            *out = (long)n;
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+static vks_status parse_syslog(lua_State *L, int idx, struct prepared *p, struct vks_err *err)
+{
+    int ty = lua_getfield(L, idx, "syslog");
+    vks_status st = VKS_OK;
+    int t = lua_gettop(L);
+    if (ty == LUA_TBOOLEAN) {
+        p->cfg.syslog = lua_toboolean(L, t);
+    } else if (ty == LUA_TTABLE) {
+        p->cfg.syslog = true;
+        lua_pushnil(L);
+        while (st == VKS_OK && lua_next(L, t) != 0) {
+            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
+            if (strcmp(k, "socket") && strcmp(k, "ident") && strcmp(k, "facility"))
+                st = vks_err_set(err, VKS_E_CONFIG, "unknown setup option audit.syslog.%s", k);
+            lua_pop(L, 1);
+        }
+        if (st == VKS_OK) {
+            /* opt_string reads fields of the table at t */
+            if ((st = opt_string(L, t, "socket", &p->syslog_socket, err)) == VKS_OK)
+                st = opt_string(L, t, "ident", &p->syslog_ident, err);
+        }
+        if (st == VKS_OK) {
+            char *fac = NULL;
+            st = opt_string(L, t, "facility", &fac, err);
+            if (st == VKS_OK && fac != NULL) {
+                int f = vks_audit_facility_from_name(fac);
+                if (f < 0)
+                    st = vks_err_set(err, VKS_E_CONFIG,
+                                     "setup option audit.syslog.facility: unknown facility "
+                                     "(auth, authpriv, daemon, mail, user, local0..local7)");
+                else
+                    p->cfg.syslog_facility = f;
+            }
+            free(fac);
+        }
+    } else if (ty != LUA_TNIL) {
+        st = vks_err_set(err, VKS_E_CONFIG,
+                         "setup option audit.syslog must be a boolean or a table "
+                         "{ socket = PATH, ident = NAME, facility = NAME }");
+    }
+    lua_settop(L, t - 1);
+    return st;
+}
+
+static vks_status audit_prepare(lua_State *L, int idx, void **prepared, struct vks_err *err)
+{
+    *prepared = NULL;
+    if (lua_isnil(L, idx))
+        return VKS_OK;
+    lua_pushnil(L);
+    while (lua_next(L, idx) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING) {
+            lua_pop(L, 2);
+            return vks_err_set(err, VKS_E_CONFIG, "setup option audit: names must be strings");
+        }
+        const char *k = lua_tostring(L, -2);
+        bool known = false;
+        for (int i = 0; audit_opts[i] != NULL; i++)
+            known = known || strcmp(k, audit_opts[i]) == 0;
+        if (!known) {
+            vks_status st = vks_err_set(err, VKS_E_CONFIG, "unknown setup option audit.%s", k);
+            lua_pop(L, 2);
+            return st;
+        }
+        lua_pop(L, 1);
+    }
+    struct prepared *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    /* the environment first, the table overrides it */
+    vks_status st = vks_audit_config_from_env(&p->cfg, err);
+    if (st == VKS_OK && p->cfg.file != NULL && (p->file = strdup(p->cfg.file)) == NULL)
+        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if (st == VKS_OK && p->cfg.syslog_socket != NULL &&
+        (p->syslog_socket = strdup(p->cfg.syslog_socket)) == NULL)
+        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if (st == VKS_OK) {
+        int ty = lua_getfield(L, idx, "file");
+        if (ty == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
+            free(p->file); /* file = false: no file sink even if VKS_AUDIT_FILE is set */
+            p->file = NULL;
+            lua_pop(L, 1);
+        } else {
+            lua_pop(L, 1);
+            if (ty != LUA_TNIL) {
+                free(p->file);
+                p->file = NULL;
+            }
+            st = opt_string(L, idx, "file", &p->file, err);
+        }
+    }
+    if (st == VKS_OK)
+        st = parse_syslog(L, idx, p, err);
+    if (st == VKS_OK)
+        st = opt_bool(L, idx, "stderr", &p->cfg.stderr_sink, NULL, err);
+    if (st == VKS_OK)
+        st = opt_string(L, idx, "key_file", &p->key_file, err);
+    if (st == VKS_OK)
+        st = opt_bool(L, idx, "require_key", &p->cfg.require_key, NULL, err);
+    if (st == VKS_OK)
+        st = opt_bool(L, idx, "required", &p->cfg.required, NULL, err);
+    if (st == VKS_OK) {
+        long q = (long)p->cfg.queue_size;
+        st = opt_int(L, idx, "queue_size", 1, 1L << 20, &q, err);
+        p->cfg.queue_size = (size_t)q;
+    }
+    if (st == VKS_OK)
+        st = opt_int(L, idx, "reopen_check_ms", 0, 3600000, &p->cfg.reopen_check_ms, err);
+    if (st == VKS_OK) {
+        int ty = lua_getfield(L, idx, "mode");
+        if (ty != LUA_TNIL) {
+            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            if (!strcmp(m, "sync"))
+                p->cfg.mode = VKS_AUDIT_SYNC;
+            else if (!strcmp(m, "fsync"))
+                p->cfg.mode = VKS_AUDIT_FSYNC;
+            else if (!strcmp(m, "async"))
+                p->cfg.mode = VKS_AUDIT_ASYNC;
+            else
+                st = vks_err_set(err, VKS_E_CONFIG,
+                                 "setup option audit.mode must be 'sync', 'fsync' or 'async'");
+        }
+        lua_pop(L, 1);
+    }
+    if (st == VKS_OK) {
+        int ty = lua_getfield(L, idx, "on_failure");
+        if (ty != LUA_TNIL) {
+            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+            if (!strcmp(m, "deny"))
+                p->cfg.on_failure = VKS_AUDIT_DENY;
+            else if (!strcmp(m, "allow"))
+                p->cfg.on_failure = VKS_AUDIT_ALLOW;
+            else
+                st = vks_err_set(err, VKS_E_CONFIG,
+                                 "setup option audit.on_failure must be 'deny' or 'allow'");
+        }
+        lua_pop(L, 1);
+    }
+    if (st == VKS_OK) {
+        int ty = lua_getfield(L, idx, "callback");
+        if (ty == LUA_TFUNCTION) {
+            /* per Lua state: registered now (a later setup error leaves it registered) */
+            lua_pushvalue(L, -1);
+            lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
+            p->cfg.callback = true;
+        } else if (ty == LUA_TBOOLEAN) {
+            /* callback = true: the sink exists, states register with vks.set_audit_callback */
+            p->cfg.callback = lua_toboolean(L, -1);
+        } else if (ty != LUA_TNIL) {
+            st = vks_err_set(err, VKS_E_CONFIG,
+                             "setup option audit.callback must be a function (or a boolean)");
+        }
+        lua_pop(L, 1);
+    }
+    if (st != VKS_OK) {
+        prepared_free(p);
+        return st;
+    }
+    p->cfg.file = p->file;
+    p->cfg.syslog_socket = p->syslog_socket;
+    p->cfg.syslog_ident = p->syslog_ident;
+    p->cfg.key_file = p->key_file;
+    *prepared = p;
+    return VKS_OK;
+}
+
+static vks_status audit_commit(void *prepared, int changed, struct vks_err *err)
+{
+    (void)changed;
+    struct prepared *p = prepared;
+    vks_status st;
+    if (p != NULL) {
+        st = vks_audit_configure(&p->cfg, err);
+        prepared_free(p);
+    } else {
+        /* no audit table: setup declares the whole configuration, so the environment rules */
+        struct vks_audit_config c;
+        st = vks_audit_config_from_env(&c, err);
+        if (st == VKS_OK)
+            st = vks_audit_configure(&c, err);
+    }
+    return st;
+}
+
+static void audit_discard(void *prepared)
+{
+    prepared_free(prepared);
+}
+
+/* ------------------------------------------------------------------ the callback sink */
+
+static void audit_before_lookup(lua_State *L)
+{
+    int ty = lua_rawgetp(L, LUA_REGISTRYINDEX, &cb_key);
+    lua_pop(L, 1);
+    lua_pushboolean(L, ty == LUA_TFUNCTION);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
+    if (ty == LUA_TFUNCTION)
+        vks_audit_capture_begin();
+}
+
+static void audit_after_lookup(lua_State *L)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &active_key);
+    bool active = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!active)
+        return;
+    lua_pushboolean(L, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
+    char *lines = vks_audit_capture_end();
+    if (lines == NULL)
+        return;
+    /* the lines hold no secret; copied into Lua once, then split */
+    size_t n = strlen(lines);
+    lua_pushlstring(L, lines, n);
+    free(lines);
+    int all = lua_gettop(L);
+    const char *s = lua_tostring(L, all);
+    size_t at = 0;
+    while (at < n) {
+        const char *nl = memchr(s + at, '\n', n - at);
+        size_t len = nl ? (size_t)(nl - (s + at)) : n - at;
+        if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cb_key) == LUA_TFUNCTION) {
+            lua_pushlstring(L, s + at, len);
+            if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+                lua_pop(L, 1);
+                unsigned long k = atomic_fetch_add(&callback_errors, 1) + 1;
+                if (!atomic_exchange(&callback_warned, true)) {
+                    char msg[160];
+                    int m = snprintf(msg, sizeof msg,
+                                     "vks: audit: the Lua audit callback raised an error (%lu so "
+                                     "far; counted in vks.audit_stats().callback_errors)\n", k);
+                    if (m > 0)
+                        (void)!write(STDERR_FILENO, msg, (size_t)m);
+                }
+            }
+        } else {
+            lua_pop(L, 1);
+        }
+        at += len + 1;
+    }
+    lua_settop(L, all - 1);
+}
+
+/* ------------------------------------------------------------------ functions */
+
+/* vks.set_audit_callback(fn | nil): this Lua state's audit callback. */
+static int l_set_audit_callback(lua_State *L)
+{
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    if (lua_isnone(L, 1))
+        lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
+    return 0;
+}
+
+static int l_audit_stats(lua_State *L)
+{
+    struct vks_audit_stats s;
+    vks_audit_get_stats(&s);
+    lua_createtable(L, 0, 18);
+    lua_pushboolean(L, s.enabled);
+    lua_setfield(L, -2, "enabled");
+    lua_pushboolean(L, s.ephemeral_key);
+    lua_setfield(L, -2, "ephemeral_key");
+    lua_pushinteger(L, s.sinks);
+    lua_setfield(L, -2, "sinks");
+    lua_pushstring(L, vks_audit_mode_name(s.mode));
+    lua_setfield(L, -2, "mode");
+    lua_pushstring(L, s.on_failure == VKS_AUDIT_ALLOW ? "allow" : "deny");
+    lua_setfield(L, -2, "on_failure");
+#define INT_FIELD(name) \
+    lua_pushinteger(L, (lua_Integer)s.name); \
+    lua_setfield(L, -2, #name)
+    INT_FIELD(emitted);
+    INT_FIELD(written);
+    INT_FIELD(dropped);
+    INT_FIELD(failures);
+    INT_FIELD(sink_errors);
+    INT_FIELD(unaudited);
+    INT_FIELD(reopens);
+    INT_FIELD(queue_depth);
+    INT_FIELD(seq);
+#undef INT_FIELD
+    lua_pushinteger(L, (lua_Integer)atomic_load(&callback_errors));
+    lua_setfield(L, -2, "callback_errors");
+    lua_pushstring(L, s.chain);
+    lua_setfield(L, -2, "chain");
+    lua_pushstring(L, s.key_id);
+    lua_setfield(L, -2, "key_id");
+    return 1;
+}
+
+static int l_audit_flush(lua_State *L)
+{
+    (void)L;
+    vks_audit_flush();
+    return 0;
+}
+
+static int l_audit_reopen(lua_State *L)
+{
+    (void)L;
+    vks_audit_reopen();
+    return 0;
+}
+
+static void audit_open(lua_State *L, int mod)
+{
+    static const luaL_Reg funcs[] = {
+        { "set_audit_callback", l_set_audit_callback },
+        { "audit_stats", l_audit_stats },
+        { "audit_flush", l_audit_flush },
+        { "audit_reopen", l_audit_reopen },
+        { NULL, NULL },
+    };
+    lua_pushvalue(L, mod);
+    luaL_setfuncs(L, funcs, 0);
+    lua_pop(L, 1);
+}
+
+static const struct lvks_extension audit_ext = {
+    .name = "audit",
+    .open = audit_open,
+    .prepare = audit_prepare,
+    .commit = audit_commit,
+    .discard = audit_discard,
+    .before_lookup = audit_before_lookup,
+    .after_lookup = audit_after_lookup,
+};
+
+__attribute__((constructor)) static void audit_register(void)
+{
+    lvks_register_extension(&audit_ext);
+}
