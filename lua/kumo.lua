@@ -422,7 +422,12 @@ function kumo.secrets.load(ks)
   if host.resolve == nil then
     error('kumo.secrets.load: no keysource resolver is configured', 2)
   end
-  local value, err, code = host.resolve(ks, host.ctx)
+  local ctx = host.ctx
+  if ctx ~= nil and ctx.tag == nil then
+    ctx = kumo._deep_copy(ctx)
+    ctx.tag = 'kumo.secrets.load' -- audit: a policy-level load, not the AUTH password itself
+  end
+  local value, err, code = host.resolve(ks, ctx)
   if value == nil then
     error(string.format('kumo.secrets.load: %s (%s)', tostring(err), tostring(code)), 2)
   end

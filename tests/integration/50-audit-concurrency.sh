@@ -22,7 +22,9 @@ for mode in sync async; do
       "$W" 8 $EV > "w-$mode-$p.out" 2>&1 &
     pids+=($!)
   done
-  for pid in "${pids[@]}"; do wait "$pid"; done
+  rcs=0
+  for pid in "${pids[@]}"; do wait "$pid" || rcs=$((rcs + 1)); done
+  check "$mode: every writer exited 0 (no sanitizer report)" '[ $rcs -eq 0 ] && ! grep -q "Sanitizer" w-$mode-*.out'
   okall=1
   for p in 1 2 3 4; do grep -q "^ok=$((8 * EV)) unavailable=0 other=0$" "w-$mode-$p.out" || okall=0; done
   check "$mode: 4 processes x 8 threads x $EV events all accepted" '[ $okall -eq 1 ]'

@@ -116,6 +116,24 @@ test('kumo.on: one handler per event, functions only', function()
   eq(kumo._fire('test_event_once'), 1, 'fire')
 end)
 
+test('kumo.secrets.load passes the lookup context, tagged for the audit trail', function()
+  local seen
+  kumo._host.resolve = function(ks, ctx)
+    seen = ctx
+    return ks.key_data
+  end
+  local ctx = { domain = 'example.com', site_name = 'mx.example.com' }
+  kumo._host.ctx = ctx
+  kumo.secrets.load { key_data = SECRET }
+  eq(seen.domain, 'example.com', 'domain passed')
+  eq(seen.tag, 'kumo.secrets.load', 'tag')
+  eq(ctx.tag, nil, 'the host context is not modified')
+  kumo._host.ctx = { domain = 'example.com', tag = 'smtp_auth_plain_password' }
+  kumo.secrets.load { key_data = SECRET }
+  eq(seen.tag, 'smtp_auth_plain_password', 'an existing tag is kept')
+  kumo._host.ctx, kumo._host.resolve = nil, nil
+end)
+
 test('kumo.secrets.load returns the bytes and raises with the code on failure', function()
   kumo._host.resolve = function(ks)
     if ks.key_data then

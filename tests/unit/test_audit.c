@@ -1033,3 +1033,32 @@ Test(audit, off_without_sinks_unless_required)
     cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK);
     cr_assert_eq(vks_audit_emit(&ev, NULL, &err), VKS_E_AUDIT_UNAVAILABLE);
 }
+
+Test(audit, async_deny_refuses_once_the_writer_finds_every_sink_failing)
+{
+    configure_file("/dev/full", VKS_AUDIT_ASYNC, VKS_AUDIT_DENY);
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    /* accepted into the queue: async cannot know yet */
+    cr_assert_eq(vks_audit_emit(&ev, NULL, NULL), VKS_OK);
+    vks_audit_flush(); /* the writer tried, and no sink recorded it */
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_emit(&ev, NULL, &err), VKS_E_AUDIT_UNAVAILABLE);
+    cr_assert(strstr(err.msg, "deny") != NULL, "%s", err.msg);
+    struct vks_audit_stats s;
+    vks_audit_get_stats(&s);
+    cr_assert_geq(s.failures, 2, "the lost event and the refused one are both counted");
+}
+
+Test(audit, a_broken_environment_fails_closed)
+{
+    setenv("VKS_AUDIT_FILE", path_in("broken.jsonl"), 1);
+    setenv("VKS_AUDIT_MODE", "sometimes", 1);
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_emit(&ev, NULL, &err), VKS_E_AUDIT_UNAVAILABLE);
+    cr_assert(strstr(err.msg, "VKS_AUDIT_MODE") != NULL, "%s", err.msg);
+    unsetenv("VKS_AUDIT_FILE");
+    unsetenv("VKS_AUDIT_MODE");
+}
