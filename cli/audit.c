@@ -137,7 +137,7 @@ int vks_cli_audit_verify(int argc, char **argv)
             if (mem != NULL) {
                 fclose(mem);
                 /* the verdict is the last line */
-                char *last = len > 1 ? memrchr(buf, '\n', len - 1) : NULL;
+                char *last = buf != NULL && len > 1 ? memrchr(buf, '\n', len - 1) : NULL;
                 fputs(last ? last + 1 : (buf ? buf : ""), stdout);
             }
             free(buf);
