@@ -706,6 +706,27 @@ static vks_status copy_out_locked(struct entry *e, vks_secret *out, struct vks_e
     return st;
 }
 
+/* A fetch failed for lack of arena space: evicts up to COPY_RETRIES idle least recently used
+ * entries (not `keep`) and says whether any was dropped (then the fetch is worth one retry).
+ * Nothing is evicted when the arena refuses everything (require_locked without a lock). */
+static bool make_room(const struct entry *keep)
+{
+    struct vks_secmem_status ss;
+    vks_secmem_get_status(&ss);
+    if (ss.require_locked && !ss.locked)
+        return false;
+    struct entry *dead = NULL;
+    int n = 0;
+    pthread_mutex_lock(&g.mu);
+    while (n < COPY_RETRIES && g.nvalues > 0 && evict_one_locked(keep, &dead))
+        n++;
+    if (n > 0)
+        g.st.fetches++;
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    return n > 0;
+}
+
 static vks_status fail_fetch_status(vks_status st, struct vks_err *ferr)
 {
     if (st == VKS_OK || (unsigned)st >= VKS_STATUS_COUNT) {
@@ -923,6 +944,13 @@ lead: {
     struct vks_err ferr;
     vks_err_clear(&ferr);
     vks_status st = ops->fetch(source, &fr, &ferr);
+    if (st == VKS_E_LOCKED_MEMORY && make_room(e)) {
+        /* the arena was full: idle cached values were evicted, try once more */
+        fetch_clear(&fr);
+        memset(&fr, 0, sizeof fr);
+        vks_err_clear(&ferr);
+        st = ops->fetch(source, &fr, &ferr);
+    }
     struct meta_ref *meta = NULL;
     void *clone = NULL;
     if (st == VKS_OK) {

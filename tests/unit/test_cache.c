@@ -713,3 +713,49 @@ Test(cache, sixteen_threads_hammer_a_mix_of_keys, .timeout = 120)
     cr_assert_gt(s.evictions, 0);
     cr_assert_gt(s.hits, 0);
 }
+
+/* A full arena: values of 2000 bytes in a 64 KiB arena (at most 32 of them), fetched with a
+ * temporary second slot. When the fetch fails for lack of space the cache evicts idle least
+ * recently used values and fetches once more, so every one of 60 keys can still be looked up. */
+static size_t big_len = 2000;
+
+static vks_status big_fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
+{
+    struct src *s = source;
+    atomic_fetch_add(&fetch_calls, 1);
+    /* like a decrypt, the fetch needs a second slot for a moment */
+    vks_secret tmp;
+    vks_status st = vks_secret_alloc(big_len, &tmp, err);
+    if (st != VKS_OK)
+        return vks_err_set(err, st, "no locked memory for %s", s->id);
+    st = vks_secret_alloc(big_len, &out->value, err);
+    vks_secret_free(&tmp);
+    if (st != VKS_OK)
+        return vks_err_set(err, st, "no locked memory for %s", s->id);
+    memset(out->value.data, 'x', big_len);
+    memcpy(out->value.data, PW, strlen(PW));
+    out->value.len = big_len;
+    return VKS_OK;
+}
+
+static const struct vks_cache_source_ops big_ops = { big_fetch, NULL, NULL };
+
+Test(cache, a_full_arena_evicts_idle_values_to_make_room)
+{
+    struct vks_secmem_config sm = { 64 * 1024, false };
+    struct vks_err e;
+    cr_assert_eq(vks_secmem_init(&sm, &e), VKS_OK, "%s", e.msg);
+    setup_cache(300, 900, 5, 1.0, 1000);
+    for (int i = 0; i < 60; i++) {
+        struct src s;
+        snprintf(s.id, sizeof s.id, "big%02d", i);
+        vks_secret v;
+        vks_status st = vks_cache_get(s.id, NULL, &big_ops, &s, &v, NULL, &e);
+        cr_assert_eq(st, VKS_OK, "key %d: %s", i, e.msg);
+        cr_assert_eq(v.len, big_len);
+        vks_secret_free(&v);
+    }
+    struct vks_cache_stats st = stats();
+    cr_assert_gt(st.evictions, 0);
+    cr_assert_lt(st.values, 32);
+}
