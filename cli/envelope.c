@@ -321,10 +321,26 @@ int vks_cli_envelope_genkey(int argc, char **argv)
         fprintf(stderr, "vks: RAND_bytes failed\n");
         return 1;
     }
-    char b64[VKS_B64_ENCODED_LEN(32) + 1];
+    /* the key goes straight to fd 1 with write(2): through printf it would also sit in stdout's
+     * heap buffer, which nothing wipes */
+    char b64[VKS_B64_ENCODED_LEN(32) + 2];
     vks_b64_encode(key.data, 32, b64);
     vks_secret_free(&key);
-    printf("%s\n", b64);
+    size_t n = strlen(b64), off = 0;
+    b64[n++] = '\n';
+    int rc = 0;
+    fflush(stdout);
+    while (off < n) {
+        ssize_t w = write(STDOUT_FILENO, b64 + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0) {
+            fprintf(stderr, "vks: cannot write the key: %s\n", w < 0 ? strerror(errno) : "short write");
+            rc = 1;
+            break;
+        }
+        off += (size_t)w;
+    }
     vks_wipe(b64, sizeof b64);
-    return 0;
+    return rc;
 }
