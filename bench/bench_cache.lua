@@ -47,4 +47,5 @@ local ok, err = pcall(function()
   assert(vks.resolve(ks_reused) == PW)
 end)
 vd:stop()
+os.execute("rm -rf '" .. vd.workdir .. "'")
 if not ok then print('bench_cache.lua failed: ' .. tostring(err)) end

@@ -644,10 +644,39 @@ static void *refresher(void *arg)
     return NULL;
 }
 
+/* At exit the refresh thread is asked to stop and given 2 s to finish a fetch in flight, so that
+ * it is not inside libcurl/OpenSSL while their own exit handlers (registered earlier, so run
+ * later) tear them down. A thread still blocked after that is left to the exit. */
+static void stop_at_exit(void)
+{
+    pthread_mutex_lock(&g.mu);
+    bool running = g.thr_running;
+    pthread_t thr = g.thr;
+    if (running) {
+        g.thr_stop = true;
+        pthread_cond_broadcast(&g.work);
+    }
+    pthread_mutex_unlock(&g.mu);
+    if (!running)
+        return;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 2;
+    if (pthread_timedjoin_np(thr, NULL, &until) == 0) {
+        pthread_mutex_lock(&g.mu);
+        g.thr_running = false;
+        pthread_mutex_unlock(&g.mu);
+    }
+}
+
+static pthread_once_t g_atexit_once = PTHREAD_ONCE_INIT;
+static void register_atexit(void) { atexit(stop_at_exit); }
+
 static void start_thread_locked(void)
 {
-    if (g.thr_running)
+    if (g.thr_running || g.thr_stop)
         return;
+    pthread_once(&g_atexit_once, register_atexit);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -75,7 +75,7 @@ struct vks_cache_config {
                                 fraction of its ttl is re-fetched in the background. In (0, 1];
                                 1 disables refresh-ahead.                                        */
     size_t capacity;         /* VKS_CACHE_CAPACITY; max entries; 0 = derived from the arena size
-                                (locked bytes / 128, at most 100000).                           */
+                                (arena bytes / 96, at most 100000).                             */
 };
 
 /* The defaults above (no environment). */
