@@ -45,5 +45,34 @@ print(bad)' "$f")
   check "$mode: every per-process chain verifies" '[ $rc -eq 0 ] && [[ "$out" == *"OK: 4 chains, $((4 * (8 * EV + 2))) events verified"* ]]'
   check "$mode: 4 chains, each closed" '[ "$(grep -c ": OK, $((8 * EV + 2)) events, .*closed$" <<<"$out")" -eq 4 ]'
 done
+# many Lua states in one process (as a KumoMTA-style host): each state's callback gets exactly
+# its own lookups' lines; states without a callback get none; the file has everyone's, one chain
+H="$ROOT/$BUILD/tests/helpers/cache_threads"
+f="$PWD/states.jsonl"; rm -f "$f"
+cat > states.lua <<'LUA'
+local vks = require 'vault_keysource'
+vks.setup { audit = { file = os.getenv('AUDIT_LOG'), callback = true } }
+local got = {}
+if THREAD % 2 == 1 then vks.set_audit_callback(function(l) got[#got + 1] = l end) end
+for _ = 1, 50 do
+  local v, msg, code = vks.resolve({ key_data = 'relay-pw-AUDIT50-data-a1b2' }, { tag = 'thread-' .. THREAD })
+  assert(v, tostring(code))
+end
+local lookups = 0
+for _, l in ipairs(got) do
+  if l:find('"type":"secret.lookup"', 1, true) then
+    lookups = lookups + 1
+    assert(l:find('"tag":"thread-' .. THREAD .. '"', 1, true), 'a line of another Lua state')
+  end
+end
+assert(lookups == (THREAD % 2 == 1 and 50 or 0), 'callback lines: ' .. lookups)
+LUA
+out=$(clean VKS_AUDIT_KEY="$KEY" AUDIT_LOG="$f" "$H" lua 8 states.lua 2>&1); rc=$?
+check "8 Lua states: each callback got only its own 50 lookups" '[ $rc -eq 0 ]' || echo "$out" | tail -5
+n=$(grep -c '"type":"secret.lookup"' "$f")
+check "8 Lua states: the file has all 400 lookups ($n)" '[ "$n" -eq 400 ]'
+out=$(clean VKS_AUDIT_KEY="$KEY" "$VKS" audit verify "$f"); rc=$?
+check "8 Lua states: one chain, verified" '[ $rc -eq 0 ] && [[ "$out" == *"OK: 1 chain"* ]]'
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
