@@ -33,6 +33,8 @@
 #define MAX_SINKS 3
 #define DEFAULT_QUEUE 1024
 #define DEFAULT_REOPEN_MS 1000
+#define POOL_SLOT 64          /* bytes per value slot in the async value pool                 */
+#define POOL_MAX 4096         /* value slots at most (256 KiB of locked scratch)              */
 #define PROBE_MS 200          /* async writer retry period while every sink fails             */
 
 static const char *const outcome_names[VKS_AUDIT_OUTCOME_COUNT] = {
@@ -404,12 +406,17 @@ struct rec {
     unsigned char fp[VKS_AUDIT_FP_LEN];
     vks_secret val;         /* async only: a locked copy of the value, fingerprinted and wiped
                                by the writer (keeps the HMAC off the caller's path)          */
-    int32_t off[NSTR];      /* -1 = NULL */
-    uint32_t len[NSTR];
+    bool in_pool;           /* async only: the value sits in the pool slot at q.pool_head
+                               (pool slots are used and released in queue order)             */
+    uint32_t pool_len;
+    int16_t off[NSTR];      /* -1 = NULL; at most NSTR * FIELD_IN_MAX */
+    uint16_t len[NSTR];     /* at most FIELD_IN_MAX */
     uint32_t truncated;     /* bit per field */
     char *heap;             /* string storage when it does not fit inline (malloc) */
     char buf[REC_INLINE];
 };
+
+_Static_assert(NSTR * FIELD_IN_MAX <= INT16_MAX, "rec offsets must fit int16_t");
 
 static inline const char *rec_str(const struct rec *r, int i)
 {
@@ -458,8 +465,8 @@ static bool rec_fill(struct rec *r, const struct vks_audit_event *ev, const stru
             continue;
         }
         memcpy(dst + at, src[i], lens[i]);
-        r->off[i] = (int32_t)at;
-        r->len[i] = (uint32_t)lens[i];
+        r->off[i] = (int16_t)at;
+        r->len[i] = (uint16_t)lens[i];
         at += lens[i];
     }
     r->ts = *ts;
@@ -478,6 +485,8 @@ static bool rec_fill(struct rec *r, const struct vks_audit_event *ev, const stru
     if (fp != NULL)
         memcpy(r->fp, fp, VKS_AUDIT_FP_LEN);
     r->val = VKS_SECRET_EMPTY;
+    r->in_pool = false;
+    r->pool_len = 0;
     return true;
 }
 
@@ -606,19 +615,27 @@ struct queue {
     pthread_cond_t nonempty, drained;
     struct rec *ring;
     size_t cap, head, count;
+    /* A FIFO of POOL_SLOT-byte value slots in one locked, non-dumpable, wiped-on-fork scratch
+       mapping: a caller copies a short value here instead of taking a slot from the secret arena
+       (whose mutex the writer's frees contend for). Empty pool.data: always use the arena. */
+    vks_scratch pool;
+    size_t pool_n, pool_head, pool_count;
     bool busy, idle, stop, running, failing;
     pthread_t thread;
 };
 
 static struct {
     pthread_mutex_t cfg_lock;       /* serialises configure / shutdown                     */
-    pthread_mutex_t lock;           /* the chain, the sinks, the line buffer                */
-    atomic_bool configured, auto_tried, enabled;
+    /* Cache-line layout: the writer takes A.lock for every event, so the flags every emit reads,
+       the counter every emit bumps and the queue each get their own line (false sharing with
+       A.lock cost the async caller a cache miss per event). */
+    _Alignas(64) pthread_mutex_t lock; /* the chain, the sinks, the line buffer             */
+    _Alignas(64) atomic_bool configured, auto_tried, enabled;
     atomic_int mode, on_failure;
     atomic_bool callback, required;
     atomic_int nsinks_pub;          /* A.nsinks, readable without the lock                  */
     atomic_bool reload_keys;        /* forked: the arena (MADV_WIPEONFORK) lost the keys     */
-    struct cfg_copy cfg;
+    _Alignas(64) struct cfg_copy cfg;
     bool have_cfg;
     struct sink sinks[MAX_SINKS];
     int nsinks;
@@ -646,12 +663,13 @@ static struct {
     int syslog_facility;
     char syslog_ident[64];
     /* counters */
-    atomic_uint_fast64_t emitted, written, dropped, failures, sink_errors, unaudited, reopens;
-    struct queue q;
+    _Alignas(64) atomic_uint_fast64_t emitted;
+    _Alignas(64) atomic_uint_fast64_t written, dropped, failures, sink_errors, unaudited, reopens;
+    _Alignas(64) struct queue q;
 } A = {
     .cfg_lock = PTHREAD_MUTEX_INITIALIZER,
     .lock = PTHREAD_MUTEX_INITIALIZER,
-    .q = { .lock = PTHREAD_MUTEX_INITIALIZER, .nonempty = PTHREAD_COND_INITIALIZER,
+    .q = { .lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP, .nonempty = PTHREAD_COND_INITIALIZER,
            .drained = PTHREAD_COND_INITIALIZER },
 };
 
@@ -1251,11 +1269,16 @@ static void record_outcome(bool recorded)
     atomic_fetch_add(&A.failures, 1);
 }
 
+/*
+ * The writer takes every queued record in one step and works on them in their ring slots without
+ * q.lock: callers only append behind them (q.count still covers them), so the slots and their pool
+ * slots stay the writer's until it gives them back under q.lock after the batch. Two q.lock round
+ * trips per batch instead of two per record keep the writer off the callers' mutex.
+ */
 static void *writer_main(void *arg)
 {
     (void)arg;
     struct queue *q = &A.q;
-    struct rec *r = malloc(sizeof *r);
     pthread_mutex_lock(&q->lock);
     for (;;) {
         if (q->count == 0) {
@@ -1288,38 +1311,53 @@ static void *writer_main(void *arg)
             }
             continue;
         }
-        if (r == NULL) {
-            /* cannot copy out: count the record as lost */
-            vks_secret_free(&q->ring[q->head].val);
-            free(q->ring[q->head].heap);
-            q->head = (q->head + 1) % q->cap;
-            q->count--;
-            atomic_fetch_add(&A.failures, 1);
-            continue;
-        }
-        memcpy(r, &q->ring[q->head], sizeof *r);
-        q->head = (q->head + 1) % q->cap;
-        q->count--;
+        size_t head = q->head, n = q->count, cap = q->cap;
+        size_t pool_at = q->pool_head, pool_used = 0, pool_n = q->pool_n;
+        unsigned char *pool = q->pool.data;
         q->busy = true;
         pthread_mutex_unlock(&q->lock);
 
-        if (r->val.data != NULL) {
-            struct vks_audit_keys *k = atomic_load(&A.keys);
-            unsigned char mac[VKS_HMAC_LEN];
-            if (k != NULL && vks_hmac(&k->fp, r->val.data, r->val.len, mac)) {
-                memcpy(r->fp, mac, VKS_AUDIT_FP_LEN);
-                r->has_fp = true;
+        bool ok = true;
+        for (size_t i = 0; i < n; i++) {
+            struct rec *r = &q->ring[(head + i) % cap];
+            const unsigned char *v = NULL;
+            size_t vlen = 0;
+            unsigned char *slot = NULL;
+            if (r->in_pool) {
+                slot = pool + ((pool_at + pool_used) % pool_n) * POOL_SLOT;
+                pool_used++;
+                v = slot;
+                vlen = r->pool_len;
+            } else if (r->val.data != NULL) {
+                v = r->val.data;
+                vlen = r->val.len;
             }
-            vks_wipe(mac, sizeof mac);
-            vks_secret_free(&r->val);
+            if (v != NULL) {
+                struct vks_audit_keys *k = atomic_load(&A.keys);
+                unsigned char mac[VKS_HMAC_LEN];
+                if (k != NULL && vks_hmac(&k->fp, v, vlen, mac)) {
+                    memcpy(r->fp, mac, VKS_AUDIT_FP_LEN);
+                    r->has_fp = true;
+                }
+                vks_wipe(mac, sizeof mac);
+                if (slot != NULL)
+                    vks_wipe(slot, POOL_SLOT);
+                vks_secret_free(&r->val);
+                r->in_pool = false;
+            }
+            pthread_mutex_lock(&A.lock);
+            ok = chain_lookup(r, CAP_NONE, NULL);
+            record_outcome(ok);
+            pthread_mutex_unlock(&A.lock);
+            free(r->heap);
+            r->heap = NULL;
         }
-        pthread_mutex_lock(&A.lock);
-        bool ok = chain_lookup(r, CAP_NONE, NULL);
-        record_outcome(ok);
-        pthread_mutex_unlock(&A.lock);
-        free(r->heap);
 
         pthread_mutex_lock(&q->lock);
+        q->head = (head + n) % cap;
+        q->count -= n;
+        q->pool_head = pool_n ? (pool_at + pool_used) % pool_n : 0;
+        q->pool_count -= pool_used;
         q->busy = false;
         q->failing = !ok;
         if (q->count == 0)
@@ -1328,7 +1366,6 @@ static void *writer_main(void *arg)
     q->running = false;
     pthread_cond_broadcast(&q->drained);
     pthread_mutex_unlock(&q->lock);
-    free(r);
     return NULL;
 }
 
@@ -1351,6 +1388,21 @@ static vks_status queue_start(size_t cap, struct vks_err *err)
         }
         q->cap = cap;
         q->head = q->count = 0;
+    }
+    if (q->pool.data == NULL) {
+        /* best effort: without a locked pool every value goes through the secret arena */
+        size_t n = cap < POOL_MAX ? cap : POOL_MAX;
+        vks_scratch sc;
+        if (vks_scratch_open(n * POOL_SLOT, &sc, NULL) == VKS_OK) {
+            if (sc.locked) {
+                sc.len = n * POOL_SLOT; /* close wipes it all */
+                q->pool = sc;
+                q->pool_n = n;
+            } else {
+                vks_scratch_close(&sc);
+            }
+        }
+        q->pool_head = q->pool_count = 0;
     }
     q->stop = false;
     q->failing = false;
@@ -1857,13 +1909,18 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
     vks_secret val = VKS_SECRET_EMPTY;
     if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && capture == CAP_NONE) {
         /* the writer fingerprints a locked copy of the value: 30 ns here instead of an HMAC */
-        if (fp == NULL && ev->value != NULL &&
-            vks_secret_dup(ev->value, ev->value_len, &val, NULL) != VKS_OK) {
-            if (vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
-                fp = fpbuf;
-        }
         struct queue *q = &A.q;
+        bool want_pool = fp == NULL && ev->value != NULL && ev->value_len <= POOL_SLOT;
         pthread_mutex_lock(&q->lock);
+        bool use_pool = want_pool && q->running && q->pool.data != NULL &&
+                        q->pool_count < q->pool_n;
+        if (fp == NULL && ev->value != NULL && !use_pool) {
+            pthread_mutex_unlock(&q->lock);
+            if (vks_secret_dup(ev->value, ev->value_len, &val, NULL) != VKS_OK &&
+                vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
+                fp = fpbuf;
+            pthread_mutex_lock(&q->lock);
+        }
         if (!q->running) {
             pthread_mutex_unlock(&q->lock);
             vks_secret_free(&val);
@@ -1892,6 +1949,13 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
             return failed(err);
         }
         slot->val = val; /* the writer wipes and frees it */
+        if (use_pool) {
+            size_t at = (q->pool_head + q->pool_count) % q->pool_n;
+            memcpy(q->pool.data + at * POOL_SLOT, ev->value, ev->value_len);
+            slot->in_pool = true;
+            slot->pool_len = (uint32_t)ev->value_len;
+            q->pool_count++;
+        }
         q->count++;
         if (q->idle)
             pthread_cond_signal(&q->nonempty);
@@ -2020,6 +2084,9 @@ void vks_audit_shutdown(void)
     free(A.q.ring);
     A.q.ring = NULL;
     A.q.cap = A.q.head = A.q.count = 0;
+    if (A.q.pool.data != NULL)
+        vks_scratch_close(&A.q.pool);
+    A.q.pool_n = A.q.pool_head = A.q.pool_count = 0;
     pthread_mutex_unlock(&A.q.lock);
     pthread_mutex_unlock(&A.cfg_lock);
 }
@@ -2054,6 +2121,7 @@ static void fork_child(void)
     A.q.idle = false;
     A.q.count = 0;
     A.q.head = 0;
+    A.q.pool_head = A.q.pool_count = 0; /* the pool pages were wiped by fork (MADV_WIPEONFORK) */
     if (atomic_load(&A.keys) != NULL) {
         /* the keys lived in the arena, which fork wiped (MADV_WIPEONFORK): reload them */
         atomic_store(&A.reload_keys, true);
