@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "vks_curlmem.h"
 
@@ -103,6 +105,36 @@ Test(curlmem, large_blocks_are_dontdump_and_wipeonfork_small_ones_are_not)
     vks_curlmem_free(l);
     vks_curlmem_free(r);
     vks_curlmem_free(s);
+}
+
+Test(curlmem, a_forked_child_sees_a_wiped_large_block_and_can_free_it)
+{
+    unsigned char *l = vks_curlmem_malloc(20000);
+    cr_assert_not_null(l);
+    memset(l, 0x77, 20000);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        size_t left = 0;
+        for (size_t i = 0; i < 20000; i++)
+            left += l[i] == 0x77;
+#ifdef MADV_WIPEONFORK
+        if (left != 0)
+            _exit(2);
+#endif
+        if (vks_curlmem_size(l) != 20000)
+            _exit(3);
+        vks_curlmem_free(l);
+        struct vks_curlmem_stats st;
+        vks_curlmem_get_stats(&st);
+        _exit(st.foreign_frees == 0 && st.live_bytes == 0 ? 0 : 4);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status), "the child crashed freeing the block");
+    cr_assert_eq(WEXITSTATUS(status), 0, "child: 2 = content survived fork, 3 = header lost, 4 = bad free");
+    cr_assert_eq(l[19999], 0x77, "the parent keeps its content");
+    vks_curlmem_free(l);
 }
 
 Test(curlmem, realloc_growth_keeps_content_across_the_threshold)
