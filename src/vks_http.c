@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "vks_curlmem.h"
 #include "vks_secmem.h"
 
 #define SMALL_BODY   (64 * 1024)
@@ -51,9 +53,12 @@ struct vks_http {
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
 static CURLcode global_rc = CURLE_OK;
 
+/* libcurl is initialised by vks_curlmem (curl_global_init_mem with wiping allocators), before
+ * any other curl call of ours; when the host initialised libcurl first, curl keeps its own malloc
+ * (docs/internals/curlmem.md). */
 static void global_init(void)
 {
-    global_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+    global_rc = vks_curlmem_install() == VKS_CURLMEM_FAILED ? CURLE_FAILED_INIT : CURLE_OK;
 }
 
 int64_t vks_http_now_ms(void)
@@ -288,6 +293,19 @@ vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out
     return VKS_OK;
 }
 
+/* OpenSSL decrypts each TLS record in place in its read buffer, which it keeps for the connection
+ * (OpenSSL's heap, not libcurl's: our allocators do not see it). Cleanse the plaintext once it is
+ * handed to curl, and release idle buffers. Our libcurl is the OpenSSL build; with another TLS
+ * backend curl answers CURLE_NOT_BUILT_IN to the option and this is never called. */
+static CURLcode on_ssl_ctx(CURL *e, void *ssl_ctx, void *u)
+{
+    (void)e;
+    (void)u;
+    SSL_CTX_set_options((SSL_CTX *)ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+    SSL_CTX_set_mode((SSL_CTX *)ssl_ctx, SSL_MODE_RELEASE_BUFFERS);
+    return CURLE_OK;
+}
+
 static void lease_destroy(struct vks_http_lease *l)
 {
     if (!l)
@@ -416,6 +434,7 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
         curl_easy_setopt(e, CURLOPT_SSLKEY, h->cfg.client_key);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, h->cfg.skip_verify ? 0L : 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, h->cfg.skip_verify ? 0L : 2L);
+    curl_easy_setopt(e, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
     pthread_mutex_lock(&h->lock);
     h->stats.handles++;
     pthread_mutex_unlock(&h->lock);
@@ -460,6 +479,8 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
     curl_easy_setopt(l->easy, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(l->easy, CURLOPT_CONNECT_TO, NULL);
     curl_easy_setopt(l->easy, CURLOPT_POSTFIELDS, NULL);
+    /* memcpy carried the body (and the token) through vector registers of this thread */
+    vks_curlmem_scrub_registers();
     pthread_mutex_lock(&h->lock);
     l->next = h->idle;
     h->idle = l;

@@ -2,10 +2,11 @@
 # A process that resolved secrets through the Lua module's handles (Vault keysources, served from
 # the cache: an ENC: value and a plaintext one, 3 handles each) and then aborts leaves a core file
 # that contains none of the ENC: value's bytes, and no copy of the plaintext value made by the
-# cache or the handles. (A plaintext value also crosses libcurl's receive buffer, ordinary heap
-# that is not wiped: the one copy found is reported as a known gap of the transport.) The positive
-# control reveals the ENC: handle into a Lua string: its core must contain that secret, so the
-# check can fail. Cores are deleted once checked (the secret scan reads core* files).
+# cache or the handles, and no copy at all of the plaintext value: libcurl's buffers are wiped or
+# kept out of dumps (vks_curlmem), OpenSSL cleanses decrypted records, and the vector registers
+# that carried the body are zeroed (docs/internals/curlmem.md). The plaintext value is fetched
+# last, so every transport buffer would still hold it. The positive control reveals the ENC:
+# handle into a Lua string: its core must contain that secret, so the check can fail. Cores are deleted once checked (the secret scan reads core* files).
 #
 # core_pattern: used as it is when it names a plain file; when it is a pipe or an absolute path
 # and we are root, it points at this suite's directory for the test and is restored on exit.
@@ -49,14 +50,14 @@ cat > hold.lua <<'LUA'
 -- resolves through handles only (the values never become Lua strings), keeps them open
 local vks = require 'vault_keysource'
 HANDLES = {}
-for _, p in ipairs { 'plain', 'enc' } do
+for _, p in ipairs { 'enc', 'plain' } do -- plain last: the transport's buffers hold it
   for i = 1, 3 do -- a miss, then hits from the cache
     local h, msg, code = vks.resolve_handle({ vault_mount = 'secret', vault_path = 'cache-core/' .. p })
     if not h then error('resolve_handle ' .. p .. ': ' .. tostring(code) .. ' ' .. tostring(msg)) end
     HANDLES[#HANDLES + 1] = h
   end
 end
-if os.getenv('CACHE_REVEAL') then KEPT = HANDLES[4]:reveal() end -- the positive control (ENC: value)
+if os.getenv('CACHE_REVEAL') then KEPT = HANDLES[1]:reveal() end -- the positive control (ENC: value)
 collectgarbage()
 LUA
 
@@ -99,16 +100,16 @@ if [ -n "$held" ] && [ -s "$held" ] && grep -q 'aborting with the state alive' h
   if grep -aqF "$PW_ENC" "$held"; then bad "the core contains the decrypted ENC: value"; else ok "the core contains no decrypted ENC: value (3 handles and the cache entry held it)"; fi
   piece=${PW_ENC:9:14}
   if grep -aqF "$piece" "$held"; then bad "the core contains a 14-byte piece of the ENC: value"; else ok "the core contains no 14-byte piece of the ENC: value"; fi
-  # plaintext Vault values: the HTTP body also passes through libcurl's receive buffer (ordinary
-  # heap, not wiped: a known gap of the transport, reported in docs/internals/cache.md). The cache
-  # and the handles must not add copies: 3 handles + 1 cache entry would be 4 more.
+  # plaintext Vault values: the HTTP body crosses libcurl's and OpenSSL's buffers and the CPU's
+  # vector registers; none of those may keep a copy, and neither may the cache or the handles.
   n=$(/usr/bin/python3 -c 'import sys; print(open(sys.argv[1],"rb").read().count(sys.argv[2].encode()))' "$held" "$PW_PLAIN")
-  if [ "$n" -le 1 ]; then
-    ok "the plaintext Vault value appears $n time(s): no copy from the cache or the handles"
-    [ "$n" -eq 1 ] && echo "note   KNOWN GAP: a plaintext (non-ENC:) Vault value stays in libcurl's receive buffer; store values as ENC: envelopes"
+  if [ "$n" -eq 0 ]; then
+    ok "the core contains no copy of the plaintext Vault value (fetched last; libcurl, OpenSSL, registers, cache, handles)"
   else
-    bad "the plaintext Vault value appears $n times in the core"
+    bad "the plaintext Vault value appears $n time(s) in the core"
   fi
+  piece=${PW_PLAIN:9:14}
+  if grep -aqF "$piece" "$held"; then bad "the core contains a 14-byte piece of the plaintext value"; else ok "the core contains no 14-byte piece of the plaintext value"; fi
   if /usr/bin/python3 -c 'import sys; sys.exit(0 if open(sys.argv[2],"rb").read() in open(sys.argv[1],"rb").read() else 1)' "$held" enc.key; then
     bad "the core contains the encryption key"
   else
