@@ -17,7 +17,7 @@
 struct hdr {
     size_t size;      /* bytes asked for                                           */
     uint32_t magic;   /* MAGIC ^ the header's address: tells our blocks from others */
-    uint32_t mapped;  /* 1 = the block is its own mapping (header at its start)    */
+    uint32_t mapped;  /* 1 = the block is its own mapping (header ends page 1)     */
 };
 _Static_assert(sizeof(struct hdr) == 16, "header must keep 16-byte alignment");
 
@@ -40,10 +40,50 @@ static size_t page_size(void)
     return p > 0 ? (size_t)p : 4096;
 }
 
+/* A large block: one page whose last 16 bytes are the header, then the data pages. The header
+ * page is not wipe-on-fork, so a forked child that frees the block still finds its size. */
 static size_t map_len(size_t n)
 {
     size_t pg = page_size();
-    return (n + sizeof(struct hdr) + pg - 1) / pg * pg;
+    return pg + (n + pg - 1) / pg * pg;
+}
+
+/* libcurl 7.88 allocates (and frees) its receive buffer and a 64 KiB buffer on every transfer:
+ * freed mappings, wiped, are kept in a small pool for the next allocation of the same length
+ * instead of being unmapped (no mmap/madvise/munmap and no page faults per request). The mutex
+ * is held for O(POOL) pointer moves only. */
+#define POOL 16
+static struct { void *map; size_t len; } g_pool[POOL];
+static int g_pool_n;
+static pthread_mutex_t g_pool_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void *pool_take(size_t len)
+{
+    void *m = NULL;
+    pthread_mutex_lock(&g_pool_lock);
+    for (int i = g_pool_n - 1; i >= 0; i--) {
+        if (g_pool[i].len == len) {
+            m = g_pool[i].map;
+            g_pool[i] = g_pool[--g_pool_n];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g_pool_lock);
+    return m;
+}
+
+static bool pool_give(void *m, size_t len)
+{
+    bool kept = false;
+    pthread_mutex_lock(&g_pool_lock);
+    if (g_pool_n < POOL) {
+        g_pool[g_pool_n].map = m;
+        g_pool[g_pool_n].len = len;
+        g_pool_n++;
+        kept = true;
+    }
+    pthread_mutex_unlock(&g_pool_lock);
+    return kept;
 }
 
 void *vks_curlmem_malloc(size_t n)
@@ -54,15 +94,19 @@ void *vks_curlmem_malloc(size_t n)
     uint32_t mapped = 0;
     if (n >= VKS_CURLMEM_MMAP_MIN) {
         size_t len = map_len(n);
-        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        void *m = pool_take(len);
+        if (m)
+            goto have_map; /* wiped when pooled; the advice stays with the mapping */
+        m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (m == MAP_FAILED)
             return NULL;
         /* best effort: a kernel without one of these still gets a working (wiped) buffer */
         (void)madvise(m, len, MADV_DONTDUMP);
 #ifdef MADV_WIPEONFORK
-        (void)madvise(m, len, MADV_WIPEONFORK);
+        (void)madvise((unsigned char *)m + page_size(), len - page_size(), MADV_WIPEONFORK);
 #endif
-        h = m;
+    have_map:
+        h = (struct hdr *)((unsigned char *)m + page_size()) - 1;
         mapped = 1;
         atomic_fetch_add_explicit(&g_mapped, 1, memory_order_relaxed);
     } else {
@@ -101,8 +145,10 @@ void vks_curlmem_free(void *p)
     atomic_fetch_sub_explicit(&g_live, n, memory_order_relaxed);
     if (h->mapped) {
         size_t len = map_len(n);
-        vks_wipe(h, len);
-        munmap(h, len);
+        vks_wipe(h, sizeof *h + n);
+        void *m = (unsigned char *)(h + 1) - page_size();
+        if (!pool_give(m, len))
+            munmap(m, len);
     } else {
         vks_wipe(h, sizeof *h + n);
         free(h);
@@ -164,7 +210,8 @@ void *vks_curlmem_calloc(size_t nmemb, size_t size)
         return NULL;
     size_t n = nmemb * size;
     void *p = vks_curlmem_malloc(n);
-    if (p && n < VKS_CURLMEM_MMAP_MIN) /* fresh mappings are already zero */
+    /* mappings are all zero: fresh ones, and pooled ones (wiped over every byte a user could reach) */
+    if (p && n < VKS_CURLMEM_MMAP_MIN)
         memset(p, 0, n);
     return p;
 }
@@ -213,33 +260,20 @@ void vks_curlmem_get_stats(struct vks_curlmem_stats *out)
 /* ------------------------------------------------------------------ vector registers */
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("avx512f"), noinline)) static void zero_zmm16_31(void)
+/* 128-bit EVEX forms: they zero the whole register (bits up to 511) without the 512-bit operations
+ * that would change the core's power state. Registers 16-31 have no SSE/AVX transition state. */
+__attribute__((target("avx512f,avx512vl"), noinline)) static void zero_xmm16_31(void)
 {
-    __asm__ volatile("vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
-                     "vpxord %%zmm18, %%zmm18, %%zmm18\n\tvpxord %%zmm19, %%zmm19, %%zmm19\n\t"
-                     "vpxord %%zmm20, %%zmm20, %%zmm20\n\tvpxord %%zmm21, %%zmm21, %%zmm21\n\t"
-                     "vpxord %%zmm22, %%zmm22, %%zmm22\n\tvpxord %%zmm23, %%zmm23, %%zmm23\n\t"
-                     "vpxord %%zmm24, %%zmm24, %%zmm24\n\tvpxord %%zmm25, %%zmm25, %%zmm25\n\t"
-                     "vpxord %%zmm26, %%zmm26, %%zmm26\n\tvpxord %%zmm27, %%zmm27, %%zmm27\n\t"
-                     "vpxord %%zmm28, %%zmm28, %%zmm28\n\tvpxord %%zmm29, %%zmm29, %%zmm29\n\t"
-                     "vpxord %%zmm30, %%zmm30, %%zmm30\n\tvpxord %%zmm31, %%zmm31, %%zmm31"
+    __asm__ volatile("vpxord %%xmm16, %%xmm16, %%xmm16\n\tvpxord %%xmm17, %%xmm17, %%xmm17\n\t"
+                     "vpxord %%xmm18, %%xmm18, %%xmm18\n\tvpxord %%xmm19, %%xmm19, %%xmm19\n\t"
+                     "vpxord %%xmm20, %%xmm20, %%xmm20\n\tvpxord %%xmm21, %%xmm21, %%xmm21\n\t"
+                     "vpxord %%xmm22, %%xmm22, %%xmm22\n\tvpxord %%xmm23, %%xmm23, %%xmm23\n\t"
+                     "vpxord %%xmm24, %%xmm24, %%xmm24\n\tvpxord %%xmm25, %%xmm25, %%xmm25\n\t"
+                     "vpxord %%xmm26, %%xmm26, %%xmm26\n\tvpxord %%xmm27, %%xmm27, %%xmm27\n\t"
+                     "vpxord %%xmm28, %%xmm28, %%xmm28\n\tvpxord %%xmm29, %%xmm29, %%xmm29\n\t"
+                     "vpxord %%xmm30, %%xmm30, %%xmm30\n\tvpxord %%xmm31, %%xmm31, %%xmm31"
                      ::: "xmm16", "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23",
                          "xmm24", "xmm25", "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31");
-}
-
-__attribute__((target("avx512f"), noinline)) static void zero_zmm0_15(void)
-{
-    /* vzeroall leaves bits 511:256 of zmm0-15 alone; vpxord clears the whole register */
-    __asm__ volatile("vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\t"
-                     "vpxord %%zmm2, %%zmm2, %%zmm2\n\tvpxord %%zmm3, %%zmm3, %%zmm3\n\t"
-                     "vpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
-                     "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"
-                     "vpxord %%zmm8, %%zmm8, %%zmm8\n\tvpxord %%zmm9, %%zmm9, %%zmm9\n\t"
-                     "vpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
-                     "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
-                     "vpxord %%zmm14, %%zmm14, %%zmm14\n\tvpxord %%zmm15, %%zmm15, %%zmm15"
-                     ::: "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",
-                         "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15");
 }
 
 __attribute__((target("avx"), noinline)) static void zero_ymm0_15(void)
@@ -262,11 +296,10 @@ __attribute__((noinline)) static void zero_xmm0_15(void)
 
 void vks_curlmem_scrub_registers(void)
 {
-    if (__builtin_cpu_supports("avx512f")) {
-        zero_zmm0_15();
-        zero_zmm16_31();
-    } else if (__builtin_cpu_supports("avx")) {
-        zero_ymm0_15();
+    if (__builtin_cpu_supports("avx")) {
+        zero_ymm0_15(); /* vzeroall: all bits of zmm0-15 on AVX-512 machines, and a clean upper state */
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl"))
+            zero_xmm16_31();
     } else {
         zero_xmm0_15();
     }

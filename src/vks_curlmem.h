@@ -6,13 +6,14 @@
  *    with vks_wipe before releasing it (realloc always moves: the old block is wiped, never left
  *    to the C library's realloc).
  *  - Blocks of VKS_CURLMEM_MMAP_MIN bytes or more (curl's 16 KiB receive buffer and 64 KiB upload
- *    buffer) are a private anonymous mapping each, with MADV_DONTDUMP and MADV_WIPEONFORK; smaller
- *    ones come from malloc and are wiped on free.
+ *    buffer) are a private anonymous mapping each, with MADV_DONTDUMP, and MADV_WIPEONFORK on the
+ *    data pages (the header sits alone at the end of the first page, so a forked child can still
+ *    free the block); smaller ones come from malloc and are wiped on free.
  *
  * Ownership: vks_curlmem_install is called once per process by vks_http before any other curl
  * call the module makes; the allocator functions are curl's (curl owns every block they return).
- * Thread-safety: every function is safe from any thread; the only shared state is atomic counters
- * and a pthread_once.
+ * Thread-safety: every function is safe from any thread; the shared state is atomic counters, a
+ * pthread_once, and a 16-entry pool of freed (wiped) mappings under a mutex held for O(16) work.
  */
 #ifndef VKS_CURLMEM_H
 #define VKS_CURLMEM_H
