@@ -6,6 +6,7 @@
 #include "lvks.h"
 
 #include <dlfcn.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,13 +21,25 @@
 
 /* ------------------------------------------------------------------ extensions */
 
+/* Extensions register from constructors while the module is being loaded; Lua states on other
+ * threads read the table afterwards. The count is published with release/acquire ordering so that
+ * a reader that sees N entries also sees their pointers (the loader's own lock makes this true in
+ * practice, but ThreadSanitizer cannot see that lock). */
 static const struct lvks_extension *exts[LVKS_EXT_MAX];
-static int nexts;
+static _Atomic int ext_count;
 
 void lvks_register_extension(const struct lvks_extension *ext)
 {
-    if (ext != NULL && nexts < LVKS_EXT_MAX)
-        exts[nexts++] = ext;
+    int n = atomic_load_explicit(&ext_count, memory_order_relaxed);
+    if (ext != NULL && n < LVKS_EXT_MAX) {
+        exts[n] = ext;
+        atomic_store_explicit(&ext_count, n + 1, memory_order_release);
+    }
+}
+
+static inline int extensions(void)
+{
+    return atomic_load_explicit(&ext_count, memory_order_acquire);
 }
 
 /* ------------------------------------------------------------------ codes and failures */
@@ -79,7 +92,7 @@ static int setup_box_gc(lua_State *L)
 {
     struct setup_box *b = luaL_checkudata(L, 1, SETUP_BOX);
     vks_config_clear(&b->cfg);
-    for (int i = 0; i < nexts; i++) {
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
         if (!b->done[i] && b->prepared[i] != NULL && exts[i]->discard != NULL)
             exts[i]->discard(b->prepared[i]);
         b->prepared[i] = NULL;
@@ -317,7 +330,7 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
         *evbox = ev.value; /* owned by the box until vks_resolve takes it */
     }
 
-    for (int i = 0; i < nexts; i++)
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++)
         if (exts[i]->before_lookup != NULL)
             exts[i]->before_lookup(L);
 
@@ -332,7 +345,7 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
             *evbox = ev.value;
     }
 
-    for (int i = 0; i < nexts; i++)
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++)
         if (exts[i]->after_lookup != NULL)
             exts[i]->after_lookup(L);
 
@@ -369,7 +382,7 @@ static void raise_err(lua_State *L, const struct vks_err *err)
 
 static bool is_ext_name(const char *name, int *which)
 {
-    for (int i = 0; i < nexts; i++)
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++)
         if (exts[i]->name != NULL && strcmp(exts[i]->name, name) == 0) {
             *which = i;
             return true;
@@ -481,7 +494,7 @@ static int l_setup(lua_State *L)
     if (vks_config_finish(&b->cfg, &err) != VKS_OK)
         raise_err(L, &err);
 
-    for (int i = 0; i < nexts; i++) {
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
         if (exts[i]->prepare == NULL)
             continue;
         if (opts)
@@ -512,7 +525,7 @@ static int l_setup(lua_State *L)
     vks_status cst = VKS_OK;
     struct vks_err cerr;
     vks_err_clear(&cerr);
-    for (int i = 0; i < nexts; i++) {
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
         if (b->done[i])
             continue;
         b->done[i] = true;
@@ -573,7 +586,7 @@ __attribute__((visibility("default"))) int luaopen_vault_keysource(lua_State *L)
     int mod = lua_gettop(L);
     lua_pushliteral(L, "vault_keysource 0.1");
     lua_setfield(L, mod, "_VERSION");
-    for (int i = 0; i < nexts; i++)
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++)
         if (exts[i]->open != NULL) {
             exts[i]->open(L, mod);
             lua_settop(L, mod);
