@@ -419,6 +419,9 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(e, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    /* HTTP/1.1 only: over h2 the token header would also sit in nghttp2's HPACK table (its own
+     * malloc, outside the arena and vks_curlmem) for the connection's life. */
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_NODELAY, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "vault-keysource/1");
