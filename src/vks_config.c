@@ -99,27 +99,6 @@ void vks_config_clear(struct vks_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
-static const char *type_of(const struct vks_field *f)
-{
-    switch (f->type) {
-    case VKS_FT_STRING: return "string";
-    case VKS_FT_INTEGER:
-    case VKS_FT_NUMBER: return "number";
-    case VKS_FT_BOOLEAN: return "boolean";
-    case VKS_FT_TABLE: return "table";
-    case VKS_FT_OTHER: break;
-    }
-    return f->type_name != NULL ? f->type_name : "value";
-}
-
-static bool printable(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
-    return true;
-}
-
 /* ------------------------------------------------------------------ shared parsers */
 
 vks_status vks_parse_bool(const struct vks_field *f, const char *what, bool *out, struct vks_err *err)
@@ -153,7 +132,7 @@ vks_status vks_parse_duration_ms(const struct vks_field *f, const char *what, lo
         secs = (double)f->ival;
     } else if (f->type == VKS_FT_NUMBER) {
         secs = f->dval;
-    } else if (f->type == VKS_FT_STRING && f->len > 0 && f->len < 32 && printable(f->str, f->len)) {
+    } else if (f->type == VKS_FT_STRING && f->len > 0 && f->len < 32 && !vks_has_control(f->str, f->len)) {
         char buf[32];
         memcpy(buf, f->str, f->len);
         buf[f->len] = '\0';
@@ -184,7 +163,7 @@ vks_status vks_parse_duration_ms(const struct vks_field *f, const char *what, lo
 bad:
     return vks_err_set(err, VKS_E_CONFIG,
                        "%s must be a duration: seconds as a number, or a string like \"30s\", "
-                       "\"500ms\", \"2m\" (got a %s)", what, type_of(f));
+                       "\"500ms\", \"2m\" (got a %s)", what, vks_field_type_name(f));
 }
 
 vks_status vks_parse_size(const struct vks_field *f, const char *what, size_t *out, struct vks_err *err)
@@ -228,9 +207,9 @@ static vks_status set_string(char **dst, const struct vks_field *f, const char *
                              struct vks_err *err)
 {
     if (f->type != VKS_FT_STRING)
-        return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, type_of(f));
+        return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, vks_field_type_name(f));
     if ((f->len == 0 && !allow_empty) || f->len > VKS_PATH_MAX || memchr(f->str, '\0', f->len) != NULL ||
-        !printable(f->str, f->len))
+        vks_has_control(f->str, f->len))
         return vks_err_set(err, VKS_E_CONFIG, "%s must be a non-empty printable string of at most %d bytes",
                            what, VKS_PATH_MAX);
     char *p = malloc(f->len + 1);
@@ -251,7 +230,7 @@ static vks_status apply(struct vks_config *cfg, const struct opt *o, const struc
     switch (o->kind) {
     case OPT_ADDRESS: {
         if (f->type != VKS_FT_STRING)
-            return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, type_of(f));
+            return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, vks_field_type_name(f));
         struct vks_err ae;
         vks_err_clear(&ae);
         if (vks_address_validate(f->str, f->len, what, &ae) != VKS_OK)
@@ -270,9 +249,9 @@ static vks_status apply(struct vks_config *cfg, const struct opt *o, const struc
         return set_string((char **)(base + o->off), f, what, false, err);
     case OPT_SECRET: {
         if (f->type != VKS_FT_STRING)
-            return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, type_of(f));
+            return vks_err_set(err, VKS_E_CONFIG, "%s must be a string, not a %s", what, vks_field_type_name(f));
         if (f->len == 0 || f->len > VKS_SECRET_MAX || memchr(f->str, '\0', f->len) != NULL ||
-            !printable(f->str, f->len))
+            vks_has_control(f->str, f->len))
             return vks_err_set(err, VKS_E_CONFIG, "%s must be 1 to %d printable bytes", what, VKS_SECRET_MAX);
         vks_secret *dst = (vks_secret *)(base + o->off);
         vks_secret tmp = VKS_SECRET_EMPTY;
@@ -338,7 +317,7 @@ vks_status vks_config_set(struct vks_config *cfg, const struct vks_field *f, str
             snprintf(what, sizeof what, "setup option %s", opts[i].name);
             return apply(cfg, &opts[i], f, what, err);
         }
-    if (strlen(f->name) > 64 || !printable(f->name, strlen(f->name)))
+    if (strlen(f->name) > 64 || vks_has_control(f->name, strlen(f->name)))
         return vks_err_set(err, VKS_E_CONFIG, "unknown setup option");
     return vks_err_set(err, VKS_E_CONFIG, "unknown setup option %s", f->name);
 }

@@ -74,7 +74,7 @@ static int classify(const char *name)
     return K_OTHER;
 }
 
-static const char *type_of(const struct vks_field *f)
+const char *vks_field_type_name(const struct vks_field *f)
 {
     switch (f->type) {
     case VKS_FT_STRING: return "string";
@@ -87,7 +87,7 @@ static const char *type_of(const struct vks_field *f)
     return f->type_name != NULL ? f->type_name : "value";
 }
 
-static bool has_control(const char *s, size_t len)
+bool vks_has_control(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -113,13 +113,13 @@ static vks_status want_name(const struct vks_field *f, size_t max, bool allow_em
 {
     if (f->type != VKS_FT_STRING)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource field %s must be a string, not a %s",
-                           f->name, type_of(f));
+                           f->name, vks_field_type_name(f));
     if (f->len == 0 && !allow_empty)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource field %s must not be empty", f->name);
     if (f->len > max)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource field %s is longer than %zu bytes",
                            f->name, max);
-    if (memchr(f->str, '\0', f->len) != NULL || has_control(f->str, f->len))
+    if (memchr(f->str, '\0', f->len) != NULL || vks_has_control(f->str, f->len))
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
                            "keysource field %s contains a NUL or control character", f->name);
     return VKS_OK;
@@ -180,7 +180,7 @@ static vks_status parse_uint_field(const struct vks_field *f, long long max, lon
     }
 bad:
     return vks_err_set(err, code, "%s %s must be a whole number, not a %s%s", what, f->name,
-                       f->type == VKS_FT_STRING ? "non-numeric " : "", type_of(f));
+                       f->type == VKS_FT_STRING ? "non-numeric " : "", vks_field_type_name(f));
 }
 
 vks_status vks_kv_version_parse(const struct vks_field *f, int *out, struct vks_err *err)
@@ -216,7 +216,7 @@ vks_status vks_address_validate(const char *addr, size_t len, const char *what, 
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s is empty", what);
     if (len > VKS_ADDRESS_MAX)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s is longer than %d bytes", what, VKS_ADDRESS_MAX);
-    if (memchr(addr, '\0', len) != NULL || has_control(addr, len) || memchr(addr, ' ', len) != NULL)
+    if (memchr(addr, '\0', len) != NULL || vks_has_control(addr, len) || memchr(addr, ' ', len) != NULL)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s contains a space, NUL or control character",
                            what);
     bool show = memchr(addr, '@', len) == NULL;
@@ -370,7 +370,7 @@ static vks_status fill_vault(const struct vks_field *const *kf, struct vks_keyso
     if (f != NULL) {
         if (f->type != VKS_FT_STRING)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
-                               "keysource field vault_address must be a string, not a %s", type_of(f));
+                               "keysource field vault_address must be a string, not a %s", vks_field_type_name(f));
         if ((st = vks_address_validate(f->str, f->len, "keysource field vault_address", err)) != VKS_OK)
             return st;
         if ((st = set_name(&ks->address, f, err)) != VKS_OK)
@@ -383,9 +383,9 @@ static vks_status fill_vault(const struct vks_field *const *kf, struct vks_keyso
     if (f != NULL) {
         if (f->type != VKS_FT_STRING)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
-                               "keysource field vault_token must be a string, not a %s", type_of(f));
+                               "keysource field vault_token must be a string, not a %s", vks_field_type_name(f));
         if (f->len == 0 || f->len > VKS_SECRET_MAX || memchr(f->str, '\0', f->len) != NULL ||
-            has_control(f->str, f->len))
+            vks_has_control(f->str, f->len))
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
                                "keysource field vault_token must be 1 to %d printable bytes",
                                VKS_SECRET_MAX);
@@ -444,7 +444,7 @@ vks_status vks_keysource_from_fields(const struct vks_field *fields, size_t n,
         }
         if (c == K_UNKNOWN_VAULT) {
             /* A misspelt vault_* key would otherwise silently fall back to a default: refuse it. */
-            if (has_control(name, strlen(name)) || strlen(name) > 64)
+            if (vks_has_control(name, strlen(name)) || strlen(name) > 64)
                 return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource has an unknown vault_ field");
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
                                "keysource has an unknown field %s (known vault_ fields: vault_mount, "
@@ -458,7 +458,7 @@ vks_status vks_keysource_from_fields(const struct vks_field *fields, size_t n,
         /* Data comes first in KumoMTA's untagged enum: it wins over vault_* and event_*. */
         if (kd->type != VKS_FT_STRING)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource field key_data must be a string, not a %s",
-                               type_of(kd));
+                               vks_field_type_name(kd));
         if (kd->len > VKS_SECRET_MAX)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource field key_data is longer than %d bytes",
                                VKS_SECRET_MAX);
@@ -486,7 +486,7 @@ vks_status vks_keysource_from_fields(const struct vks_field *fields, size_t n,
         if (ea->type != VKS_FT_TABLE)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
                                "keysource field event_args must be a table (a list of arguments), not a %s",
-                               type_of(ea));
+                               vks_field_type_name(ea));
         out->event_name = dup_n(en->str, en->len);
         if (out->event_name == NULL)
             return vks_err_set(err, VKS_E_NOMEM, "out of memory for keysource field event_name");

@@ -126,6 +126,13 @@ vks_status vks_address_validate(const char *addr, size_t len, const char *what, 
 /* True when addr (already valid) names a loopback host: localhost, 127.0.0.0/8 or [::1]. */
 bool vks_address_is_loopback(const char *addr);
 
+/* The Lua-facing type name of a field ("string", "number", "boolean", "table", or the binding's
+ * own type_name), for "expected X, got Y" messages. Shared with the config parser. Reentrant. */
+const char *vks_field_type_name(const struct vks_field *f);
+
+/* True when s[0..len) holds a control byte (< 0x20 or DEL). Shared with the config parser. */
+bool vks_has_control(const char *s, size_t len);
+
 /* Parses a kv_version value: 1, 2, "1", "2", "auto" (also used by the config). */
 vks_status vks_kv_version_parse(const struct vks_field *f, int *out, struct vks_err *err);
 
