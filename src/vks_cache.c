@@ -735,6 +735,31 @@ static vks_status copy_out_locked(struct entry *e, vks_secret *out, struct vks_e
     return st;
 }
 
+/* Answers a lookup from e's last failed fetch: with serve_stale, a copy of the last good value
+ * marked stale; otherwise the remembered failure (a negative answer). Caller holds g.mu. */
+static vks_status answer_from_failure_locked(struct entry *e, int64_t now, bool serve_stale,
+                                             vks_secret *out, struct vks_cache_info *info,
+                                             struct vks_err *err, struct entry **dead)
+{
+    vks_status rc;
+    if (serve_stale) {
+        rc = copy_out_locked(e, out, err, dead);
+        if (rc == VKS_OK) {
+            info->outcome = VKS_CACHE_STALE;
+            info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+            info->fetch_status = e->last_status;
+            info_set_meta(info, e->meta);
+            g.st.stale++;
+        }
+        return rc;
+    }
+    rc = vks_err_set(err, e->last_status, "%s", e->last_msg ? e->last_msg : vks_status_code(e->last_status));
+    info->outcome = VKS_CACHE_NEGATIVE;
+    info->fetch_status = rc;
+    g.st.negative++;
+    return rc;
+}
+
 /* A fetch failed for lack of arena space: evicts up to COPY_RETRIES idle least recently used
  * entries (not `keep`) and says whether any was dropped (then the fetch is worth one retry).
  * Nothing is evicted when the arena refuses everything (require_locked without a lock). */
@@ -894,22 +919,7 @@ restart:
             goto out_unlock;
         }
         if (now < e->neg_until && e->last_status != VKS_OK) {
-            if (e->has_value) {
-                rc = copy_out_locked(e, out, err, &dead);
-                if (rc == VKS_OK) {
-                    info->outcome = VKS_CACHE_STALE;
-                    info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
-                    info->fetch_status = e->last_status;
-                    info_set_meta(info, e->meta);
-                    g.st.stale++;
-                }
-            } else {
-                rc = vks_err_set(err, e->last_status, "%s",
-                                 e->last_msg ? e->last_msg : vks_status_code(e->last_status));
-                info->outcome = VKS_CACHE_NEGATIVE;
-                info->fetch_status = rc;
-                g.st.negative++;
-            }
+            rc = answer_from_failure_locked(e, now, e->has_value, out, info, err, &dead);
             if (waited)
                 g.st.coalesced++;
             goto out_unlock;
@@ -929,23 +939,9 @@ restart:
                 goto restart;
             if (e->gen != gen && e->last_status != VKS_OK && !is_local(e->last_status)) {
                 now = now_ns();
-                if (e->has_value && vks_cache_status_is_transient(e->last_status) &&
-                    now < stale_limit(e)) {
-                    rc = copy_out_locked(e, out, err, &dead);
-                    if (rc == VKS_OK) {
-                        info->outcome = VKS_CACHE_STALE;
-                        info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
-                        info->fetch_status = e->last_status;
-                        info_set_meta(info, e->meta);
-                        g.st.stale++;
-                    }
-                } else {
-                    rc = vks_err_set(err, e->last_status, "%s",
-                                     e->last_msg ? e->last_msg : vks_status_code(e->last_status));
-                    info->outcome = VKS_CACHE_NEGATIVE;
-                    info->fetch_status = rc;
-                    g.st.negative++;
-                }
+                bool serve_stale = e->has_value && vks_cache_status_is_transient(e->last_status) &&
+                                   now < stale_limit(e);
+                rc = answer_from_failure_locked(e, now, serve_stale, out, info, err, &dead);
                 g.st.coalesced++;
                 goto out_unlock;
             }
