@@ -788,6 +788,30 @@ static vks_status token_self(struct vks_vault *v, const vks_secret *tok, bool re
 }
 
 /* Gets a private copy of the client's token, logging in / renewing first when due. */
+/*
+ * Runs lookup-self (renew false) or renew-self (renew true) for the client's current token while
+ * the auth lock is released. Called and returns with v->auth_lock held; sets v->busy meanwhile so
+ * that no other thread starts the same work, then clears it and wakes the waiters. The token is
+ * used through a private arena copy; *gen_out is the token generation the answer belongs to.
+ */
+static vks_status token_self_unlocked(struct vks_vault *v, bool renew, int64_t deadline, long *status,
+                                      int64_t *ttl, bool *ren, char *acc, size_t acc_cap,
+                                      unsigned *gen_out, struct vks_err *err)
+{
+    v->busy = true;
+    vks_secret copy = VKS_SECRET_EMPTY;
+    vks_status st = vks_secret_dup(v->token.data, v->token.len, &copy, NULL);
+    *gen_out = v->generation;
+    pthread_mutex_unlock(&v->auth_lock);
+    if (st == VKS_OK)
+        st = token_self(v, &copy, renew, deadline, status, ttl, ren, acc, acc_cap, err);
+    vks_secret_free(&copy);
+    pthread_mutex_lock(&v->auth_lock);
+    v->busy = false;
+    pthread_cond_broadcast(&v->auth_cv);
+    return st;
+}
+
 static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok *t, char *acc, size_t acc_cap,
                                struct vks_err *err)
 {
@@ -837,23 +861,14 @@ static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok
         if (v->cfg.auth == VKS_AUTH_TOKEN && !v->looked_up && !v->busy && !tried_lookup &&
             now >= v->next_lookup_try_ms) {
             /* Once: learn the accessor (for audit) and the TTL (for renewal) of a static token. */
-            v->busy = true;
-            vks_secret copy = VKS_SECRET_EMPTY;
-            vks_status cs = vks_secret_dup(v->token.data, v->token.len, &copy, NULL);
-            unsigned gen = v->generation;
-            pthread_mutex_unlock(&v->auth_lock);
             long status = 0;
             int64_t ttl = 0;
             bool ren = false;
             char nacc[64] = "";
+            unsigned gen;
             struct vks_err ignored;
-            vks_status ls = cs == VKS_OK ? token_self(v, &copy, false, deadline, &status, &ttl, &ren, nacc,
-                                                      sizeof nacc, &ignored)
-                                         : cs;
-            vks_secret_free(&copy);
-            pthread_mutex_lock(&v->auth_lock);
-            v->busy = false;
-            pthread_cond_broadcast(&v->auth_cv);
+            vks_status ls = token_self_unlocked(v, false, deadline, &status, &ttl, &ren, nacc, sizeof nacc,
+                                                &gen, &ignored);
             tried_lookup = true;
             if (status != 0)
                 v->looked_up = true; /* an answer (even 403) settles it */
@@ -870,21 +885,12 @@ static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok
         if (v->renewable && v->ttl_s > 0 && !v->busy && now >= v->obtained_ms + v->ttl_s * 2000 / 3 &&
             now >= v->next_renew_try_ms) {
             /* Single-flight renewal: this thread renews, the others keep using the current token. */
-            v->busy = true;
-            vks_secret copy = VKS_SECRET_EMPTY;
-            vks_status cs = vks_secret_dup(v->token.data, v->token.len, &copy, NULL);
-            unsigned gen = v->generation;
-            pthread_mutex_unlock(&v->auth_lock);
             long status = 0;
             int64_t ttl = 0;
             bool ren = false;
+            unsigned gen;
             struct vks_err rerr;
-            vks_status rs = cs == VKS_OK ? token_self(v, &copy, true, deadline, &status, &ttl, &ren, NULL, 0, &rerr)
-                                         : cs;
-            vks_secret_free(&copy);
-            pthread_mutex_lock(&v->auth_lock);
-            v->busy = false;
-            pthread_cond_broadcast(&v->auth_cv);
+            vks_status rs = token_self_unlocked(v, true, deadline, &status, &ttl, &ren, NULL, 0, &gen, &rerr);
             if (gen == v->generation) {
                 if (rs == VKS_OK) {
                     v->ttl_s = ttl;
