@@ -61,6 +61,16 @@ static void global_init(void)
     global_rc = vks_curlmem_install() == VKS_CURLMEM_FAILED ? CURLE_FAILED_INIT : CURLE_OK;
 }
 
+/* Every path into libcurl goes through this first: a curl object allocated before the
+ * allocators are installed would later be freed through ours (a header read before the block). */
+static vks_status ensure_global(struct vks_err *err)
+{
+    pthread_once(&global_once, global_init);
+    if (global_rc != CURLE_OK)
+        return vks_err_set(err, VKS_E_INTERNAL, "libcurl initialisation failed: %s", curl_easy_strerror(global_rc));
+    return VKS_OK;
+}
+
 int64_t vks_http_now_ms(void)
 {
     struct timespec ts;
@@ -152,7 +162,9 @@ vks_status vks_http_check_address(const char *address, bool allow_http, char *ou
     if (!scheme)
         return vks_err_set(err, VKS_E_CONFIG,
                            "Vault address '%.200s' must start with https:// (or http:// for loopback)", shown);
-    vks_status st = VKS_OK;
+    vks_status st = ensure_global(err);
+    if (st != VKS_OK)
+        return st;
     CURLU *u = curl_url();
     char *host = NULL, *port = NULL, *path = NULL, *user = NULL, *query = NULL, *frag = NULL;
     if (!u)
@@ -260,9 +272,9 @@ vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out
     if (!cfg || !out)
         return vks_err_set(err, VKS_E_INVALID_ARG, "vks_http_new: bad arguments");
     *out = NULL;
-    pthread_once(&global_once, global_init);
-    if (global_rc != CURLE_OK)
-        return vks_err_set(err, VKS_E_INTERNAL, "libcurl initialisation failed: %s", curl_easy_strerror(global_rc));
+    vks_status gst = ensure_global(err);
+    if (gst != VKS_OK)
+        return gst;
     struct vks_http *h = calloc(1, sizeof *h);
     if (!h)
         return vks_err_set(err, VKS_E_NOMEM, "out of memory");
