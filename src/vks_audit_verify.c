@@ -357,11 +357,14 @@ int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out)
                         h->chain, h->seq, h->line);
         } else {
             char where[8] = "-";
-            v->lines++; /* report it after the last line */
+            bool first = v->problems == 0;
+            v->lines++; /* the message places it after the last line */
             problem(v, NULL, -1, where,
                     "anchored head %.64s not found: the log was truncated after it, or this is "
                     "not the log it was taken from", h->mac);
             v->lines--;
+            if (first)
+                v->first_bad_line = 0; /* a problem of no one line (see vks_audit.h) */
         }
     }
     if (v->nchains == 0 && v->problems == 0) {
