@@ -13,6 +13,10 @@
 
 #include "vks_hmac.h"
 
+/* Sequence numbers beyond 2^53 cannot come from a writer (they would not even survive a JSON
+ * reader that uses doubles) and would overflow the seq + 1 arithmetic below: malformed. */
+#define MAX_SEQ (1LL << 53)
+
 struct chain {
     char id[33];
     char key_id[24];
@@ -227,7 +231,7 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
     const char *key_id = get_str(o, "key_id");
     if (!get_int(o, "v", &ver) || ver != VKS_AUDIT_SCHEMA_VERSION || id == NULL ||
         strlen(id) != 32 || !is_hex(id, 32) || !get_int(o, "seq", &seq) || seq < 0 ||
-        type == NULL || prev == NULL || strlen(prev) != 64 || !is_hex(prev, 64) || mac == NULL ||
+        seq > MAX_SEQ || type == NULL || prev == NULL || strlen(prev) != 64 || !is_hex(prev, 64) || mac == NULL ||
         strlen(mac) != 64 || !is_hex(mac, 64) || key_id == NULL) {
         json_object_put(o);
         v->bad_lines++;
