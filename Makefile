@@ -13,7 +13,9 @@
 #   src/*.c              -> $(BUILD)/libvks.a          (the C core, no Lua)
 #   plugin/*.c           -> $(BUILD)/vault_keysource.so (exports only luaopen_vault_keysource)
 #   cli/*.c              -> $(BUILD)/vks               (operator CLI)
+#   common/*.cpp         -> $(BUILD)/libvkstoml.a      (toml++ behind a C API, host and agent)
 #   host/*.c host/*.cpp  -> $(BUILD)/vks-policy        (KumoMTA-style policy host)
+#   agent/*.c            -> $(BUILD)/vks-agent         (the MTA-facing daemon, libevent)
 #   tests/vault-dev/*.c  -> $(BUILD)/vault-dev         (Vault-compatible development server)
 #   tests/unit/test_*.c  -> $(BUILD)/tests/test_*      (Criterion, one binary per file)
 #   tests/helpers/*.c    -> $(BUILD)/tests/helpers/*   (small programs the integration tests run)
@@ -55,6 +57,8 @@ PKG_LIBS   := $(shell pkg-config --libs libcurl json-c openssl 2>/dev/null)
 LUA_CFLAGS := $(shell pkg-config --cflags lua5.4 2>/dev/null)
 LUA_LIBS   := $(shell pkg-config --libs lua5.4 2>/dev/null)
 MHD_LIBS   := $(shell pkg-config --libs libmicrohttpd 2>/dev/null)
+EVENT_CFLAGS := $(shell pkg-config --cflags libevent libevent_pthreads 2>/dev/null)
+EVENT_LIBS := $(shell pkg-config --libs libevent libevent_pthreads 2>/dev/null)
 CRIT_LIBS  := $(shell pkg-config --libs criterion 2>/dev/null)
 
 CFLAGS   := $(CFLAGS_COMMON) -Isrc $(PKG_CFLAGS)
@@ -70,6 +74,10 @@ CLI_OBJ    := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 HOST_SRC   := $(wildcard host/*.c)
 HOST_CXX   := $(wildcard host/*.cpp)
 HOST_OBJ   := $(HOST_SRC:%.c=$(BUILD)/obj/%.o) $(HOST_CXX:%.cpp=$(BUILD)/obj/%.o)
+TOML_CXX   := $(wildcard common/*.cpp)
+TOML_OBJ   := $(TOML_CXX:%.cpp=$(BUILD)/obj/%.o)
+AGENT_SRC  := $(wildcard agent/*.c)
+AGENT_OBJ  := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
 DEV_SRC    := $(wildcard tests/vault-dev/*.c)
 DEV_OBJ    := $(DEV_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -92,6 +100,9 @@ endif
 ifneq ($(DEV_SRC),)
 TARGETS += $(BUILD)/vault-dev
 endif
+ifneq ($(AGENT_SRC),)
+TARGETS += $(BUILD)/vks-agent
+endif
 
 .PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports
 
@@ -106,7 +117,16 @@ $(BUILD)/obj/%.o: %.c
 
 $(BUILD)/obj/%.o: %.cpp
 	@mkdir -p $(dir $@)
-	$(CXX) $(CXXFLAGS_COMMON) -Isrc -Ihost $(LUA_CFLAGS) -MMD -MP -c $< -o $@
+	$(CXX) $(CXXFLAGS_COMMON) -Isrc -Ihost -Icommon $(LUA_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/agent/%.o: agent/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icommon $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libvkstoml.a: $(TOML_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
 
 $(BUILD)/libvks.a: $(CORE_OBJ)
 	@mkdir -p $(dir $@)
@@ -122,8 +142,12 @@ $(BUILD)/vault_keysource.so: $(PLUGIN_OBJ) $(BUILD)/libvks.a plugin/exports.map
 $(BUILD)/vks: $(CLI_OBJ) $(BUILD)/libvks.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
 
-$(BUILD)/vks-policy: $(HOST_OBJ)
-	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
+$(BUILD)/vks-policy: $(HOST_OBJ) $(BUILD)/libvkstoml.a
+	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(BUILD)/libvkstoml.a $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
+
+# The agent is C, but links the C++ runtime for libvkstoml.a (toml++).
+$(BUILD)/vks-agent: $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
+	$(CXX) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a $(EVENT_LIBS) $(CORE_LIBS)
 
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread
@@ -169,6 +193,9 @@ fuzz:
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/vault-keysource/lua
 	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
+	install -m 0755 $(BUILD)/vks-agent $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 agent/vks-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 $(BUILD)/vault_keysource.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/
 	cp -r lua/. $(DESTDIR)$(PREFIX)/share/vault-keysource/lua/
 

@@ -1,0 +1,805 @@
+/*
+ * vks-agent configuration: --config FILE (TOML) -> struct ag_conf. Every error is collected (not
+ * only the first) and names "FILE:LINE: key: message". Unknown keys are errors (typos must not
+ * silently drop a setting). Secrets are never written in the file: the Vault token and AppRole
+ * secret_id are named by file (token_file, secret_id_file) and read into the arena.
+ * Format and every key: docs/agent.md "Configuration".
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "agent.h"
+#include "vks_resolver.h"
+#include "vks_toml.h"
+
+#define CONF_FILE_MAX (1024 * 1024)
+
+struct cerr {
+    char *buf;
+    size_t cap, len;
+    int count;
+    const char *file;
+};
+
+static void cerr_add(struct cerr *e, int line, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void cerr_add(struct cerr *e, int line, const char *key, const char *fmt, ...)
+{
+    e->count++;
+    if (e->len + 1 >= e->cap)
+        return;
+    int w = snprintf(e->buf + e->len, e->cap - e->len, "%s:%d: %s: ", e->file, line, key);
+    if (w < 0 || (size_t)w >= e->cap - e->len) {
+        e->len = e->cap - 1;
+        return;
+    }
+    e->len += (size_t)w;
+    va_list ap;
+    va_start(ap, fmt);
+    w = vsnprintf(e->buf + e->len, e->cap - e->len, fmt, ap);
+    va_end(ap);
+    if (w < 0 || (size_t)w >= e->cap - e->len - 1) {
+        e->len = e->cap - 1;
+        return;
+    }
+    e->len += (size_t)w;
+    e->buf[e->len++] = '\n';
+    e->buf[e->len] = '\0';
+}
+
+/* A section: its node, its dotted name, the keys it accepts. */
+struct sect {
+    const struct vks_toml_node *t;
+    const char *name;
+    int line;
+};
+
+static void full_key(char *out, size_t n, const struct sect *s, const char *key)
+{
+    snprintf(out, n, "%s%s%s", s->name, s->name[0] ? "." : "", key);
+}
+
+static void check_known(struct cerr *e, const struct sect *s, const char *const *known)
+{
+    if (s->t == NULL)
+        return;
+    for (size_t i = 0; i < s->t->n; i++) {
+        const struct vks_toml_node *m = &s->t->items[i];
+        bool ok = false;
+        for (size_t k = 0; known[k] != NULL && !ok; k++)
+            ok = strcmp(known[k], m->key) == 0;
+        if (!ok) {
+            char fk[256];
+            full_key(fk, sizeof fk, s, m->key);
+            cerr_add(e, m->key_line ? m->key_line : m->line, fk, "unknown key");
+        }
+    }
+}
+
+static const struct vks_toml_node *get_typed(struct cerr *e, const struct sect *s, const char *key,
+                                             enum vks_toml_type want, const char *want_name)
+{
+    const struct vks_toml_node *n = vks_toml_get(s->t, key);
+    if (n == NULL)
+        return NULL;
+    if (n->type != want) {
+        char fk[256];
+        full_key(fk, sizeof fk, s, key);
+        cerr_add(e, n->line, fk, "expected %s, got %s", want_name, vks_toml_type_name(n->type));
+        return NULL;
+    }
+    return n;
+}
+
+static char *get_str(struct cerr *e, const struct sect *s, const char *key, bool required)
+{
+    const struct vks_toml_node *n = get_typed(e, s, key, VKS_TOML_STRING, "a string");
+    char fk[256];
+    full_key(fk, sizeof fk, s, key);
+    if (n == NULL) {
+        if (required && vks_toml_get(s->t, key) == NULL)
+            cerr_add(e, s->line, fk, "is required");
+        return NULL;
+    }
+    if (n->len == 0 || strlen(n->str) != n->len || vks_has_control(n->str, n->len)) {
+        cerr_add(e, n->line, fk, "must be a non-empty string without control characters");
+        return NULL;
+    }
+    char *r = strdup(n->str);
+    if (r == NULL)
+        cerr_add(e, n->line, fk, "out of memory");
+    return r;
+}
+
+static void get_bool(struct cerr *e, const struct sect *s, const char *key, bool *out)
+{
+    const struct vks_toml_node *n = get_typed(e, s, key, VKS_TOML_BOOL, "a boolean");
+    if (n != NULL)
+        *out = n->bval;
+}
+
+static void get_int(struct cerr *e, const struct sect *s, const char *key, long long lo,
+                    long long hi, long long *out)
+{
+    const struct vks_toml_node *n = get_typed(e, s, key, VKS_TOML_INTEGER, "an integer");
+    if (n == NULL)
+        return;
+    if (n->ival < lo || n->ival > hi) {
+        char fk[256];
+        full_key(fk, sizeof fk, s, key);
+        cerr_add(e, n->line, fk, "must be between %lld and %lld", lo, hi);
+        return;
+    }
+    *out = n->ival;
+}
+
+/* A TOML value as a core field (the same parsers as vks.setup{} and the environment). */
+static bool to_field(const struct vks_toml_node *n, struct vks_field *f)
+{
+    memset(f, 0, sizeof *f);
+    f->name = n->key;
+    switch (n->type) {
+    case VKS_TOML_STRING:
+        f->type = VKS_FT_STRING;
+        f->str = n->str;
+        f->len = n->len;
+        return true;
+    case VKS_TOML_INTEGER:
+        f->type = VKS_FT_INTEGER;
+        f->ival = n->ival;
+        return true;
+    case VKS_TOML_FLOAT:
+        f->type = VKS_FT_NUMBER;
+        f->dval = n->dval;
+        return true;
+    case VKS_TOML_BOOL:
+        f->type = VKS_FT_BOOLEAN;
+        f->bval = n->bval;
+        return true;
+    default:
+        f->type = VKS_FT_OTHER;
+        f->type_name = vks_toml_type_name(n->type);
+        return true;
+    }
+}
+
+static void get_duration(struct cerr *e, const struct sect *s, const char *key, long *out_ms)
+{
+    const struct vks_toml_node *n = vks_toml_get(s->t, key);
+    if (n == NULL)
+        return;
+    char fk[256];
+    full_key(fk, sizeof fk, s, key);
+    struct vks_field f;
+    to_field(n, &f);
+    struct vks_err ve;
+    vks_err_clear(&ve);
+    long ms = 0;
+    if (vks_parse_duration_ms(&f, fk, &ms, &ve) != VKS_OK) {
+        cerr_add(e, n->line, fk, "%s", ve.msg);
+        return;
+    }
+    if (ms <= 0) {
+        cerr_add(e, n->line, fk, "must be more than 0");
+        return;
+    }
+    *out_ms = ms;
+}
+
+/* Reads a small secret file (token, secret_id) into an arena slot: trailing white space dropped.
+ * Refused when readable by others. */
+static int read_secret_file(struct cerr *e, int line, const char *key, const char *path, vks_secret *out)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        cerr_add(e, line, key, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        cerr_add(e, line, key, "%s is not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (st.st_mode & S_IROTH) {
+        cerr_add(e, line, key, "%s is readable by others (mode %03o): chmod o-r", path,
+                 (unsigned)(st.st_mode & 0777));
+        close(fd);
+        return -1;
+    }
+    struct vks_err ve;
+    if (vks_secret_alloc(VKS_SECRET_MAX, out, &ve) != VKS_OK) {
+        cerr_add(e, line, key, "%s", ve.msg);
+        close(fd);
+        return -1;
+    }
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(fd, out->data + got, out->cap - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            cerr_add(e, line, key, "cannot read %s: %s", path, strerror(errno));
+            break;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+        if (got == out->cap) {
+            cerr_add(e, line, key, "%s is larger than %d bytes", path, VKS_SECRET_MAX - 1);
+            break;
+        }
+    }
+    close(fd);
+    while (got > 0 && isspace(out->data[got - 1]))
+        got--;
+    out->len = got;
+    if (e->count > 0 || got == 0) {
+        if (got == 0)
+            cerr_add(e, line, key, "%s is empty", path);
+        vks_secret_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+static void parse_vault(struct cerr *e, const struct sect *s, struct ag_conf *c)
+{
+    vks_config_defaults(&c->vault);
+    if (s->t == NULL) {
+        cerr_add(e, 1, "vault", "section [vault] is required (address and authentication)");
+        return;
+    }
+    int before = e->count;
+    for (size_t i = 0; i < s->t->n; i++) {
+        const struct vks_toml_node *m = &s->t->items[i];
+        char fk[256];
+        full_key(fk, sizeof fk, s, m->key);
+        if (strcmp(m->key, "token") == 0 || strcmp(m->key, "secret_id") == 0) {
+            cerr_add(e, m->line, fk, "secrets are not written in the config file: use %s_file",
+                     m->key);
+            continue;
+        }
+        if (strcmp(m->key, "token_file") == 0 || strcmp(m->key, "secret_id_file") == 0) {
+            if (m->type != VKS_TOML_STRING || m->len == 0) {
+                cerr_add(e, m->line, fk, "expected a file path");
+                continue;
+            }
+        }
+        if (strcmp(m->key, "token_file") == 0) {
+            int pre = e->count;
+            vks_secret tok = VKS_SECRET_EMPTY;
+            if (read_secret_file(e, m->line, fk, m->str, &tok) != 0)
+                continue;
+            struct vks_field f = { .name = "token", .type = VKS_FT_STRING,
+                                   .str = (const char *)tok.data, .len = tok.len };
+            struct vks_err ve;
+            vks_err_clear(&ve);
+            if (vks_config_set(&c->vault, &f, &ve) != VKS_OK && e->count == pre)
+                cerr_add(e, m->line, fk, "%s", ve.msg);
+            vks_secret_free(&tok);
+            continue;
+        }
+        struct vks_field f;
+        to_field(m, &f);
+        struct vks_err ve;
+        vks_err_clear(&ve);
+        if (vks_config_set(&c->vault, &f, &ve) != VKS_OK)
+            cerr_add(e, m->line, fk, "%s", ve.msg);
+    }
+    if (e->count != before)
+        return;
+    struct vks_err ve;
+    vks_err_clear(&ve);
+    if (vks_config_finish(&c->vault, &ve) != VKS_OK) {
+        cerr_add(e, s->line, "vault", "%s", ve.msg);
+        return;
+    }
+    if (c->vault.vault.address == NULL)
+        cerr_add(e, s->line, "vault.address", "is required");
+    if (vks_config_check_files(&c->vault, &ve) != VKS_OK)
+        cerr_add(e, s->line, "vault", "%s", ve.msg);
+}
+
+static void parse_cache(struct cerr *e, const struct sect *s, struct ag_conf *c)
+{
+    static const char *const known[] = { "ttl", "max_stale", "neg_ttl", "refresh", "capacity", NULL };
+    vks_cache_config_defaults(&c->cache);
+    check_known(e, s, known);
+    const char *names[3] = { "ttl", "max_stale", "neg_ttl" };
+    double *dst[3] = { &c->cache.ttl_s, &c->cache.max_stale_s, &c->cache.neg_ttl_s };
+    for (int i = 0; i < 3; i++) {
+        const struct vks_toml_node *n = vks_toml_get(s->t, names[i]);
+        if (n == NULL)
+            continue;
+        char fk[64];
+        full_key(fk, sizeof fk, s, names[i]);
+        struct vks_field f;
+        to_field(n, &f);
+        struct vks_err ve;
+        long ms = 0;
+        if (vks_parse_duration_ms(&f, fk, &ms, &ve) != VKS_OK)
+            cerr_add(e, n->line, fk, "%s", ve.msg);
+        else
+            *dst[i] = (double)ms / 1000.0;
+    }
+    const struct vks_toml_node *r = vks_toml_get(s->t, "refresh");
+    if (r != NULL) {
+        double v = r->type == VKS_TOML_FLOAT ? r->dval : r->type == VKS_TOML_INTEGER ? (double)r->ival : -1;
+        if (!(v > 0 && v <= 1))
+            cerr_add(e, r->line, "cache.refresh", "must be a number in (0, 1]");
+        else
+            c->cache.refresh_fraction = v;
+    }
+    long long cap = (long long)c->cache.capacity;
+    get_int(e, s, "capacity", 0, 10000000, &cap);
+    c->cache.capacity = (size_t)cap;
+}
+
+static void parse_audit(struct cerr *e, const struct sect *s, struct ag_conf *c)
+{
+    static const char *const known[] = { "file", "key_file", "syslog", "syslog_socket", "stderr",
+                                         "mode", "on_failure", "required", "require_key", "queue",
+                                         NULL };
+    vks_audit_config_init(&c->audit);
+    check_known(e, s, known);
+    c->audit_file = get_str(e, s, "file", false);
+    c->audit_key_file = get_str(e, s, "key_file", false);
+    c->audit_syslog_socket = get_str(e, s, "syslog_socket", false);
+    c->audit.file = c->audit_file;
+    c->audit.key_file = c->audit_key_file;
+    c->audit.syslog_socket = c->audit_syslog_socket;
+    get_bool(e, s, "syslog", &c->audit.syslog);
+    get_bool(e, s, "stderr", &c->audit.stderr_sink);
+    get_bool(e, s, "required", &c->audit.required);
+    get_bool(e, s, "require_key", &c->audit.require_key);
+    long long q = 0;
+    get_int(e, s, "queue", 1, 1 << 20, &q);
+    c->audit.queue_size = (size_t)q;
+    const struct vks_toml_node *m = get_typed(e, s, "mode", VKS_TOML_STRING, "a string");
+    if (m != NULL) {
+        if (strcmp(m->str, "sync") == 0)
+            c->audit.mode = VKS_AUDIT_SYNC;
+        else if (strcmp(m->str, "fsync") == 0)
+            c->audit.mode = VKS_AUDIT_FSYNC;
+        else if (strcmp(m->str, "async") == 0)
+            c->audit.mode = VKS_AUDIT_ASYNC;
+        else
+            cerr_add(e, m->line, "audit.mode", "must be \"sync\", \"fsync\" or \"async\"");
+    }
+    const struct vks_toml_node *o = get_typed(e, s, "on_failure", VKS_TOML_STRING, "a string");
+    if (o != NULL) {
+        if (strcmp(o->str, "deny") == 0)
+            c->audit.on_failure = VKS_AUDIT_DENY;
+        else if (strcmp(o->str, "allow") == 0)
+            c->audit.on_failure = VKS_AUDIT_ALLOW;
+        else
+            cerr_add(e, o->line, "audit.on_failure", "must be \"deny\" or \"allow\"");
+    }
+}
+
+static void parse_agent(struct cerr *e, const struct sect *s, struct ag_conf *c)
+{
+    static const char *const known[] = { "workers", "max_connections", "max_request",
+                                         "idle_timeout", "read_timeout", "write_timeout",
+                                         "drain_timeout", NULL };
+    check_known(e, s, known);
+    long long v = c->workers;
+    get_int(e, s, "workers", 1, 64, &v);
+    c->workers = (int)v;
+    v = (long long)c->max_connections;
+    get_int(e, s, "max_connections", 1, 1000000, &v);
+    c->max_connections = (size_t)v;
+    v = (long long)c->max_request;
+    get_int(e, s, "max_request", 64, 1024 * 1024, &v);
+    c->max_request = (size_t)v;
+    get_duration(e, s, "idle_timeout", &c->idle_timeout_ms);
+    get_duration(e, s, "read_timeout", &c->read_timeout_ms);
+    get_duration(e, s, "write_timeout", &c->write_timeout_ms);
+    get_duration(e, s, "drain_timeout", &c->drain_timeout_ms);
+}
+
+static void parse_metrics(struct cerr *e, const struct sect *s, struct ag_conf *c)
+{
+    static const char *const known[] = { "listen", NULL };
+    check_known(e, s, known);
+    char *l = get_str(e, s, "listen", false);
+    if (l == NULL)
+        return;
+    const struct vks_toml_node *n = vks_toml_get(s->t, "listen");
+    char *colon = strrchr(l, ':');
+    char *end = NULL;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon == NULL || end == colon + 1 || *end != '\0' || port < 1 || port > 65535) {
+        cerr_add(e, n->line, "metrics.listen", "expected \"127.0.0.1:PORT\"");
+        free(l);
+        return;
+    }
+    *colon = '\0';
+    if (strncmp(l, "127.", 4) != 0 && strcmp(l, "localhost") != 0 && strcmp(l, "::1") != 0 &&
+        strcmp(l, "[::1]") != 0) {
+        cerr_add(e, n->line, "metrics.listen", "must be a loopback address (the metrics listener is local only)");
+        free(l);
+        return;
+    }
+    if (strcmp(l, "[::1]") == 0)
+        memmove(l, "::1", 4);
+    c->metrics_host = l;
+    c->metrics_port = (int)port;
+}
+
+static void parse_ids(struct cerr *e, const struct sect *s, const char *key, bool groups,
+                      struct ag_listener_conf *lc)
+{
+    const struct vks_toml_node *a = get_typed(e, s, key, VKS_TOML_ARRAY, "an array");
+    if (a == NULL)
+        return;
+    char fk[128];
+    full_key(fk, sizeof fk, s, key);
+    unsigned *ids = calloc(a->n ? a->n : 1, sizeof *ids);
+    size_t k = 0;
+    for (size_t i = 0; ids != NULL && i < a->n; i++) {
+        const struct vks_toml_node *m = &a->items[i];
+        if (m->type == VKS_TOML_INTEGER && m->ival >= 0 && m->ival < 0x7fffffff) {
+            ids[k++] = (unsigned)m->ival;
+        } else if (m->type == VKS_TOML_STRING) {
+            if (groups) {
+                struct group *g = getgrnam(m->str);
+                if (g == NULL)
+                    cerr_add(e, m->line, fk, "no such group \"%s\"", m->str);
+                else
+                    ids[k++] = g->gr_gid;
+            } else {
+                struct passwd *p = getpwnam(m->str);
+                if (p == NULL)
+                    cerr_add(e, m->line, fk, "no such user \"%s\"", m->str);
+                else
+                    ids[k++] = p->pw_uid;
+            }
+        } else {
+            cerr_add(e, m->line, fk, "entries must be names or numeric ids");
+        }
+    }
+    if (groups) {
+        lc->allow_gids = (gid_t *)ids;
+        lc->n_gids = k;
+    } else {
+        lc->allow_uids = (uid_t *)ids;
+        lc->n_uids = k;
+    }
+}
+
+static bool template_ok(const char *t, bool socketmap, char *bad, size_t n)
+{
+    static const char *const names[] = { "key", "host", "port", "sender", "domain", NULL };
+    for (const char *p = t; *p; p++) {
+        if (*p == '}') {
+            snprintf(bad, n, "unbalanced '}'");
+            return false;
+        }
+        if (*p != '{')
+            continue;
+        const char *q = strchr(p, '}');
+        if (q == NULL) {
+            snprintf(bad, n, "unbalanced '{'");
+            return false;
+        }
+        bool ok = false;
+        for (size_t i = 0; names[i] && !ok; i++)
+            ok = strlen(names[i]) == (size_t)(q - p - 1) && strncmp(names[i], p + 1, (size_t)(q - p - 1)) == 0;
+        if (ok && !socketmap && (strncmp(p, "{sender}", 8) == 0 || strncmp(p, "{domain}", 8) == 0 ||
+                                 strncmp(p, "{port}", 6) == 0))
+            ok = false;
+        if (!ok) {
+            snprintf(bad, n, "unknown placeholder %.*s", (int)(q - p + 1), p);
+            return false;
+        }
+        p = q;
+    }
+    return true;
+}
+
+static void parse_cred(struct cerr *e, const struct sect *parent, struct ag_listener_conf *lc)
+{
+    static const char *const known[] = { "mount", "path", "username_field", "username", "key",
+                                         "namespace", "kv_version", NULL };
+    char name[64];
+    snprintf(name, sizeof name, "%s.credential", parent->name);
+    const struct vks_toml_node *t = get_typed(e, parent, "credential", VKS_TOML_TABLE, "a table");
+    struct sect s = { t, name, t ? t->line : parent->line };
+    if (t == NULL) {
+        if (vks_toml_get(parent->t, "credential") == NULL)
+            cerr_add(e, parent->line, name, "is required (where the credentials are in Vault)");
+        return;
+    }
+    check_known(e, &s, known);
+    struct ag_cred_map *m = &lc->cred;
+    m->mount = get_str(e, &s, "mount", true);
+    m->path = get_str(e, &s, "path", true);
+    m->username_field = get_str(e, &s, "username_field", false);
+    m->username = get_str(e, &s, "username", false);
+    m->password_field = get_str(e, &s, "key", false);
+    m->namespace_ = get_str(e, &s, "namespace", false);
+    if (m->password_field == NULL && vks_toml_get(t, "key") == NULL)
+        m->password_field = strdup("key");
+    if ((m->username_field == NULL) == (m->username == NULL) &&
+        vks_toml_get(t, "username_field") == NULL && vks_toml_get(t, "username") == NULL)
+        cerr_add(e, s.line, name, "needs username_field (a field of the secret) or username (fixed)");
+    else if (m->username_field != NULL && m->username != NULL)
+        cerr_add(e, vks_toml_get(t, "username")->line, "credential.username",
+                 "give either username_field or username, not both");
+    if (m->username != NULL && strchr(m->username, ':') != NULL && lc->proto == AG_PROTO_SOCKETMAP)
+        cerr_add(e, vks_toml_get(t, "username")->line, "credential.username",
+                 "must not contain ':' (Postfix splits user:password at the first ':')");
+    char bad[96];
+    if (m->path != NULL && !template_ok(m->path, lc->proto == AG_PROTO_SOCKETMAP, bad, sizeof bad))
+        cerr_add(e, vks_toml_get(t, "path")->line, "credential.path", "%s", bad);
+    m->kv_version = VKS_KV_UNSET;
+    const struct vks_toml_node *kv = vks_toml_get(t, "kv_version");
+    if (kv != NULL) {
+        struct vks_field f;
+        to_field(kv, &f);
+        struct vks_err ve;
+        if (vks_kv_version_parse(&f, &m->kv_version, &ve) != VKS_OK)
+            cerr_add(e, kv->line, "credential.kv_version", "%s", ve.msg);
+    }
+}
+
+static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enum ag_proto p,
+                           struct ag_listener_conf *lc)
+{
+    static const char *const known_sm[] = { "socket", "mode", "group", "allow_users", "allow_groups",
+                                            "map", "sender_dependent", "credential", NULL };
+    static const char *const known_ex[] = { "socket", "mode", "group", "allow_users", "allow_groups",
+                                            "credential", NULL };
+    const char *name = ag_proto_name(p);
+    const struct vks_toml_node *t = vks_toml_get(root, name);
+    lc->proto = p;
+    lc->mode = 0660;
+    if (t == NULL)
+        return;
+    struct sect s = { t, name, t->line };
+    if (t->type != VKS_TOML_TABLE) {
+        cerr_add(e, t->line, name, "expected a table");
+        return;
+    }
+    lc->enabled = true;
+    check_known(e, &s, p == AG_PROTO_SOCKETMAP ? known_sm : known_ex);
+    lc->socket = get_str(e, &s, "socket", true);
+    if (lc->socket != NULL && (lc->socket[0] != '/' || strlen(lc->socket) > 100))
+        cerr_add(e, vks_toml_get(t, "socket")->line, "socket",
+                 "must be an absolute path of at most 100 bytes");
+    const struct vks_toml_node *m = vks_toml_get(t, "mode");
+    if (m != NULL) {
+        char *end = NULL;
+        long v = m->type == VKS_TOML_STRING ? strtol(m->str, &end, 8)
+                 : m->type == VKS_TOML_INTEGER ? (long)m->ival : -1;
+        if ((m->type == VKS_TOML_STRING && (end == m->str || *end != '\0')) || v < 0 || v > 0777 ||
+            (v & 0007))
+            cerr_add(e, m->line, "mode", "expected an octal mode string such as \"0660\", with no "
+                                         "access for others");
+        else
+            lc->mode = (unsigned)v;
+    }
+    const struct vks_toml_node *g = get_typed(e, &s, "group", VKS_TOML_STRING, "a group name");
+    if (g != NULL) {
+        struct group *gr = getgrnam(g->str);
+        if (gr == NULL)
+            cerr_add(e, g->line, "group", "no such group \"%s\"", g->str);
+        else {
+            lc->group = gr->gr_gid;
+            lc->has_group = true;
+        }
+    }
+    parse_ids(e, &s, "allow_users", false, lc);
+    parse_ids(e, &s, "allow_groups", true, lc);
+    if (lc->n_uids + lc->n_gids == 0 && vks_toml_get(t, "allow_users") == NULL &&
+        vks_toml_get(t, "allow_groups") == NULL)
+        cerr_add(e, t->line, name, "allow_users or allow_groups is required (which peers may ask)");
+    if (p == AG_PROTO_SOCKETMAP) {
+        lc->map = get_str(e, &s, "map", true);
+        if (lc->map != NULL && strpbrk(lc->map, " :") != NULL)
+            cerr_add(e, vks_toml_get(t, "map")->line, "socketmap.map", "must not contain ' ' or ':'");
+        get_bool(e, &s, "sender_dependent", &lc->sender_dependent);
+    }
+    lc->forms[AG_FORM_HOST] = lc->forms[AG_FORM_NEXTHOP] = true;
+    lc->forms[AG_FORM_SENDER] = lc->sender_dependent;
+    parse_cred(e, &s, lc);
+}
+
+static void parse_root(struct cerr *e, const struct vks_toml_node *root, struct ag_conf *c)
+{
+    static const char *const known[] = { "vault", "cache", "audit", "agent", "metrics",
+                                         "socketmap", "exim", NULL };
+    struct sect r = { root, "", 1 };
+    check_known(e, &r, known);
+    const char *secs[] = { "vault", "cache", "audit", "agent", "metrics" };
+    struct sect s[5];
+    for (int i = 0; i < 5; i++) {
+        const struct vks_toml_node *t = vks_toml_get(root, secs[i]);
+        if (t != NULL && t->type != VKS_TOML_TABLE) {
+            cerr_add(e, t->line, secs[i], "expected a table");
+            t = NULL;
+        }
+        s[i] = (struct sect){ t, secs[i], t ? t->line : 1 };
+    }
+    parse_vault(e, &s[0], c);
+    parse_cache(e, &s[1], c);
+    parse_audit(e, &s[2], c);
+    parse_agent(e, &s[3], c);
+    parse_metrics(e, &s[4], c);
+    for (int p = 0; p < AG_PROTO_COUNT; p++)
+        parse_listener(e, root, (enum ag_proto)p, &c->lst[p]);
+    if (!c->lst[AG_PROTO_SOCKETMAP].enabled && !c->lst[AG_PROTO_EXIM].enabled)
+        cerr_add(e, 1, "socketmap", "no listener configured: add [socketmap] and/or [exim]");
+    if (c->lst[0].enabled && c->lst[1].enabled && c->lst[0].socket && c->lst[1].socket &&
+        strcmp(c->lst[0].socket, c->lst[1].socket) == 0)
+        cerr_add(e, 1, "exim.socket", "is the same path as socketmap.socket");
+}
+
+static char *read_conf_file(const char *file, size_t *len, struct cerr *e)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    if (fd < 0) {
+        cerr_add(e, 0, "config", "cannot open: %s", strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > CONF_FILE_MAX) {
+        cerr_add(e, 0, "config", "not a regular file of at most %d bytes", CONF_FILE_MAX);
+        close(fd);
+        return NULL;
+    }
+    char *buf = malloc((size_t)st.st_size + 1);
+    size_t got = 0;
+    while (buf != NULL && got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (buf == NULL || got != (size_t)st.st_size) {
+        cerr_add(e, 0, "config", "cannot read");
+        free(buf);
+        return NULL;
+    }
+    buf[got] = '\0';
+    *len = got;
+    return buf;
+}
+
+static void listener_clear(struct ag_listener_conf *lc)
+{
+    free(lc->socket);
+    free(lc->allow_uids);
+    free(lc->allow_gids);
+    free(lc->map);
+    free(lc->cred.mount);
+    free(lc->cred.path);
+    free(lc->cred.username_field);
+    free(lc->cred.username);
+    free(lc->cred.password_field);
+    free(lc->cred.namespace_);
+}
+
+static void conf_free(struct ag_conf *c)
+{
+    if (c == NULL)
+        return;
+    free(c->file);
+    vks_config_clear(&c->vault);
+    free(c->audit_file);
+    free(c->audit_key_file);
+    free(c->audit_syslog_socket);
+    free(c->metrics_host);
+    for (int i = 0; i < AG_PROTO_COUNT; i++)
+        listener_clear(&c->lst[i]);
+    free(c);
+}
+
+struct ag_conf *ag_conf_load(const char *file, char *errbuf, size_t errlen)
+{
+    struct cerr e = { errbuf, errlen, 0, 0, file };
+    if (errlen > 0)
+        errbuf[0] = '\0';
+    struct ag_conf *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(errbuf, errlen, "%s: out of memory\n", file);
+        return NULL;
+    }
+    atomic_init(&c->refs, 1);
+    c->file = strdup(file);
+    c->workers = 4;
+    c->max_connections = 1024;
+    c->max_request = 64 * 1024;
+    c->idle_timeout_ms = 60000;
+    c->read_timeout_ms = 10000;
+    c->write_timeout_ms = 10000;
+    c->drain_timeout_ms = 10000;
+    vks_config_defaults(&c->vault);
+    size_t len = 0;
+    char *text = read_conf_file(file, &len, &e);
+    if (text != NULL) {
+        struct vks_toml_node *root = NULL;
+        char perr[512];
+        if (vks_toml_parse(text, len, file, &root, perr, sizeof perr) != 0) {
+            e.count++;
+            snprintf(errbuf, errlen, "%s\n", perr);
+        } else {
+            parse_root(&e, root, c);
+        }
+        vks_toml_free(root);
+        free(text);
+    }
+    if (e.count > 0) {
+        conf_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct ag_conf *ag_conf_ref(struct ag_conf *c)
+{
+    if (c != NULL)
+        atomic_fetch_add(&c->refs, 1);
+    return c;
+}
+
+void ag_conf_unref(struct ag_conf *c)
+{
+    if (c != NULL && atomic_fetch_sub(&c->refs, 1) == 1)
+        conf_free(c);
+}
+
+bool ag_listener_conf_socket_differs(const struct ag_listener_conf *a, const struct ag_listener_conf *b)
+{
+    if (a->enabled != b->enabled)
+        return true;
+    if (!a->enabled)
+        return false;
+    return strcmp(a->socket, b->socket) != 0 || a->mode != b->mode || a->has_group != b->has_group ||
+           (a->has_group && a->group != b->group);
+}
+
+int ag_conf_apply_core(const struct ag_conf *c, const struct ag_conf *prev, char *err, size_t errlen)
+{
+    struct vks_err ve;
+    vks_err_clear(&ve);
+    if (vks_secmem_init(&c->vault.secmem, &ve) != VKS_OK && prev == NULL) {
+        snprintf(err, errlen, "%s: vault: %s", c->file, ve.msg);
+        return -1;
+    }
+    if (vks_audit_configure(&c->audit, &ve) != VKS_OK) {
+        snprintf(err, errlen, "%s: audit: %s", c->file, ve.msg);
+        return -1;
+    }
+    if (vks_cache_configure(&c->cache, &ve) != VKS_OK) {
+        snprintf(err, errlen, "%s: cache: %s", c->file, ve.msg);
+        if (prev != NULL)
+            vks_audit_configure(&prev->audit, NULL);
+        return -1;
+    }
+    bool changed = false;
+    if (vks_resolver_setup(&c->vault, &changed, &ve) != VKS_OK) {
+        snprintf(err, errlen, "%s: vault: %s", c->file, ve.msg);
+        if (prev != NULL) {
+            vks_audit_configure(&prev->audit, NULL);
+            vks_cache_configure(&prev->cache, NULL);
+        }
+        return -1;
+    }
+    return 0;
+}
