@@ -491,7 +491,7 @@ static int bind_listener(const struct ag_listener_conf *lc, struct listener *out
     int b = bind(fd, (struct sockaddr *)&sa, sizeof sa);
     umask(old);
     if (b != 0 || chmod(tmp, lc->mode) != 0 || (lc->has_group && chown(tmp, (uid_t)-1, lc->group) != 0) ||
-        listen(fd, 512) != 0 || rename(tmp, lc->socket) != 0) {
+        listen(fd, SOMAXCONN) != 0 || rename(tmp, lc->socket) != 0) {
         snprintf(err, n, "%s.socket: cannot listen on %s: %s", ag_proto_name(lc->proto), lc->socket, strerror(errno));
         unlink(tmp);
         close(fd);
