@@ -20,6 +20,9 @@ Python API (for tests/integration/*.py; add tests/lib to sys.path):
     r.port, r.cafile, r.log_path
     r.set_creds([("daniel", "old"), ("daniel", "new")])          # takes effect at the next AUTH
     r.auth_events()  -> list of dicts {"user", "ok", "line", "tls"}
+    Relay(..., accept=True): DATA is accepted (250) and each message is logged as
+        {"event": "message", "from", "to", "user" (the authenticated login or None), "tls", "bytes"}
+    r.messages()     -> those message events
     r.stop()                                                      # also on context-manager exit
 """
 import argparse
@@ -66,7 +69,7 @@ def read_creds(path):
     return out
 
 
-def serve(creds_path, d, log_path, tls):
+def serve(creds_path, d, log_path, tls, accept=False):
     from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
     cert, key = ensure_cert(d)
@@ -93,11 +96,19 @@ def serve(creds_path, d, log_path, tls):
         log({"event": "auth", "user": auth_data.login.decode("utf-8", "replace"),
              "ok": matched is not None, "line": matched,
              "tls": session.ssl is not None})
-        return AuthResult(success=matched is not None, handled=False)
+        return AuthResult(success=matched is not None, handled=False,
+                          auth_data=auth_data.login if matched is not None else None)
 
     class Handler:
         async def handle_DATA(self, server, session, envelope):
-            return "554 5.7.1 this test relay accepts no messages"
+            if not accept:
+                return "554 5.7.1 this test relay accepts no messages"
+            login = session.auth_data if session.authenticated else None
+            if isinstance(login, bytes):
+                login = login.decode("utf-8", "replace")
+            log({"event": "message", "from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                 "user": login, "tls": session.ssl is not None, "bytes": len(envelope.content or b"")})
+            return "250 2.0.0 accepted by the test relay"
 
     def factory():
         return SMTP(Handler(), hostname="relay.test", tls_context=ctx, require_starttls=False,
@@ -120,7 +131,7 @@ def serve(creds_path, d, log_path, tls):
 
 
 class Relay:
-    def __init__(self, workdir, creds=(), tls=True, name="relay"):
+    def __init__(self, workdir, creds=(), tls=True, name="relay", accept=False):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.creds_path = os.path.join(self.dir, "creds.txt")
@@ -129,7 +140,8 @@ class Relay:
         out = open(os.path.join(self.dir, "relay.out"), "w")
         self.proc = subprocess.Popen(
             ["/usr/bin/python3", os.path.abspath(__file__), "--creds", self.creds_path,
-             "--dir", self.dir, "--log", self.log_path] + ([] if tls else ["--no-tls"]),
+             "--dir", self.dir, "--log", self.log_path] + ([] if tls else ["--no-tls"]) +
+            (["--accept"] if accept else []),
             stdout=subprocess.PIPE, stderr=out, text=True)
         self.port = None
         self.cafile = None
@@ -152,12 +164,18 @@ class Relay:
                 f.write(user.encode() + b":" + pw.encode() + b"\n")
         os.replace(tmp, self.creds_path)
 
-    def auth_events(self):
+    def _events(self):
         try:
             with open(self.log_path) as f:
                 return [json.loads(line) for line in f if line.strip()]
         except FileNotFoundError:
             return []
+
+    def auth_events(self):
+        return [e for e in self._events() if e.get("event") == "auth"]
+
+    def messages(self):
+        return [e for e in self._events() if e.get("event") == "message"]
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -184,8 +202,9 @@ def main():
     ap.add_argument("--dir", required=True)
     ap.add_argument("--log")
     ap.add_argument("--no-tls", action="store_true")
+    ap.add_argument("--accept", action="store_true", help="accept messages (250) and log them")
     a = ap.parse_args()
-    serve(a.creds, a.dir, a.log, not a.no_tls)
+    serve(a.creds, a.dir, a.log, not a.no_tls, a.accept)
 
 
 if __name__ == "__main__":
