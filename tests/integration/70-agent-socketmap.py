@@ -169,6 +169,28 @@ def test_answers(vd, a):
         T.eq([read_netstring(s), read_netstring(s)], ["NOTFOUND ", "OK relay-user:" + PW1], "pipelined requests answered in order")
 
 
+def test_no_stall(vd, a):
+    """A lookup stuck on a slow Vault answer must not hold up other clients."""
+    T.ok(q(a, "127.0.0.1").startswith("OK "), "warm the cache for 127.0.0.1")
+    vd.fault(action="latency", latency_ms=2500, path_prefix="/v1/secret/data/smtp-auth/slow.example.test", count=4)
+    box = {}
+
+    def slow():
+        box["reply"] = q(a, "slow.example.test")
+        box["done"] = time.monotonic()
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.3)
+    r = q(a, "127.0.0.1")
+    fast_done = time.monotonic()
+    T.ok(r.startswith("OK relay-user:"), "another client is answered while a miss waits on Vault")
+    th.join(30)
+    T.ok("done" in box and box["done"] > fast_done, "the other answer came before the slow one finished")
+    T.ok(box.get("reply", "").startswith("OK slow-user:"), "the slow lookup still completes", box.get("reply"))
+    vd.clear_faults()
+
+
 def test_vault_down(vd, a):
     time.sleep(2.2)  # past ttl (2 s), max_stale 0: no stale copy
     rule = vd.fault(action="close", path_prefix="/v1/secret/data/smtp-auth/", duration_seconds=60)
@@ -320,6 +342,7 @@ def main():
     with VaultDev() as vd:
         vd.kv2_put("smtp-auth/127.0.0.1", {"username": "relay-user", "password": PW1})
         vd.kv2_put("smtp-auth/relay.example.test", {"username": "name-user", "password": PW2})
+        vd.kv2_put("smtp-auth/slow.example.test", {"username": "slow-user", "password": PW2})
         vd.kv2_put("smtp-auth/colon.example.test", {"username": "bad:user", "password": PWC})
         vd.kv2_put("smtp-auth/nouser.example.test", {"password": PWC})
         vd.kv2_put("smtp-auth/gone.example.test", {"username": "g", "password": PWC})
@@ -345,6 +368,7 @@ def main():
             T.ok(oct(os.stat(os.path.join(run, "sm.sock")).st_mode & 0o777) == "0o660", "socket mode 0660")
             T.run(test_answers, vd, a)
             T.run(test_bad_input, a)
+            T.run(test_no_stall, vd, a)
             T.run(test_vault_down, vd, a)
             T.run(test_metrics, a, mport)
             T.run(test_reload, a)
