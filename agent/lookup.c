@@ -250,7 +250,11 @@ static int build_ok(struct ag_job *job, const unsigned char *user, size_t ul, co
         job->reply.len = total;
         return 0;
     }
-    /* exim: user | pass | plain (user^pass), '^' doubled; no trailing newline */
+    /* exim: user | pass | plain (user^pass), '^' doubled; no trailing newline. After expansion Exim
+     * reads "^^" as '^' and a single '^' as NUL, left to right, so in "^USER^PASS" a user name or a
+     * password that starts with '^' cannot be told from the separator: refused. */
+    if ((ul > 0 && user[0] == '^') || (pw->len > 0 && pw->data[0] == '^'))
+        return -2;
     if (vks_secret_alloc(VKS_SECRET_MAX, &job->reply, &ve) != VKS_OK)
         return -1;
     long w = 0, w2 = 0;
@@ -351,7 +355,7 @@ void ag_lookup_run(struct ag_job *job)
         if (b == 0)
             job->result = AG_R_OK;
         else
-            set_temp(job, b == -2 ? "the credential holds a NUL, CR or LF byte or is too long for Exim"
+            set_temp(job, b == -2 ? "the credential holds a NUL, CR or LF byte, starts with '^' or is too long for Exim"
                                   : "the credential is too long for a reply slot");
     }
     vks_secret_free(&user);

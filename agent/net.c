@@ -210,12 +210,10 @@ static void fail_protocol(struct conn *c, const char *why)
            (unsigned long long)c->id, (unsigned)c->peer.uid, (int)c->peer.pid, why);
     ag_metrics_refused(c->proto, "bad_request");
     c->closing = true;
-    if (c->proto == AG_PROTO_SOCKETMAP) {
+    if (c->proto == AG_PROTO_SOCKETMAP)
         conn_reply_word(c, "PERM", why);
-    } else {
-        c->abort_close = true;
-        conn_close(c);
-    }
+    else
+        conn_close(c); /* exim: an empty reply */
 }
 
 static void consume(struct conn *c, size_t n)
@@ -373,8 +371,7 @@ void ag_net_job_done(struct ag_job *j)
         conn_reply_word(c, ag_result_name(j->result == AG_R_OK ? AG_R_TEMP : j->result),
                         j->result == AG_R_NOTFOUND ? "" : "credential unavailable, see the agent log");
     } else {
-        c->abort_close = true; /* Exim: a failed expansion defers; an empty value would not */
-        conn_close(c);
+        conn_close(c); /* Exim: an empty reply; the documented expansion turns it into a failure */
     }
     vks_secret_free(&j->reply);
     ag_conf_unref(j->conf);
@@ -421,11 +418,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
             if (send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
                 /* best effort: the connection is refused either way */
             }
-        } else {
-            struct linger lg = { 1, 0 };
-            setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         }
-        close(fd);
+        close(fd); /* exim: an empty reply */
         return;
     }
     struct conn *c = calloc(1, sizeof *c);

@@ -71,8 +71,11 @@ def socketmap_query(path, name, key, timeout=30):
 def exim_query(path, request, timeout=10):
     """One readsocket exchange like Exim's: send, half-close, read to EOF. Returns (bytes, error)."""
     with connect(path, timeout) as s:
-        s.sendall(request.encode())
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.sendall(request.encode())
+            s.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            return b"", "closed before the request was sent"
         out = b""
         try:
             while True:
