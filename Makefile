@@ -152,6 +152,13 @@ $(BUILD)/vks-agent: $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread
 
+# test_agent: the agent's pure parts (wire formats, key forms, paths, config errors) and its libs.
+AGENT_TEST_OBJ := $(filter-out $(BUILD)/obj/agent/main.o,$(AGENT_OBJ))
+$(BUILD)/tests/test_agent: tests/unit/test_agent.c $(AGENT_TEST_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
+	@mkdir -p $(dir $@) $(BUILD)/obj/tests/unit
+	$(CC) $(CFLAGS) -Iagent -Icommon $(EVENT_CFLAGS) -Itests/unit -c -o $(BUILD)/obj/tests/unit/test_agent.o $<
+	$(CXX) $(LDFLAGS) -o $@ $(BUILD)/obj/tests/unit/test_agent.o $(AGENT_TEST_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a $(CRIT_LIBS) $(EVENT_LIBS) $(CORE_LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libvks.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libvks.a $(CRIT_LIBS) $(CORE_LIBS) $(LDFLAGS)

@@ -523,6 +523,10 @@ static void parse_cred(struct cerr *e, const struct sect *parent, struct ag_list
         return;
     }
     check_known(e, &s, known);
+    char fk_user[96], fk_path[96], fk_kv[96];
+    full_key(fk_user, sizeof fk_user, &s, "username");
+    full_key(fk_path, sizeof fk_path, &s, "path");
+    full_key(fk_kv, sizeof fk_kv, &s, "kv_version");
     struct ag_cred_map *m = &lc->cred;
     m->mount = get_str(e, &s, "mount", true);
     m->path = get_str(e, &s, "path", true);
@@ -536,14 +540,14 @@ static void parse_cred(struct cerr *e, const struct sect *parent, struct ag_list
         vks_toml_get(t, "username_field") == NULL && vks_toml_get(t, "username") == NULL)
         cerr_add(e, s.line, name, "needs username_field (a field of the secret) or username (fixed)");
     else if (m->username_field != NULL && m->username != NULL)
-        cerr_add(e, vks_toml_get(t, "username")->line, "credential.username",
+        cerr_add(e, vks_toml_get(t, "username")->line, fk_user,
                  "give either username_field or username, not both");
     if (m->username != NULL && strchr(m->username, ':') != NULL && lc->proto == AG_PROTO_SOCKETMAP)
-        cerr_add(e, vks_toml_get(t, "username")->line, "credential.username",
+        cerr_add(e, vks_toml_get(t, "username")->line, fk_user,
                  "must not contain ':' (Postfix splits user:password at the first ':')");
     char bad[96];
     if (m->path != NULL && !template_ok(m->path, lc->proto == AG_PROTO_SOCKETMAP, bad, sizeof bad))
-        cerr_add(e, vks_toml_get(t, "path")->line, "credential.path", "%s", bad);
+        cerr_add(e, vks_toml_get(t, "path")->line, fk_path, "%s", bad);
     m->kv_version = VKS_KV_UNSET;
     const struct vks_toml_node *kv = vks_toml_get(t, "kv_version");
     if (kv != NULL) {
@@ -551,7 +555,7 @@ static void parse_cred(struct cerr *e, const struct sect *parent, struct ag_list
         to_field(kv, &f);
         struct vks_err ve;
         if (vks_kv_version_parse(&f, &m->kv_version, &ve) != VKS_OK)
-            cerr_add(e, kv->line, "credential.kv_version", "%s", ve.msg);
+            cerr_add(e, kv->line, fk_kv, "%s", ve.msg);
     }
 }
 
@@ -575,9 +579,13 @@ static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enu
     }
     lc->enabled = true;
     check_known(e, &s, p == AG_PROTO_SOCKETMAP ? known_sm : known_ex);
+    char fk_socket[64], fk_mode[64], fk_group[64];
+    full_key(fk_socket, sizeof fk_socket, &s, "socket");
+    full_key(fk_mode, sizeof fk_mode, &s, "mode");
+    full_key(fk_group, sizeof fk_group, &s, "group");
     lc->socket = get_str(e, &s, "socket", true);
     if (lc->socket != NULL && (lc->socket[0] != '/' || strlen(lc->socket) > 100))
-        cerr_add(e, vks_toml_get(t, "socket")->line, "socket",
+        cerr_add(e, vks_toml_get(t, "socket")->line, fk_socket,
                  "must be an absolute path of at most 100 bytes");
     const struct vks_toml_node *m = vks_toml_get(t, "mode");
     if (m != NULL) {
@@ -586,7 +594,7 @@ static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enu
                  : m->type == VKS_TOML_INTEGER ? (long)m->ival : -1;
         if ((m->type == VKS_TOML_STRING && (end == m->str || *end != '\0')) || v < 0 || v > 0777 ||
             (v & 0007))
-            cerr_add(e, m->line, "mode", "expected an octal mode string such as \"0660\", with no "
+            cerr_add(e, m->line, fk_mode, "expected an octal mode string such as \"0660\", with no "
                                          "access for others");
         else
             lc->mode = (unsigned)v;
@@ -595,7 +603,7 @@ static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enu
     if (g != NULL) {
         struct group *gr = getgrnam(g->str);
         if (gr == NULL)
-            cerr_add(e, g->line, "group", "no such group \"%s\"", g->str);
+            cerr_add(e, g->line, fk_group, "no such group \"%s\"", g->str);
         else {
             lc->group = gr->gr_gid;
             lc->has_group = true;

@@ -45,19 +45,6 @@ static const char *g_file;
 static struct event *g_drain_timer;
 static struct timespec g_drain_deadline;
 
-void ag_log(const char *level, const char *fmt, ...)
-{
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    for (char *p = line; *p; p++)
-        if ((unsigned char)*p < 0x20)
-            *p = '?';
-    fprintf(stderr, AG_NAME ": %s: %s\n", level, line);
-}
-
 static void on_hup(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
