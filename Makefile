@@ -203,6 +203,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/sbin $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BUILD)/vks-agent $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 agent/vks-agent.8 $(DESTDIR)$(PREFIX)/share/man/man8/
+	install -d $(DESTDIR)$(PREFIX)/share/vault-keysource/agent
+	install -m 0644 agent/vks-agent.service agent/vks-agent.toml.example $(DESTDIR)$(PREFIX)/share/vault-keysource/agent/
 	install -m 0644 $(BUILD)/vault_keysource.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/
 	cp -r lua/. $(DESTDIR)$(PREFIX)/share/vault-keysource/lua/
 
