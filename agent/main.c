@@ -55,8 +55,9 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
         return;
     struct ag_conf *c = ag_conf_load(g_file, err, ERRBUF);
     if (c == NULL) {
-        ag_log("error", "reload refused, the running configuration is kept:\n%s", err);
-        fprintf(stderr, "%s", err);
+        ag_log("error", "reload refused, the running configuration is kept:");
+        for (char *line = strtok(err, "\n"); line != NULL; line = strtok(NULL, "\n"))
+            ag_log("error", "  %s", line);
         ag_metrics_reload(false);
         free(err);
         return;

@@ -346,10 +346,26 @@ def test_reload(a):
     T.ok(a.wait_log("reload refused", start=start), "a bad config on SIGHUP is refused")
     T.ok("socketmap.bogus" in a.log()[start:], "and the log says why (the key)")
     T.ok(q(a, "127.0.0.1", name="sasl2").startswith("OK relay-user:"), "the running configuration is kept")
+    # a new socket path: the new socket answers, the old path is gone
+    start = len(a.log())
+    a.write_config(good.replace("/sm.sock", "/sm-new.sock"))
+    a.hup()
+    T.ok(a.wait_log("configuration reloaded", start=start), "SIGHUP with a new socket path")
+    T.ok(socketmap_query(os.path.join(a.workdir, "sm-new.sock"), "sasl", "127.0.0.1").startswith("OK "),
+         "the new socket answers")
+    T.ok(not os.path.exists(os.path.join(a.workdir, "sm.sock")), "the old socket path is removed")
+    # a socket path that cannot be bound: refused, the running socket stays
+    start = len(a.log())
+    a.write_config(good.replace("/sm.sock", "/no-such-dir/sm.sock"))
+    a.hup()
+    T.ok(a.wait_log("reload refused", start=start), "an unbindable socket path is refused")
+    T.ok(socketmap_query(os.path.join(a.workdir, "sm-new.sock"), "sasl", "127.0.0.1").startswith("OK "),
+         "the running socket keeps answering")
     a.write_config(good)
     start = len(a.log())
     a.hup()
     T.ok(a.wait_log("configuration reloaded", start=start), "reload back to the first file")
+    T.ok(q(a, "127.0.0.1").startswith("OK "), "the first socket path answers again")
 
 
 def test_audit(audit, key):
