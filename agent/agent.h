@@ -36,7 +36,12 @@
 
 #define AG_NAME "vks-agent"
 
-enum ag_proto { AG_PROTO_SOCKETMAP = 0, AG_PROTO_EXIM, AG_PROTO_COUNT };
+struct event_base;
+
+/* The unix-socket line protocols (AG_LISTENER_COUNT of them, each with a [section] of the same
+ * name), then the Vault-compatible HTTP read API. */
+enum ag_proto { AG_PROTO_SOCKETMAP = 0, AG_PROTO_EXIM, AG_PROTO_VAULTAPI, AG_PROTO_COUNT };
+#define AG_LISTENER_COUNT 2
 enum ag_result { AG_R_OK = 0, AG_R_NOTFOUND, AG_R_TEMP, AG_R_PERM, AG_R_COUNT };
 
 const char *ag_proto_name(enum ag_proto p);
@@ -75,6 +80,31 @@ struct ag_listener_conf {
 
 enum ag_form { AG_FORM_HOST = 0, AG_FORM_NEXTHOP, AG_FORM_SENDER };
 
+/* [vault_api]: a Vault-compatible read endpoint (GET /v1/<mount>/data/<path>, KV v1 reads) for
+ * unmodified Vault clients (KumoMTA's vault keysource, hvac, the vault CLI). */
+struct ag_api_client {
+    char *name;
+    unsigned char token_sha256[32]; /* the client's token is never stored, only its hash        */
+    char **mounts;
+    size_t n_mounts;
+    char **prefixes;                /* path prefixes the client may read ("" = every path)      */
+    size_t n_prefixes;
+};
+
+struct ag_api_conf {
+    bool enabled;
+    char *host;                     /* loopback address of the TCP listener, or NULL            */
+    int port;
+    char *socket;                   /* unix socket path, or NULL                                */
+    unsigned mode;
+    bool has_group;
+    gid_t group;
+    char **fields;                  /* the secret fields a read returns (default: "key")         */
+    size_t n_fields;
+    struct ag_api_client *clients;
+    size_t n_clients;
+};
+
 struct ag_conf {
     atomic_int refs;
     char *file;
@@ -89,7 +119,8 @@ struct ag_conf {
     long idle_timeout_ms, read_timeout_ms, write_timeout_ms, drain_timeout_ms;
     char *metrics_host;                /* NULL: no metrics listener                               */
     int metrics_port;
-    struct ag_listener_conf lst[AG_PROTO_COUNT];
+    struct ag_listener_conf lst[AG_LISTENER_COUNT];
+    struct ag_api_conf api;
 };
 
 /*
@@ -127,7 +158,14 @@ struct ag_job {
     struct ag_peer peer;
     void *conn;                        /* opaque to workers (loop-thread object)                */
     uint64_t conn_id;
+    /* vault_api input */
+    char mount[256];
+    int kv_version;                    /* 1 or 2                                                */
+    long long version;                 /* KV v2 ?version=N, 0 = latest                          */
+    const struct ag_api_client *client;/* inside conf                                           */
+    char peer_desc[96];                /* "uid=.. pid=.." (unix socket) or "addr=127.0.0.1:port" */
     /* output (set by the worker) */
+    int http_status;                   /* vault_api                                             */
     enum ag_result result;
     vks_secret reply;                  /* the full bytes to send (secret); empty: close        */
     char why[640];                     /* secret-free reason for logs and TEMP replies          */
@@ -136,6 +174,23 @@ struct ag_job {
 /* Runs one job to completion (fills result, reply, why). Never blocks forever: Vault requests
  * have the configured timeout. */
 void ag_lookup_run(struct ag_job *job);
+/* One vks_resolve of (m->mount, path, field) with the job's api name ("agent.<proto>") and ctx;
+ * kv_version VKS_KV_UNSET = the configured default; version 0 = latest. *out owned by the caller;
+ * *secret_version (may be NULL) receives the KV v2 version of the value. */
+struct vks_ctx;
+vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
+                            const char *field, int kv_version, long long version,
+                            const struct vks_ctx *ctx, vks_secret *out, int64_t *secret_version,
+                            struct vks_err *err);
+/* The vault_api part of ag_lookup_run (lookup_api.c): reads the configured fields, builds the
+ * Vault-shaped JSON body in job->reply and sets job->http_status. */
+void ag_lookup_api(struct ag_job *job);
+
+/* vault_api (vaultapi.c), loop thread: starts the TCP and/or unix listeners. */
+int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, size_t n);
+void ag_api_close(void);
+/* The pool's completion callback for vault_api jobs: sends the reply (loop thread). */
+void ag_api_job_done(struct ag_job *job);
 
 /* Classifies a key for socketmap (host, nexthop [h]:p or h:p, sender addr); false: malformed. */
 bool ag_key_form(const char *key, enum ag_form *form);

@@ -625,10 +625,165 @@ static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enu
     parse_cred(e, &s, lc);
 }
 
+static char **str_array(struct cerr *e, const struct sect *s, const char *key, size_t *n, bool allow_empty)
+{
+    *n = 0;
+    const struct vks_toml_node *a = get_typed(e, s, key, VKS_TOML_ARRAY, "an array of strings");
+    if (a == NULL)
+        return NULL;
+    char fk[128];
+    full_key(fk, sizeof fk, s, key);
+    char **out = calloc(a->n + 1, sizeof *out);
+    for (size_t i = 0; out != NULL && i < a->n; i++) {
+        const struct vks_toml_node *m = &a->items[i];
+        if (m->type != VKS_TOML_STRING || strlen(m->str) != m->len || vks_has_control(m->str, m->len) ||
+            (!allow_empty && m->len == 0)) {
+            cerr_add(e, m->line, fk, "entry %zu must be a%s string without control characters", i + 1,
+                     allow_empty ? "" : " non-empty");
+            continue;
+        }
+        out[(*n)++] = strdup(m->str);
+    }
+    return out;
+}
+
+static void free_str_array(char **a, size_t n)
+{
+    for (size_t i = 0; a != NULL && i < n; i++)
+        free(a[i]);
+    free(a);
+}
+
+static int hexval(int ch)
+{
+    return ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+           : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10 : -1;
+}
+
+static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size_t idx, struct ag_api_client *cl)
+{
+    static const char *const known[] = { "name", "token_sha256", "mounts", "path_prefixes", NULL };
+    char name[48];
+    snprintf(name, sizeof name, "vault_api.client[%zu]", idx + 1);
+    struct sect s = { t, name, t->line };
+    check_known(e, &s, known);
+    cl->name = get_str(e, &s, "name", true);
+    const struct vks_toml_node *h = get_typed(e, &s, "token_sha256", VKS_TOML_STRING, "a string");
+    char fk[96];
+    full_key(fk, sizeof fk, &s, "token_sha256");
+    if (h == NULL && vks_toml_get(t, "token_sha256") == NULL)
+        cerr_add(e, t->line, fk, "is required (sha256 of the client's token, 64 hex digits)");
+    else if (h != NULL) {
+        bool ok = h->len == 64;
+        for (size_t i = 0; ok && i < 32; i++) {
+            int hi = hexval(h->str[2 * i]), lo = hexval(h->str[2 * i + 1]);
+            ok = hi >= 0 && lo >= 0;
+            cl->token_sha256[i] = (unsigned char)(hi * 16 + lo);
+        }
+        if (!ok)
+            cerr_add(e, h->line, fk, "must be 64 hex digits (printf %%s TOKEN | sha256sum)");
+    }
+    cl->mounts = str_array(e, &s, "mounts", &cl->n_mounts, false);
+    if (cl->n_mounts == 0)
+        cerr_add(e, t->line, name, "mounts is required (the mounts this client may read)");
+    cl->prefixes = str_array(e, &s, "path_prefixes", &cl->n_prefixes, true);
+    if (cl->n_prefixes == 0)
+        cerr_add(e, t->line, name, "path_prefixes is required ([\"\"] for every path of the mounts)");
+}
+
+static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct ag_api_conf *api)
+{
+    static const char *const known[] = { "listen", "socket", "mode", "group", "fields", "client", NULL };
+    const struct vks_toml_node *t = vks_toml_get(root, "vault_api");
+    api->mode = 0660;
+    if (t == NULL)
+        return;
+    if (t->type != VKS_TOML_TABLE) {
+        cerr_add(e, t->line, "vault_api", "expected a table");
+        return;
+    }
+    struct sect s = { t, "vault_api", t->line };
+    api->enabled = true;
+    check_known(e, &s, known);
+    char *l = get_str(e, &s, "listen", false);
+    if (l != NULL) {
+        char *colon = strrchr(l, ':'), *end = NULL;
+        long port = colon ? strtol(colon + 1, &end, 10) : -1;
+        if (colon == NULL || end == colon + 1 || *end != '\0' || port < 1 || port > 65535 ||
+            (*colon = '\0', strncmp(l, "127.", 4) != 0 && strcmp(l, "localhost") != 0))
+            cerr_add(e, vks_toml_get(t, "listen")->line, "vault_api.listen",
+                     "expected \"127.0.0.1:PORT\" (loopback only)");
+        else {
+            api->host = strdup(l);
+            api->port = (int)port;
+        }
+        free(l);
+    }
+    api->socket = get_str(e, &s, "socket", false);
+    if (api->socket != NULL && (api->socket[0] != '/' || strlen(api->socket) > 100))
+        cerr_add(e, vks_toml_get(t, "socket")->line, "vault_api.socket", "must be an absolute path of at most 100 bytes");
+    if (api->host == NULL && api->socket == NULL && vks_toml_get(t, "listen") == NULL && vks_toml_get(t, "socket") == NULL)
+        cerr_add(e, t->line, "vault_api", "needs listen and/or socket");
+    const struct vks_toml_node *m = get_typed(e, &s, "mode", VKS_TOML_STRING, "an octal mode string");
+    if (m != NULL) {
+        char *end = NULL;
+        long v = strtol(m->str, &end, 8);
+        if (end == m->str || *end != '\0' || v < 0 || v > 0777 || (v & 7))
+            cerr_add(e, m->line, "vault_api.mode", "expected an octal mode such as \"0660\", no access for others");
+        else
+            api->mode = (unsigned)v;
+    }
+    const struct vks_toml_node *g = get_typed(e, &s, "group", VKS_TOML_STRING, "a group name");
+    if (g != NULL) {
+        struct group *gr = getgrnam(g->str);
+        if (gr == NULL)
+            cerr_add(e, g->line, "vault_api.group", "no such group \"%s\"", g->str);
+        else {
+            api->group = gr->gr_gid;
+            api->has_group = true;
+        }
+    }
+    api->fields = str_array(e, &s, "fields", &api->n_fields, false);
+    if (vks_toml_get(t, "fields") == NULL) {
+        api->fields = calloc(2, sizeof *api->fields);
+        if (api->fields != NULL) {
+            api->fields[0] = strdup("key");
+            api->n_fields = 1;
+        }
+    }
+    const struct vks_toml_node *cl = get_typed(e, &s, "client", VKS_TOML_ARRAY, "an array of tables ([[vault_api.client]])");
+    if (cl == NULL || cl->n == 0) {
+        if (vks_toml_get(t, "client") == NULL)
+            cerr_add(e, t->line, "vault_api.client", "at least one [[vault_api.client]] is required");
+        return;
+    }
+    api->clients = calloc(cl->n, sizeof *api->clients);
+    for (size_t i = 0; api->clients != NULL && i < cl->n; i++) {
+        if (cl->items[i].type != VKS_TOML_TABLE) {
+            cerr_add(e, cl->items[i].line, "vault_api.client", "entries must be tables");
+            continue;
+        }
+        parse_api_client(e, &cl->items[i], i, &api->clients[api->n_clients++]);
+    }
+}
+
+static void api_clear(struct ag_api_conf *api)
+{
+    free(api->host);
+    free(api->socket);
+    free_str_array(api->fields, api->n_fields);
+    for (size_t i = 0; i < api->n_clients; i++) {
+        free(api->clients[i].name);
+        free_str_array(api->clients[i].mounts, api->clients[i].n_mounts);
+        free_str_array(api->clients[i].prefixes, api->clients[i].n_prefixes);
+    }
+    free(api->clients);
+}
+
 static void parse_root(struct cerr *e, const struct vks_toml_node *root, struct ag_conf *c)
 {
     static const char *const known[] = { "vault", "cache", "audit", "agent", "metrics",
-                                         "socketmap", "exim", NULL };
+                                         "socketmap", "exim", "vault_api", NULL };
     struct sect r = { root, "", 1 };
     check_known(e, &r, known);
     const char *secs[] = { "vault", "cache", "audit", "agent", "metrics" };
@@ -646,10 +801,11 @@ static void parse_root(struct cerr *e, const struct vks_toml_node *root, struct 
     parse_audit(e, &s[2], c);
     parse_agent(e, &s[3], c);
     parse_metrics(e, &s[4], c);
-    for (int p = 0; p < AG_PROTO_COUNT; p++)
+    for (int p = 0; p < AG_LISTENER_COUNT; p++)
         parse_listener(e, root, (enum ag_proto)p, &c->lst[p]);
-    if (!c->lst[AG_PROTO_SOCKETMAP].enabled && !c->lst[AG_PROTO_EXIM].enabled)
-        cerr_add(e, 1, "socketmap", "no listener configured: add [socketmap] and/or [exim]");
+    parse_api(e, root, &c->api);
+    if (!c->lst[AG_PROTO_SOCKETMAP].enabled && !c->lst[AG_PROTO_EXIM].enabled && !c->api.enabled)
+        cerr_add(e, 1, "socketmap", "no listener configured: add [socketmap], [exim] and/or [vault_api]");
     if (c->lst[0].enabled && c->lst[1].enabled && c->lst[0].socket && c->lst[1].socket &&
         strcmp(c->lst[0].socket, c->lst[1].socket) == 0)
         cerr_add(e, 1, "exim.socket", "is the same path as socketmap.socket");
@@ -713,8 +869,9 @@ static void conf_free(struct ag_conf *c)
     free(c->audit_key_file);
     free(c->audit_syslog_socket);
     free(c->metrics_host);
-    for (int i = 0; i < AG_PROTO_COUNT; i++)
+    for (int i = 0; i < AG_LISTENER_COUNT; i++)
         listener_clear(&c->lst[i]);
+    api_clear(&c->api);
     free(c);
 }
 

@@ -21,7 +21,8 @@
 
 const char *ag_proto_name(enum ag_proto p)
 {
-    return p == AG_PROTO_SOCKETMAP ? "socketmap" : p == AG_PROTO_EXIM ? "exim" : "unknown";
+    return p == AG_PROTO_SOCKETMAP ? "socketmap" : p == AG_PROTO_EXIM ? "exim"
+           : p == AG_PROTO_VAULTAPI ? "vault_api" : "unknown";
 }
 
 const char *ag_result_name(enum ag_result r)
@@ -180,12 +181,12 @@ static double mono_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-/* One vks_resolve of (mount, path, field). Returns the core status; *out owned by the caller. */
-static vks_status resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
-                                const char *field, const struct vks_ctx *ctx, vks_secret *out,
-                                struct vks_err *err)
+vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
+                            const char *field, int kv_version, long long version,
+                            const struct vks_ctx *ctx, vks_secret *out, int64_t *secret_version,
+                            struct vks_err *err)
 {
-    struct vks_field f[5];
+    struct vks_field f[6];
     size_t n = 0;
     f[n++] = (struct vks_field){ .name = "vault_mount", .type = VKS_FT_STRING, .str = m->mount, .len = strlen(m->mount) };
     f[n++] = (struct vks_field){ .name = "vault_path", .type = VKS_FT_STRING, .str = path, .len = strlen(path) };
@@ -193,18 +194,21 @@ static vks_status resolve_field(const struct ag_job *job, const struct ag_cred_m
     if (m->namespace_ != NULL)
         f[n++] = (struct vks_field){ .name = "vault_namespace", .type = VKS_FT_STRING, .str = m->namespace_,
                                      .len = strlen(m->namespace_) };
-    if (m->kv_version != VKS_KV_UNSET) {
-        if (m->kv_version == VKS_KV_AUTO)
+    if (kv_version != VKS_KV_UNSET) {
+        if (kv_version == VKS_KV_AUTO)
             f[n++] = (struct vks_field){ .name = "vault_kv_version", .type = VKS_FT_STRING, .str = "auto", .len = 4 };
         else
-            f[n++] = (struct vks_field){ .name = "vault_kv_version", .type = VKS_FT_INTEGER, .ival = m->kv_version };
+            f[n++] = (struct vks_field){ .name = "vault_kv_version", .type = VKS_FT_INTEGER, .ival = kv_version };
     }
+    if (version > 0)
+        f[n++] = (struct vks_field){ .name = "vault_version", .type = VKS_FT_INTEGER, .ival = version };
     struct vks_keysource ks;
     memset(&ks, 0, sizeof ks);
     vks_err_clear(err);
     vks_status st = vks_keysource_from_fields(f, n, &ks, err);
+    static const char *const api[] = { "agent.socketmap", "agent.exim", "agent.vault_api" };
     struct vks_resolve_req req = {
-        .api = job->proto == AG_PROTO_SOCKETMAP ? "agent.socketmap" : "agent.exim",
+        .api = api[job->proto < AG_PROTO_COUNT ? job->proto : 0],
         .ks = st == VKS_OK ? &ks : NULL,
         .ctx = ctx,
     };
@@ -216,8 +220,17 @@ static vks_status resolve_field(const struct ag_job *job, const struct ag_cred_m
         strcmp(info.outcome, "bypass") == 0 || strcmp(info.outcome, "error") == 0 ||
         strcmp(info.outcome, "stale") == 0)
         ag_metrics_vault_latency(mono_s() - t0);
+    if (secret_version != NULL)
+        *secret_version = info.secret_version;
     vks_keysource_clear(&ks);
     return st;
+}
+
+static vks_status resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
+                                const char *field, const struct vks_ctx *ctx, vks_secret *out,
+                                struct vks_err *err)
+{
+    return ag_resolve_field(job, m, path, field, m->kv_version, 0, ctx, out, NULL, err);
 }
 
 static enum ag_result classify(vks_status st)
@@ -306,6 +319,10 @@ static bool job_path(struct ag_job *job, const struct ag_listener_conf *lc, char
 
 void ag_lookup_run(struct ag_job *job)
 {
+    if (job->proto == AG_PROTO_VAULTAPI) {
+        ag_lookup_api(job);
+        return;
+    }
     const struct ag_listener_conf *lc = &job->conf->lst[job->proto];
     const struct ag_cred_map *m = &lc->cred;
     char key[AG_KEY_MAX + 1], path[2 * AG_KEY_MAX + 256], host[AG_KEY_MAX + 1], domain[AG_KEY_MAX + 1];

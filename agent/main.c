@@ -56,7 +56,8 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
     struct ag_conf *c = ag_conf_load(g_file, err, ERRBUF);
     if (c == NULL) {
         ag_log("error", "reload refused, the running configuration is kept:");
-        for (char *line = strtok(err, "\n"); line != NULL; line = strtok(NULL, "\n"))
+        char *save = NULL;
+        for (char *line = strtok_r(err, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save))
             ag_log("error", "  %s", line);
         ag_metrics_reload(false);
         free(err);
@@ -151,10 +152,11 @@ static int run(void)
         ag_log("error", "cannot start %d worker threads", g_conf->workers);
         return 1;
     }
-    if (ag_net_open(g_base, g_conf, err, sizeof err) != 0 ||
+    if (ag_net_open(g_base, g_conf, err, sizeof err) != 0 || ag_api_open(g_base, g_conf, err, sizeof err) != 0 ||
         ag_metrics_listen(g_base, g_conf->metrics_host, g_conf->metrics_port, err, sizeof err) != 0) {
         ag_log("error", "%s", err);
         ag_pool_stop();
+        ag_api_close();
         ag_net_close_all();
         return 1;
     }
@@ -164,9 +166,13 @@ static int run(void)
     event_add(hup, NULL);
     event_add(term, NULL);
     event_add(intr, NULL);
-    for (int p = 0; p < AG_PROTO_COUNT; p++)
+    for (int p = 0; p < AG_LISTENER_COUNT; p++)
         if (g_conf->lst[p].enabled)
             ag_log("info", "%s listening on %s", ag_proto_name((enum ag_proto)p), g_conf->lst[p].socket);
+    if (g_conf->api.enabled && g_conf->api.host != NULL)
+        ag_log("info", "vault_api on http://%s:%d", g_conf->api.host, g_conf->api.port);
+    if (g_conf->api.enabled && g_conf->api.socket != NULL)
+        ag_log("info", "vault_api on unix:%s", g_conf->api.socket);
     if (g_conf->metrics_host != NULL)
         ag_log("info", "metrics on http://%s:%d/metrics", g_conf->metrics_host, g_conf->metrics_port);
     ag_log("info", "ready (%d workers)", g_conf->workers);
@@ -174,6 +180,7 @@ static int run(void)
     event_base_dispatch(g_base);
 
     ag_pool_stop();
+    ag_api_close();
     ag_net_close_all();
     ag_metrics_close();
     event_free(hup);
@@ -191,7 +198,10 @@ static int run(void)
 
 static void job_done_cb(struct ag_job *j)
 {
-    ag_net_job_done(j);
+    if (j->proto == AG_PROTO_VAULTAPI)
+        ag_api_job_done(j);
+    else
+        ag_net_job_done(j);
 }
 
 int main(int argc, char **argv)

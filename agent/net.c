@@ -48,7 +48,7 @@ struct conn {
 
 static struct event_base *g_base;
 static struct ag_conf *g_conf;
-static struct listener g_lst[AG_PROTO_COUNT];
+static struct listener g_lst[AG_LISTENER_COUNT];
 static struct conn *g_conns;
 static size_t g_nconns;
 static uint64_t g_next_id = 1;
@@ -536,7 +536,7 @@ int ag_net_open(struct event_base *base, struct ag_conf *conf, char *err, size_t
 {
     g_base = base;
     g_conf = ag_conf_ref(conf);
-    for (int p = 0; p < AG_PROTO_COUNT; p++) {
+    for (int p = 0; p < AG_LISTENER_COUNT; p++) {
         const struct ag_listener_conf *lc = &conf->lst[p];
         if (!lc->enabled)
             continue;
@@ -551,10 +551,10 @@ int ag_net_open(struct event_base *base, struct ag_conf *conf, char *err, size_t
 
 int ag_net_reconfigure(struct ag_conf *conf, char *err, size_t n)
 {
-    struct listener fresh[AG_PROTO_COUNT];
+    struct listener fresh[AG_LISTENER_COUNT];
     memset(fresh, 0, sizeof fresh);
-    bool rebind[AG_PROTO_COUNT];
-    for (int p = 0; p < AG_PROTO_COUNT; p++) {
+    bool rebind[AG_LISTENER_COUNT];
+    for (int p = 0; p < AG_LISTENER_COUNT; p++) {
         rebind[p] = ag_listener_conf_socket_differs(&g_conf->lst[p], &conf->lst[p]);
         if (!rebind[p] || !conf->lst[p].enabled)
             continue;
@@ -569,7 +569,7 @@ int ag_net_reconfigure(struct ag_conf *conf, char *err, size_t n)
             return -1;
         }
     }
-    for (int p = 0; p < AG_PROTO_COUNT; p++) {
+    for (int p = 0; p < AG_LISTENER_COUNT; p++) {
         if (!rebind[p])
             continue;
         bool same_path = g_lst[p].path != NULL && fresh[p].path != NULL && strcmp(g_lst[p].path, fresh[p].path) == 0;
@@ -586,7 +586,7 @@ int ag_net_reconfigure(struct ag_conf *conf, char *err, size_t n)
 void ag_net_stop_listening(void)
 {
     g_draining = true;
-    for (int p = 0; p < AG_PROTO_COUNT; p++)
+    for (int p = 0; p < AG_LISTENER_COUNT; p++)
         listener_close(&g_lst[p], true);
     /* idle connections go now; busy ones after their reply */
     struct conn *c = g_conns;
@@ -609,7 +609,7 @@ void ag_net_close_all(void)
             conn_close(c);
         c = next;
     }
-    for (int p = 0; p < AG_PROTO_COUNT; p++)
+    for (int p = 0; p < AG_LISTENER_COUNT; p++)
         listener_close(&g_lst[p], true);
     ag_conf_unref(g_conf);
     g_conf = NULL;

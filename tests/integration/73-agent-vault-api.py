@@ -1,0 +1,234 @@
+"""vks-agent [vault_api]: the Vault-compatible read endpoint for unmodified clients.
+
+  - the exact request KumoMTA's vault keysource sends (vaultrs 0.7: GET /v1/<mount>/data/<path>,
+    headers X-Vault-Request: true and X-Vault-Token) gets Vault's response shape with every field
+    vaultrs requires, and the same bytes as a direct vault-dev read;
+  - python3-hvac (KV v2 read_secret_version, KV v1 read_secret) pointed at the agent reads the same
+    values as from Vault;
+  - the agent's cache serves repeated reads (vault-dev counts one request);
+  - a wrong, missing or other client's token, a path outside the client's prefixes, a mount not
+    granted, '..' in the path: 403 in Vault's error shape; POST: 405; no secret: 404 {"errors":[]};
+    a restricted secret (no destination in a Vault request): 403; Vault unreachable: 503;
+  - the unix-socket listener, with the peer's uid in the audit trail; `vks audit verify` passes.
+The agent's output and audit trail are scanned for the test passwords and client tokens."""
+import hashlib
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+
+ROOT = os.environ["ROOT"]
+BUILD = os.environ.get("BUILD", "build")
+WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from vaultdev import VaultDev, Checks  # noqa: E402
+from agent import Agent  # noqa: E402
+
+PW = "agent-pw-KUMO-2f8e61a0"
+PW1 = "agent-pw-KV1-7c3b90d4"
+TOK = "agent-client-token-KUMO-51e0c9aa"
+TOK2 = "agent-client-token-NARROW-d7f3b2"
+SECRETS = [PW, PW1, TOK, TOK2]
+
+
+class RedactingChecks(Checks):
+    def ok(self, cond, name, detail=None):
+        if detail is not None:
+            detail = str(detail)
+            for x in SECRETS:
+                detail = detail.replace(x, "<secret>")
+        return Checks.ok(self, cond, name, detail)
+
+
+T = RedactingChecks()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=30)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(self.path)
+
+
+def get(port, path, token=TOK, headers=None, method="GET", unix=None):
+    c = UnixHTTPConnection(unix) if unix else http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    h = dict(headers or {})
+    if token is not None:
+        h["X-Vault-Token"] = token
+    c.request(method, path, headers=h)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    try:
+        return r.status, json.loads(body)
+    except ValueError:
+        return r.status, body
+
+
+def config(vd, d, port, tokf, audit, key):
+    h1 = hashlib.sha256(TOK.encode()).hexdigest()
+    h2 = hashlib.sha256(TOK2.encode()).hexdigest()
+    return f'''[vault]
+address = "{vd.addr}"
+ca_cert = "{vd.cacert}"
+token_file = "{tokf}"
+timeout = "3s"
+max_retries = 0
+
+[cache]
+ttl = "60s"
+max_stale = "0s"
+neg_ttl = "1s"
+
+[audit]
+file = "{audit}"
+key_file = "{key}"
+
+[vault_api]
+listen = "127.0.0.1:{port}"
+socket = "{d}/vault.sock"
+mode = "0660"
+fields = ["key", "username", "password"]
+
+[[vault_api.client]]
+name = "kumod"
+token_sha256 = "{h1}"
+mounts = ["secret", "kv"]
+path_prefixes = ["smtp-auth/"]
+
+[[vault_api.client]]
+name = "narrow"
+token_sha256 = "{h2}"
+mounts = ["secret"]
+path_prefixes = ["smtp-auth/other"]
+'''
+
+
+def checks(vd, d, port, agent):
+    kumo_headers = {"X-Vault-Request": "true"}
+    st, j = get(port, "/v1/secret/data/smtp-auth/example.com", headers=kumo_headers)
+    T.eq(st, 200, "KumoMTA's request: 200")
+    env_ok = (isinstance(j, dict) and isinstance(j.get("request_id"), str) and len(j["request_id"]) == 36 and
+              j.get("lease_id") == "" and j.get("renewable") is False and j.get("lease_duration") == 0)
+    T.ok(env_ok, "the envelope fields vaultrs requires (request_id, lease_id, renewable, lease_duration)", j)
+    md = (j or {}).get("data", {}).get("metadata", {})
+    T.ok(isinstance(md.get("created_time"), str) and isinstance(md.get("deletion_time"), str) and
+         md.get("destroyed") is False and isinstance(md.get("version"), int) and md.get("version") >= 1,
+         "data.metadata has created_time, deletion_time, destroyed, version", md)
+    vst, vj = vd.kv2_get("smtp-auth/example.com")
+    T.eq(j["data"]["data"]["key"], vj["data"]["data"]["key"], "data.data.key is the same string as Vault's")
+    T.eq(md.get("version"), vj["data"]["metadata"]["version"], "the version is Vault's")
+    T.eq(sorted(j["data"]["data"]), ["key", "username"], "only the configured fields present in the secret")
+    # cache: a second read does not reach Vault
+    before = vd.count("GET", "/v1/secret/data/smtp-auth/example.com")
+    st, j2 = get(port, "/v1/secret/data/smtp-auth/example.com", headers=kumo_headers)
+    T.ok(st == 200 and j2["data"]["data"]["key"] == PW, "a repeated read answers the same")
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/example.com"), before, "served from the agent's cache (no Vault request)")
+    T.ok(j2["request_id"] != j["request_id"], "a fresh request_id per response")
+
+    # hvac, the Python Vault client, pointed at the agent
+    import hvac
+    client = hvac.Client(url="http://127.0.0.1:%d" % port, token=TOK)
+    r = client.secrets.kv.v2.read_secret_version(path="smtp-auth/example.com", mount_point="secret")
+    T.eq(r["data"]["data"]["key"], vj["data"]["data"]["key"], "hvac KV v2 read through the agent: same value")
+    r = client.secrets.kv.v1.read_secret(path="smtp-auth/legacy", mount_point="kv")
+    v1st, v1 = vd.kv1_get("smtp-auth/legacy")
+    T.eq(r["data"]["key"], v1["data"]["key"], "hvac KV v1 read through the agent: same value")
+    bad = hvac.Client(url="http://127.0.0.1:%d" % port, token="not-a-client-token-000")
+    try:
+        bad.secrets.kv.v2.read_secret_version(path="smtp-auth/example.com", mount_point="secret")
+        T.ok(False, "hvac with a wrong token is refused")
+    except hvac.exceptions.Forbidden:
+        T.ok(True, "hvac with a wrong token is refused (Forbidden)")
+
+    # refusals, in Vault's error shape
+    for name, args in [("wrong token", dict(token="wrong-token-123456")), ("missing token", dict(token=None)),
+                       ("the agent's own Vault token", dict(token=vd.root_token)),
+                       ("another client's prefix", dict(token=TOK2)),
+                       ]:
+        st, j = get(port, "/v1/secret/data/smtp-auth/example.com", **args)
+        T.ok(st == 403 and j == {"errors": ["permission denied"]}, name + ": 403 permission denied", (st, j))
+    for name, path in [("path outside the prefixes", "/v1/secret/data/other/x"),
+                       ("a mount not granted", "/v1/cubbyhole/smtp-auth/x"),
+                       ("'..' in the path", "/v1/secret/data/smtp-auth/../root"),
+                       ("escaped path", "/v1/secret/data/smtp-auth%2Fexample.com"),
+                       ("no path", "/v1/secret/data/")]:
+        st, j = get(port, path)
+        T.eq(st, 403, name + ": 403")
+    st, j = get(port, "/v1/secret/data/smtp-auth/example.com", method="POST")
+    T.ok(st == 405 and "errors" in j, "a write: 405 in the error shape", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/nothing-here")
+    T.ok(st == 404 and j == {"errors": []}, "no secret: 404 {\"errors\":[]} like Vault", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
+    T.ok(st == 403 and PW not in json.dumps(j), "a restricted secret: 403 (no destination in a Vault request)", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/example.com?version=1")
+    T.ok(st == 200 and j["data"]["metadata"]["version"] == 1, "?version=N is passed on", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/example.com?list=true")
+    T.eq(st, 400, "another query: 400")
+    vd.fault(action="close", path_prefix="/v1/secret/data/smtp-auth/cold", duration_seconds=30)
+    st, j = get(port, "/v1/secret/data/smtp-auth/cold")
+    T.ok(st == 503 and "errors" in j, "Vault unreachable, nothing cached: 503", (st, j))
+    vd.clear_faults()
+    # the unix socket, with the peer's uid in the audit trail
+    st, j = get(0, "/v1/secret/data/smtp-auth/example.com", unix=os.path.join(d, "vault.sock"))
+    T.ok(st == 200 and j["data"]["data"]["key"] == PW, "the unix-socket listener answers")
+    T.ok(agent.proc.poll() is None, "the agent is still running")
+
+
+def main():
+    d = os.path.join(WORK, "api")
+    os.makedirs(d, exist_ok=True)
+    agent = None
+    with VaultDev(args=["--kv1", "kv"]) as vd:
+        try:
+            vd.kv2_put("smtp-auth/example.com", {"key": "old-value-not-secret"})
+            vd.kv2_put("smtp-auth/example.com", {"key": PW, "username": "kumo-user"})
+            vd.kv2_put("smtp-auth/restricted", {"key": PW})
+            vd.kv2_put("smtp-auth/cold", {"key": PW})
+            vd.call("POST", "/v1/secret/metadata/smtp-auth/restricted", {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
+            vd.kv1_put("smtp-auth/legacy", {"key": PW1})
+            tokf = os.path.join(d, "token")
+            with open(tokf, "w") as f:
+                f.write(vd.root_token)
+            os.chmod(tokf, 0o600)
+            key = os.path.join(d, "audit.key")
+            with open(key, "wb") as f:
+                f.write(os.urandom(32))
+            os.chmod(key, 0o600)
+            audit = os.path.join(d, "audit.jsonl")
+            port = free_port()
+            agent = Agent(d, config(vd, d, port, tokf, audit, key))
+            T.run(checks, vd, d, port, agent)
+        finally:
+            if agent is not None:
+                T.eq(agent.stop(), 0, "the agent exits 0 on SIGTERM")
+    p = subprocess.run([os.path.join(ROOT, BUILD, "vks"), "audit", "verify", audit, "--key-file", key],
+                       capture_output=True, timeout=60)
+    T.eq(p.returncode, 0, "vks audit verify accepts the trail")
+    trail = open(audit).read()
+    T.ok('"agent.vault_api"' in trail and "client=kumod" in trail, "audit events name the protocol and the client")
+    T.ok("peer uid=0" in trail, "the unix-socket peer's uid is audited")
+    log = agent.log() if agent else ""
+    print("---- agent log (tail) ----")
+    print("\n".join(log.splitlines()[-12:]))
+    for name, text in (("agent log", log), ("audit trail", trail)):
+        T.ok(not any(s in text for s in SECRETS), "no password or client token in the " + name)
+    sys.exit(T.finish())
+
+
+if __name__ == "__main__":
+    main()
