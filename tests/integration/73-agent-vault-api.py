@@ -189,6 +189,26 @@ def checks(vd, d, port, agent):
     T.ok(agent.proc.poll() is None, "the agent is still running")
 
 
+def policy_example(vd, d, port):
+    """policy-examples/kumomta-via-agent.lua in the project's KumoMTA-style host: its Vault client
+    (the module) talks to the agent as to Vault, and the relay accepts the AUTH."""
+    from smtprelay import Relay
+    relay = Relay(d, creds=[("kumo-user", PW)], tls=True)
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "VKS_"))}
+        env.update(VAULT_ADDR="http://127.0.0.1:%d" % port, VAULT_TOKEN=TOK)
+        p = subprocess.run([os.path.join(ROOT, BUILD, "vks-policy"), os.path.join(ROOT, "policy-examples", "kumomta-via-agent.lua"),
+                            "--domain", "example.com", "--relay", "127.0.0.1:%d" % relay.port, "--check-auth",
+                            "--cafile", relay.cafile, "--timeout-ms", "20000"], capture_output=True, env=env, timeout=120)
+        out = (p.stdout + p.stderr).decode("utf-8", "replace")
+        ev = relay.auth_events()
+        T.ok(p.returncode == 0 and ev and ev[-1]["ok"] and ev[-1]["user"] == "kumo-user",
+             "the KumoMTA policy example authenticates with the password served by the agent", (p.returncode, out[-400:], ev))
+        T.ok(not any(x in out for x in SECRETS), "no secret in vks-policy's output")
+    finally:
+        relay.stop()
+
+
 def main():
     d = os.path.join(WORK, "api")
     os.makedirs(d, exist_ok=True)
@@ -213,6 +233,7 @@ def main():
             port = free_port()
             agent = Agent(d, config(vd, d, port, tokf, audit, key))
             T.run(checks, vd, d, port, agent)
+            T.run(policy_example, vd, d, port)
         finally:
             if agent is not None:
                 T.eq(agent.stop(), 0, "the agent exits 0 on SIGTERM")
