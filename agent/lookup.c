@@ -31,10 +31,10 @@ const char *ag_result_name(enum ag_result r)
     return r < AG_R_COUNT ? n[r] : "unknown";
 }
 
-/* A safe path component: letters, digits and . - _ + @, not starting with '.' */
+/* A safe path component: letters, digits and . - _ + @, not starting with '.', no ".." */
 static bool safe_component(const char *s, size_t n)
 {
-    if (n == 0 || s[0] == '.')
+    if (n == 0 || s[0] == '.' || memmem(s, n, "..", 2) != NULL)
         return false;
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)s[i];

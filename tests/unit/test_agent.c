@@ -139,6 +139,7 @@ Test(keys, forms_and_paths)
     cr_assert_eq(expand("smtp-auth/{host}", "../x", out, host, dom), 0);
     cr_assert_eq(expand("smtp-auth/{host}", "a/b", out, host, dom), 0);
     cr_assert_eq(expand("smtp-auth/{host}", ".hidden", out, host, dom), 0);
+    cr_assert_eq(expand("smtp-auth/{host}", "126.0..01", out, host, dom), 0, "\"..\" inside a name (found by fuzz_agent_proto)");
     cr_assert_eq(expand("smtp-auth/{host}", "[a/b]:25", out, host, dom), 0);
     cr_assert_eq(expand("smtp-auth/{host}", "[x]:2/5", out, host, dom), 0);
     cr_assert_eq(expand("smtp-auth/{key}", "[x]:25", out, host, dom), 0, "{key} must be a safe component");
