@@ -95,6 +95,7 @@ struct ag_api_conf {
     bool enabled;
     char *host;                     /* loopback address of the TCP listener, or NULL            */
     int port;
+    char *tls_cert, *tls_key;       /* PEM files: the TCP listener speaks HTTPS (both or none)   */
     char *socket;                   /* unix socket path, or NULL                                */
     unsigned mode;
     bool has_group;

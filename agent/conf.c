@@ -693,7 +693,8 @@ static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size
 
 static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct ag_api_conf *api)
 {
-    static const char *const known[] = { "listen", "socket", "mode", "group", "fields", "client", NULL };
+    static const char *const known[] = { "listen", "socket", "mode", "group", "fields", "client",
+                                         "tls_cert", "tls_key", NULL };
     const struct vks_toml_node *t = vks_toml_get(root, "vault_api");
     api->mode = 0660;
     if (t == NULL)
@@ -718,6 +719,16 @@ static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct a
             api->port = (int)port;
         }
         free(l);
+    }
+    api->tls_cert = get_str(e, &s, "tls_cert", false);
+    api->tls_key = get_str(e, &s, "tls_key", false);
+    if ((api->tls_cert == NULL) != (api->tls_key == NULL))
+        cerr_add(e, t->line, "vault_api", "tls_cert and tls_key go together");
+    for (int i = 0; i < 2; i++) {
+        const char *f = i == 0 ? api->tls_cert : api->tls_key;
+        if (f != NULL && access(f, R_OK) != 0)
+            cerr_add(e, vks_toml_get(t, i == 0 ? "tls_cert" : "tls_key")->line,
+                     i == 0 ? "vault_api.tls_cert" : "vault_api.tls_key", "cannot read %s: %s", f, strerror(errno));
     }
     api->socket = get_str(e, &s, "socket", false);
     if (api->socket != NULL && (api->socket[0] != '/' || strlen(api->socket) > 100))
@@ -769,6 +780,8 @@ static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct a
 
 static void api_clear(struct ag_api_conf *api)
 {
+    free(api->tls_cert);
+    free(api->tls_key);
     free(api->host);
     free(api->socket);
     free_str_array(api->fields, api->n_fields);

@@ -17,11 +17,14 @@
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,7 @@ struct pending {
 };
 
 static struct evhttp *g_tcp, *g_unix;
+static SSL_CTX *g_ssl;
 static char *g_unix_path;
 
 static void send_json(struct evhttp_request *req, int code, const char *body)
@@ -238,6 +242,34 @@ static struct evhttp *new_http(struct event_base *base, void *arg)
     return h;
 }
 
+/* Each TCP connection of an HTTPS listener gets its own TLS server session. */
+static struct bufferevent *tls_bev(struct event_base *base, void *arg)
+{
+    (void)arg;
+    SSL *ssl = SSL_new(g_ssl);
+    if (ssl == NULL)
+        return NULL;
+    return bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+}
+
+static int tls_setup(const struct ag_api_conf *api, char *err, size_t n)
+{
+    g_ssl = SSL_CTX_new(TLS_server_method());
+    if (g_ssl == NULL || SSL_CTX_set_min_proto_version(g_ssl, TLS1_2_VERSION) != 1 ||
+        SSL_CTX_use_certificate_chain_file(g_ssl, api->tls_cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(g_ssl, api->tls_key, SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(g_ssl) != 1) {
+        unsigned long e = ERR_get_error();
+        char buf[256];
+        ERR_error_string_n(e, buf, sizeof buf);
+        snprintf(err, n, "vault_api.tls_cert/tls_key: %s: %s", api->tls_cert, buf);
+        ERR_clear_error();
+        return -1;
+    }
+    SSL_CTX_set_options(g_ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    return 0;
+}
+
 int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, size_t n)
 {
     const struct ag_api_conf *api = &conf->api;
@@ -245,6 +277,11 @@ int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, 
         return 0;
     if (api->host != NULL) {
         g_tcp = new_http(base, NULL);
+        if (g_tcp != NULL && api->tls_cert != NULL) {
+            if (tls_setup(api, err, n) != 0)
+                return -1;
+            evhttp_set_bevcb(g_tcp, tls_bev, NULL);
+        }
         if (g_tcp == NULL || evhttp_bind_socket(g_tcp, api->host, (ev_uint16_t)api->port) != 0) {
             snprintf(err, n, "vault_api.listen: cannot listen on %s:%d", api->host, api->port);
             return -1;
@@ -290,6 +327,9 @@ void ag_api_close(void)
     if (g_unix != NULL)
         evhttp_free(g_unix);
     g_tcp = g_unix = NULL;
+    if (g_ssl != NULL)
+        SSL_CTX_free(g_ssl);
+    g_ssl = NULL;
     if (g_unix_path != NULL)
         unlink(g_unix_path);
     free(g_unix_path);

@@ -9,6 +9,7 @@
   - a wrong, missing or other client's token, a path outside the client's prefixes, a mount not
     granted, '..' in the path: 403 in Vault's error shape; POST: 405; no secret: 404 {"errors":[]};
     a restricted secret (no destination in a Vault request): 403; Vault unreachable: 503;
+  - the TCP listener speaks HTTPS (loopback TLS, verified against its certificate by every client);
   - the unix-socket listener, with the peer's uid in the audit trail; `vks audit verify` passes.
 The agent's output and audit trail are scanned for the test passwords and client tokens."""
 import hashlib
@@ -64,8 +65,16 @@ class UnixHTTPConnection(http.client.HTTPConnection):
         self.sock.connect(self.path)
 
 
+CAFILE = None
+
+
 def get(port, path, token=TOK, headers=None, method="GET", unix=None):
-    c = UnixHTTPConnection(unix) if unix else http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    import ssl
+    if unix:
+        c = UnixHTTPConnection(unix)
+    else:
+        ctx = ssl.create_default_context(cafile=CAFILE)
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=30, context=ctx)
     h = dict(headers or {})
     if token is not None:
         h["X-Vault-Token"] = token
@@ -79,7 +88,7 @@ def get(port, path, token=TOK, headers=None, method="GET", unix=None):
         return r.status, body
 
 
-def config(vd, d, port, tokf, audit, key):
+def config(vd, d, port, tokf, audit, key, cert, tlskey):
     h1 = hashlib.sha256(TOK.encode()).hexdigest()
     h2 = hashlib.sha256(TOK2.encode()).hexdigest()
     return f'''[vault]
@@ -100,6 +109,8 @@ key_file = "{key}"
 
 [vault_api]
 listen = "127.0.0.1:{port}"
+tls_cert = "{cert}"
+tls_key = "{tlskey}"
 socket = "{d}/vault.sock"
 mode = "0660"
 fields = ["key", "username", "password"]
@@ -142,13 +153,13 @@ def checks(vd, d, port, agent):
 
     # hvac, the Python Vault client, pointed at the agent
     import hvac
-    client = hvac.Client(url="http://127.0.0.1:%d" % port, token=TOK)
+    client = hvac.Client(url="https://127.0.0.1:%d" % port, token=TOK, verify=CAFILE)
     r = client.secrets.kv.v2.read_secret_version(path="smtp-auth/example.com", mount_point="secret")
     T.eq(r["data"]["data"]["key"], vj["data"]["data"]["key"], "hvac KV v2 read through the agent: same value")
     r = client.secrets.kv.v1.read_secret(path="smtp-auth/legacy", mount_point="kv")
     v1st, v1 = vd.kv1_get("smtp-auth/legacy")
     T.eq(r["data"]["key"], v1["data"]["key"], "hvac KV v1 read through the agent: same value")
-    bad = hvac.Client(url="http://127.0.0.1:%d" % port, token="not-a-client-token-000")
+    bad = hvac.Client(url="https://127.0.0.1:%d" % port, token="not-a-client-token-000", verify=CAFILE)
     try:
         bad.secrets.kv.v2.read_secret_version(path="smtp-auth/example.com", mount_point="secret")
         T.ok(False, "hvac with a wrong token is refused")
@@ -186,6 +197,17 @@ def checks(vd, d, port, agent):
     # the unix socket, with the peer's uid in the audit trail
     st, j = get(0, "/v1/secret/data/smtp-auth/example.com", unix=os.path.join(d, "vault.sock"))
     T.ok(st == 200 and j["data"]["data"]["key"] == PW, "the unix-socket listener answers")
+    # the TCP listener speaks TLS only: a plaintext request gets no HTTP answer
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", "/v1/secret/data/smtp-auth/example.com", headers={"X-Vault-Token": TOK})
+        r = c.getresponse()
+        body = r.read()
+        T.ok(PW.encode() not in body and r.status != 200, "plain HTTP on the TLS port gets no secret", r.status)
+    except (http.client.HTTPException, OSError) as e:
+        T.ok(True, "plain HTTP on the TLS port is refused (%s)" % type(e).__name__)
+    finally:
+        c.close()
     T.ok(agent.proc.poll() is None, "the agent is still running")
 
 
@@ -196,7 +218,7 @@ def policy_example(vd, d, port):
     relay = Relay(d, creds=[("kumo-user", PW)], tls=True)
     try:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "VKS_"))}
-        env.update(VAULT_ADDR="http://127.0.0.1:%d" % port, VAULT_TOKEN=TOK)
+        env.update(VAULT_ADDR="https://127.0.0.1:%d" % port, VAULT_TOKEN=TOK, VAULT_CACERT=CAFILE)
         p = subprocess.run([os.path.join(ROOT, BUILD, "vks-policy"), os.path.join(ROOT, "policy-examples", "kumomta-via-agent.lua"),
                             "--domain", "example.com", "--relay", "127.0.0.1:%d" % relay.port, "--check-auth",
                             "--cafile", relay.cafile, "--timeout-ms", "20000"], capture_output=True, env=env, timeout=120)
@@ -231,7 +253,11 @@ def main():
             os.chmod(key, 0o600)
             audit = os.path.join(d, "audit.jsonl")
             port = free_port()
-            agent = Agent(d, config(vd, d, port, tokf, audit, key))
+            from smtprelay import ensure_cert
+            global CAFILE
+            cert, tlskey = ensure_cert(os.path.join(d, "tls"))  # self-signed, SAN 127.0.0.1
+            CAFILE = cert
+            agent = Agent(d, config(vd, d, port, tokf, audit, key, cert, tlskey))
             T.run(checks, vd, d, port, agent)
             T.run(policy_example, vd, d, port)
         finally:
