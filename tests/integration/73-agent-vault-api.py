@@ -19,6 +19,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 
 ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
@@ -197,6 +198,35 @@ def checks(vd, d, port, agent):
     # the unix socket, with the peer's uid in the audit trail
     st, j = get(0, "/v1/secret/data/smtp-auth/example.com", unix=os.path.join(d, "vault.sock"))
     T.ok(st == 200 and j["data"]["data"]["key"] == PW, "the unix-socket listener answers")
+    # bad input on the unix listener: oversized headers, garbage, a thousand idle connections
+    us = os.path.join(d, "vault.sock")
+    st, j = get(0, "/v1/secret/data/smtp-auth/example.com", headers={"X-Big": "a" * 20000}, unix=us)
+    T.ok(st >= 400 and st < 500, "oversized headers: refused with a 4xx", st)
+    g = socket.socket(socket.AF_UNIX)
+    g.settimeout(10)
+    g.connect(us)
+    g.sendall(b"\x16\x03\x01 this is not HTTP\r\n\r\n")
+    try:
+        data = g.recv(200)
+    except OSError:
+        data = b""
+    g.close()
+    T.ok(data == b"" or data.startswith(b"HTTP/1.1 400"), "garbage: 400 or closed", data[:40])
+    idle = []
+    for _ in range(1000):
+        for attempt in range(200):
+            try:
+                c2 = socket.socket(socket.AF_UNIX)
+                c2.connect(us)
+                idle.append(c2)
+                break
+            except (BlockingIOError, ConnectionRefusedError):
+                c2.close()
+                time.sleep(0.01)
+    st, j = get(0, "/v1/secret/data/smtp-auth/example.com", unix=us)
+    T.ok(st == 200 and j["data"]["data"]["key"] == PW, "served while 1000 idle connections are open", st)
+    for c2 in idle:
+        c2.close()
     # the TCP listener speaks TLS only: a plaintext request gets no HTTP answer
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
