@@ -135,10 +135,15 @@ static void runtime_release(struct runtime *rt)
         runtime_free(rt);
 }
 
-vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+/* A prepared runtime is a built runtime that is not yet current. */
+struct vks_resolver_prep {
+    struct runtime *rt;
+};
+
+vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolver_prep **out,
+                                struct vks_err *err)
 {
-    if (changed != NULL)
-        *changed = false;
+    *out = NULL;
     pthread_mutex_lock(&rt_lock);
     bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
     pthread_mutex_unlock(&rt_lock);
@@ -148,11 +153,23 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
     vks_status st = vks_config_check_files(cfg, err);
     if (st != VKS_OK)
         return st;
-    struct runtime *rt = NULL;
-    st = runtime_build(cfg, true, &rt, err);
-    if (st != VKS_OK)
+    struct vks_resolver_prep *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if ((st = runtime_build(cfg, true, &p->rt, err)) != VKS_OK) {
+        free(p);
         return st;
+    }
+    *out = p;
+    return VKS_OK;
+}
 
+bool vks_resolver_commit(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return false;
+    struct runtime *rt = p->rt;
+    free(p);
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
     rt->gen = ++rt_generation;
@@ -166,8 +183,28 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
      * are wiped now rather than when they age out */
     if (old != NULL)
         vks_cache_flush();
+    return true;
+}
+
+void vks_resolver_discard(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return;
+    runtime_free(p->rt);
+    free(p);
+}
+
+vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+{
     if (changed != NULL)
-        *changed = true;
+        *changed = false;
+    struct vks_resolver_prep *p = NULL;
+    vks_status st = vks_resolver_prepare(cfg, &p, err);
+    if (st != VKS_OK)
+        return st;
+    bool c = vks_resolver_commit(p);
+    if (changed != NULL)
+        *changed = c;
     return VKS_OK;
 }
 
