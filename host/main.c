@@ -25,6 +25,17 @@
 
 #include "host.h"
 
+const char *vksh_cstring(lua_State *L, int idx, const char *what, size_t *len)
+{
+    size_t n = 0;
+    const char *s = luaL_checklstring(L, idx, &n);
+    if (memchr(s, '\0', n) != NULL)
+        luaL_error(L, "%s contains a NUL byte", what);
+    if (len != NULL)
+        *len = n;
+    return s;
+}
+
 static int file_exists(const char *p)
 {
     struct stat st;
@@ -33,14 +44,14 @@ static int file_exists(const char *p)
 
 static int l_file_exists(lua_State *L)
 {
-    lua_pushboolean(L, file_exists(luaL_checkstring(L, 1)));
+    lua_pushboolean(L, file_exists(vksh_cstring(L, 1, "sys.file_exists: path", NULL)));
     return 1;
 }
 
 static int l_realpath(lua_State *L)
 {
     char buf[PATH_MAX];
-    if (realpath(luaL_checkstring(L, 1), buf) == NULL) {
+    if (realpath(vksh_cstring(L, 1, "sys.realpath: path", NULL), buf) == NULL) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));
         return 2;

@@ -20,6 +20,7 @@
 #include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
+#include "vks_redact.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -753,6 +754,7 @@ done:
         /* the one audit event of this lookup, whatever happened above */
         struct vks_audit_event ev;
         memset(&ev, 0, sizeof ev);
+        char addr_shown[VKS_ADDRESS_MAX + 64];
         bool via_cache = ks != NULL && ks->kind == VKS_KS_VAULT && ci.outcome != VKS_CACHE_NONE;
         ev.api = req->api;
         ev.outcome = audit_outcome(st, via_cache ? &ci : NULL);
@@ -760,9 +762,12 @@ done:
         ev.error = st != VKS_OK && err != NULL ? err->msg : NULL;
         ev.source = audit_source(ks);
         if (ks != NULL) {
-            ev.vault_addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
-                                                                              : rt != NULL ? rt->cfg.vault.address : NULL)
-                                                     : NULL;
+            const char *addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
+                                                                               : rt != NULL ? rt->cfg.vault.address : NULL)
+                                                      : NULL;
+            if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
+                vks_redact_url(addr, strlen(addr), addr_shown, sizeof addr_shown);
+            ev.vault_addr = addr != NULL ? addr_shown : NULL;
             ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
             ev.mount = ks->mount;
             ev.path = ks->path;
