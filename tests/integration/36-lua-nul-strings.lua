@@ -158,6 +158,38 @@ local ok, err = pcall(function()
     setup_raises('audit.syslog', { audit = { syslog = { ['socket\0'] = '/dev/log' } } })
   end)
 
+  T.test('the policy host builtins refuse a NUL too (sys, json, toml, smtp)', function()
+    local script = T.write_file(WORK .. '/host36.lua', [[
+local smtp = require 'vks_host.smtp'
+local sys = require 'vks_host.sys'
+local json = require 'vks_host.json'
+local toml = require 'vks_host.toml'
+local function r(label, f, ...)
+  local okk, e = pcall(f, ...)
+  print(label .. '=' .. (okk and 'accepted' or tostring(e)))
+end
+r('host', smtp.check_auth, { host = '127.0.0.1\0evil', port = 1, timeout_ms = 500 })
+r('ehlo_name', smtp.check_auth, { host = '127.0.0.1', port = 1, ehlo_name = 'x\0y', timeout_ms = 500 })
+r('enable_tls', smtp.check_auth, { host = '127.0.0.1', port = 1, enable_tls = 'Disabled\0x', timeout_ms = 500 })
+r('cafile', smtp.check_auth, { host = '127.0.0.1', port = 1, cafile = '/etc/ssl/x\0y', timeout_ms = 500 })
+r('username', smtp.check_auth, { host = '127.0.0.1', port = 1, username = 'u\0x', password = 'p', timeout_ms = 500 })
+r('file_exists', sys.file_exists, '/etc/passwd\0x')
+r('realpath', sys.realpath, '/etc\0x')
+r('json', json.parse, '{}', 'src\0x')
+r('toml', toml.parse, 'a = 1', 'src\0x')
+return 0
+]])
+    local root, build = os.getenv('ROOT'), os.getenv('BUILD') or 'build'
+    local p = assert(io.popen(string.format("%s/%s/vks-policy --script %s 2>&1", root, build, script)))
+    local outp = p:read('a')
+    p:close()
+    for _, f in ipairs { 'host', 'ehlo_name', 'enable_tls', 'cafile', 'username', 'file_exists', 'realpath',
+      'json', 'toml' } do
+      local line = outp:match('\n?' .. f .. '=([^\n]*)') or '(no line)'
+      T.contains(line, 'contains a NUL byte', f)
+    end
+  end)
+
   T.test('after all of that the configuration in force still serves', function()
     T.same_secret(vks.resolve(ks, good), PW, 'still served')
   end)
