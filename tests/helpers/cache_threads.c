@@ -67,7 +67,7 @@ static void *clone_src(const void *s)
     return c;
 }
 
-static const struct vks_cache_source_ops ops = { fetch, clone_src, free };
+static const struct vks_cache_source_ops ops = { fetch, clone_src, free, NULL };
 
 static bool lookup(const char *id)
 {
