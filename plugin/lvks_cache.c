@@ -197,6 +197,8 @@ static int l_stats(lua_State *L)
     set_int(L, "expirations", s.expirations);
     set_int(L, "revocations", s.revocations);
     set_int(L, "invalidations", s.invalidations);
+    set_int(L, "refused", s.refused);
+    set_int(L, "refused_wipes", s.refused_wipes);
     set_int(L, "entries", s.entries);
     set_int(L, "values", s.values);
     set_int(L, "value_bytes", s.value_bytes);

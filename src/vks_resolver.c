@@ -575,6 +575,7 @@ static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, st
 struct vsource {
     struct runtime *rt;                /* a reference is held by a clone */
     const struct vks_keysource *ks;
+    const struct vks_ctx *ctx;         /* the caller's context (restrictions); NULL in a clone */
     struct vks_keysource own;          /* the clone's copy */
 };
 
@@ -630,7 +631,23 @@ static void cache_free_source(void *source)
     free(c);
 }
 
-static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source };
+/* Restrictions (custom_metadata) against the caller's context, for every value the cache is about
+ * to hand out or store: a refused value never reaches the caller nor stays in the cache. */
+static vks_status cache_admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err)
+{
+    const struct vsource *s = source;
+    if (meta == NULL || meta->custom_metadata_json == NULL)
+        return VKS_OK;
+    struct vks_restrict_ctx rc = { s->ctx ? s->ctx->domain : NULL, s->ctx ? s->ctx->destination : NULL };
+    struct vks_err re;
+    vks_err_clear(&re);
+    vks_status st = vks_restrict_check(meta->custom_metadata_json, strlen(meta->custom_metadata_json), &rc, &re);
+    if (st != VKS_OK)
+        vks_err_set(err, st, "%s: %s", D(s->rt, s->ks), re.msg);
+    return st;
+}
+
+static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source, cache_admit };
 
 /* ------------------------------------------------------------------ audit */
 
@@ -689,7 +706,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     memset(&f, 0, sizeof f);
     struct vks_cache_info ci;
     memset(&ci, 0, sizeof ci);
-    const char *custom_metadata = NULL;
     vks_status st;
 
     if (ks == NULL) {
@@ -712,7 +728,8 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
         if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
             goto done;
-        struct vsource src = { .rt = rt, .ks = ks };
+        /* restrictions are checked by cache_admit on every lookup, cache hits included */
+        struct vsource src = { .rt = rt, .ks = ks, .ctx = req->ctx };
         st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
         info->outcome = vks_cache_outcome_name(ci.outcome);
         info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
@@ -722,7 +739,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->kv_version = ci.meta->kv_version;
             info->secret_version = ci.meta->secret_version;
             info->encrypted = ci.meta->encrypted;
-            custom_metadata = ci.meta->custom_metadata_json;
         }
     } else {
         st = produce(rt, ks, req->event, &f, err);
@@ -731,20 +747,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             *out = f.value;
             f.value = VKS_SECRET_EMPTY;
             info->encrypted = f.encrypted;
-        }
-    }
-    if (st != VKS_OK)
-        goto done;
-
-    /* restrictions on every lookup, cache hits included */
-    if (custom_metadata != NULL) {
-        struct vks_restrict_ctx rc = { req->ctx ? req->ctx->domain : NULL, req->ctx ? req->ctx->destination : NULL };
-        struct vks_err re;
-        vks_err_clear(&re);
-        st = vks_restrict_check(custom_metadata, strlen(custom_metadata), &rc, &re);
-        if (st != VKS_OK) {
-            vks_err_set(err, st, "%s: %s", D(rt, ks), re.msg);
-            goto done;
         }
     }
 done:

@@ -13,7 +13,8 @@
  *      DATA copied; EVENT taken from the front end's handler result; VAULT through the
  *      process-wide cache (vks_cache) whose fetch reads Vault (vks_vault) and decrypts;
  *   2. restrictions (vks_restrict) against ctx with the secret's custom_metadata, on every lookup,
- *      cache hits included;
+ *      cache hits included, inside the cache (its admit callback): a refused value is wiped and
+ *      never cached, and a cached one is wiped when a caller is refused (docs/restrictions.md);
  *   3. ENC: envelopes are decrypted (vks_envelope; the place is (mount, path, key) for Vault and
  *      empty for the other forms); with require_encrypted a plaintext value fails not_encrypted;
  *   4. exactly one audit event (vks_audit), whatever the outcome; when audit refuses
