@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vks_json.h"
+
 #define NAME_MAX_LEN 253
 #define ENTRY_SHOW 64      /* bytes of an entry quoted in an error message */
 #define MAX_ENTRIES 4096
@@ -389,6 +391,11 @@ static vks_status parse_metadata(const char *json, size_t len, json_object **obj
         return vks_err_set(err, VKS_E_BAD_RESPONSE,
                            "custom_metadata is too long (%zu bytes, limit %d)", len,
                            VKS_RESTRICT_MAX_JSON);
+    /* json-c keeps the last of a repeated key silently: refuse one first, as every reader does */
+    struct vks_err jerr0;
+    if (vks_json_scan(json, len, NULL, 0, "custom_metadata", &jerr0) == VKS_E_BAD_RESPONSE &&
+        strstr(jerr0.msg, "repeated"))
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s", jerr0.msg);
     json_tokener *tok = json_tokener_new_ex(8);
     if (tok == NULL)
         return vks_err_set(err, VKS_E_NOMEM, "out of memory parsing custom_metadata");

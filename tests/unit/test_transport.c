@@ -38,6 +38,7 @@ enum mode {
     M_REDIRECT_LOOP, /* 307 to itself, every time                               */
     M_REDIRECT_SELF, /* 307 to itself once (absolute URL, same authority), then OK */
     M_REDIRECT_NAME, /* 307 to the same port under the name localhost             */
+    M_BODY,          /* lookup-self OK; a read or login answered 200 with `body`   */
     M_STATUS_500,    /* the reference: an HTTP 500                              */
 };
 
@@ -49,6 +50,7 @@ struct listener {
     pthread_t th;
     _Atomic int mode;
     int other_port;          /* target of M_REDIRECT_AWAY                         */
+    const char *_Atomic body; /* M_BODY answer                                    */
     atomic_bool redirected;  /* M_REDIRECT_SELF already answered 307              */
     pthread_mutex_t mu;
     char rec[MAX_REC][2048]; /* requests received (head only)                     */
@@ -170,6 +172,12 @@ static void answer(struct listener *l, int c, const char *req)
     case M_REDIRECT_NAME:
         snprintf(extra, sizeof extra, "Location: http://localhost:%d/v1/secret/data/x\r\n", l->port);
         answer_json(c, 307, extra, "");
+        break;
+    case M_BODY:
+        if (strstr(req, "/v1/auth/token/lookup-self"))
+            answer_ok(c, req);
+        else
+            answer_json(c, 200, NULL, atomic_load(&l->body));
         break;
     case M_STATUS_500: answer_json(c, 500, NULL, "{\"errors\":[\"injected\"]}"); break;
     }
@@ -578,4 +586,101 @@ Test(transport, the_standby_redirect_of_vault_dev_is_refused)
     cr_assert_eq(vd_count(&vd, "GET /v1/secret"), 0, "the active node got the read (and the token)");
     vks_vault_free(v);
     vd_stop(&sb);
+}
+
+/* ------------------------------------------------------------------ item 3: repeated JSON keys */
+
+/* A Vault reply with a repeated key anywhere is bad_response, never a merge of the two: the
+ * scanner (vks_json) refuses it whatever the path. Each body would otherwise yield a password. */
+Test(transport, vault_replies_with_a_repeated_key_are_bad_response)
+{
+    static const struct {
+        const char *what;
+        int kv;
+        const char *body;
+    } cases[] = {
+        { "top level", 2, "{\"data\":{\"data\":{\"key\":\"A-" T_PASSWORD "\"},\"metadata\":{\"version\":1}},"
+                          "\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\"},\"metadata\":{\"version\":2}}}" },
+        { "in data", 2, "{\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\"},\"metadata\":{\"version\":1},"
+                        "\"data\":{\"other\":\"x\"}}}" },
+        { "in data.data", 2, "{\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\",\"user\":\"u\",\"user\":\"v\"}}}" },
+        { "the secret's own key", 2, "{\"data\":{\"data\":{\"key\":\"A-" T_PASSWORD "\",\"key\":\"" T_PASSWORD
+                                     "\"}}}" },
+        { "the secret's key, escaped", 2, "{\"data\":{\"data\":{\"key\":\"A-" T_PASSWORD "\",\"\\u006bey\":\""
+                                          T_PASSWORD "\"}}}" },
+        { "metadata", 2, "{\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\"},\"metadata\":{\"version\":1},"
+                         "\"metadata\":{\"version\":2}}}" },
+        { "in metadata", 2, "{\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\"},\"metadata\":{\"version\":1,"
+                            "\"version\":2}}}" },
+        { "custom_metadata", 2, "{\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\"},\"metadata\":{"
+                                "\"custom_metadata\":{\"allowed_domains\":\"a.example\"},\"custom_metadata\":null}}}" },
+        { "in custom_metadata", 2, "{\"data\":{\"data\":{\"key\":\"" T_PASSWORD "\"},\"metadata\":{"
+                                   "\"custom_metadata\":{\"allowed_domains\":\"a.example\",\"allowed_domains\":\"*\"}}}}" },
+        { "KV v1 data", 1, "{\"data\":{\"key\":\"" T_PASSWORD "\"},\"data\":{\"key\":\"B\"},\"lease_duration\":60}" },
+        { "KV v1 key", 1, "{\"data\":{\"key\":\"" T_PASSWORD "\",\"key\":\"B\"},\"lease_duration\":60}" },
+        { "KV v1 lease_duration", 1, "{\"data\":{\"key\":\"" T_PASSWORD "\"},\"lease_duration\":60,"
+                                     "\"lease_duration\":1}" },
+    };
+    char addr[100];
+    snprintf(addr, sizeof addr, "http://127.0.0.1:%d", lst.port);
+    struct vks_vault *v = client(addr, NULL);
+    atomic_store(&lst.mode, M_BODY);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        atomic_store(&lst.body, cases[i].body);
+        struct vks_kv_request rq = { .mount = "secret", .path = "x", .kv_version = cases[i].kv };
+        struct vks_kv_result r;
+        struct vks_err e;
+        vks_status st = vks_vault_kv_read(v, &rq, &r, &e);
+        cr_expect_eq(st, VKS_E_BAD_RESPONSE, "%s: %s (%s)", cases[i].what, vks_status_code(st), e.msg);
+        if (st == VKS_OK)
+            vks_kv_result_free(&r);
+        else
+            cr_expect(strstr(e.msg, "repeated"), "%s: %s", cases[i].what, e.msg);
+    }
+    /* the KV version detection reply too */
+    atomic_store(&lst.body, "{\"data\":{\"type\":\"kv\",\"options\":{\"version\":\"2\"},\"options\":{\"version\":\"1\"}}}");
+    struct vks_kv_request rq = { .mount = "secret", .path = "x", .kv_version = 0 };
+    struct vks_kv_result r;
+    struct vks_err e;
+    cr_expect_eq(vks_vault_kv_read(v, &rq, &r, &e), VKS_E_BAD_RESPONSE, "%s", e.msg);
+    vks_vault_free(v);
+    atomic_store(&lst.mode, M_OK);
+}
+
+/* The AppRole login reply: a repeated auth or auth.client_token is refused, no token is taken. */
+Test(transport, login_replies_with_a_repeated_key_are_refused)
+{
+    static const char *const bodies[] = {
+        "{\"auth\":{\"client_token\":\"hvs.first-TEST-0000000\",\"client_token\":\"" T_TOKEN "\","
+        "\"lease_duration\":3600}}",
+        "{\"auth\":{\"client_token\":\"" T_TOKEN "\",\"lease_duration\":3600},\"auth\":null}",
+        "{\"auth\":{\"client_token\":\"" T_TOKEN "\",\"accessor\":\"a\",\"accessor\":\"b\"}}",
+    };
+    char addr[100];
+    snprintf(addr, sizeof addr, "http://127.0.0.1:%d", lst.port);
+    atomic_store(&lst.mode, M_BODY);
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        atomic_store(&lst.body, bodies[i]);
+        struct vks_vault_config c;
+        vks_vault_config_defaults(&c);
+        c.address = addr;
+        c.auth = VKS_AUTH_APPROLE;
+        c.role_id = (char *)"role-transport";
+        c.max_retries = 0;
+        c.timeout_ms = 3000;
+        cr_assert_eq(vks_secret_dup(T_SECRET_ID, strlen(T_SECRET_ID), &c.secret_id, NULL), VKS_OK);
+        struct vks_vault *v = NULL;
+        struct vks_err e;
+        cr_assert_eq(vks_vault_new(&c, &v, &e), VKS_OK, "%s", e.msg);
+        vks_secret_free(&c.secret_id);
+        struct vks_kv_request rq = { .mount = "secret", .path = "x", .kv_version = 2 };
+        struct vks_kv_result r;
+        vks_status st = vks_vault_kv_read(v, &rq, &r, &e);
+        cr_expect_neq(st, VKS_OK, "body %zu was accepted", i);
+        cr_expect(strstr(e.msg, "repeated"), "body %zu: %s (%s)", i, vks_status_code(st), e.msg);
+        if (st == VKS_OK)
+            vks_kv_result_free(&r);
+        vks_vault_free(v);
+    }
+    atomic_store(&lst.mode, M_OK);
 }
