@@ -24,22 +24,29 @@ const char vks_cli_audit_verify_usage[] =
     "  --key-file PATH  the audit key (raw 32 bytes, mode 0600); default VKS_AUDIT_KEY (base64)\n"
     "                   or VKS_AUDIT_KEY_FILE, as for the module\n"
     "  --sink NAME      which sink wrote FILE: file (default), stderr or syslog; with syslog a\n"
-    "                   line may keep the header the syslog daemon wrote before the event\n"
-    "                   ('Dec  3 14:13:07 mta1 vks-audit[42]: {...}'): the event is read from the\n"
-    "                   first ': {' on (keep only the vks-audit lines, e.g. with grep)\n"
+    "                   line may keep what the syslog daemon wrote before the event (a header\n"
+    "                   'Dec  3 14:13:07 mta1 vks-audit[42]: ' or blanks): the event is read\n"
+    "                   from the first ': {' on, or after the leading blanks (keep only the\n"
+    "                   vks-audit lines, e.g. with grep)\n"
     "  --quiet          print only the verdict line\n"
     "\n"
     "exit status: 0 every chain verified; 1 a problem was found (tampering, missing lines,\n"
     "unparseable line, anchored head not found, no events); 2 usage, file or key error;\n"
     "3 no problem found but some chain could not be MAC-checked (ephemeral or other key).\n";
 
-/* A syslog daemon's file output puts its header before the message ("TIMESTAMP HOST TAG[PID]: "):
- * the event starts at the first ": {". Only the event is MAC-covered, so dropping the header
+/* A syslog daemon's file output puts its header before the message ("TIMESTAMP HOST TAG[PID]: "),
+ * and rsyslog's %msg% keeps the blank that followed the tag: the event starts after leading
+ * blanks, else at the first ": {". Only the event is MAC-covered, so dropping what precedes it
  * hides nothing: a line without an event still fails as "not an audit event". */
 static const char *syslog_payload(const char *line, size_t *len)
 {
-    if (*len == 0 || line[0] == '{')
-        return line;
+    size_t b = 0;
+    while (b < *len && (line[b] == ' ' || line[b] == '\t'))
+        b++;
+    if (b < *len && line[b] == '{') {
+        *len -= b;
+        return line + b;
+    }
     for (size_t i = 0; i + 2 < *len; i++)
         if (line[i] == ':' && line[i + 1] == ' ' && line[i + 2] == '{') {
             *len -= i + 2;
