@@ -1080,6 +1080,13 @@ out_unlock:
 
 /* ---- management ---------------------------------------------------------------------------- */
 
+vks_status vks_cache_config_check(const struct vks_cache_config *cfg, struct vks_err *err)
+{
+    if (cfg == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no configuration");
+    return check_config(cfg, err);
+}
+
 vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_err *err)
 {
     if (cfg == NULL)

@@ -91,6 +91,10 @@ vks_status vks_cache_config_from_env(struct vks_cache_config *cfg, struct vks_er
  * naming the field. */
 vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_err *err);
 
+/* The checks vks_cache_configure makes, without applying anything: VKS_OK means configure will
+ * succeed with this cfg. */
+vks_status vks_cache_config_check(const struct vks_cache_config *cfg, struct vks_err *err);
+
 /* The configuration in force (after defaults/environment/configure). */
 void vks_cache_get_config(struct vks_cache_config *out);
 

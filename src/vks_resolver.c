@@ -20,6 +20,7 @@
 #include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
+#include "vks_redact.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -135,10 +136,15 @@ static void runtime_release(struct runtime *rt)
         runtime_free(rt);
 }
 
-vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+/* A prepared runtime is a built runtime that is not yet current. */
+struct vks_resolver_prep {
+    struct runtime *rt;
+};
+
+vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolver_prep **out,
+                                struct vks_err *err)
 {
-    if (changed != NULL)
-        *changed = false;
+    *out = NULL;
     pthread_mutex_lock(&rt_lock);
     bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
     pthread_mutex_unlock(&rt_lock);
@@ -148,11 +154,23 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
     vks_status st = vks_config_check_files(cfg, err);
     if (st != VKS_OK)
         return st;
-    struct runtime *rt = NULL;
-    st = runtime_build(cfg, true, &rt, err);
-    if (st != VKS_OK)
+    struct vks_resolver_prep *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if ((st = runtime_build(cfg, true, &p->rt, err)) != VKS_OK) {
+        free(p);
         return st;
+    }
+    *out = p;
+    return VKS_OK;
+}
 
+bool vks_resolver_commit(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return false;
+    struct runtime *rt = p->rt;
+    free(p);
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
     rt->gen = ++rt_generation;
@@ -166,8 +184,28 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
      * are wiped now rather than when they age out */
     if (old != NULL)
         vks_cache_flush();
+    return true;
+}
+
+void vks_resolver_discard(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return;
+    runtime_free(p->rt);
+    free(p);
+}
+
+vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+{
     if (changed != NULL)
-        *changed = true;
+        *changed = false;
+    struct vks_resolver_prep *p = NULL;
+    vks_status st = vks_resolver_prepare(cfg, &p, err);
+    if (st != VKS_OK)
+        return st;
+    bool c = vks_resolver_commit(p);
+    if (changed != NULL)
+        *changed = c;
     return VKS_OK;
 }
 
@@ -716,6 +754,7 @@ done:
         /* the one audit event of this lookup, whatever happened above */
         struct vks_audit_event ev;
         memset(&ev, 0, sizeof ev);
+        char addr_shown[VKS_ADDRESS_MAX + 64];
         bool via_cache = ks != NULL && ks->kind == VKS_KS_VAULT && ci.outcome != VKS_CACHE_NONE;
         ev.api = req->api;
         ev.outcome = audit_outcome(st, via_cache ? &ci : NULL);
@@ -723,9 +762,12 @@ done:
         ev.error = st != VKS_OK && err != NULL ? err->msg : NULL;
         ev.source = audit_source(ks);
         if (ks != NULL) {
-            ev.vault_addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
-                                                                              : rt != NULL ? rt->cfg.vault.address : NULL)
-                                                     : NULL;
+            const char *addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
+                                                                               : rt != NULL ? rt->cfg.vault.address : NULL)
+                                                      : NULL;
+            if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
+                vks_redact_url(addr, strlen(addr), addr_shown, sizeof addr_shown);
+            ev.vault_addr = addr != NULL ? addr_shown : NULL;
             ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
             ev.mount = ks->mount;
             ev.path = ks->path;

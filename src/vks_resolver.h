@@ -90,6 +90,21 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out,
  */
 vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err);
 
+/*
+ * vks_resolver_setup in two steps, for a front end that must apply several modules' options all
+ * or nothing (vks.setup): prepare builds the new runtime (Vault client, keyring; files checked)
+ * without touching anything global, and may fail; *out is NULL when cfg equals the configuration
+ * in force (nothing to do). commit makes a prepared runtime current (cannot fail; frees `p`;
+ * returns true when something was swapped); discard frees one that will not be used. Between
+ * prepare and commit another thread's setup may have swapped: the last commit wins.
+ * Ownership: `p` belongs to the caller until commit or discard, exactly one of which is called.
+ */
+struct vks_resolver_prep;
+vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolver_prep **out,
+                                struct vks_err *err);
+bool vks_resolver_commit(struct vks_resolver_prep *p);
+void vks_resolver_discard(struct vks_resolver_prep *p);
+
 /* Copies the configuration in force (building it from the environment if needed). */
 vks_status vks_resolver_get_config(struct vks_config *out, struct vks_err *err);
 
