@@ -313,6 +313,30 @@ def test_peer_refused(vd, run, tok, audit, key, mport):
         scan(a2.log(), "the second agent's log")
 
 
+def test_approle(vd, run, audit, key, mport):
+    """The agent's own Vault auth by AppRole (role_id, secret_id_file), with a read-only policy."""
+    sid = "agent-approle-secret-id-5b1e7c"
+    vd.call("POST", "/v1/sys/auth/approle", {"type": "approle"})
+    vd.policy("agent-read", 'path "secret/data/smtp-auth/*" { capabilities = ["read"] }')
+    vd.call("POST", "/v1/auth/approle/role/agent", {"token_policies": ["agent-read"], "token_ttl": "1h"})
+    vd.call("POST", "/v1/auth/approle/role/agent/role-id", {"role_id": "agent-role-id-1"})
+    vd.call("POST", "/v1/auth/approle/role/agent/custom-secret-id", {"secret_id": sid})
+    sidf = os.path.join(run, "secret-id")
+    with open(sidf, "w") as f:
+        f.write(sid + "\n")
+    os.chmod(sidf, 0o600)
+    cfg = config(vd, run, "unused", audit, key, mport).replace(
+        'token_file = "unused"', 'auth = "approle"\nrole_id = "agent-role-id-1"\nsecret_id_file = "%s"' % sidf)
+    cfg = cfg.replace(f"{run}/sm.sock", f"{run}/sm3.sock").replace(f"127.0.0.1:{mport}", "127.0.0.1:%d" % free_port())
+    vd.reset_counters()
+    with Agent(run, cfg, name="agent3.toml") as a3:
+        r = socketmap_query(os.path.join(run, "sm3.sock"), "sasl", "relay.example.test")
+        T.eq(r, "OK name-user:" + PW2, "AppRole auth: the agent logs in and answers")
+        T.ok(vd.count("POST", "/v1/auth/approle/login") >= 1, "it logged in with AppRole")
+        T.ok(sid not in a3.log(), "the secret_id is never logged")
+        scan(a3.log(), "the AppRole agent's log")
+
+
 def test_metrics(a, mport):
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
     T.ok('vks_agent_lookups_total{protocol="socketmap",result="OK"}' in body, "metrics: lookups by protocol and result")
@@ -420,6 +444,7 @@ def main():
             T.run(test_metrics, a, mport)
             T.run(test_reload, a)
             T.run(test_peer_refused, vd, run, tok, audit + ".2", key, mport)
+            T.run(test_approle, vd, run, audit + ".3", key, mport)
         finally:
             rc = a.stop()
         T.eq(rc, 0, "SIGTERM: the agent drains and exits 0")
