@@ -493,7 +493,7 @@ static int bind_listener(const struct ag_listener_conf *lc, struct listener *out
     }
     out->proto = lc->proto;
     out->path = strdup(lc->socket);
-    out->ev = evconnlistener_new(g_base, on_accept, out, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+    out->ev = evconnlistener_new(g_base, on_accept, out, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0 /* already listening (SOMAXCONN) */, fd);
     if (out->ev == NULL || out->path == NULL) {
         snprintf(err, n, "%s.socket: cannot watch the listener", ag_proto_name(lc->proto));
         if (out->ev == NULL)

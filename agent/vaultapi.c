@@ -319,7 +319,7 @@ int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, 
         }
         g_unix_path = strdup(api->socket);
         g_unix = new_http(base, (void *)1);
-        struct evconnlistener *l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+        struct evconnlistener *l = evconnlistener_new(base, NULL, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0 /* already listening (SOMAXCONN) */, fd);
         if (g_unix == NULL || l == NULL || evhttp_bind_listener(g_unix, l) == NULL) {
             snprintf(err, n, "vault_api.socket: cannot serve %s", api->socket);
             return -1;
