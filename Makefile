@@ -110,8 +110,8 @@ $(BUILD)/vault_keysource.so: $(PLUGIN_OBJ) $(BUILD)/libvks.a plugin/exports.map
 $(BUILD)/vks: $(CLI_OBJ) $(BUILD)/libvks.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
 
-$(BUILD)/vks-policy: $(HOST_OBJ)
-	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
+$(BUILD)/vks-policy: $(HOST_OBJ) $(BUILD)/libvks.a
+	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(BUILD)/libvks.a $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
 
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread

@@ -20,6 +20,7 @@
 #include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
+#include "vks_file.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -330,60 +331,29 @@ vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size
 
 /* ------------------------------------------------------------------ sources */
 
-/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. */
+/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. The file is opened
+ * without blocking and must be a regular file of at most VKS_SECRET_MAX bytes (vks_file). */
 static vks_status read_file(const char *path, vks_secret *out, struct vks_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
-                           strerror(errno));
-    struct stat sb;
-    vks_status st = VKS_OK;
+    const struct vks_file_opts fo = { .what = "keysource file", .code = VKS_E_FILE_ERROR,
+                                      .max_bytes = VKS_SECRET_MAX };
+    int fd = -1;
+    size_t size = 0;
+    vks_status st = vks_file_open(path, &fo, &fd, &size, err);
+    if (st != VKS_OK)
+        return st;
     vks_secret s = VKS_SECRET_EMPTY;
-    if (fstat(fd, &sb) != 0) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is not a regular file", path);
-        goto out;
-    }
-    if (sb.st_size > VKS_SECRET_MAX) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is larger than %d bytes", path,
-                         VKS_SECRET_MAX);
-        goto out;
-    }
-    size_t cap = sb.st_size > 0 ? (size_t)sb.st_size : 1;
-    if ((st = vks_secret_alloc(cap, &s, err)) != VKS_OK) {
+    if ((st = vks_secret_alloc(size > 0 ? size : 1, &s, err)) != VKS_OK) {
         st = vks_err_set(err, st, "no locked memory for keysource file \"%s\"", path);
         goto out;
     }
     size_t got = 0;
-    for (;;) {
-        if (got == s.cap) {
-            /* the file grew since fstat: one probe byte, never more than the slot */
-            unsigned char probe;
-            ssize_t r = read(fd, &probe, 1);
-            vks_wipe(&probe, 1);
-            if (r > 0 || (got == VKS_SECRET_MAX && r != 0)) {
-                st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
-                goto out;
-            }
-            if (r < 0 && errno == EINTR)
-                continue;
-            break;
-        }
-        ssize_t r = read(fd, s.data + got, s.cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
-                             strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
+    bool more = false;
+    if ((st = vks_file_read_fd(fd, s.data, s.cap, &got, &more, path, &fo, err)) != VKS_OK)
+        goto out;
+    if (more) {
+        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
+        goto out;
     }
     s.len = got;
     *out = s;

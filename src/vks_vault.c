@@ -20,6 +20,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "vks_file.h"
 #include "vks_http.h"
 #include "vks_json.h"
 
@@ -172,48 +173,36 @@ static int set_str(char **dst, const char *v)
     return *dst ? 0 : -1;
 }
 
-/* Reads a small secret file (token, secret_id) straight into an arena slot, trimming whitespace. */
+/* Reads a small secret file (token, secret_id) into a locked scratch buffer, then the trimmed bytes
+ * into an arena slot. Opened without blocking; a regular file of at most VKS_SECRET_MAX bytes. */
 static vks_status read_secret_file(const char *path, const char *what, vks_secret *out, bool missing_ok,
                                    struct vks_err *err)
 {
-    unsigned char buf[VKS_SECRET_MAX + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (missing_ok && errno == ENOENT)
-            return VKS_OK;
-        return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(errno));
-    }
+    char what_file[64];
+    snprintf(what_file, sizeof what_file, "%s file", what);
+    const struct vks_file_opts fo = { .what = what_file, .code = VKS_E_CONFIG, .max_bytes = VKS_SECRET_MAX,
+                                      .missing_ok = missing_ok };
+    int fd = -1;
+    vks_status st = vks_file_open(path, &fo, &fd, NULL, err);
+    if (st != VKS_OK || fd < 0)
+        return st;
+    vks_scratch buf = { 0 };
     size_t n = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + n, sizeof buf - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            vks_wipe(buf, sizeof buf);
-            return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(e));
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n == sizeof buf)
-            break;
-    }
+    bool more = false;
+    if ((st = vks_scratch_open(VKS_SECRET_MAX, &buf, err)) == VKS_OK)
+        st = vks_file_read_fd(fd, buf.data, VKS_SECRET_MAX, &n, &more, path, &fo, err);
     close(fd);
-    if (n > VKS_SECRET_MAX) {
-        vks_wipe(buf, sizeof buf);
-        return vks_err_set(err, VKS_E_CONFIG, "%s file %s is larger than %d bytes", what, path, VKS_SECRET_MAX);
-    }
+    buf.len = n;
+    if (st == VKS_OK && more)
+        st = vks_err_set(err, VKS_E_CONFIG, "%s \"%s\" is larger than %d bytes", what_file, path, VKS_SECRET_MAX);
     size_t a = 0, b = n;
-    while (a < b && isspace(buf[a]))
+    while (a < b && isspace(buf.data[a]))
         a++;
-    while (b > a && isspace(buf[b - 1]))
+    while (b > a && isspace(buf.data[b - 1]))
         b--;
-    vks_status st = VKS_OK;
-    if (b > a)
-        st = vks_secret_dup(buf + a, b - a, out, err);
-    vks_wipe(buf, sizeof buf);
+    if (st == VKS_OK && b > a)
+        st = vks_secret_dup(buf.data + a, b - a, out, err);
+    vks_scratch_close(&buf);
     return st;
 }
 
