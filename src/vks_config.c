@@ -3,6 +3,7 @@
  */
 #include "vks_config.h"
 #include "vks_file.h"
+#include "vks_fork.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +18,7 @@
 
 enum opt_kind {
     OPT_ADDRESS, OPT_STRING, OPT_SECRET, OPT_BOOL, OPT_DURATION, OPT_RETRIES, OPT_SIZE, OPT_KV,
-    OPT_AUTH, OPT_NAMESPACE,
+    OPT_AUTH, OPT_NAMESPACE, OPT_FORK,
 };
 
 struct opt {
@@ -54,6 +55,7 @@ static const struct opt opts[] = {
     { "require_encrypted", "VKS_REQUIRE_ENCRYPTED", OPT_BOOL, OFF(require_encrypted) },
     { "locked_bytes", "VKS_LOCKED_BYTES", OPT_SIZE, OFF(secmem.locked_bytes) },
     { "require_locked", "VKS_REQUIRE_LOCKED", OPT_BOOL, OFF(secmem.require_locked) },
+    { "fork", "VKS_FORK", OPT_FORK, OFF(fork_mode) },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -304,6 +306,10 @@ static vks_status apply(struct vks_config *cfg, const struct opt *o, const struc
             return vks_err_set(err, VKS_E_CONFIG, "%s must be \"token\" or \"approle\"", what);
         cfg->auth_explicit = true;
         return VKS_OK;
+    case OPT_FORK:
+        if (f->type != VKS_FT_STRING)
+            return vks_err_set(err, VKS_E_CONFIG, "%s must be \"inherit\" or \"strict\"", what);
+        return vks_fork_mode_parse(f->str, f->len, what, &cfg->fork_mode, err);
     }
     return vks_err_set(err, VKS_E_INTERNAL, "unhandled option kind for %s", what);
 }

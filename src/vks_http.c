@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -13,8 +14,10 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vks_curlmem.h"
+#include "vks_fork.h"
 #include "vks_secmem.h"
 
 #define SMALL_BODY   (64 * 1024)
@@ -48,6 +51,8 @@ struct vks_http {
     pthread_mutex_t lock;        /* pool and stats */
     struct vks_http_lease *idle;
     struct vks_http_stats stats;
+    atomic_ulong fork_seen;      /* the fork generation the pool and locks belong to (vks_fork) */
+    CURLSH *stale_share;         /* a parent's share still used by a vanished thread's lease   */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -267,6 +272,20 @@ static char *dup_or_null(const char *s)
     return (s && *s) ? strdup(s) : NULL;
 }
 
+/* The TLS session and DNS cache shared by the pool's handles. */
+static CURLSH *share_new(struct vks_http *h)
+{
+    CURLSH *s = curl_share_init();
+    if (s) {
+        curl_share_setopt(s, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(s, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(s, CURLSHOPT_USERDATA, h);
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    return s;
+}
+
 vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out, struct vks_err *err)
 {
     if (!cfg || !out)
@@ -291,16 +310,11 @@ vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out
     pthread_mutex_init(&h->lock, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&h->share_locks[i], NULL);
-    h->share = curl_share_init();
-    if (!h->share) {
+    atomic_store(&h->fork_seen, vks_fork_generation());
+    if (!(h->share = share_new(h))) {
         vks_http_free(h);
         return vks_err_set(err, VKS_E_NOMEM, "out of memory (curl share)");
     }
-    curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     *out = h;
     return VKS_OK;
 }
@@ -342,6 +356,8 @@ void vks_http_free(struct vks_http *h)
     }
     if (h->share)
         curl_share_cleanup(h->share);
+    if (h->stale_share)
+        curl_share_cleanup(h->stale_share); /* refused (and kept) while a lost lease uses it */
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&h->share_locks[i]);
     pthread_mutex_destroy(&h->lock);
@@ -457,8 +473,48 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
     return VKS_OK;
 }
 
+/*
+ * First use in a forked child (vks_fork_sync). The idle connections are the parent's: their TLS
+ * state (sequence numbers, keys) and their sockets are shared with it, so one byte sent or read
+ * here would break the parent's next request, or steal its answer. Each such socket is replaced
+ * by /dev/null in this process (dup2: the number stays taken, the parent's socket is untouched)
+ * before curl closes the handle, so curl's TLS goodbye goes nowhere. A new share handle gives the
+ * child its own TLS sessions and DNS cache; locks start afresh (their holders do not exist here).
+ */
+static void http_after_fork(void *arg)
+{
+    struct vks_http *h = arg;
+    pthread_mutex_init(&h->lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&h->share_locks[i], NULL);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    struct vks_http_lease *l = h->idle;
+    h->idle = NULL;
+    while (l) {
+        struct vks_http_lease *next = l->next;
+        curl_socket_t s = CURL_SOCKET_BAD;
+        if (curl_easy_getinfo(l->easy, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && s != CURL_SOCKET_BAD) {
+            if (nul < 0 || dup2(nul, (int)s) < 0) {
+                l = next; /* cannot neutralise it: abandon the handle rather than touch the socket */
+                continue;
+            }
+        }
+        lease_destroy(l);
+        l = next;
+    }
+    if (nul >= 0)
+        close(nul);
+    CURLSH *fresh = share_new(h);
+    if (fresh) {
+        if (curl_share_cleanup(h->share) != CURLSHE_OK && !h->stale_share)
+            h->stale_share = h->share; /* a lease of a thread that did not survive the fork */
+        h->share = fresh;
+    }
+}
+
 static vks_status lease_get(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
 {
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
     pthread_mutex_lock(&h->lock);
     struct vks_http_lease *l = h->idle;
     if (l)
@@ -504,6 +560,7 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
 
 void vks_http_get_stats(struct vks_http *h, struct vks_http_stats *out)
 {
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
     pthread_mutex_lock(&h->lock);
     *out = h->stats;
     pthread_mutex_unlock(&h->lock);

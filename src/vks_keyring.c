@@ -18,6 +18,7 @@
 
 #include "vks_base64.h"
 #include "vks_file.h"
+#include "vks_fork.h"
 
 #define KEYRING_FILE_MAX (64 * 1024)
 #define COMPAT_FILE_MAX 256
@@ -88,6 +89,7 @@ vks_status vks_keyring_new(struct vks_keyring **out, struct vks_err *err)
     *out = calloc(1, sizeof **out);
     if (!*out)
         return vks_err_set(err, VKS_E_NOMEM, "keyring: out of memory");
+    (*out)->born_gen = vks_fork_generation();
     return VKS_OK;
 }
 
@@ -122,6 +124,9 @@ static vks_status take_key(struct vks_keyring *kr, const char *id, size_t idlen,
                              VKS_KEYRING_MAX);
         }
     }
+    /* keys outlive fork(): a forked MTA child must still open ENC: values (vks_fork) */
+    if (st == VKS_OK)
+        st = vks_secret_keep(slot, err);
     if (st != VKS_OK) {
         vks_secret_free(slot);
         return st;

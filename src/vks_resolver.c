@@ -21,6 +21,7 @@
 #include "vks_cache.h"
 #include "vks_envelope.h"
 #include "vks_file.h"
+#include "vks_fork.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -34,11 +35,25 @@ struct runtime {
     struct vks_err vault_err;
     struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
     struct vks_err keyring_err;
+    unsigned long born_gen;     /* vks_fork_generation() when built                          */
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *rt_current;
 static unsigned long rt_generation; /* guarded by rt_lock */
+static pthread_once_t rt_atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork: rt_lock is never inherited locked (a child would hang on its first lookup). It is not
+ * taken around fork (it is held while a runtime is built, under other libraries' locks): the
+ * child starts it afresh; a runtime another thread was building is simply not there. */
+static void rt_fork_child(void) { pthread_mutex_init(&rt_lock, NULL); }
+static void rt_register_atfork(void) { pthread_atfork(NULL, NULL, rt_fork_child); }
+
+static void rt_lock_acquire(void)
+{
+    pthread_once(&rt_atfork_once, rt_register_atfork);
+    pthread_mutex_lock(&rt_lock);
+}
 
 static void runtime_free(struct runtime *rt)
 {
@@ -69,6 +84,7 @@ static vks_status runtime_build(const struct vks_config *cfg, bool strict, struc
     }
     vks_err_clear(&rt->vault_err);
     vks_err_clear(&rt->keyring_err);
+    rt->born_gen = vks_fork_generation();
     st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
     if (st != VKS_OK) {
         rt->vault = NULL;
@@ -107,7 +123,7 @@ static vks_status runtime_from_env(struct runtime **out, struct vks_err *err)
 /* Takes a reference on the runtime in force, building it from the environment the first time. */
 static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
 {
-    pthread_mutex_lock(&rt_lock);
+    rt_lock_acquire();
     if (rt_current == NULL) {
         /* built outside any caller lock; the mutex only orders first use */
         struct runtime *rt = NULL;
@@ -118,6 +134,7 @@ static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
         }
         rt->gen = ++rt_generation;
         rt_current = rt;
+        vks_fork_set_mode(rt->cfg.fork_mode);
     }
     rt_current->refs++;
     *out = rt_current;
@@ -140,9 +157,12 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
 {
     if (changed != NULL)
         *changed = false;
-    pthread_mutex_lock(&rt_lock);
-    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
+    rt_lock_acquire();
+    /* the same options again are a no-op, unless a strict fork wiped this runtime's credentials */
+    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg) &&
+                vks_fork_check(rt_current->born_gen, VKS_E_CONFIG, "", NULL) == VKS_OK;
     pthread_mutex_unlock(&rt_lock);
+    vks_fork_set_mode(cfg->fork_mode);
     if (same)
         return VKS_OK;
 
