@@ -16,6 +16,7 @@
 #include "lvks.h"
 #include "vks_cache.h"
 #include "vks_config.h"
+#include "vks_fork.h"
 
 #define HANDLE_MT "vks.secret"
 
@@ -219,6 +220,17 @@ static int l_stats(lua_State *L)
     set_bool(L, "guard_pages", m.guard_pages);
     set_bool(L, "wipe_on_fork", m.wipe_on_fork);
     lua_setfield(L, -2, "protection");
+    struct vks_fork_status fs; /* credentials kept across fork (vks_fork) */
+    vks_fork_get_status(&fs);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, vks_fork_mode_name(fs.mode));
+    lua_setfield(L, -2, "mode");
+    set_int(L, "generation", fs.generation);
+    set_bool(L, "kept_locked", fs.kept_locked);
+    set_int(L, "kept_bytes", fs.kept_capacity);
+    set_int(L, "kept_in_use", fs.kept_in_use);
+    set_int(L, "kept_fallbacks", fs.kept_fallbacks);
+    lua_setfield(L, -2, "fork");
     return 1;
 }
 
