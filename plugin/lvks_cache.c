@@ -23,6 +23,7 @@
 struct handle {
     vks_secret s; /* first member: the layout hosts rely on */
     int closed;
+    unsigned long gen; /* vks_secmem_generation() when filled: a forked child reads zeros */
 };
 
 /* ------------------------------------------------------------------ handles */
@@ -37,6 +38,8 @@ static struct handle *check_open_handle(lua_State *L, int idx)
     struct handle *h = check_handle(L, idx);
     if (h->closed)
         luaL_argerror(L, idx, "the secret handle is closed");
+    if (h->gen != vks_secmem_generation())
+        luaL_argerror(L, idx, "the secret handle was wiped by fork() (it was made in the parent): resolve again");
     return h;
 }
 
@@ -113,6 +116,7 @@ static int l_resolve_handle(lua_State *L)
     luaL_setmetatable(L, HANDLE_MT);
     struct vks_err err;
     vks_err_clear(&err);
+    h->gen = vks_secmem_generation();
     vks_status st = lvks_lookup(L, 1, 2, "resolve_handle", &h->s, NULL, &err);
     if (st != VKS_OK) {
         vks_secret_free(&h->s);

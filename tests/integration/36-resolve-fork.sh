@@ -5,6 +5,7 @@
 #  - token auth (token from setup), AppRole (secret_id from setup) and ENC: values (Vault, and
 #    key_data opened with the keys alone): every child and grandchild gets every value right;
 #  - the child's cache starts empty (its first lookup is a miss) and its fork generation moved;
+#    a value handle made in the parent raises in the child instead of revealing zeros;
 #  - no child keeps a socket of its parent after its lookups, and the parent's own connection is
 #    the same socket before and after the children ran (nobody wrote on it: max_retries = 0);
 #  - background threads of the parent look up while the main thread forks (TSan: tsan-suites);
@@ -121,6 +122,7 @@ local fails = lookups('parent warm-up', 2)
 local parent_socks, nps = sockets(host.getpid())
 if nps == 0 then say('the parent holds no connection to reuse'); fails = fails + 1 end
 local parent_gen = vks.stats().fork.generation
+local handle = assert(vks.resolve_handle(KD)) -- a value in the parent's (wipe-on-fork) memory
 
 local function strict_child()
   local f = 0
@@ -139,6 +141,14 @@ local function child(depth)
   local st = vks.stats()
   if st.fork.generation == parent_gen then say('the fork generation did not move'); f = f + 1 end
   if st.entries ~= 0 then say('the child inherited %d cache entries', st.entries); f = f + 1 end
+  -- the parent's handle reads zeros here: revealing it raises instead of returning them
+  if depth == 1 then
+    local hok, herr = pcall(handle.reveal, handle)
+    if hok or not tostring(herr):find('wiped by fork', 1, true) then
+      say('a parent handle revealed in the child: %s', tostring(herr)); f = f + 1
+    end
+    handle:close()
+  end
   if MODE == 'strict' then return f + strict_child() end
   local misses = st.misses
   f = f + lookups('child', 1)
@@ -168,6 +178,7 @@ for _, pid in ipairs(pids) do
   if rc ~= 0 then say('child %d ended with %d', pid, rc); fails = fails + 1 end
 end
 fails = fails + lookups('parent after the children', 3)
+if handle:reveal() ~= PW_ENC then say('the parent lost its handle'); fails = fails + 1 end
 if MODE ~= 'strict' and tonumber(os.getenv('TTL')) == 0 then
   local after = sockets(host.getpid())
   local kept = false
