@@ -218,6 +218,15 @@ run "AppRole (secret_id from setup): children and grandchildren log in with kept
 # (the background threads may look up before main.lua's setup: the environment has the token too)
 BGARGS="bg.lua 3" run "token: 3 background threads look up while the main thread forks" MODE=token TTL=0 DEPTH=1 \
     VAULT_TOKEN="$ROOT_TOKEN" VKS_CACHE_TTL=0
+# the audit log: every child starts its own chain in the same file; the whole file verifies
+AKEY=$(printf '%s' 'audit-key-FORK36-0123456789abcdef' | head -c 32 | base64)
+rm -f audit36.jsonl
+run "audit file sink: parent and children log to one file" MODE=token TTL=0 DEPTH=2 N=2 M=3 \
+    VKS_AUDIT_FILE="$PWD/audit36.jsonl" VKS_AUDIT_KEY="$AKEY"
+out=$(VKS_AUDIT_KEY="$AKEY" "$ROOT/$BUILD/vks" audit verify audit36.jsonl 2>&1); rc=$?
+chains=$(grep -c '"type":"audit.open"' audit36.jsonl 2>/dev/null)
+if [ $rc -eq 0 ] && [ "${chains:-0}" -ge 5 ]; then ok "the audit log of parent, children and grandchildren verifies ($chains chains)"
+else bad "audit verify after fork (rc=$rc, chains=$chains): $(echo "$out" | head -5)"; fi
 run "fork = 'strict': inherited token auth_failed, ENC: decrypt_failed, setup in the child works" MODE=strict TTL=0 DEPTH=1
 # VKS_FORK=strict from the environment: setup without the option keeps the environment's mode
 out=$(env N=1 M=2 MODE=token TTL=0 DEPTH=1 VKS_FORK=strict timeout 120 "$H" main.lua 2>&1); rc=$?
