@@ -169,7 +169,9 @@ end
 local pids = {}
 for i = 1, N do
   local pid = host.fork()
-  if pid == 0 then host.exit(child(1) == 0 and 0 or 1, i % 2 == 0 and 'exit' or '_exit') end
+  -- half the children end with exit() (atexit handlers, LeakSanitizer in ASan builds), half _exit()
+  local how = (os.getenv('EXIT') or (i % 2 == 0 and 'exit' or '_exit'))
+  if pid == 0 then host.exit(child(1) == 0 and 0 or 1, how) end
   pids[#pids + 1] = pid
 end
 fails = fails + lookups('parent while the children run', M)
@@ -209,15 +211,21 @@ run() { # NAME, env assignments..., then optional -- BG
   local name=$1; shift
   local out rc
   out=$(env N="$N" M="$M" "$@" timeout 300 "$H" main.lua ${BGARGS:-} 2>&1); rc=$?
-  if [ $rc -eq 0 ]; then ok "$name"; else bad "$name (rc=$rc): $(echo "$out" | head -8)"; fi
+  if [ $rc -eq 0 ]; then ok "$name"; else bad "$name (rc=$rc): $(echo "$out" | grep -v "^ok" | head -40)"; fi
 }
 
 run "token: $N children x $M lookups (+ grandchildren), no cache, parent busy meanwhile" MODE=token TTL=0 DEPTH=2
 run "token: with the cache: children start empty and miss first" MODE=token TTL=300 DEPTH=2
 run "AppRole (secret_id from setup): children and grandchildren log in with kept credentials" MODE=approle TTL=0 DEPTH=2
 # (the background threads may look up before main.lua's setup: the environment has the token too)
-BGARGS="bg.lua 3" run "token: 3 background threads look up while the main thread forks" MODE=token TTL=0 DEPTH=1 \
-    VAULT_TOKEN="$ROOT_TOKEN" VKS_CACHE_TTL=0
+# (children _exit(): the Lua states and OpenSSL thread state of the parent's background threads
+# are unreachable in a child, and LeakSanitizer would report them at exit().) Not under ASan: its
+# allocator (gcc 12's libsanitizer) does not lock itself around fork(), so a child forked while
+# another thread allocates hangs inside ASan's malloc (seen with gdb); glibc's malloc and TSan do.
+if [ "${BUILD%asan}" = "$BUILD" ]; then
+  BGARGS="bg.lua 3" run "token: 3 background threads look up while the main thread forks" MODE=token TTL=0 \
+      DEPTH=1 VAULT_TOKEN="$ROOT_TOKEN" VKS_CACHE_TTL=0 EXIT=_exit
+fi
 # the audit log: every child starts its own chain in the same file; the whole file verifies
 AKEY=$(printf '%s' 'audit-key-FORK36-0123456789abcdef' | head -c 32 | base64)
 rm -f audit36.jsonl
