@@ -215,7 +215,12 @@ run() { # NAME, env assignments..., then optional -- BG
 }
 
 run "token: $N children x $M lookups (+ grandchildren), no cache, parent busy meanwhile" MODE=token TTL=0 DEPTH=2
-run "token: with the cache: children start empty and miss first" MODE=token TTL=300 DEPTH=2
+# (not under ThreadSanitizer: the child starts its own cache refresh thread after a fork of a
+# process that had one, which TSan refuses: "starting new threads after multi-threaded fork is not
+# supported", and with die_after_fork=0 its thread registry fails "dup thread with used id")
+if [ "${BUILD%tsan}" = "$BUILD" ]; then
+  run "token: with the cache: children start empty and miss first" MODE=token TTL=300 DEPTH=2
+fi
 run "AppRole (secret_id from setup): children and grandchildren log in with kept credentials" MODE=approle TTL=0 DEPTH=2
 # (the background threads may look up before main.lua's setup: the environment has the token too)
 # (children _exit(): the Lua states and OpenSSL thread state of the parent's background threads
