@@ -2,7 +2,8 @@
 # fork(): a Lua host (tests/helpers/fork_host) sets the module up, looks secrets up (so the pool
 # holds a live TLS connection and the cache holds values), then forks children that each do many
 # lookups while the parent keeps looking up, and each child forks a grandchild. Covered:
-#  - token auth (token from setup), AppRole (secret_id from setup) and ENC: values (Vault, and
+#  - token auth (token from setup, from ~/.vault-token), AppRole (secret_id from setup, from a
+#    secret_id_file) and ENC: values (Vault, and
 #    key_data opened with the keys alone): every child and grandchild gets every value right;
 #  - the child's cache starts empty (its first lookup is a miss) and its fork generation moved;
 #    a value handle made in the parent raises in the child instead of revealing zeros;
@@ -71,7 +72,9 @@ local opts = { address = os.getenv('VAULT_ADDR'), ca_cert = os.getenv('VAULT_CAC
                max_retries = 0, cache = { ttl = tonumber(os.getenv('TTL')) } }
 if MODE == 'approle' then
   opts.role_id, opts.secret_id = os.getenv('ROLE_ID'), os.getenv('SECRET_ID')
-else
+elseif MODE == 'approle_file' then
+  opts.role_id, opts.secret_id_file = os.getenv('ROLE_ID'), os.getenv('SECRET_ID_FILE')
+elseif MODE ~= 'tokenfile' then -- tokenfile: the token comes from ~/.vault-token
   opts.token = os.getenv('TOKEN')
 end
 if MODE == 'strict' then opts.fork = 'strict' end
@@ -87,7 +90,7 @@ end
 local function lookups(tag, m)
   local f = 0
   for _ = 1, m do
-    if MODE == 'approle' then
+    if MODE == 'approle' or MODE == 'approle_file' then
       f = f + expect(KA, PW_AR, tag)
     else
       f = f + expect(K, PW, tag) + expect(KE, PW_ENC, tag)
@@ -222,6 +225,10 @@ if [ "${BUILD%tsan}" = "$BUILD" ]; then
   run "token: with the cache: children start empty and miss first" MODE=token TTL=300 DEPTH=2
 fi
 run "AppRole (secret_id from setup): children and grandchildren log in with kept credentials" MODE=approle TTL=0 DEPTH=2
+printf '%s\n' "$SECRET_ID" > secret-id; chmod 600 secret-id
+run "AppRole (secret_id_file): children and grandchildren" MODE=approle_file SECRET_ID_FILE="$PWD/secret-id" TTL=0 DEPTH=2
+mkdir -p tokhome; printf '%s\n' "$ROOT_TOKEN" > tokhome/.vault-token; chmod 600 tokhome/.vault-token
+run "token from ~/.vault-token: children and grandchildren" MODE=tokenfile HOME="$PWD/tokhome" TTL=0 DEPTH=2
 # (the background threads may look up before main.lua's setup: the environment has the token too)
 # (children _exit(): the Lua states and OpenSSL thread state of the parent's background threads
 # are unreachable in a child, and LeakSanitizer would report them at exit().) Not under ASan: its
