@@ -19,6 +19,18 @@
 #   tests/helpers/*.c    -> $(BUILD)/tests/helpers/*   (small programs the integration tests run)
 #   bench/bench_*.c      -> $(BUILD)/bench/bench_*
 
+# First pass: a fresh machine may lack the compiler, pkg-config and the -dev packages, and the
+# flags below are discovered with pkg-config when make reads this file. So every goal first runs
+# scripts/bootstrap (installs only what is missing; quick when all is there), then re-runs make on
+# the same goal in a sub-make that reads this file again with the packages present.
+ifeq ($(VKS_BOOTSTRAPPED),)
+GOALS := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
+.PHONY: $(GOALS)
+$(GOALS):
+	@scripts/bootstrap
+	@$(MAKE) --no-print-directory VKS_BOOTSTRAPPED=1 $@
+else
+
 BUILD   ?= build
 SAN     ?=
 OPT     ?= -O2
@@ -83,7 +95,7 @@ endif
 
 .PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports
 
-all: bootstrap $(TARGETS) $(UNIT_BIN) $(HELPER_BIN)
+all: $(TARGETS) $(UNIT_BIN) $(HELPER_BIN)
 
 bootstrap:
 	@scripts/bootstrap
@@ -164,3 +176,5 @@ clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+endif

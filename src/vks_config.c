@@ -502,7 +502,7 @@ bool vks_config_equal(const struct vks_config *a, const struct vks_config *b)
                 x->max_retries == y->max_retries && x->min_retry_wait_ms == y->min_retry_wait_ms &&
                 x->max_retry_wait_ms == y->max_retry_wait_ms &&
                 x->max_response_bytes == y->max_response_bytes && a->kv_version == b->kv_version &&
-                a->require_encrypted == b->require_encrypted &&
+                a->require_encrypted == b->require_encrypted && a->fork_mode == b->fork_mode &&
                 a->secmem.locked_bytes == b->secmem.locked_bytes &&
                 a->secmem.require_locked == b->secmem.require_locked;
     /* evaluate both secret comparisons regardless of the rest */

@@ -404,6 +404,22 @@ vks_status vks_envelope_decrypt(const struct vks_keyring *kr, const unsigned cha
     return st;
 }
 
+/* Length of the envelope of n plaintext bytes: "ENC:" ["v2:" id ":"] base64(nonce || ct || tag). */
+static size_t envelope_len(size_t idlen, bool versioned, size_t n)
+{
+    size_t head = PREFIX_LEN + (versioned ? strlen(V2_TAG) + 1 + idlen + 1 : 0);
+    return head + VKS_B64_ENCODED_LEN(NONCE_LEN + n + TAG_LEN);
+}
+
+size_t vks_envelope_plaintext_max(const char *key_id)
+{
+    size_t head = PREFIX_LEN + (key_id ? strlen(V2_TAG) + 1 + strlen(key_id) + 1 : 0);
+    if (head + VKS_B64_ENCODED_LEN(NONCE_LEN + TAG_LEN) > VKS_ENVELOPE_WRITE_MAX)
+        return 0;
+    size_t groups = (VKS_ENVELOPE_WRITE_MAX - head) / 4; /* base64 quads that fit */
+    return groups * 3 - NONCE_LEN - TAG_LEN;
+}
+
 vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id,
                                 const struct vks_envelope_place *place,
                                 const unsigned char *plain, size_t len, char **out,
@@ -439,6 +455,16 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
                                ids);
         }
     }
+    size_t envlen = envelope_len(idlen, key_id != NULL, len);
+    if (envlen > VKS_ENVELOPE_WRITE_MAX)
+        return vks_err_set(err, VKS_E_INVALID_ARG,
+                           "plaintext of %zu bytes is too long: its envelope would be %zu bytes, over "
+                           "the %d-byte limit (every keysource form holds at most %d bytes); at most "
+                           "%zu bytes %s%s%s",
+                           len, envlen, VKS_ENVELOPE_WRITE_MAX, VKS_SECRET_MAX,
+                           vks_envelope_plaintext_max(key_id ? e->id : NULL),
+                           key_id ? "under key id '" : "in the legacy form", key_id ? e->id : "",
+                           key_id ? "'" : "");
 
     size_t rawlen = NONCE_LEN + len + TAG_LEN;
     unsigned char *raw = malloc(rawlen); /* nonce || ciphertext || tag: no plaintext */

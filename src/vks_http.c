@@ -19,11 +19,13 @@
 
 #include "vks_curlmem.h"
 #include "vks_fork.h"
+#include "vks_redact.h"
 #include "vks_secmem.h"
 
 #define SMALL_BODY   (64 * 1024)
 #define HDR_CAP      (VKS_SECRET_MAX + 64)
 #define URL_MAX      4096
+#define HEADERS_MAX  (64 * 1024)   /* all response header lines of one answer (Vault sends < 1 KiB) */
 
 enum { N_NODE = 6, N_SOCK = 4 };
 
@@ -33,6 +35,8 @@ struct vks_http_lease {
     vks_scratch big;             /* opened when a body outgrows small (cap = max + 1)       */
     vks_scratch *cur;            /* where the body currently is                             */
     bool overflow;
+    size_t hdr_bytes;            /* response header bytes seen (HEADERS_MAX)                */
+    bool hdr_overflow;
     size_t max;
     vks_scratch hdr;             /* "X-Vault-Token: ..." (secret)                           */
     struct curl_slist nodes[N_NODE];
@@ -160,8 +164,9 @@ vks_status vks_http_check_address(const char *address, bool allow_http, char *ou
 {
     if (!address || !*address)
         return vks_err_set(err, VKS_E_CONFIG, "Vault address is empty");
-    /* Never echo an address with user info (it could carry a password). */
-    const char *shown = strchr(address, '@') ? "(address with user info, not shown)" : address;
+    /* Never echo user info or a query (they could carry a password or a token). */
+    char shown[256];
+    vks_redact_url(address, strlen(address), shown, sizeof shown);
     if (strlen(address) >= URL_MAX)
         return vks_err_set(err, VKS_E_CONFIG, "Vault address is too long");
     for (const char *p = address; *p; p++)
@@ -403,6 +408,11 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct vks_http_lease *l = ud;
     size_t n = size * nmemb;
+    l->hdr_bytes += n;
+    if (l->hdr_bytes > HEADERS_MAX) {
+        l->hdr_overflow = true;
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
     if (n > 9 && strncasecmp(ptr, "location:", 9) == 0) {
         const char *v = ptr + 9;
         size_t vl = n - 9;
@@ -601,6 +611,8 @@ static void lease_reset_body(struct vks_http_lease *l)
         vks_scratch_close(&l->big);
     l->cur = &l->small;
     l->overflow = false;
+    l->hdr_bytes = 0;
+    l->hdr_overflow = false;
     l->have_location = false;
     l->location[0] = '\0';
     l->errbuf[0] = '\0';
@@ -759,6 +771,16 @@ out:
     return st;
 }
 
+/*
+ * One code per transport fault (docs/errors.md, "Transport faults"), every one of them transient
+ * for the cache (stale-if-error):
+ *   refused, reset, closed without an answer, DNS failure          -> unavailable (default)
+ *   deadline                                                       -> timeout
+ *   TLS handshake, certificate, host name                          -> tls
+ *   an answer that is not HTTP/1.x, headers over HEADERS_MAX or one
+ *   header line over curl's limit, body over the cap, body cut short -> bad_response
+ * Only a URL we could not build is config, and only a real allocation failure out_of_memory.
+ */
 static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const char *what, const char *origin,
                                  struct vks_err *err)
 {
@@ -767,6 +789,9 @@ static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const ch
     case CURLE_OPERATION_TIMEDOUT:
         return vks_err_set(err, VKS_E_TIMEOUT, "%s at %s: timed out (deadline reached)", what, origin);
     case CURLE_WRITE_ERROR:
+        if (l->hdr_overflow)
+            return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response headers larger than %d bytes (refused)",
+                               what, origin, HEADERS_MAX);
         if (l->overflow)
             return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response larger than %zu bytes (refused)",
                                what, origin, l->max);
@@ -786,17 +811,104 @@ static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const ch
     case CURLE_SSL_SHUTDOWN_FAILED:
     case CURLE_USE_SSL_FAILED:
         return vks_err_set(err, VKS_E_TLS, "%s at %s: TLS failure: %.200s", what, origin, detail);
-    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_UNSUPPORTED_PROTOCOL: /* the scheme was checked before: curl's "Received HTTP/0.9" */
+    case CURLE_WEIRD_SERVER_REPLY:
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: the answer is not HTTP (%.160s)", what, origin,
+                           detail);
+#if LIBCURL_VERSION_NUM >= 0x080600
+    case CURLE_TOO_LARGE:
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response header too large (%.160s)", what, origin,
+                           detail);
+#endif
     case CURLE_URL_MALFORMAT:
         return vks_err_set(err, VKS_E_CONFIG, "%s at %s: %.200s", what, origin, detail);
-    case CURLE_OUT_OF_MEMORY:
+    case CURLE_OUT_OF_MEMORY: {
+        /* curl < 8.6 reports an answer whose header line overruns its 100 KiB limit as out of
+         * memory (CURLE_TOO_LARGE since): once our request is out, that is what it means. */
+        long sent = 0;
+        curl_easy_getinfo(l->easy, CURLINFO_REQUEST_SIZE, &sent);
+        if (sent > 0 || strstr(l->errbuf, "header"))
+            return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response header too large (%.160s)", what,
+                               origin, detail);
         return vks_err_set(err, VKS_E_NOMEM, "%s at %s: out of memory", what, origin);
+    }
     case CURLE_PARTIAL_FILE:
         /* Like the Go client: a body cut short is read after the retry decision, so it is final. */
         return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: truncated response (%.160s)", what, origin, detail);
     default:
         return vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: %.200s", what, origin, detail);
     }
+}
+
+/* "scheme://host:port" of url, host lower-cased and the default port made explicit, to compare
+ * authorities. False when url cannot be parsed. */
+static bool authority_of(const char *url, char *out, size_t cap)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    bool ok = false;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        for (char *p = host; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        int n = snprintf(out, cap, "%s://%s:%s", scheme, host, port);
+        ok = n > 0 && (size_t)n < cap;
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+/*
+ * The one redirect we follow (a Vault standby answering 307, reference 4.3), and only within the
+ * same authority (scheme, host and port) as the request: the token header, a namespace and an
+ * AppRole login body never leave for another host. Vault's Go client follows to any host; we refuse
+ * instead of following without the token, because the token-less request would come back 403 and
+ * read as permission_denied, which drops cached values. A refusal (another host or port, https to
+ * http, a second redirect) is VKS_E_UNAVAILABLE: the node asked cannot answer here, like a standby
+ * without an active node (transient: the cache answers stale). A Location that cannot be used is
+ * VKS_E_BAD_RESPONSE. On success url and origin name the target.
+ */
+static vks_status follow_redirect(struct vks_http_lease *l, long status, bool redirected, const char *what,
+                                  char *url, size_t url_cap, char *origin, size_t origin_cap, struct vks_err *err)
+{
+    if (redirected)
+        return vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: redirected more than once (HTTP %ld)", what, origin,
+                           status);
+    if (!l->have_location)
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: HTTP %ld redirect without Location", what, origin,
+                           status);
+    /* Resolve a relative Location against the current URL. */
+    CURLU *u = curl_url();
+    char *nu = NULL;
+    char from_auth[300], to_auth[300];
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_set(u, CURLUPART_URL, l->location, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &nu, 0) != CURLUE_OK || strlen(nu) >= url_cap || !scheme_of(nu) ||
+        !authority_of(url, from_auth, sizeof from_auth) || !authority_of(nu, to_auth, sizeof to_auth)) {
+        curl_free(nu);
+        curl_url_cleanup(u);
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable redirect Location", what, origin);
+    }
+    curl_url_cleanup(u);
+    char to[256];
+    origin_of(nu, to, sizeof to);
+    if (strcmp(from_auth, to_auth) != 0) {
+        bool downgrade = strcmp(scheme_of(url), "https") == 0 && strcmp(scheme_of(nu), "http") == 0;
+        curl_free(nu);
+        return vks_err_set(err, VKS_E_UNAVAILABLE,
+                           "%s: redirect from %s to %s refused (%s): the token is only sent to the configured "
+                           "Vault address; point it at the active node or a load balancer",
+                           what, origin, to, downgrade ? "https to http downgrade" : "another host or port");
+    }
+    snprintf(url, url_cap, "%s", nu);
+    curl_free(nu);
+    snprintf(origin, origin_cap, "%s", to);
+    return VKS_OK;
 }
 
 vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
@@ -861,53 +973,9 @@ vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
         pthread_mutex_unlock(&h->lock);
 
         if (last_rc == CURLE_OK && (status == 301 || status == 302 || status == 307 || status == 308)) {
-            char to[256];
-            if (redirected) {
-                st = vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: redirected more than once (HTTP %ld)",
-                                 what, origin, status);
+            st = follow_redirect(l, status, redirected, what, url, sizeof url, origin, sizeof origin, err);
+            if (st != VKS_OK)
                 goto fail;
-            }
-            if (!l->have_location) {
-                st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: HTTP %ld redirect without Location",
-                                 what, origin, status);
-                goto fail;
-            }
-            /* Resolve a relative Location against the current URL. */
-            CURLU *u = curl_url();
-            char *nu = NULL;
-            if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-                curl_url_set(u, CURLUPART_URL, l->location, 0) != CURLUE_OK ||
-                curl_url_get(u, CURLUPART_URL, &nu, 0) != CURLUE_OK || strlen(nu) >= sizeof url ||
-                !scheme_of(nu)) {
-                curl_free(nu);
-                curl_url_cleanup(u);
-                st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable redirect Location", what, origin);
-                goto fail;
-            }
-            curl_url_cleanup(u);
-            origin_of(nu, to, sizeof to);
-            if (strcmp(scheme_of(url), "https") == 0 && strcmp(scheme_of(nu), "http") == 0) {
-                curl_free(nu);
-                st = vks_err_set(err, VKS_E_TLS, "%s: redirect from %s to %s refused (https to http downgrade)",
-                                 what, origin, to);
-                goto fail;
-            }
-            /* The target must pass the same address rules (plain http only to loopback). */
-            char norm[URL_MAX];
-            struct vks_err e2;
-            char base[URL_MAX];
-            snprintf(base, sizeof base, "%s", nu);
-            char *q = strchr(base + strlen(scheme_of(base)) + 3, '/');
-            if (q)
-                *q = '\0';
-            if (vks_http_check_address(base, h->cfg.allow_http, norm, sizeof norm, &e2) != VKS_OK) {
-                curl_free(nu);
-                st = vks_err_set(err, VKS_E_TLS, "%s: redirect from %s to %s refused (%s)", what, origin, to, e2.msg);
-                goto fail;
-            }
-            strcpy(url, nu);
-            curl_free(nu);
-            snprintf(origin, sizeof origin, "%s", to);
             redirected = true;
             continue;
         }

@@ -1138,7 +1138,8 @@ static vks_status parse_ok(const char *body, size_t len, const struct place *pl,
     }
     if (pl->kv == 2) {
         vks_json_int64(body, &q[1].found, &res->secret_version);
-        if (q[2].found.type == VKS_JSON_OBJECT) {
+        /* anything but absent/null goes to the restriction check: a non-object refuses there */
+        if (q[2].found.type != VKS_JSON_NONE && q[2].found.type != VKS_JSON_NULL) {
             res->custom_metadata_json = strndup(body + q[2].found.off, q[2].found.len);
             if (!res->custom_metadata_json) {
                 vks_secret_free(&res->value);
@@ -1174,6 +1175,173 @@ static vks_status parse_404(const char *body, size_t len, const struct place *pl
     return vks_err_set(err, VKS_E_NOT_FOUND, "no secret at %s (HTTP 404%s%s)", where, e[0] ? ": " : "", e);
 }
 
+/* What a KV request names, checked: origin, namespace, normalised mount, path, key, versions.
+ * pl points into this struct (origin, mount): it is never copied. */
+struct kv_target {
+    char origin_buf[ORIGIN_CAP];
+    char mount[256];
+    struct place pl;
+};
+
+static vks_status kv_bad_place(const struct place *pl, const char *fmt, struct vks_err *err)
+{
+    char where[640];
+    place_str(pl, where, sizeof where);
+    return vks_err_set(err, VKS_E_BAD_KEYSOURCE, fmt, where);
+}
+
+/* Step 1: check and normalise the request's address, mount, path, key and versions. */
+static vks_status kv_target_resolve(struct vks_vault *v, const struct vks_kv_request *req, struct kv_target *tg,
+                                    struct vks_err *err)
+{
+    const char *origin = v->origin;
+    if (req->address && *req->address) {
+        struct vks_err aerr;
+        if (vks_http_check_address(req->address, v->cfg.allow_http, tg->origin_buf, sizeof tg->origin_buf,
+                                   &aerr) != VKS_OK)
+            return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_address: %s", aerr.msg);
+        origin = tg->origin_buf;
+    }
+    const char *ns = req->namespace_ ? (*req->namespace_ ? req->namespace_ : NULL) : v->cfg.namespace_;
+    if (!req->mount || !req->path)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount and vault_path are required");
+    const char *m = req->mount;
+    while (*m == '/')
+        m++;
+    size_t ml = strlen(m);
+    while (ml && m[ml - 1] == '/')
+        ml--;
+    if (ml == 0 || ml >= sizeof tg->mount)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount '%.80s' is empty or too long", req->mount);
+    memcpy(tg->mount, m, ml);
+    tg->mount[ml] = '\0';
+    const char *path = req->path;
+    while (*path == '/')
+        path++;
+    if (!*path)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_path is empty (mount '%.80s')", tg->mount);
+    const char *key = req->key && *req->key ? req->key : "key";
+    if (req->kv_version != 0 && req->kv_version != 1 && req->kv_version != 2)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_kv_version must be 1, 2 or auto (got %d)", req->kv_version);
+    if (req->version < 0)
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version must be positive");
+    tg->pl = (struct place){ origin, ns, tg->mount, path, key, req->kv_version, req->version };
+    char probe[URL_CAP];
+    if (build_url(probe, sizeof probe, origin, tg->mount, "data", path, req->version) != VKS_OK)
+        return kv_bad_place(&tg->pl, "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", err);
+    return VKS_OK;
+}
+
+/* Step 2: the token for this read: the request's own vault_token, or the client's. */
+static vks_status kv_token(struct vks_vault *v, const struct vks_kv_request *req, const struct place *pl,
+                           int64_t deadline, struct tok *t, struct vks_kv_result *res, struct vks_err *err)
+{
+    if (req->token && req->token->data && req->token->len) {
+        vks_status st = vks_secret_dup(req->token->data, req->token->len, &t->secret, err);
+        if (st == VKS_OK)
+            request_token_accessor(v, &t->secret, pl->origin, pl->ns, deadline, res->token_accessor,
+                                   sizeof res->token_accessor);
+        return st;
+    }
+    vks_status st = client_token(v, deadline, t, res->token_accessor, sizeof res->token_accessor, err);
+    if (st != VKS_OK && err) {
+        char where[640];
+        place_str(pl, where, sizeof where);
+        size_t l = strlen(err->msg);
+        snprintf(err->msg + l, sizeof err->msg - l, " (reading %s)", where);
+    }
+    return st;
+}
+
+/* The client's AppRole token died (expired, revoked): drop it and log in once more. */
+static vks_status kv_relogin(struct vks_vault *v, struct tok *t, int64_t deadline, struct vks_kv_result *res,
+                             struct vks_err *err)
+{
+    mark_invalid(v, t->generation);
+    vks_secret_free(&t->secret);
+    stat_add(v, &v->stats.relogins, 1);
+    return client_token(v, deadline, t, res->token_accessor, sizeof res->token_accessor, err);
+}
+
+/* Step 4: turns Vault's answer to the read into a value or a failure. */
+static vks_status kv_answer(const struct vks_http_response *rs, const struct place *pl, const char *what,
+                            struct vks_kv_result *res, struct vks_err *err)
+{
+    if (rs->status == 200)
+        return parse_ok(rs->body, rs->body_len, pl, res, err);
+    if (rs->status == 404)
+        return parse_404(rs->body, rs->body_len, pl, err);
+    if (rs->status == 204) {
+        char where[640];
+        place_str(pl, where, sizeof where);
+        return vks_err_set(err, VKS_E_NOT_FOUND, "no data at %s (HTTP 204)", where);
+    }
+    return map_status(rs->status, rs->body, rs->body_len, rs->attempts, what, err);
+}
+
+/*
+ * Step 3: one try with token t: KV version (detected unless given), then the read itself.
+ * *relogin is set when the failure is the client's dead AppRole token and may_relogin allows
+ * one more login.
+ */
+static vks_status kv_read_once(struct vks_vault *v, const struct vks_kv_request *req, struct kv_target *tg,
+                               const struct tok *t, bool may_relogin, int64_t deadline, struct vks_kv_result *res,
+                               bool *relogin, struct vks_err *err)
+{
+    struct place *pl = &tg->pl;
+    *relogin = false;
+    int kv = req->kv_version;
+    if (kv == 0) {
+        vks_status st = detect_kv(v, pl->origin, pl->ns, tg->mount, t, deadline, pl, &kv, &res->attempts, err);
+        /* the token died before the detection request: same cure as for a read */
+        if (st == VKS_E_PERMISSION_DENIED && may_relogin && token_is_dead(v, t, NULL, 0, deadline))
+            *relogin = true;
+        if (st != VKS_OK)
+            return st;
+    }
+    pl->kv = kv;
+    res->kv_version = kv;
+    if (kv == 1 && req->version > 0)
+        return kv_bad_place(pl, "vault_version needs a KV v2 mount: %s", err);
+    char url[URL_CAP];
+    if (kv == 2)
+        build_url(url, sizeof url, pl->origin, tg->mount, "data", pl->path, req->version);
+    else
+        build_url(url, sizeof url, pl->origin, tg->mount, pl->path, NULL, 0);
+    char where[640], what[700];
+    place_str(pl, where, sizeof where);
+    snprintf(what, sizeof what, "read of %s", where);
+    struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = pl->ns, .token = t->secret.data,
+                                   .token_len = t->secret.len, .deadline_ms = deadline, .what = what };
+    struct vks_http_response rs = { 0 };
+    struct vks_http_lease *lease = NULL;
+    vks_status st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    res->attempts += rs.attempts; /* counted on failures too */
+    if (st != VKS_OK)
+        return st;
+    res->http_status = (int)rs.status;
+    if (rs.status == 403 && may_relogin && token_is_dead(v, t, rs.body, rs.body_len, deadline))
+        *relogin = true; /* expired or revoked AppRole token: log in once more and retry once */
+    else
+        st = kv_answer(&rs, pl, what, res, err);
+    vks_http_release(v->http, lease);
+    return st;
+}
+
+/* On failure a result keeps only its diagnostics (status, attempts, KV version, accessor). */
+static void kv_result_reset_keep_diagnostics(struct vks_kv_result *res)
+{
+    int hs = res->http_status, at = res->attempts, kvv = res->kv_version;
+    char acc[64];
+    memcpy(acc, res->token_accessor, sizeof acc);
+    vks_kv_result_free(res);
+    memset(res, 0, sizeof *res);
+    res->http_status = hs;
+    res->attempts = at;
+    res->kv_version = kvv;
+    memcpy(res->token_accessor, acc, sizeof acc);
+}
+
 vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *req, struct vks_kv_result *res,
                              struct vks_err *err)
 {
@@ -1183,155 +1351,28 @@ vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *r
     vks_fork_sync(&v->fork_seen, vault_after_fork, v);
     stat_add(v, &v->stats.reads, 1);
     int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
-
-    /* --- what and where */
-    char origin_buf[ORIGIN_CAP];
-    const char *origin = v->origin;
-    if (req->address && *req->address) {
-        struct vks_err aerr;
-        if (vks_http_check_address(req->address, v->cfg.allow_http, origin_buf, sizeof origin_buf, &aerr) != VKS_OK)
-            return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_address: %s", aerr.msg);
-        origin = origin_buf;
-    }
-    const char *ns = req->namespace_ ? (*req->namespace_ ? req->namespace_ : NULL) : v->cfg.namespace_;
-    if (!req->mount || !req->path)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount and vault_path are required");
-    char mount[256];
-    const char *m = req->mount;
-    while (*m == '/')
-        m++;
-    size_t ml = strlen(m);
-    while (ml && m[ml - 1] == '/')
-        ml--;
-    if (ml == 0 || ml >= sizeof mount)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount '%.80s' is empty or too long", req->mount);
-    memcpy(mount, m, ml);
-    mount[ml] = '\0';
-    const char *path = req->path;
-    while (*path == '/')
-        path++;
-    if (!*path)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_path is empty (mount '%.80s')", mount);
-    const char *key = req->key && *req->key ? req->key : "key";
-    if (req->kv_version != 0 && req->kv_version != 1 && req->kv_version != 2)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_kv_version must be 1, 2 or auto (got %d)", req->kv_version);
-    if (req->version < 0)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version must be positive");
-    struct place pl = { origin, ns, mount, path, key, req->kv_version, req->version };
-    {
-        char probe[URL_CAP];
-        if (build_url(probe, sizeof probe, origin, mount, "data", path, req->version) != VKS_OK) {
-            char where[640];
-            place_str(&pl, where, sizeof where);
-            return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
-                               "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", where);
-        }
-    }
-
-    /* --- token */
-    struct tok t = { VKS_SECRET_EMPTY, 0, false };
-    vks_status st;
-    if (req->token && req->token->data && req->token->len) {
-        st = vks_secret_dup(req->token->data, req->token->len, &t.secret, err);
-        if (st == VKS_OK)
-            request_token_accessor(v, &t.secret, origin, ns, deadline, res->token_accessor,
-                                   sizeof res->token_accessor);
-    } else {
-        st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
-        if (st != VKS_OK && err) {
-            char where[640];
-            place_str(&pl, where, sizeof where);
-            size_t l = strlen(err->msg);
-            snprintf(err->msg + l, sizeof err->msg - l, " (reading %s)", where);
-        }
-    }
+    struct kv_target tg;
+    vks_status st = kv_target_resolve(v, req, &tg, err);
     if (st != VKS_OK)
         return st;
-
+    struct tok t = { VKS_SECRET_EMPTY, 0, false };
+    st = kv_token(v, req, &tg.pl, deadline, &t, res, err);
+    if (st != VKS_OK)
+        return st;
     bool relogged = false;
-    struct vks_http_lease *lease = NULL;
     for (;;) {
-        /* --- KV version */
-        int kv = req->kv_version;
-        if (kv == 0) {
-            st = detect_kv(v, origin, ns, mount, &t, deadline, &pl, &kv, &res->attempts, err);
-            if (st == VKS_E_PERMISSION_DENIED && t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged &&
-                token_is_dead(v, &t, NULL, 0, deadline)) {
-                /* the token died before the detection request: same cure as for a read */
-                mark_invalid(v, t.generation);
-                vks_secret_free(&t.secret);
-                relogged = true;
-                stat_add(v, &v->stats.relogins, 1);
-                st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
-                if (st != VKS_OK)
-                    goto out;
-                continue;
-            }
-            if (st != VKS_OK)
-                goto out;
-        }
-        pl.kv = kv;
-        res->kv_version = kv;
-        if (kv == 1 && req->version > 0) {
-            char where[640];
-            place_str(&pl, where, sizeof where);
-            st = vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version needs a KV v2 mount: %s", where);
-            goto out;
-        }
-        char url[URL_CAP];
-        if (kv == 2)
-            build_url(url, sizeof url, origin, mount, "data", path, req->version);
-        else
-            build_url(url, sizeof url, origin, mount, path, NULL, 0);
-        char where[640], what[700];
-        place_str(&pl, where, sizeof where);
-        snprintf(what, sizeof what, "read of %s", where);
-        struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = t.secret.data,
-                                       .token_len = t.secret.len, .deadline_ms = deadline, .what = what };
-        struct vks_http_response rs = { 0 };
-        st = vks_http_do(v->http, &rq, &rs, &lease, err);
-        res->attempts += rs.attempts; /* counted on failures too */
+        bool relogin = false;
+        bool may_relogin = t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged;
+        st = kv_read_once(v, req, &tg, &t, may_relogin, deadline, res, &relogin, err);
+        if (!relogin)
+            break;
+        relogged = true;
+        st = kv_relogin(v, &t, deadline, res, err);
         if (st != VKS_OK)
-            goto out;
-        res->http_status = (int)rs.status;
-        if (rs.status == 200) {
-            st = parse_ok(rs.body, rs.body_len, &pl, res, err);
-        } else if (rs.status == 404) {
-            st = parse_404(rs.body, rs.body_len, &pl, err);
-        } else if (rs.status == 204) {
-            st = vks_err_set(err, VKS_E_NOT_FOUND, "no data at %s (HTTP 204)", where);
-        } else if (rs.status == 403 && t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged &&
-                   token_is_dead(v, &t, rs.body, rs.body_len, deadline)) {
-            /* Expired or revoked AppRole token: log in once more and retry once. */
-            vks_http_release(v->http, lease);
-            lease = NULL;
-            mark_invalid(v, t.generation);
-            vks_secret_free(&t.secret);
-            relogged = true;
-            stat_add(v, &v->stats.relogins, 1);
-            st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
-            if (st != VKS_OK)
-                goto out;
-            continue;
-        } else {
-            st = map_status(rs.status, rs.body, rs.body_len, rs.attempts, what, err);
-        }
-        break;
+            break;
     }
-out:
-    if (lease)
-        vks_http_release(v->http, lease);
     vks_secret_free(&t.secret);
-    if (st != VKS_OK) {
-        int hs = res->http_status, at = res->attempts, kvv = res->kv_version;
-        char acc[64];
-        memcpy(acc, res->token_accessor, sizeof acc);
-        vks_kv_result_free(res);
-        memset(res, 0, sizeof *res);
-        res->http_status = hs;
-        res->attempts = at;
-        res->kv_version = kvv;
-        memcpy(res->token_accessor, acc, sizeof acc);
-    }
+    if (st != VKS_OK)
+        kv_result_reset_keep_diagnostics(res);
     return st;
 }
