@@ -7,9 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vks.h"
 #include "vks_audit.h"
+#include "vks_file.h"
 
 const char vks_cli_audit_verify_usage[] =
     "usage: vks audit verify FILE... [--head MAC]... [--key-file PATH] [--sink NAME] [--quiet]\n"
@@ -57,10 +59,21 @@ static const char *syslog_payload(const char *line, size_t *len)
 
 static int feed_file(struct vks_audit_verifier *v, const char *path, bool syslog_framed)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "vks audit verify: %s: %s\n", path, strerror(errno));
-        return -1;
+    FILE *f = stdin;
+    if (strcmp(path, "-") != 0) {
+        /* vks_file: a FIFO, device or directory is refused at once, never read (or waited on) */
+        const struct vks_file_opts fo = { .what = "audit log", .code = VKS_E_CONFIG };
+        struct vks_err e;
+        int fd = -1;
+        if (vks_file_open(path, &fo, &fd, NULL, &e) != VKS_OK) {
+            fprintf(stderr, "vks audit verify: %s\n", e.msg);
+            return -1;
+        }
+        if ((f = fdopen(fd, "r")) == NULL) {
+            fprintf(stderr, "vks audit verify: %s: %s\n", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
     }
     char *line = NULL;
     size_t cap = 0;

@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "vks_base64.h"
+#include "vks_fork.h"
 #include "vks_keyring_priv.h"
 
 #define NONCE_LEN 12
@@ -296,6 +297,8 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
     if (!place_fits(place))
         return vks_err_set(err, VKS_E_INVALID_ARG, "place too long (mount/path/key over %d bytes)",
                            AAD_FIELD_MAX);
+    if (kr && (st = vks_fork_check(kr->born_gen, VKS_E_DECRYPT_FAILED, "the ENC: keyring", err)) != VKS_OK)
+        return st;
 
     st = parse(value, len, where, raw, &ps, err);
     if (st != VKS_OK)
@@ -435,6 +438,9 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
         return vks_err_set(err, VKS_E_CONFIG,
                            "no encryption key configured (set VKS_ENCRYPTION_KEY, "
                            "VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS)");
+    vks_status fst = vks_fork_check(kr->born_gen, VKS_E_CONFIG, "the ENC: keyring", err);
+    if (fst != VKS_OK)
+        return fst;
     const struct vks_key_entry *e = &kr->keys[0];
     size_t idlen = 0;
     if (key_id) {

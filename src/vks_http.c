@@ -6,15 +6,19 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vks_curlmem.h"
+#include "vks_fork.h"
 #include "vks_redact.h"
 #include "vks_secmem.h"
 
@@ -23,7 +27,7 @@
 #define URL_MAX      4096
 #define HEADERS_MAX  (64 * 1024)   /* all response header lines of one answer (Vault sends < 1 KiB) */
 
-enum { N_NODE = 6 };
+enum { N_NODE = 6, N_SOCK = 4 };
 
 struct vks_http_lease {
     CURL *easy;
@@ -43,6 +47,8 @@ struct vks_http_lease {
     bool have_location;
     char errbuf[CURL_ERROR_SIZE];
     struct vks_http_lease *next;
+    struct vks_http_lease *out_prev, *out_next; /* on the pool's list of leases handed out */
+    int socks[N_SOCK];           /* this handle's open sockets (-1 = none), for a forked child */
 };
 
 struct vks_http {
@@ -51,7 +57,10 @@ struct vks_http {
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
     pthread_mutex_t lock;        /* pool and stats */
     struct vks_http_lease *idle;
+    struct vks_http_lease *out;  /* leases handed out (a forked child neutralises their sockets) */
     struct vks_http_stats stats;
+    atomic_ulong fork_seen;      /* the fork generation the pool and locks belong to (vks_fork) */
+    CURLSH *stale_share;         /* a parent's share still used by a vanished thread's lease   */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -272,6 +281,20 @@ static char *dup_or_null(const char *s)
     return (s && *s) ? strdup(s) : NULL;
 }
 
+/* The TLS session and DNS cache shared by the pool's handles. */
+static CURLSH *share_new(struct vks_http *h)
+{
+    CURLSH *s = curl_share_init();
+    if (s) {
+        curl_share_setopt(s, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(s, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(s, CURLSHOPT_USERDATA, h);
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    return s;
+}
+
 vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out, struct vks_err *err)
 {
     if (!cfg || !out)
@@ -296,16 +319,11 @@ vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out
     pthread_mutex_init(&h->lock, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&h->share_locks[i], NULL);
-    h->share = curl_share_init();
-    if (!h->share) {
+    atomic_store(&h->fork_seen, vks_fork_generation());
+    if (!(h->share = share_new(h))) {
         vks_http_free(h);
         return vks_err_set(err, VKS_E_NOMEM, "out of memory (curl share)");
     }
-    curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     *out = h;
     return VKS_OK;
 }
@@ -347,6 +365,8 @@ void vks_http_free(struct vks_http *h)
     }
     if (h->share)
         curl_share_cleanup(h->share);
+    if (h->stale_share)
+        curl_share_cleanup(h->stale_share); /* refused (and kept) while a lost lease uses it */
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&h->share_locks[i]);
     pthread_mutex_destroy(&h->lock);
@@ -411,6 +431,39 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
+/* curl opens and closes the lease's sockets through these, so a forked child knows every socket
+ * of every handle, idle or in the middle of a transfer (CURLINFO_ACTIVESOCKET knows only idle
+ * ones). Sockets are close-on-exec. */
+static curl_socket_t on_open_socket(void *u, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct vks_http_lease *l = u;
+    (void)purpose;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    for (int i = 0; fd >= 0 && i < N_SOCK; i++)
+        if (l->socks[i] < 0) {
+            l->socks[i] = fd;
+            break;
+        }
+    return fd >= 0 ? fd : CURL_SOCKET_BAD;
+}
+
+static int on_close_socket(void *u, curl_socket_t fd)
+{
+    struct vks_http_lease *l = u;
+    for (int i = 0; i < N_SOCK; i++)
+        if (l->socks[i] == (int)fd)
+            l->socks[i] = -1;
+    return close((int)fd);
+}
+
+/* In a forked child: every socket of the lease becomes /dev/null in this process only. */
+static void lease_neutralise(struct vks_http_lease *l, int nul)
+{
+    for (int i = 0; i < N_SOCK; i++)
+        if (l->socks[i] >= 0)
+            (void)dup2(nul, l->socks[i]);
+}
+
 static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
 {
     struct vks_http_lease *l = calloc(1, sizeof *l);
@@ -431,6 +484,12 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
         return vks_err_set(err, VKS_E_NOMEM, "out of memory (curl handle)");
     }
     CURL *e = l->easy;
+    for (int i = 0; i < N_SOCK; i++)
+        l->socks[i] = -1;
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, l);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, l);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, h->share);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -467,19 +526,82 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
     return VKS_OK;
 }
 
+/* Leases lost by a fork (their threads did not survive it): never touched again, still reachable. */
+static struct vks_http_lease *g_graveyard;
+
+/*
+ * First use in a forked child (vks_fork_sync). The idle connections are the parent's: their TLS
+ * state (sequence numbers, keys) and their sockets are shared with it, so one byte sent or read
+ * here would break the parent's next request, or steal its answer. Each such socket is replaced
+ * by /dev/null in this process (dup2: the number stays taken, the parent's socket is untouched)
+ * before curl closes the handle, so curl's TLS goodbye goes nowhere. A new share handle gives the
+ * child its own TLS sessions and DNS cache; locks start afresh (their holders do not exist here).
+ */
+static void http_after_fork(void *arg)
+{
+    struct vks_http *h = arg;
+    pthread_mutex_init(&h->lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&h->share_locks[i], NULL);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* leases that threads of the parent were using: those threads are gone; the handles stay in
+     * the middle of their transfer forever (kept reachable in the graveyard), their sockets are
+     * replaced by /dev/null */
+    for (struct vks_http_lease *b = h->out, *bn; b; b = bn) {
+        bn = b->out_next;
+        if (nul >= 0)
+            lease_neutralise(b, nul);
+        b->next = g_graveyard;
+        g_graveyard = b;
+    }
+    h->out = NULL;
+    struct vks_http_lease *l = h->idle;
+    h->idle = NULL;
+    while (l) {
+        struct vks_http_lease *next = l->next;
+        if (nul < 0) { /* cannot neutralise it: abandon the handle rather than touch the socket */
+            l->next = g_graveyard;
+            g_graveyard = l;
+            l = next;
+            continue;
+        }
+        lease_neutralise(l, nul);
+        lease_destroy(l);
+        l = next;
+    }
+    if (nul >= 0)
+        close(nul);
+    CURLSH *fresh = share_new(h);
+    if (fresh) {
+        if (curl_share_cleanup(h->share) != CURLSHE_OK && !h->stale_share)
+            h->stale_share = h->share; /* a lease of a thread that did not survive the fork */
+        h->share = fresh;
+    }
+}
+
 static vks_status lease_get(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
 {
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
     pthread_mutex_lock(&h->lock);
     struct vks_http_lease *l = h->idle;
     if (l)
         h->idle = l->next;
     pthread_mutex_unlock(&h->lock);
-    if (l) {
-        l->next = NULL;
-        *out = l;
-        return VKS_OK;
+    if (!l) {
+        vks_status st = lease_create(h, &l, err);
+        if (st != VKS_OK)
+            return st;
     }
-    return lease_create(h, out, err);
+    l->next = NULL;
+    pthread_mutex_lock(&h->lock);
+    l->out_prev = NULL;
+    l->out_next = h->out;
+    if (h->out)
+        h->out->out_prev = l;
+    h->out = l;
+    pthread_mutex_unlock(&h->lock);
+    *out = l;
+    return VKS_OK;
 }
 
 static void lease_reset_body(struct vks_http_lease *l)
@@ -509,6 +631,13 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
     /* memcpy carried the body (and the token) through vector registers of this thread */
     vks_curlmem_scrub_registers();
     pthread_mutex_lock(&h->lock);
+    if (l->out_prev)
+        l->out_prev->out_next = l->out_next;
+    else
+        h->out = l->out_next;
+    if (l->out_next)
+        l->out_next->out_prev = l->out_prev;
+    l->out_prev = l->out_next = NULL;
     l->next = h->idle;
     h->idle = l;
     pthread_mutex_unlock(&h->lock);
@@ -516,6 +645,7 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
 
 void vks_http_get_stats(struct vks_http *h, struct vks_http_stats *out)
 {
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
     pthread_mutex_lock(&h->lock);
     *out = h->stats;
     pthread_mutex_unlock(&h->lock);

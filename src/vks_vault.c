@@ -20,6 +20,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "vks_file.h"
+#include "vks_fork.h"
 #include "vks_http.h"
 #include "vks_json.h"
 
@@ -60,6 +62,9 @@ struct vks_vault {
     int64_t next_renew_try_ms;
     unsigned generation;
     _Atomic int64_t clock_offset_ms;
+
+    unsigned long born_gen;        /* vks_fork_generation() when the credentials were stored */
+    atomic_ulong fork_seen;        /* the fork generation this struct's locks belong to      */
 
     pthread_mutex_t mounts_lock;
     struct mount_entry *mounts;
@@ -172,48 +177,36 @@ static int set_str(char **dst, const char *v)
     return *dst ? 0 : -1;
 }
 
-/* Reads a small secret file (token, secret_id) straight into an arena slot, trimming whitespace. */
+/* Reads a small secret file (token, secret_id) into a locked scratch buffer, then the trimmed bytes
+ * into an arena slot. Opened without blocking; a regular file of at most VKS_SECRET_MAX bytes. */
 static vks_status read_secret_file(const char *path, const char *what, vks_secret *out, bool missing_ok,
                                    struct vks_err *err)
 {
-    unsigned char buf[VKS_SECRET_MAX + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (missing_ok && errno == ENOENT)
-            return VKS_OK;
-        return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(errno));
-    }
+    char what_file[64];
+    snprintf(what_file, sizeof what_file, "%s file", what);
+    const struct vks_file_opts fo = { .what = what_file, .code = VKS_E_CONFIG, .max_bytes = VKS_SECRET_MAX,
+                                      .missing_ok = missing_ok };
+    int fd = -1;
+    vks_status st = vks_file_open(path, &fo, &fd, NULL, err);
+    if (st != VKS_OK || fd < 0)
+        return st;
+    vks_scratch buf = { 0 };
     size_t n = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + n, sizeof buf - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            vks_wipe(buf, sizeof buf);
-            return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(e));
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n == sizeof buf)
-            break;
-    }
+    bool more = false;
+    if ((st = vks_scratch_open(VKS_SECRET_MAX, &buf, err)) == VKS_OK)
+        st = vks_file_read_fd(fd, buf.data, VKS_SECRET_MAX, &n, &more, path, &fo, err);
     close(fd);
-    if (n > VKS_SECRET_MAX) {
-        vks_wipe(buf, sizeof buf);
-        return vks_err_set(err, VKS_E_CONFIG, "%s file %s is larger than %d bytes", what, path, VKS_SECRET_MAX);
-    }
+    buf.len = n;
+    if (st == VKS_OK && more)
+        st = vks_err_set(err, VKS_E_CONFIG, "%s \"%s\" is larger than %d bytes", what_file, path, VKS_SECRET_MAX);
     size_t a = 0, b = n;
-    while (a < b && isspace(buf[a]))
+    while (a < b && isspace(buf.data[a]))
         a++;
-    while (b > a && isspace(buf[b - 1]))
+    while (b > a && isspace(buf.data[b - 1]))
         b--;
-    vks_status st = VKS_OK;
-    if (b > a)
-        st = vks_secret_dup(buf + a, b - a, out, err);
-    vks_wipe(buf, sizeof buf);
+    if (st == VKS_OK && b > a)
+        st = vks_secret_dup(buf.data + a, b - a, out, err);
+    vks_scratch_close(&buf);
     return st;
 }
 
@@ -391,18 +384,21 @@ vks_status vks_vault_new(const struct vks_vault_config *cfg, struct vks_vault **
     st = vks_http_check_address(c->address, c->allow_http, v->origin, sizeof v->origin, err);
     if (st != VKS_OK)
         goto fail;
+    /* the credentials go to the kept region: a forked child keeps them (vks_fork) */
+    v->born_gen = vks_fork_generation();
+    atomic_store(&v->fork_seen, v->born_gen);
     if (cfg->token.data && cfg->token.len) {
-        st = vks_secret_dup(cfg->token.data, cfg->token.len, &c->token, err);
+        st = vks_secret_dup_kept(cfg->token.data, cfg->token.len, &c->token, err);
         if (st != VKS_OK)
             goto fail;
     }
     if (cfg->secret_id.data && cfg->secret_id.len) {
-        st = vks_secret_dup(cfg->secret_id.data, cfg->secret_id.len, &c->secret_id, err);
+        st = vks_secret_dup_kept(cfg->secret_id.data, cfg->secret_id.len, &c->secret_id, err);
         if (st != VKS_OK)
             goto fail;
     }
     if (c->auth == VKS_AUTH_TOKEN && c->token.len) {
-        st = vks_secret_dup(c->token.data, c->token.len, &v->token, err);
+        st = vks_secret_dup_kept(c->token.data, c->token.len, &v->token, err);
         if (st != VKS_OK)
             goto fail;
     }
@@ -448,6 +444,23 @@ void vks_vault_free(struct vks_vault *v)
     free(v);
 }
 
+/*
+ * First use in a forked child (vks_fork_sync): the threads that held these locks, or ran a login
+ * or renewal (busy), do not exist here, so the locks start afresh and nothing is in flight. The
+ * credentials themselves are in the kept region (still valid, or refused by vks_fork_check in
+ * strict mode); the HTTP pool drops the parent's connections on its own first use.
+ */
+static void vault_after_fork(void *arg)
+{
+    struct vks_vault *v = arg;
+    pthread_mutex_init(&v->auth_lock, NULL);
+    pthread_cond_init(&v->auth_cv, NULL);
+    pthread_mutex_init(&v->mounts_lock, NULL);
+    pthread_mutex_init(&v->stats_lock, NULL);
+    pthread_mutex_init(&v->acc_lock, NULL);
+    v->busy = false;
+}
+
 const char *vks_vault_address(const struct vks_vault *v)
 {
     return v ? v->origin : "";
@@ -455,6 +468,7 @@ const char *vks_vault_address(const struct vks_vault *v)
 
 void vks_vault_get_stats(struct vks_vault *v, struct vks_vault_stats *out)
 {
+    vks_fork_sync(&v->fork_seen, vault_after_fork, v);
     struct vks_http_stats hs;
     vks_http_get_stats(v->http, &hs);
     pthread_mutex_lock(&v->stats_lock);
@@ -708,7 +722,7 @@ static vks_status approle_login(struct vks_vault *v, int64_t deadline, vks_secre
         st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable client_token length", what, v->origin);
         goto out;
     }
-    st = vks_secret_alloc(need, tok_out, err);
+    st = vks_secret_alloc_kept(need, tok_out, err); /* the client's token: kept across fork */
     if (st != VKS_OK)
         goto out;
     st = vks_json_string_decode(rs.body, &q[0].found, tok_out->data, tok_out->cap, &tok_out->len, err);
@@ -815,8 +829,10 @@ static vks_status token_self_unlocked(struct vks_vault *v, bool renew, int64_t d
 static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok *t, char *acc, size_t acc_cap,
                                struct vks_err *err)
 {
-    vks_status st = VKS_OK;
+    vks_status st = vks_fork_check(v->born_gen, VKS_E_AUTH_FAILED, "the Vault token of this client", err);
     bool tried_lookup = false;
+    if (st != VKS_OK)
+        return st;
     pthread_mutex_lock(&v->auth_lock);
     for (;;) {
         int64_t now = auth_now_ms(v);
@@ -1332,6 +1348,7 @@ vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *r
     if (!v || !req || !res)
         return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_kv_read: bad arguments");
     memset(res, 0, sizeof *res);
+    vks_fork_sync(&v->fork_seen, vault_after_fork, v);
     stat_add(v, &v->stats.reads, 1);
     int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
     struct kv_target tg;
