@@ -200,6 +200,7 @@ static void get_duration(struct cerr *e, const struct sect *s, const char *key, 
  * Refused when readable by others. */
 static int read_secret_file(struct cerr *e, int line, const char *key, const char *path, vks_secret *out)
 {
+    int before = e->count;
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         cerr_add(e, line, key, "cannot open %s: %s", path, strerror(errno));
@@ -244,8 +245,8 @@ static int read_secret_file(struct cerr *e, int line, const char *key, const cha
     while (got > 0 && isspace(out->data[got - 1]))
         got--;
     out->len = got;
-    if (e->count > 0 || got == 0) {
-        if (got == 0)
+    if (e->count > before || got == 0) {
+        if (got == 0 && e->count == before)
             cerr_add(e, line, key, "%s is empty", path);
         vks_secret_free(out);
         return -1;
