@@ -305,7 +305,7 @@ static vks_status fetch(void *s, struct vks_cache_fetch *out, struct vks_err *er
     return VKS_OK;
 }
 
-static const struct vks_cache_source_ops ops = { fetch, NULL, NULL };
+static const struct vks_cache_source_ops ops = { .fetch = fetch };
 
 static void cache_init(void)
 {
