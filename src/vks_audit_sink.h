@@ -1,0 +1,89 @@
+/*
+ * vks_audit_sink: the places audit lines are written to (part of vks_audit; module contract in
+ * vks_audit.h, design in docs/internals/audit.md): a file (O_APPEND, one write per line, rotation
+ * noticed), a syslog datagram socket, standard error.
+ *
+ * A struct audit_sink is a plain value: its I/O state (fd, path, inode, offsets) is used only by
+ * these functions; its chain bookkeeping (need_open, missing, ...) only by vks_audit_chain.c.
+ * Ownership: audit_sink_open gives the sink an fd (not for stderr) and a malloc'd path, which
+ * audit_sink_close releases; the sink is owned by whoever holds it (the chain's sink set, or a
+ * configure call preparing a new set).
+ * Thread-safety: none inside; one thread at a time per sink (the chain's sinks are only used
+ * under the audit lock, see vks_audit_chain.h). Nothing here takes a lock or calls back.
+ */
+#ifndef VKS_AUDIT_SINK_H
+#define VKS_AUDIT_SINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "vks_error.h"
+
+enum audit_sink_kind { AUDIT_SINK_FILE, AUDIT_SINK_SYSLOG, AUDIT_SINK_STDERR };
+
+struct audit_sink {
+    enum audit_sink_kind kind;
+    int fd;
+    char *path;              /* file path / syslog socket path */
+    dev_t dev;
+    ino_t ino;
+    off_t last_end;          /* file size known to include our last line */
+    int64_t next_check_ms;
+    bool torn;               /* a short write left a partial line: start the next with '\n' */
+    /* chain bookkeeping (vks_audit_chain.c) */
+    bool need_open;          /* an audit.open event for this sink must precede its next event */
+    const char *open_reason;
+    bool missing;            /* this sink missed chain events from missed_from on */
+    uint64_t missed_from;
+    bool ok_now;             /* result of the last write in this emit */
+};
+
+/* How a line is written: set by the configuration, passed by the chain with every write. */
+struct audit_write_opts {
+    bool fsync;              /* fdatasync a file after each line (mode fsync) */
+    int syslog_facility;     /* LOG_* facility (already masked) */
+    const char *syslog_ident;
+};
+
+/* "file", "syslog", "stderr" */
+const char *audit_sink_name(enum audit_sink_kind kind);
+
+/* CLOCK_MONOTONIC_COARSE in milliseconds (the rotation check clock). */
+static inline int64_t audit_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/*
+ * Opens a sink: a file (created 0600, appended), a connected datagram socket at `path`, or fd 2
+ * (path NULL). The sink starts with need_open set (reason "configure"). Errors (VKS_E_CONFIG,
+ * VKS_E_NOMEM) name the path; the sink then owns nothing.
+ */
+vks_status audit_sink_open(struct audit_sink *s, enum audit_sink_kind kind, const char *path,
+                           struct vks_err *err);
+/* Closes the fd (never fd 2) and frees the path. Safe on a closed sink. */
+void audit_sink_close(struct audit_sink *s);
+
+/*
+ * Writes one line (len bytes, ending with '\n'; a datagram gets it without the newline and with
+ * an RFC 3164 header). True when the whole event is recorded. On false *errnum says why (for the
+ * caller's error note). A file that could not be reopened earlier is retried first. A short write
+ * leaves the sink `torn`: its next write starts with '\n'.
+ */
+bool audit_sink_write(struct audit_sink *s, const char *line, size_t len,
+                      const struct audit_write_opts *o, int *errnum);
+
+/*
+ * File sinks, every reopen_ms (now_ms from audit_mono_ms): a file shorter than what we wrote
+ * (copytruncate) sets need_open ("truncated"); another inode at the path (rename rotation) is
+ * opened instead of the old one and sets need_open ("reopen"). Returns true when it reopened.
+ * Other sinks: nothing (false).
+ */
+bool audit_sink_check_rotation(struct audit_sink *s, int64_t now_ms, long reopen_ms);
+
+#endif
