@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@
 struct audit_state audit_A = {
     .cfg_lock = PTHREAD_MUTEX_INITIALIZER,
     .lock = PTHREAD_MUTEX_INITIALIZER,
+    .timeout_ms = AUDIT_DEFAULT_TIMEOUT_MS,
 };
 
 /* ------------------------------------------------------------------------------------------ */
@@ -221,7 +223,15 @@ void audit_warn_line(const char *msg)
     char buf[600];
     int n = snprintf(buf, sizeof buf, "vks: audit: %s\n", msg);
     if (n > 0)
-        (void)!write(STDERR_FILENO, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        vks_audit_warn_raw(buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+}
+
+void vks_audit_warn_raw(const char *text, size_t len)
+{
+    /* fd 2 may be a pipe nobody reads (the very stall being warned about): never wait for it */
+    struct pollfd p = { .fd = STDERR_FILENO, .events = POLLOUT };
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT))
+        (void)!write(STDERR_FILENO, text, len);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -235,6 +245,7 @@ void vks_audit_config_init(struct vks_audit_config *cfg)
     cfg->on_failure = VKS_AUDIT_DENY;
     cfg->queue_size = AUDIT_DEFAULT_QUEUE;
     cfg->reopen_check_ms = -1;
+    cfg->timeout_ms = -1;
 }
 
 static bool env_bool(const char *name, bool *out, struct vks_err *err, vks_status *st)
@@ -338,6 +349,8 @@ vks_status vks_audit_config_from_env(struct vks_audit_config *cfg, struct vks_er
     cfg->queue_size = (size_t)n;
     if (!env_long("VKS_AUDIT_REOPEN_CHECK_MS", 0, 3600000, &cfg->reopen_check_ms, err, &st))
         return st;
+    if (!env_long("VKS_AUDIT_TIMEOUT_MS", 0, 600000, &cfg->timeout_ms, err, &st))
+        return st;
     return VKS_OK;
 }
 
@@ -369,6 +382,11 @@ static void cfg_copy_free(struct audit_cfg_copy *c)
     memset(c, 0, sizeof *c);
 }
 
+static long eff_timeout(long v)
+{
+    return v < 0 ? AUDIT_DEFAULT_TIMEOUT_MS : v > 600000 ? 600000 : v;
+}
+
 static long eff_reopen(long v)
 {
     return v < 0 ? AUDIT_DEFAULT_REOPEN_MS : v;
@@ -390,6 +408,7 @@ static bool cfg_same(const struct audit_cfg_copy *c, const struct vks_audit_conf
            c->mode == cfg->mode && c->on_failure == cfg->on_failure &&
            c->queue_size == (cfg->queue_size ? cfg->queue_size : AUDIT_DEFAULT_QUEUE) &&
            c->reopen_check_ms == eff_reopen(cfg->reopen_check_ms) &&
+           c->timeout_ms == eff_timeout(cfg->timeout_ms) &&
            c->require_key == cfg->require_key && c->required == cfg->required &&
            same_key_source(c, cfg);
 }
@@ -484,6 +503,7 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
     nc.on_failure = cfg->on_failure;
     nc.queue_size = cfg->queue_size ? cfg->queue_size : AUDIT_DEFAULT_QUEUE;
     nc.reopen_check_ms = eff_reopen(cfg->reopen_check_ms);
+    nc.timeout_ms = eff_timeout(cfg->timeout_ms);
 
     /* everything is ready: events queued so far go to the old sinks, then swap */
     vks_audit_flush();
@@ -494,8 +514,10 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
     (void)audit_chain_ready();
     bool was_enabled = atomic_load(&A.enabled);
     if (nkeys != NULL) {
-        if (was_enabled && audit_chain_started())
+        if (was_enabled && audit_chain_started()) {
+            audit_chain_set_deadline(audit_deadline());
             audit_chain_close(); /* the old chain ends with its key */
+        }
         retire_keys(atomic_load(&A.keys));
         atomic_store(&A.keys, nkeys);
         nkeys = NULL;
@@ -508,6 +530,7 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
     A.cfg = nc;
     A.have_cfg = true;
     audit_chain_set_options(nc.reopen_check_ms, nc.syslog_facility, nc.syslog_ident);
+    atomic_store(&A.timeout_ms, nc.timeout_ms);
     A.has_config_error = false;
     atomic_store(&A.mode, (int)nc.mode);
     atomic_store(&A.on_failure, (int)nc.on_failure);
@@ -614,28 +637,64 @@ vks_status vks_audit_fingerprint(const unsigned char *value, size_t len,
     return VKS_OK;
 }
 
-static vks_status failed(struct vks_err *err)
+bool audit_lock_until(int64_t deadline_ms)
 {
+    if (pthread_mutex_trylock(&A.lock) == 0)
+        return true;
+    struct timespec abs = { .tv_sec = (time_t)(deadline_ms / 1000),
+                            .tv_nsec = (long)(deadline_ms % 1000) * 1000000L };
+    int rc;
+    do {
+        rc = pthread_mutex_clocklock(&A.lock, CLOCK_MONOTONIC, &abs);
+    } while (rc == EINTR);
+    return rc == 0;
+}
+
+int64_t audit_deadline(void)
+{
+    return audit_now_ms() + atomic_load(&A.timeout_ms);
+}
+
+/* Why the event was lost, for the warning or the error (the audit lock may be unavailable). */
+static void failure_reason(char *out, size_t cap, int64_t deadline_ms)
+{
+    if (audit_lock_until(deadline_ms)) {
+        snprintf(out, cap, "%s", A.last_error[0] ? A.last_error : "unknown error");
+        pthread_mutex_unlock(&A.lock);
+    } else {
+        snprintf(out, cap, "a stalled sink held the audit lock past the write deadline "
+                           "(timeout_ms %ld)", (long)atomic_load(&A.timeout_ms));
+    }
+}
+
+/* The failure policy for an event no sink recorded. */
+static vks_status failed(struct vks_err *err, int64_t deadline_ms)
+{
+    char why[300];
     if (atomic_load(&A.on_failure) == VKS_AUDIT_ALLOW) {
-        pthread_mutex_lock(&A.lock);
-        bool warn = !A.warned;
-        A.warned = true;
-        char msg[400];
+        if (atomic_exchange(&A.warned, true))
+            return VKS_OK;
+        failure_reason(why, sizeof why, deadline_ms);
+        char msg[500];
         snprintf(msg, sizeof msg,
                  "no sink could record an audit event (%s); serving anyway (on_failure=allow), "
-                 "further failures are counted in the stats",
-                 A.last_error[0] ? A.last_error : "unknown error");
-        pthread_mutex_unlock(&A.lock);
-        if (warn)
-            audit_warn_line(msg);
+                 "further failures are counted in the stats", why);
+        audit_warn_line(msg);
         return VKS_OK;
     }
-    pthread_mutex_lock(&A.lock);
-    vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE,
-                "audit: no sink could record the event (%s); lookup refused (on_failure=deny)",
-                A.last_error[0] ? A.last_error : "unknown error");
-    pthread_mutex_unlock(&A.lock);
-    return VKS_E_AUDIT_UNAVAILABLE;
+    failure_reason(why, sizeof why, deadline_ms);
+    return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE,
+                       "audit: no sink could record the event (%s); lookup refused "
+                       "(on_failure=deny)", why);
+}
+
+/* Sets A.last_error unless the audit lock is not free before the deadline. */
+static void set_last_error(const char *msg, int64_t deadline_ms)
+{
+    if (audit_lock_until(deadline_ms)) {
+        snprintf(A.last_error, sizeof A.last_error, "%s", msg);
+        pthread_mutex_unlock(&A.lock);
+    }
 }
 
 /* The async path: true when it decided (*st set), false to write synchronously instead. */
@@ -650,16 +709,14 @@ static bool emit_async(const struct vks_audit_event *ev, const struct timespec *
         return false;
     case AUDIT_Q_FULL:
         atomic_fetch_add(&A.dropped, 1);
-        pthread_mutex_lock(&A.lock);
-        snprintf(A.last_error, sizeof A.last_error, "async queue full");
-        pthread_mutex_unlock(&A.lock);
-        *st = failed(err);
+        set_last_error("async queue full", audit_deadline());
+        *st = failed(err, audit_deadline());
         return true;
     case AUDIT_Q_FAILING:
     case AUDIT_Q_NOMEM:
     default:
         atomic_fetch_add(&A.failures, 1);
-        *st = failed(err);
+        *st = failed(err, audit_deadline());
         return true;
     }
 }
@@ -668,17 +725,55 @@ static bool emit_async(const struct vks_audit_event *ev, const struct timespec *
 static vks_status emit_off(struct vks_err *err)
 {
     atomic_fetch_add(&A.unaudited, 1);
-    pthread_mutex_lock(&A.lock);
-    bool cfg_err = A.has_config_error;
-    char msg[VKS_ERR_MSG_MAX];
-    snprintf(msg, sizeof msg, "%s", A.config_error);
-    pthread_mutex_unlock(&A.lock);
+    bool cfg_err = false;
+    char msg[VKS_ERR_MSG_MAX] = "";
+    if (audit_lock_until(audit_deadline())) {
+        cfg_err = A.has_config_error;
+        snprintf(msg, sizeof msg, "%s", A.config_error);
+        pthread_mutex_unlock(&A.lock);
+    }
     if (cfg_err && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW)
         return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE, "audit: bad configuration: %s", msg);
     if (atomic_load(&A.required))
         return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE,
                            "audit: required but no audit sink is configured");
     return VKS_OK;
+}
+
+/* The synchronous path: formats, chains and writes under the audit lock, within the deadline. */
+static vks_status emit_sync(const struct vks_audit_event *ev, const struct timespec *ts,
+                            const unsigned char *fp, int capture, char **line_out,
+                            struct vks_err *err)
+{
+    int64_t deadline = audit_deadline();
+    unsigned char fpbuf[VKS_AUDIT_FP_LEN];
+    if (fp == NULL && ev->value != NULL &&
+        vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
+        fp = fpbuf;
+    struct audit_rec r;
+    bool ok = audit_rec_fill(&r, ev, ts, fp);
+    if (fp == fpbuf)
+        vks_wipe(fpbuf, sizeof fpbuf);
+    if (!ok) {
+        atomic_fetch_add(&A.failures, 1);
+        return failed(err, deadline);
+    }
+    if (!audit_lock_until(deadline)) {
+        /* a writer is stuck on a stalled sink: this event is lost, counted, and reported by the
+           next audit.dropped line */
+        atomic_fetch_add(&A.timeouts, 1);
+        atomic_fetch_add(&A.failures, 1);
+        audit_rec_release(&r);
+        return failed(err, deadline);
+    }
+    audit_chain_set_deadline(deadline);
+    bool recorded = audit_chain_nsinks() > 0 || capture == AUDIT_CAP_COUNTS
+                        ? audit_chain_lookup(&r, capture, line_out)
+                        : false;
+    audit_record_outcome(recorded);
+    pthread_mutex_unlock(&A.lock);
+    audit_rec_release(&r);
+    return recorded ? VKS_OK : failed(err, deadline);
 }
 
 vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, struct vks_err *err)
@@ -695,60 +790,50 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
 
-    unsigned char fpbuf[VKS_AUDIT_FP_LEN];
-    const unsigned char *fp = NULL;
     int capture = audit_capture_mode();
     if (atomic_load(&A.nsinks_pub) == 0 && capture != AUDIT_CAP_COUNTS) {
         /* the only sink is the Lua callback and this thread's Lua state registered none */
-        pthread_mutex_lock(&A.lock);
-        snprintf(A.last_error, sizeof A.last_error,
-                 "the only sink is the Lua callback and this Lua state registered none");
-        pthread_mutex_unlock(&A.lock);
+        int64_t deadline = audit_deadline();
+        set_last_error("the only sink is the Lua callback and this Lua state registered none",
+                       deadline);
         atomic_fetch_add(&A.failures, 1);
-        return failed(err);
+        return failed(err, deadline);
     }
-
-    if (ev->has_fingerprint)
-        fp = ev->fingerprint;
+    const unsigned char *fp = ev->has_fingerprint ? ev->fingerprint : NULL;
     vks_status st;
     if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC && capture == AUDIT_CAP_NONE &&
         emit_async(ev, &ts, fp, &st, err))
         return st;
+    return emit_sync(ev, &ts, fp, capture, line_out, err);
+}
 
-    if (fp == NULL && ev->value != NULL &&
-        vks_audit_fingerprint(ev->value, ev->value_len, fpbuf, NULL) == VKS_OK)
-        fp = fpbuf;
-    struct audit_rec r;
-    bool ok = audit_rec_fill(&r, ev, &ts, fp);
-    if (fp == fpbuf)
-        vks_wipe(fpbuf, sizeof fpbuf);
-    if (!ok) {
-        atomic_fetch_add(&A.failures, 1);
-        return failed(err);
-    }
-    pthread_mutex_lock(&A.lock);
-    bool recorded = audit_chain_nsinks() > 0 || capture == AUDIT_CAP_COUNTS
-                        ? audit_chain_lookup(&r, capture, line_out)
-                        : false;
-    audit_record_outcome(recorded);
-    pthread_mutex_unlock(&A.lock);
-    audit_rec_release(&r);
-    return recorded ? VKS_OK : failed(err);
+void vks_audit_callback_policy(long *timeout_ms, bool *must_fail)
+{
+    *timeout_ms = atomic_load(&A.timeout_ms);
+    *must_fail = atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW && atomic_load(&A.callback) &&
+                 atomic_load(&A.nsinks_pub) == 0;
+}
+
+void vks_audit_note_timeout(void)
+{
+    atomic_fetch_add(&A.timeouts, 1);
 }
 
 void vks_audit_get_stats(struct vks_audit_stats *out)
 {
     memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&A.lock);
     out->enabled = atomic_load(&A.enabled);
-    struct vks_audit_keys *k = atomic_load(&A.keys);
-    out->ephemeral_key = k != NULL && k->ephemeral;
-    out->sinks = audit_chain_nsinks() + (atomic_load(&A.callback) ? 1 : 0);
     out->mode = (enum vks_audit_mode)atomic_load(&A.mode);
     out->on_failure = (enum vks_audit_on_failure)atomic_load(&A.on_failure);
-    audit_chain_stats(&out->seq, out->chain);
-    snprintf(out->key_id, sizeof out->key_id, "%s", k ? k->key_id : "");
-    pthread_mutex_unlock(&A.lock);
+    if (audit_lock_until(audit_deadline())) {
+        /* else a writer is stuck on a stalled sink: the chain fields stay empty */
+        struct vks_audit_keys *k = atomic_load(&A.keys);
+        out->ephemeral_key = k != NULL && k->ephemeral;
+        out->sinks = audit_chain_nsinks() + (atomic_load(&A.callback) ? 1 : 0);
+        audit_chain_stats(&out->seq, out->chain);
+        snprintf(out->key_id, sizeof out->key_id, "%s", k ? k->key_id : "");
+        pthread_mutex_unlock(&A.lock);
+    }
     out->emitted = atomic_load(&A.emitted);
     out->written = atomic_load(&A.written);
     out->dropped = atomic_load(&A.dropped);
@@ -756,6 +841,7 @@ void vks_audit_get_stats(struct vks_audit_stats *out)
     out->sink_errors = atomic_load(&A.sink_errors);
     out->unaudited = atomic_load(&A.unaudited);
     out->reopens = atomic_load(&A.reopens);
+    out->timeouts = atomic_load(&A.timeouts);
     out->queue_depth = audit_q_depth();
 }
 
@@ -773,6 +859,7 @@ void vks_audit_shutdown(void)
     audit_q_stop();
     pthread_mutex_lock(&A.lock);
     if (atomic_load(&A.enabled) && audit_chain_started() && audit_chain_nsinks() > 0) {
+        audit_chain_set_deadline(audit_deadline());
         (void)audit_chain_dropped_notice(AUDIT_CAP_NONE);
         audit_chain_close();
     }
@@ -785,7 +872,7 @@ void vks_audit_shutdown(void)
     atomic_store(&A.mode, (int)VKS_AUDIT_SYNC);
     atomic_store(&A.on_failure, (int)VKS_AUDIT_DENY);
     A.has_config_error = false;
-    A.warned = false;
+    atomic_store(&A.warned, false);
     A.last_error[0] = '\0';
     cfg_copy_free(&A.cfg);
     A.have_cfg = false;

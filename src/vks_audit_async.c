@@ -69,6 +69,7 @@ static void *writer_main(void *arg)
                     /* probe: can any sink record the pending notice now? */
                     pthread_mutex_unlock(&q->lock);
                     pthread_mutex_lock(&A.lock);
+                    audit_chain_set_deadline(audit_deadline());
                     bool ok = audit_chain_probe();
                     pthread_mutex_unlock(&A.lock);
                     pthread_mutex_lock(&q->lock);
@@ -116,6 +117,7 @@ static void *writer_main(void *arg)
                 r->in_pool = false;
             }
             pthread_mutex_lock(&A.lock);
+            audit_chain_set_deadline(audit_deadline());
             ok = audit_chain_lookup(r, AUDIT_CAP_NONE, NULL);
             audit_record_outcome(ok);
             pthread_mutex_unlock(&A.lock);

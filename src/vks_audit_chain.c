@@ -35,6 +35,7 @@ static struct {
     struct audit_ts_cache ts_cache;
     uint64_t reported_dropped, reported_failures;
     long reopen_ms;
+    int64_t deadline_ms;    /* of the writes of the current call (audit_now_ms clock) */
     int syslog_facility;
     char syslog_ident[64];
     char line[AUDIT_LINE_CAP];
@@ -159,6 +160,14 @@ static void capture_append(const char *line, size_t len_nl)
 static void note_sink_error(struct audit_sink *s, int e)
 {
     atomic_fetch_add(&A.sink_errors, 1);
+    if (e == ETIMEDOUT) {
+        atomic_fetch_add(&A.timeouts, 1);
+        snprintf(A.last_error, sizeof A.last_error,
+                 "%s sink%s%s: stalled, no room within the write deadline (timeout_ms %ld)",
+                 audit_sink_name(s->kind), s->path ? " " : "", s->path ? s->path : "",
+                 (long)atomic_load(&A.timeout_ms));
+        return;
+    }
     snprintf(A.last_error, sizeof A.last_error, "%s sink%s%s: %s", audit_sink_name(s->kind),
              s->path ? " " : "", s->path ? s->path : "", strerror(e));
 }
@@ -172,7 +181,7 @@ static bool sink_write(struct audit_sink *s, const char *line, size_t len)
         .syslog_ident = C.syslog_ident,
     };
     int e = 0;
-    if (audit_sink_write(s, line, len, &o, &e))
+    if (audit_sink_write(s, line, len, &o, C.deadline_ms, &e))
         return true;
     note_sink_error(s, e);
     return false;
@@ -342,13 +351,14 @@ void audit_chain_close(void)
         (void)chain_commit(C.line, len, -1, false, AUDIT_CAP_NONE);
 }
 
-/* File sinks: a rename (new inode at the path) reopens; a shrunk file (copytruncate) is noted. */
+/* File sinks: a rename (new inode at the path) reopens; a shrunk file (copytruncate) is noted.
+   stderr: fd 2 redirected elsewhere is attached again. */
 static void check_files(void)
 {
     int64_t now = -1;
     for (int i = 0; i < C.nsinks; i++) {
         struct audit_sink *s = &C.sinks[i];
-        if (s->kind != AUDIT_SINK_FILE || s->fd < 0)
+        if (s->kind == AUDIT_SINK_SYSLOG || (s->kind == AUDIT_SINK_FILE && s->fd < 0))
             continue;
         if (now < 0)
             now = audit_mono_ms();
@@ -490,4 +500,9 @@ void audit_chain_stats(uint64_t *seq, char chain[33])
 {
     *seq = C.seq;
     snprintf(chain, 33, "%s", C.chain_id);
+}
+
+void audit_chain_set_deadline(int64_t deadline_ms)
+{
+    C.deadline_ms = deadline_ms;
 }

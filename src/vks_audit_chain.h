@@ -49,6 +49,10 @@ int audit_chain_nsinks(void);
 /* The options every write uses (copied; ident may be NULL = "vks-audit"). */
 void audit_chain_set_options(long reopen_ms, int syslog_facility, const char *syslog_ident);
 
+/* The deadline (audit_now_ms clock) of every sink write until the next call: set it before the
+   calls below (each call may write several lines; all share the deadline). */
+void audit_chain_set_deadline(int64_t deadline_ms);
+
 /* The audit.open / audit.dropped lines that must precede the next event. False when nothing
    recorded them (or the chain has not started). */
 bool audit_chain_pending(int capture);

@@ -14,7 +14,8 @@
  * -> lock. No lock is held while calling back into the caller.
  *  - cfg_lock: configure, shutdown, key reload after fork.
  *  - lock ("the audit lock"): the chain and its sinks (vks_audit_chain.c), cfg, retired,
- *    config_error, last_error, warned.
+ *    config_error, last_error. A lookup waits for it at most until its write deadline
+ *    (audit_lock_until): a writer stuck on a stalled sink never holds lookups longer.
  *  - the atomics may be read without a lock; they are written under lock (or cfg_lock).
  * The process has one instance, audit_A, defined in vks_audit.c.
  */
@@ -31,6 +32,7 @@
 
 #define AUDIT_DEFAULT_QUEUE 1024
 #define AUDIT_DEFAULT_REOPEN_MS 1000
+#define AUDIT_DEFAULT_TIMEOUT_MS 1000
 
 struct vks_audit_keys {
     struct vks_hmac_key chain;   /* MAC of each line                         */
@@ -49,6 +51,7 @@ struct audit_cfg_copy {
     enum vks_audit_on_failure on_failure;
     size_t queue_size;
     long reopen_check_ms;
+    long timeout_ms;
     char *key_env, *key_file_env;    /* key sources seen at configure, to notice a change */
 };
 
@@ -62,6 +65,7 @@ struct audit_state {
     atomic_int mode, on_failure;
     atomic_bool callback, required;
     atomic_int nsinks_pub;          /* the chain's sink count, readable without the lock     */
+    atomic_long timeout_ms;         /* write deadline per call (and wait for the audit lock)  */
     atomic_bool reload_keys;        /* forked: the arena (MADV_WIPEONFORK) lost the keys     */
     _Alignas(64) struct audit_cfg_copy cfg;
     bool have_cfg;
@@ -70,10 +74,11 @@ struct audit_state {
     char config_error[VKS_ERR_MSG_MAX];
     bool has_config_error;
     char last_error[256];
-    bool warned;
+    atomic_bool warned;             /* the allow-policy warning of this failure episode       */
     /* counters */
     _Alignas(64) atomic_uint_fast64_t emitted;
-    _Alignas(64) atomic_uint_fast64_t written, dropped, failures, sink_errors, unaudited, reopens;
+    _Alignas(64) atomic_uint_fast64_t written, dropped, failures, sink_errors, unaudited, reopens,
+        timeouts;
 };
 
 extern struct audit_state audit_A;
@@ -82,11 +87,16 @@ extern struct audit_state audit_A;
 static inline void audit_record_outcome(bool recorded)
 {
     if (recorded) {
-        audit_A.warned = false;
+        atomic_store(&audit_A.warned, false);
         return;
     }
     atomic_fetch_add(&audit_A.failures, 1);
 }
+
+/* Takes the audit lock unless deadline_ms (audit_now_ms clock) passes first (false). */
+bool audit_lock_until(int64_t deadline_ms);
+/* now + the configured write timeout (audit_now_ms clock). */
+int64_t audit_deadline(void);
 
 /* One line "vks: audit: <msg>" on fd 2 (no lock, no allocation). */
 void audit_warn_line(const char *msg);

@@ -33,6 +33,12 @@ struct audit_sink {
     off_t last_end;          /* file size known to include our last line */
     int64_t next_check_ms;
     bool torn;               /* a short write left a partial line: start the next with '\n' */
+    bool regular;            /* a regular file: writes never wait for a reader               */
+    bool socket;             /* written with send(MSG_DONTWAIT)                              */
+    bool nonblock;           /* fd is ours and non-blocking (EAGAIN, then poll)              */
+    bool own_fd;             /* stderr: our own description of fd 2's file (closed by us)    */
+    bool stalled;            /* the last write passed its deadline: no waiting until one
+                                succeeds again (one non-blocking attempt per line)          */
     /* chain bookkeeping (vks_audit_chain.c) */
     bool need_open;          /* an audit.open event for this sink must precede its next event */
     const char *open_reason;
@@ -50,6 +56,9 @@ struct audit_write_opts {
 
 /* "file", "syslog", "stderr" */
 const char *audit_sink_name(enum audit_sink_kind kind);
+
+/* CLOCK_MONOTONIC in milliseconds (write deadlines). */
+int64_t audit_now_ms(void);
 
 /* CLOCK_MONOTONIC_COARSE in milliseconds (the rotation check clock). */
 static inline int64_t audit_mono_ms(void)
@@ -72,17 +81,22 @@ void audit_sink_close(struct audit_sink *s);
 /*
  * Writes one line (len bytes, ending with '\n'; a datagram gets it without the newline and with
  * an RFC 3164 header). True when the whole event is recorded. On false *errnum says why (for the
- * caller's error note). A file that could not be reopened earlier is retried first. A short write
- * leaves the sink `torn`: its next write starts with '\n'.
+ * caller's error note); ETIMEDOUT when deadline_ms (audit_now_ms clock) passed first.
+ * Deadline: every fd that can make a writer wait for a reader (pipe, FIFO, socket, terminal) is
+ * written without blocking, and waited for with poll() until the deadline; a sink that passed a
+ * deadline is `stalled` and gets one non-blocking attempt per line (no waiting) until a write
+ * succeeds. A regular file is written directly (the kernel may still block on a frozen
+ * filesystem: docs/audit.md "Deadlines"). A file that could not be reopened earlier is retried
+ * first. A short write leaves the sink `torn`: its next write starts with '\n'.
  */
 bool audit_sink_write(struct audit_sink *s, const char *line, size_t len,
-                      const struct audit_write_opts *o, int *errnum);
+                      const struct audit_write_opts *o, int64_t deadline_ms, int *errnum);
 
 /*
- * File sinks, every reopen_ms (now_ms from audit_mono_ms): a file shorter than what we wrote
- * (copytruncate) sets need_open ("truncated"); another inode at the path (rename rotation) is
- * opened instead of the old one and sets need_open ("reopen"). Returns true when it reopened.
- * Other sinks: nothing (false).
+ * File and stderr sinks, every reopen_ms (now_ms from audit_mono_ms): a file shorter than what we
+ * wrote (copytruncate) sets need_open ("truncated"); another inode at the path (rename rotation)
+ * is opened instead of the old one and sets need_open ("reopen"); fd 2 redirected to another file
+ * is attached again (need_open "reopen"). Returns true when it reopened. Syslog: nothing (false).
  */
 bool audit_sink_check_rotation(struct audit_sink *s, int64_t now_ms, long reopen_ms);
 
