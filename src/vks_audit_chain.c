@@ -41,6 +41,57 @@ static struct {
     char line[AUDIT_LINE_CAP];
 } C;
 
+/*
+ * Sinks configured off while the chain goes on, remembered so that the same place configured
+ * again announces exactly which events it did not get (an audit.open with missed_from..missed_to)
+ * instead of showing an unexplained gap. Guarded by the audit lock; forgotten with the chain.
+ */
+#define DEPARTED_MAX 8
+static struct departed {
+    struct audit_sink id;     /* kind and path only (path owned here) */
+    uint64_t missed_from;
+} departed[DEPARTED_MAX];
+static int ndeparted;
+
+static void departed_clear(void)
+{
+    for (int i = 0; i < ndeparted; i++)
+        free(departed[i].id.path);
+    ndeparted = 0;
+}
+
+static void departed_add(const struct audit_sink *s, uint64_t missed_from)
+{
+    char *path = s->path ? strdup(s->path) : NULL;
+    if (s->path != NULL && path == NULL)
+        return; /* out of memory: a later gap is then reported, never hidden */
+    if (ndeparted == DEPARTED_MAX) {
+        free(departed[0].id.path);
+        memmove(departed, departed + 1, (DEPARTED_MAX - 1) * sizeof *departed);
+        ndeparted--;
+    }
+    struct departed *d = &departed[ndeparted++];
+    memset(d, 0, sizeof *d);
+    d->id.kind = s->kind;
+    d->id.path = path;
+    d->missed_from = missed_from;
+}
+
+/* A sink configured again: the events it missed since it was configured off. */
+static bool departed_take(const struct audit_sink *s, uint64_t *missed_from)
+{
+    for (int i = 0; i < ndeparted; i++) {
+        if (!audit_sink_same_place(&departed[i].id, s))
+            continue;
+        *missed_from = departed[i].missed_from;
+        free(departed[i].id.path);
+        memmove(departed + i, departed + i + 1, (size_t)(ndeparted - i - 1) * sizeof *departed);
+        ndeparted--;
+        return true;
+    }
+    return false;
+}
+
 /* per-thread capture for the Lua callback sink */
 static __thread bool cap_active;
 static __thread char *cap_buf;
@@ -96,6 +147,7 @@ static void build_actor(void)
 
 void audit_chain_new(void)
 {
+    departed_clear();
     new_chain_id();
     C.seq = 0;
     memset(C.prev_mac, 0, sizeof C.prev_mac);
@@ -226,6 +278,7 @@ static bool chain_commit(const char *line, size_t len, int only, bool start, int
             if (!s->missing) {
                 s->missing = true;
                 s->missed_from = C.seq;
+                s->open_reason = "resume";
             }
             s->need_open = true;
         }
@@ -288,14 +341,14 @@ static bool emit_open(int i, int capture)
     struct audit_jb b = { C.line, 0, sizeof C.line, false };
     line_head(&b, &ts, "audit.open");
     JB_LIT(&b, ",\"reason\":\"");
-    const char *reason = s->missing ? "resume" : (s->open_reason ? s->open_reason : "configure");
+    const char *reason = s->open_reason ? s->open_reason : "configure";
     audit_jb_mem(&b, reason, strlen(reason));
     JB_LIT(&b, "\",\"sink\":\"");
     audit_jb_mem(&b, audit_sink_name(s->kind), strlen(audit_sink_name(s->kind)));
     JB_LIT(&b, "\",\"sinks\":null,\"path\":");
     audit_jb_cstr(&b, s->kind == AUDIT_SINK_FILE ? s->path : NULL);
     JB_LIT(&b, ",\"missed_from\":");
-    if (s->missing) {
+    if (s->missing && s->missed_from < C.seq) {
         audit_jb_u64(&b, s->missed_from);
         JB_LIT(&b, ",\"missed_to\":");
         audit_jb_u64(&b, C.seq - 1);
@@ -362,8 +415,27 @@ static void check_files(void)
             continue;
         if (now < 0)
             now = audit_mono_ms();
-        if (audit_sink_check_rotation(s, now, C.reopen_ms))
+        switch (audit_sink_check_rotation(s, now, C.reopen_ms)) {
+        case AUDIT_ROT_NOT_DUE:
+            break;
+        case AUDIT_ROT_INTACT:
+            s->checked_seq = C.seq;
+            break;
+        case AUDIT_ROT_TRUNCATED:
+            /* copytruncate: the events since the last intact check may be in the copy, lost
+               between logrotate's copy and its truncate, or at the head of the truncated file
+               before this marker; its missed range says which (docs/audit.md "logrotate") */
+            if (!s->missing && s->checked_seq < C.seq) {
+                s->missing = true;
+                s->missed_from = s->checked_seq;
+            }
+            s->checked_seq = C.seq;
+            break;
+        case AUDIT_ROT_REOPENED:
             atomic_fetch_add(&A.reopens, 1);
+            s->checked_seq = C.seq;
+            break;
+        }
     }
 }
 
@@ -435,6 +507,42 @@ bool audit_chain_ready(void)
     return C.md != NULL;
 }
 
+/*
+ * A sink kept across a reconfiguration carries what it missed (and a torn line, if it is still
+ * the same file); a sink configured off is remembered; a sink configured on again takes back what
+ * it missed since. So every gap in a sink's copy of the chain is announced by its audit.open.
+ */
+static void carry_over(struct audit_sink *news, int n, const struct audit_sink *old, int nold)
+{
+    bool kept[AUDIT_MAX_SINKS] = { false };
+    if (!C.started)
+        return; /* a new chain: its start line goes to every sink, nothing was missed */
+    for (int j = 0; j < n; j++) {
+        struct audit_sink *s = &news[j];
+        s->checked_seq = C.seq;
+        for (int i = 0; i < nold; i++) {
+            const struct audit_sink *o = &old[i];
+            if (kept[i] || !audit_sink_same_place(o, s))
+                continue;
+            kept[i] = true;
+            s->missing = o->missing;
+            s->missed_from = o->missed_from;
+            s->checked_seq = o->checked_seq;
+            if (o->kind == AUDIT_SINK_FILE && o->dev == s->dev && o->ino == s->ino)
+                s->torn = o->torn;
+            break;
+        }
+        uint64_t from;
+        if (!s->missing && departed_take(s, &from)) {
+            s->missing = true;
+            s->missed_from = from;
+        }
+    }
+    for (int i = 0; i < nold; i++)
+        if (!kept[i])
+            departed_add(&old[i], old[i].missing ? old[i].missed_from : C.seq);
+}
+
 int audit_chain_swap_sinks(const struct audit_sink *news, int n,
                            struct audit_sink old[AUDIT_MAX_SINKS])
 {
@@ -442,6 +550,7 @@ int audit_chain_swap_sinks(const struct audit_sink *news, int n,
     memcpy(old, C.sinks, sizeof C.sinks);
     memcpy(C.sinks, news, (size_t)n * sizeof *news);
     C.nsinks = n;
+    carry_over(C.sinks, n, old, nold);
     atomic_store(&A.nsinks_pub, n);
     return nold;
 }
@@ -476,6 +585,7 @@ void audit_chain_reopen_now(void)
 
 void audit_chain_close_sinks(void)
 {
+    departed_clear();
     for (int i = 0; i < C.nsinks; i++)
         audit_sink_close(&C.sinks[i]);
     C.nsinks = 0;

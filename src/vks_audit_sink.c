@@ -336,45 +336,50 @@ bool audit_sink_write(struct audit_sink *s, const char *line, size_t len,
 }
 
 /* stderr: fd 2 now names another file (the program redirected it): attach to that one. */
-static bool stderr_check(struct audit_sink *s)
+static enum audit_rot stderr_check(struct audit_sink *s)
 {
     struct stat st;
     if (fstat(STDERR_FILENO, &st) != 0 || (st.st_dev == s->dev && st.st_ino == s->ino))
-        return false;
+        return AUDIT_ROT_INTACT;
     stderr_detach(s);
     stderr_attach(s);
     s->torn = false;
     s->need_open = true;
     s->open_reason = "reopen";
-    return true;
+    return AUDIT_ROT_REOPENED;
 }
 
-bool audit_sink_check_rotation(struct audit_sink *s, int64_t now, long reopen_ms)
+enum audit_rot audit_sink_check_rotation(struct audit_sink *s, int64_t now, long reopen_ms)
 {
     if (s->kind == AUDIT_SINK_SYSLOG || (s->kind == AUDIT_SINK_FILE && s->fd < 0))
-        return false;
+        return AUDIT_ROT_NOT_DUE;
     if (reopen_ms > 0 && now < s->next_check_ms)
-        return false;
+        return AUDIT_ROT_NOT_DUE;
     s->next_check_ms = now + reopen_ms;
     if (s->kind == AUDIT_SINK_STDERR)
         return stderr_check(s);
-    /* copytruncate: the file is shorter than what we wrote */
+    /* copytruncate: the file is shorter than what it held at the last check plus what we wrote
+       since (other processes' lines only make it longer) */
+    enum audit_rot res = AUDIT_ROT_INTACT;
     struct stat st;
-    if (fstat(s->fd, &st) == 0 && st.st_size < s->last_end) {
-        s->last_end = st.st_size;
-        if (!s->need_open) {
-            s->need_open = true;
-            s->open_reason = "truncated";
+    if (fstat(s->fd, &st) == 0) {
+        if (st.st_size < s->last_end) {
+            res = AUDIT_ROT_TRUNCATED;
+            if (!s->need_open) {
+                s->need_open = true;
+                s->open_reason = "truncated";
+            }
         }
+        s->last_end = st.st_size;
     }
     struct stat ps;
     if (stat(s->path, &ps) == 0 && ps.st_dev == s->dev && ps.st_ino == s->ino)
-        return false;
+        return res;
     int fd = file_open(s->path);
     if (fd < 0 || fstat(fd, &ps) != 0) {
         if (fd >= 0)
             close(fd);
-        return false; /* keep writing to the old file rather than nowhere */
+        return res; /* keep writing to the old file rather than nowhere */
     }
     close(s->fd);
     s->fd = fd;
@@ -386,5 +391,14 @@ bool audit_sink_check_rotation(struct audit_sink *s, int64_t now, long reopen_ms
     s->stalled = false;
     s->need_open = true;
     s->open_reason = "reopen";
-    return true;
+    return AUDIT_ROT_REOPENED;
+}
+
+bool audit_sink_same_place(const struct audit_sink *a, const struct audit_sink *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    if (a->path == NULL || b->path == NULL)
+        return a->path == b->path;
+    return strcmp(a->path, b->path) == 0;
 }

@@ -44,6 +44,7 @@ struct audit_sink {
     const char *open_reason;
     bool missing;            /* this sink missed chain events from missed_from on */
     uint64_t missed_from;
+    uint64_t checked_seq;    /* file: the chain's seq when the file was last seen intact */
     bool ok_now;             /* result of the last write in this emit */
 };
 
@@ -96,8 +97,12 @@ bool audit_sink_write(struct audit_sink *s, const char *line, size_t len,
  * File and stderr sinks, every reopen_ms (now_ms from audit_mono_ms): a file shorter than what we
  * wrote (copytruncate) sets need_open ("truncated"); another inode at the path (rename rotation)
  * is opened instead of the old one and sets need_open ("reopen"); fd 2 redirected to another file
- * is attached again (need_open "reopen"). Returns true when it reopened. Syslog: nothing (false).
+ * is attached again (need_open "reopen"). Syslog, or a check not due yet: AUDIT_ROT_NOT_DUE.
  */
-bool audit_sink_check_rotation(struct audit_sink *s, int64_t now_ms, long reopen_ms);
+enum audit_rot { AUDIT_ROT_NOT_DUE, AUDIT_ROT_INTACT, AUDIT_ROT_TRUNCATED, AUDIT_ROT_REOPENED };
+enum audit_rot audit_sink_check_rotation(struct audit_sink *s, int64_t now_ms, long reopen_ms);
+
+/* Same kind and path: the same place (a sink configured again). */
+bool audit_sink_same_place(const struct audit_sink *a, const struct audit_sink *b);
 
 #endif

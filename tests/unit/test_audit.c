@@ -1465,3 +1465,300 @@ Test(audit, async_with_a_stalled_sink_never_blocks_the_caller)
                  "every event written, lost or dropped: %zu + %llu + %llu", lookups,
                  (unsigned long long)s.failures, (unsigned long long)s.dropped);
 }
+
+/* ---- legitimate reconfiguration, restarts and rotation verify clean ------------------------- */
+
+static void emit_n(int n)
+{
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(vks_audit_emit(&ev, NULL, NULL), VKS_OK);
+}
+
+static void configure_sinks(const char *file, bool with_stderr, bool callback)
+{
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = file;
+    cfg.stderr_sink = with_stderr;
+    cfg.callback = callback;
+    cfg.reopen_check_ms = 0;
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+}
+
+/* stderr to /dev/null for the test (a second sink that keeps the chain going) */
+static int quiet_stderr(void)
+{
+    int saved = dup(2);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    close(devnull);
+    return saved;
+}
+
+static void restore_stderr(int saved)
+{
+    dup2(saved, 2);
+    close(saved);
+}
+
+/* the line of `file` with "type":"audit.open" and reason `reason` (the first one), parsed */
+static struct json_object *find_open(const char *file, const char *reason)
+{
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    struct json_object *found = NULL;
+    for (size_t i = 0; i < n && found == NULL; i++) {
+        if (!strstr(lines[i], "\"type\":\"audit.open\""))
+            continue;
+        struct json_object *o = parse(lines[i]);
+        if (strcmp(jstr(o, "reason", NULL), reason) == 0)
+            found = o;
+        else
+            json_object_put(o);
+    }
+    free_lines(lines, n);
+    return found;
+}
+
+Test(audit, file_sink_configured_off_and_on_verifies_clean)
+{
+    /* the other sink during the off period: stderr; the callback; none at all */
+    for (int other = 0; other < 3; other++) {
+        char name[64];
+        snprintf(name, sizeof name, "offon-%d.jsonl", other);
+        const char *file = path_in(name);
+        int saved = quiet_stderr();
+        bool se = other == 0, cb = other == 1;
+        configure_sinks(file, se, cb);
+        if (cb)
+            vks_audit_capture_begin();
+        emit_n(3);
+        configure_sinks(NULL, se, cb); /* file off: the chain goes on in the other sink */
+        emit_n(4);
+        configure_sinks(file, se, cb); /* and on again */
+        emit_n(2);
+        if (cb)
+            free(vks_audit_capture_end());
+        vks_audit_shutdown();
+        restore_stderr(saved);
+        long long bad;
+        cr_assert_eq(verify1(file, &bad), 0, "case %d: an untouched file verifies (bad %lld)",
+                     other, bad);
+        if (other != 2) {
+            struct json_object *o = find_open(file, "configure");
+            cr_assert_not_null(o);
+            cr_assert_eq(jint(o, "missed_from"), 4, "case %d: the gap is named", other);
+            cr_assert_eq(jint(o, "missed_to"), jint(o, "seq") - 1);
+            json_object_put(o);
+        }
+        /* deleting the line before the announced gap is still caught */
+        char **lines;
+        size_t n = read_lines(file, &lines);
+        free(lines[3]);
+        memmove(&lines[3], &lines[4], (n - 4) * sizeof *lines);
+        write_lines(file, lines, n - 1);
+        free_lines(lines, n - 1);
+        cr_assert_eq(verify1(file, NULL), 1, "case %d: a deletion next to the gap", other);
+    }
+}
+
+Test(audit, file_sink_moved_elsewhere_and_back_verifies_clean)
+{
+    const char *a = path_in("here.jsonl");
+    char b[600];
+    snprintf(b, sizeof b, "%s", path_in("there.jsonl"));
+    configure_sinks(a, false, false);
+    emit_n(3);
+    configure_sinks(b, false, false);
+    emit_n(3);
+    configure_sinks(a, false, false);
+    emit_n(3);
+    configure_sinks(b, false, false);
+    emit_n(1);
+    vks_audit_shutdown();
+    cr_assert_eq(verify1(a, NULL), 0, "the first file verifies");
+    cr_assert_eq(verify1(b, NULL), 0, "the second file verifies");
+}
+
+Test(audit, a_failing_sink_kept_across_a_reconfiguration_verifies_clean)
+{
+    const char *file = path_in("keptfail.jsonl");
+    int saved = quiet_stderr();
+    configure_sinks(file, true, false);
+    emit_n(2);
+    /* the file fails (its fd swapped for /dev/full) while stderr records */
+    int filefd = -1;
+    for (int fd = 3; fd < 64; fd++) {
+        char l[64], t[512];
+        snprintf(l, sizeof l, "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(l, t, sizeof t - 1);
+        if (k > 0) {
+            t[k] = '\0';
+            if (strstr(t, "keptfail.jsonl"))
+                filefd = fd;
+        }
+    }
+    cr_assert_geq(filefd, 0);
+    int keep = dup(filefd);
+    int full = open("/dev/full", O_WRONLY);
+    dup2(full, filefd);
+    emit_n(3);
+    dup2(keep, filefd);
+    /* reconfigured before the file got its resume marker: the new sink carries the gap */
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = file;
+    cfg.stderr_sink = true;
+    cfg.mode = VKS_AUDIT_FSYNC;
+    cfg.reopen_check_ms = 0;
+    cr_assert_eq(vks_audit_configure(&cfg, NULL), VKS_OK);
+    emit_n(2);
+    vks_audit_shutdown();
+    restore_stderr(saved);
+    close(keep);
+    close(full);
+    cr_assert_eq(verify1(file, NULL), 0);
+}
+
+Test(audit, restarts_appending_to_one_file_verify_clean)
+{
+    const char *file = path_in("restart.jsonl");
+    for (int run = 0; run < 3; run++) {
+        configure_file(file, VKS_AUDIT_SYNC, VKS_AUDIT_DENY);
+        emit_n(3);
+        vks_audit_shutdown(); /* a clean exit closes its chain */
+    }
+    /* and a process killed without closing its chain */
+    pid_t pid = fork();
+    if (pid == 0) {
+        configure_file(file, VKS_AUDIT_SYNC, VKS_AUDIT_DENY);
+        emit_n(3);
+        _exit(0); /* no atexit handlers, no audit.close */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    configure_file(file, VKS_AUDIT_SYNC, VKS_AUDIT_DENY);
+    emit_n(2);
+    vks_audit_shutdown();
+    cr_assert_eq(verify1(file, NULL), 0);
+}
+
+static void emit_for(int n, int sleep_us)
+{
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < n; i++) {
+        if (vks_audit_emit(&ev, NULL, NULL) != VKS_OK)
+            _exit(3);
+        usleep((useconds_t)sleep_us);
+    }
+}
+
+/* logrotate's copytruncate: copy the file, then truncate it (lines written in between are lost) */
+static void copytruncate(const char *file, const char *to)
+{
+    int in = open(file, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(in >= 0 && out >= 0);
+    char buf[4096];
+    ssize_t k;
+    while ((k = read(in, buf, sizeof buf)) > 0) {
+        cr_assert_eq(write(out, buf, (size_t)k), k);
+        usleep(500); /* a slow copy: writers keep appending meanwhile */
+    }
+    close(in);
+    close(out);
+    usleep(20000); /* lines written now are in neither file: the loss logrotate documents */
+    cr_assert_eq(truncate(file, 0), 0);
+}
+
+/* Several processes append to one file while it is rotated by rename and by copytruncate. */
+static void rotation_case(bool rename_rotation, long check_ms)
+{
+    char file[600], old[640];
+    snprintf(file, sizeof file, "%s", path_in(rename_rotation ? "rot-rename.jsonl"
+                                                              : "rot-copy.jsonl"));
+    snprintf(old, sizeof old, "%s.1", file);
+    pid_t kids[3];
+    for (int k = 0; k < 3; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            struct vks_audit_config cfg;
+            vks_audit_config_init(&cfg);
+            cfg.file = file;
+            cfg.reopen_check_ms = check_ms;
+            if (vks_audit_configure(&cfg, NULL) != VKS_OK)
+                _exit(2);
+            emit_for(400, 1000);
+            vks_audit_shutdown();
+            _exit(0);
+        }
+    }
+    usleep(60000);
+    if (rename_rotation)
+        cr_assert_eq(rename(file, old), 0);
+    else
+        copytruncate(file, old);
+    for (int k = 0; k < 3; k++) {
+        int status;
+        waitpid(kids[k], &status, 0);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d", k);
+    }
+    const char *both[2] = { old, file };
+    long long bad;
+    cr_assert_eq(verify(both, 2, NULL, &bad, true), 0, "rotated + current verify (bad %lld)",
+                 bad);
+    cr_assert_eq(verify1(file, &bad), 0, "the current file alone verifies (bad %lld)", bad);
+    cr_assert_eq(verify1(old, &bad), 0, "the rotated file alone verifies (bad %lld)", bad);
+    /* tampering is still caught: a line deleted from the middle of the current file */
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    cr_assert_gt(n, 20);
+    free(lines[n / 2]);
+    memmove(&lines[n / 2], &lines[n / 2 + 1], (n - n / 2 - 1) * sizeof *lines);
+    write_lines(file, lines, n - 1);
+    free_lines(lines, n - 1);
+    cr_assert_eq(verify(both, 2, NULL, NULL, true), 1, "a deleted line is detected");
+}
+
+Test(audit, several_processes_and_rename_rotation_verify_clean)
+{
+    rotation_case(true, 0);
+}
+
+Test(audit, several_processes_and_copytruncate_verify_clean)
+{
+    rotation_case(false, 0);
+}
+
+Test(audit, copytruncate_noticed_late_verifies_clean)
+{
+    /* lines written after the truncate and before the periodic check precede the marker */
+    rotation_case(false, 40);
+}
+
+Test(audit, copytruncate_head_deleted_is_still_detected)
+{
+    const char *file = path_in("ct-head.jsonl");
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = file;
+    cfg.reopen_check_ms = 0;
+    cr_assert_eq(vks_audit_configure(&cfg, NULL), VKS_OK);
+    emit_n(3);
+    cr_assert_eq(truncate(file, 0), 0);
+    emit_n(4);
+    vks_audit_shutdown();
+    cr_assert_eq(verify1(file, NULL), 0);
+    /* without its truncated marker the file starts mid-chain: detected */
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    struct json_object *o = parse(lines[0]);
+    cr_assert_str_eq(jstr(o, "reason", NULL), "truncated");
+    json_object_put(o);
+    write_lines(file, lines + 1, n - 1);
+    free_lines(lines, n);
+    long long bad;
+    cr_assert_eq(verify1(file, &bad), 1);
+}
