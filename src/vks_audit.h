@@ -158,9 +158,10 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
  * it (async: queue full, or the writer's sinks are failing). Never waits longer than the write
  * deadline (timeout_ms) for a sink or for the audit lock, except inside a write() to a regular
  * file that the kernel blocks (a frozen filesystem; docs/audit.md "Deadlines"). An event no sink
- * recorded is counted and reported by the next audit.dropped line (`unrecorded`). line_out, when non-NULL, receives a
- * malloc'd copy of the JSON line (no newline) when it was formatted in this call (sync modes, or
- * any mode while capture is active), else NULL; the caller free()s it. It holds no secret.
+ * recorded is counted and reported by the next audit.dropped line (`unrecorded`). line_out,
+ * when non-NULL, receives a malloc'd copy of the JSON line (no newline) when it was formatted in
+ * this call (sync modes, or any mode while capture is active), else NULL; the caller free()s it.
+ * It holds no secret.
  */
 vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, struct vks_err *err);
 

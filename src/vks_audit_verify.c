@@ -30,7 +30,7 @@ struct chain {
         bool on;
         unsigned long line;
         long long seq;
-        char where[128];
+        char *where;             /* malloc'd copy of the file name (NULL: out of memory) */
         char msg[400];
     } pending;
     long long first_bad_seq;
@@ -156,12 +156,25 @@ static void problem(struct vks_audit_verifier *v, struct chain *c, long long seq
 }
 
 /* A gap that only a later copytruncate marker can explain: held until then. */
+static void drop_pending(struct chain *c)
+{
+    c->pending.on = false;
+    free(c->pending.where);
+    c->pending.where = NULL;
+}
+
+static bool pending_in(const struct chain *c, const char *where)
+{
+    return c->pending.where != NULL && strcmp(c->pending.where, where) == 0;
+}
+
 static void flush_pending(struct vks_audit_verifier *v, struct chain *c)
 {
     if (!c->pending.on)
         return;
-    c->pending.on = false;
-    problem_at(v, c, c->pending.seq, c->pending.where, c->pending.line, c->pending.msg);
+    problem_at(v, c, c->pending.seq, c->pending.where ? c->pending.where : "-", c->pending.line,
+               c->pending.msg);
+    drop_pending(c);
 }
 
 static void hold(struct vks_audit_verifier *v, struct chain *c, long long seq, const char *where,
@@ -178,7 +191,7 @@ static void hold(struct vks_audit_verifier *v, struct chain *c, long long seq, c
     c->pending.on = true;
     c->pending.line = v->lines;
     c->pending.seq = seq;
-    snprintf(c->pending.where, sizeof c->pending.where, "%s", where);
+    c->pending.where = strdup(where); /* NULL: never explained, so reported */
 }
 
 static struct chain *find_chain(struct vks_audit_verifier *v, const char *id)
@@ -245,11 +258,11 @@ static void check_continuity(struct vks_audit_verifier *v, struct chain *c, stru
         /* a copytruncate marker explains the held gap if the lines since it were written after
            the file was last seen intact, in the same file */
         if (truncated && has_range && from <= c->pending.seq && seq >= expected &&
-            strcmp(c->pending.where, where) == 0) {
-            c->pending.on = false;
+            pending_in(c, where)) {
+            drop_pending(c);
             c->rot_gaps++;
         } else if (mine || strcmp(type, "audit.close") == 0 || seq != expected ||
-                   strcmp(c->pending.where, where) != 0) {
+                   !pending_in(c, where)) {
             flush_pending(v, c);
         }
     }
@@ -482,6 +495,8 @@ void vks_audit_verifier_free(struct vks_audit_verifier *v)
     if (v->report)
         fclose(v->report);
     free(v->report_buf);
+    for (size_t i = 0; i < v->nchains; i++)
+        drop_pending(&v->chains[i]);
     free(v->chains);
     free(v->heads);
     free(v);
