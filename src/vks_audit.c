@@ -641,11 +641,22 @@ bool audit_lock_until(int64_t deadline_ms)
 {
     if (pthread_mutex_trylock(&A.lock) == 0)
         return true;
-    struct timespec abs = { .tv_sec = (time_t)(deadline_ms / 1000),
-                            .tv_nsec = (long)(deadline_ms % 1000) * 1000000L };
+    /* pthread_mutex_timedlock takes a CLOCK_REALTIME time (pthread_mutex_clocklock would take
+       the monotonic one, but ThreadSanitizer does not see it): the time left, from now */
+    int64_t left = deadline_ms - audit_now_ms();
+    if (left <= 0)
+        return false;
+    struct timespec abs;
+    clock_gettime(CLOCK_REALTIME, &abs);
+    abs.tv_sec += (time_t)(left / 1000);
+    abs.tv_nsec += (long)(left % 1000) * 1000000L;
+    if (abs.tv_nsec >= 1000000000L) {
+        abs.tv_sec++;
+        abs.tv_nsec -= 1000000000L;
+    }
     int rc;
     do {
-        rc = pthread_mutex_clocklock(&A.lock, CLOCK_MONOTONIC, &abs);
+        rc = pthread_mutex_timedlock(&A.lock, &abs);
     } while (rc == EINTR);
     return rc == 0;
 }
