@@ -24,6 +24,19 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "vks_file.h"
+#include "vks_redact.h"
+
+const char *vksh_cstring(lua_State *L, int idx, const char *what, size_t *len)
+{
+    size_t n = 0;
+    const char *s = luaL_checklstring(L, idx, &n);
+    if (memchr(s, '\0', n) != NULL)
+        luaL_error(L, "%s contains a NUL byte", what);
+    if (len != NULL)
+        *len = n;
+    return s;
+}
 
 static int file_exists(const char *p)
 {
@@ -33,20 +46,55 @@ static int file_exists(const char *p)
 
 static int l_file_exists(lua_State *L)
 {
-    lua_pushboolean(L, file_exists(luaL_checkstring(L, 1)));
+    lua_pushboolean(L, file_exists(vksh_cstring(L, 1, "sys.file_exists: path", NULL)));
     return 1;
 }
 
 static int l_realpath(lua_State *L)
 {
     char buf[PATH_MAX];
-    if (realpath(luaL_checkstring(L, 1), buf) == NULL) {
+    if (realpath(vksh_cstring(L, 1, "sys.realpath: path", NULL), buf) == NULL) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));
         return 2;
     }
     lua_pushstring(L, buf);
     return 1;
+}
+
+/* Text with every URL redacted (vks_redact_text: user info, query, fragment): everything the
+ * host prints goes through it. */
+static void push_redacted(lua_State *L, const char *s, size_t len)
+{
+    luaL_Buffer b;
+    size_t need = vks_redact_text(s, len, NULL, 0);
+    char *out = luaL_buffinitsize(L, &b, need + 1);
+    vks_redact_text(s, len, out, need + 1);
+    luaL_pushresultsize(&b, need);
+}
+
+static int l_redact(lua_State *L)
+{
+    size_t len = 0;
+    const char *s = luaL_checklstring(L, 1, &len); /* taken with its length: NUL bytes print as '?' */
+    push_redacted(L, s, len);
+    return 1;
+}
+
+/* Prints the error object at the top of the stack on stderr, redacted. */
+static void print_error(lua_State *L, const char *prefix)
+{
+    size_t len = 0;
+    const char *msg = lua_isstring(L, -1) ? lua_tolstring(L, -1, &len) : "(error object is not a string)";
+    if (len == 0)
+        len = strlen(msg);
+    push_redacted(L, msg, len);
+    size_t n = 0;
+    const char *r = lua_tolstring(L, -1, &n);
+    fprintf(stderr, "vks-policy: %s", prefix);
+    fwrite(r, 1, n, stderr);
+    fputc('\n', stderr);
+    lua_pop(L, 1);
 }
 
 static int l_sleep_ms(lua_State *L)
@@ -80,13 +128,54 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
+/* sys.read_file(path, what[, max_bytes]) -> data | nil, message. Through vks_file: a FIFO, device,
+ * directory or socket is refused at once (never a hang), and so is a file over max_bytes (default
+ * 16 MiB). For configuration data files, which are not secret. */
+static int l_read_file(lua_State *L)
+{
+    size_t plen = 0;
+    const char *path = luaL_checklstring(L, 1, &plen);
+    const char *what = luaL_optstring(L, 2, "file");
+    lua_Integer max = luaL_optinteger(L, 3, 16 << 20);
+    if (strlen(path) != plen)
+        return luaL_argerror(L, 1, "path contains a NUL byte");
+    luaL_argcheck(L, max > 0 && max <= (1 << 30), 3, "max_bytes must be 1..1 GiB");
+    const struct vks_file_opts fo = { .what = what, .code = VKS_E_CONFIG, .max_bytes = (size_t)max };
+    struct vks_err e;
+    int fd = -1;
+    size_t size = 0, n = 0;
+    bool more = false;
+    if (vks_file_open(path, &fo, &fd, &size, &e) != VKS_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, e.msg);
+        return 2;
+    }
+    char *buf = malloc(size + 1);
+    vks_status st = buf ? vks_file_read_fd(fd, (unsigned char *)buf, size, &n, &more, path, &fo, &e)
+                        : vks_err_set(&e, VKS_E_NOMEM, "out of memory reading %s", path);
+    close(fd);
+    if (st == VKS_OK && more)
+        st = vks_err_set(&e, VKS_E_CONFIG, "%s \"%s\" changed size while read", what, path);
+    if (st != VKS_OK) {
+        free(buf);
+        lua_pushnil(L);
+        lua_pushstring(L, e.msg);
+        return 2;
+    }
+    lua_pushlstring(L, buf, n); /* (on a Lua memory error buf leaks once; nothing secret) */
+    free(buf);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
     { "file_exists", l_file_exists },
+    { "read_file", l_read_file },
     { "realpath", l_realpath },
     { "sleep_ms", l_sleep_ms },
     { "monotonic_ms", l_monotonic_ms },
     { "getpid", l_getpid },
     { "isatty", l_isatty },
+    { "redact", l_redact },
     { NULL, NULL },
 };
 
@@ -109,8 +198,13 @@ static void prepend_path(lua_State *L, const char *field, const char *entries)
 {
     lua_getglobal(L, "package");
     lua_getfield(L, -1, field);
-    const char *old = lua_tostring(L, -1);
-    lua_pushfstring(L, "%s;%s", entries, old ? old : "");
+    lua_pushstring(L, entries);
+    lua_pushliteral(L, ";");
+    if (lua_type(L, -3) == LUA_TSTRING)
+        lua_pushvalue(L, -3);
+    else
+        lua_pushliteral(L, "");
+    lua_concat(L, 3);
     lua_setfield(L, -3, field);
     lua_pop(L, 2);
 }
@@ -153,10 +247,15 @@ static void set_paths(lua_State *L)
 
 static int traceback(lua_State *L)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL)
-        msg = "(error object is not a string)";
-    luaL_traceback(L, L, msg, 1);
+    if (lua_isstring(L, 1)) {
+        lua_settop(L, 1);
+    } else {
+        lua_settop(L, 0);
+        lua_pushliteral(L, "(error object is not a string)");
+    }
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, L, NULL, 1);
+    lua_concat(L, 3);
     return 1;
 }
 
@@ -180,7 +279,7 @@ int main(int argc, char **argv)
     lua_getglobal(L, "require");
     lua_pushstring(L, "policy_host");
     if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
-        fprintf(stderr, "vks-policy: cannot load policy_host.lua: %s\n", lua_tostring(L, -1));
+        print_error(L, "cannot load policy_host.lua: ");
         lua_close(L);
         return 2;
     }
@@ -192,7 +291,7 @@ int main(int argc, char **argv)
     }
     int rc = 2;
     if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
-        fprintf(stderr, "vks-policy: %s\n", lua_tostring(L, -1));
+        print_error(L, "");
     } else {
         rc = (int)lua_tointeger(L, -1);
     }

@@ -126,8 +126,12 @@ local function split_hostport(s)
   return s, nil
 end
 
+-- Everything the host prints goes through the core's URL redaction (user info, query and
+-- fragment of every URL: a vault_address such as https://user:password@vault never shows).
+local redact = require('vks_host.sys').redact
+
 local function out(fmt, ...)
-  io.stdout:write(string.format(fmt, ...), '\n')
+  io.stdout:write(redact(string.format(fmt, ...)), '\n')
   io.stdout:flush()
 end
 
@@ -147,13 +151,11 @@ local function make_resolver(vks, kumo)
     if kind == 'Data' then
       return ks.key_data
     elseif kind == 'File' then
-      local f, err = io.open(ks, 'rb')
-      if not f then
+      local data, err = require('vks_host.sys').read_file(ks, 'keysource file', 4096)
+      if not data then
         return nil, 'KeySource failed to load data from file `' .. ks .. '`: ' .. tostring(err),
           'file_error'
       end
-      local data = f:read('a')
-      f:close()
       return data
     end
     return nil, 'the vault_keysource module is not available (build it with make), so ' .. kind
@@ -201,7 +203,7 @@ local function run_script(o)
   setup_env()
   local chunk, err = loadfile(o.script)
   if not chunk then
-    io.stderr:write('vks-policy: ', err, '\n')
+    io.stderr:write('vks-policy: ', redact(tostring(err)), '\n')
     return 2
   end
   local rc = chunk(table.unpack(o.script_args))
@@ -390,7 +392,7 @@ function M.main(argv)
   local okp, o = pcall(parse_args, argv)
   if not okp then
     if type(o) == 'table' and o.usage then
-      io.stderr:write('vks-policy: ', o.usage, '\n', USAGE)
+      io.stderr:write('vks-policy: ', redact(o.usage), '\n', USAGE)
       return 2
     end
     error(o, 0)

@@ -20,6 +20,9 @@
 #include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
+#include "vks_file.h"
+#include "vks_fork.h"
+#include "vks_redact.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -33,11 +36,25 @@ struct runtime {
     struct vks_err vault_err;
     struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
     struct vks_err keyring_err;
+    unsigned long born_gen;     /* vks_fork_generation() when built                          */
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *rt_current;
 static unsigned long rt_generation; /* guarded by rt_lock */
+static pthread_once_t rt_atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork: rt_lock is never inherited locked (a child would hang on its first lookup). It is not
+ * taken around fork (it is held while a runtime is built, under other libraries' locks): the
+ * child starts it afresh; a runtime another thread was building is simply not there. */
+static void rt_fork_child(void) { pthread_mutex_init(&rt_lock, NULL); }
+static void rt_register_atfork(void) { pthread_atfork(NULL, NULL, rt_fork_child); }
+
+static void rt_lock_acquire(void)
+{
+    pthread_once(&rt_atfork_once, rt_register_atfork);
+    pthread_mutex_lock(&rt_lock);
+}
 
 static void runtime_free(struct runtime *rt)
 {
@@ -68,6 +85,7 @@ static vks_status runtime_build(const struct vks_config *cfg, bool strict, struc
     }
     vks_err_clear(&rt->vault_err);
     vks_err_clear(&rt->keyring_err);
+    rt->born_gen = vks_fork_generation();
     st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
     if (st != VKS_OK) {
         rt->vault = NULL;
@@ -106,7 +124,7 @@ static vks_status runtime_from_env(struct runtime **out, struct vks_err *err)
 /* Takes a reference on the runtime in force, building it from the environment the first time. */
 static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
 {
-    pthread_mutex_lock(&rt_lock);
+    rt_lock_acquire();
     if (rt_current == NULL) {
         /* built outside any caller lock; the mutex only orders first use */
         struct runtime *rt = NULL;
@@ -117,6 +135,7 @@ static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
         }
         rt->gen = ++rt_generation;
         rt_current = rt;
+        vks_fork_set_mode(rt->cfg.fork_mode);
     }
     rt_current->refs++;
     *out = rt_current;
@@ -135,12 +154,19 @@ static void runtime_release(struct runtime *rt)
         runtime_free(rt);
 }
 
-vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+/* A prepared runtime is a built runtime that is not yet current. */
+struct vks_resolver_prep {
+    struct runtime *rt;
+};
+
+vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolver_prep **out,
+                                struct vks_err *err)
 {
-    if (changed != NULL)
-        *changed = false;
-    pthread_mutex_lock(&rt_lock);
-    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
+    *out = NULL;
+    rt_lock_acquire();
+    /* the same options again are a no-op, unless a strict fork wiped this runtime's credentials */
+    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg) &&
+                vks_fork_check(rt_current->born_gen, VKS_E_CONFIG, "", NULL) == VKS_OK;
     pthread_mutex_unlock(&rt_lock);
     if (same)
         return VKS_OK;
@@ -148,17 +174,30 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
     vks_status st = vks_config_check_files(cfg, err);
     if (st != VKS_OK)
         return st;
-    struct runtime *rt = NULL;
-    st = runtime_build(cfg, true, &rt, err);
-    if (st != VKS_OK)
+    struct vks_resolver_prep *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if ((st = runtime_build(cfg, true, &p->rt, err)) != VKS_OK) {
+        free(p);
         return st;
+    }
+    *out = p;
+    return VKS_OK;
+}
 
+bool vks_resolver_commit(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return false;
+    struct runtime *rt = p->rt;
+    free(p);
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
     rt->gen = ++rt_generation;
     rt_current = rt;
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
+    vks_fork_set_mode(rt->cfg.fork_mode); /* applied with the rest, never by a failed setup */
     if (last)
         runtime_free(old);
     /* values fetched under the old options (address, auth, require_encrypted...) must not be
@@ -166,8 +205,28 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
      * are wiped now rather than when they age out */
     if (old != NULL)
         vks_cache_flush();
+    return true;
+}
+
+void vks_resolver_discard(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return;
+    runtime_free(p->rt);
+    free(p);
+}
+
+vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+{
     if (changed != NULL)
-        *changed = true;
+        *changed = false;
+    struct vks_resolver_prep *p = NULL;
+    vks_status st = vks_resolver_prepare(cfg, &p, err);
+    if (st != VKS_OK)
+        return st;
+    bool c = vks_resolver_commit(p);
+    if (changed != NULL)
+        *changed = c;
     return VKS_OK;
 }
 
@@ -330,60 +389,29 @@ vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size
 
 /* ------------------------------------------------------------------ sources */
 
-/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. */
+/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. The file is opened
+ * without blocking and must be a regular file of at most VKS_SECRET_MAX bytes (vks_file). */
 static vks_status read_file(const char *path, vks_secret *out, struct vks_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
-                           strerror(errno));
-    struct stat sb;
-    vks_status st = VKS_OK;
+    const struct vks_file_opts fo = { .what = "keysource file", .code = VKS_E_FILE_ERROR,
+                                      .max_bytes = VKS_SECRET_MAX };
+    int fd = -1;
+    size_t size = 0;
+    vks_status st = vks_file_open(path, &fo, &fd, &size, err);
+    if (st != VKS_OK)
+        return st;
     vks_secret s = VKS_SECRET_EMPTY;
-    if (fstat(fd, &sb) != 0) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is not a regular file", path);
-        goto out;
-    }
-    if (sb.st_size > VKS_SECRET_MAX) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is larger than %d bytes", path,
-                         VKS_SECRET_MAX);
-        goto out;
-    }
-    size_t cap = sb.st_size > 0 ? (size_t)sb.st_size : 1;
-    if ((st = vks_secret_alloc(cap, &s, err)) != VKS_OK) {
+    if ((st = vks_secret_alloc(size > 0 ? size : 1, &s, err)) != VKS_OK) {
         st = vks_err_set(err, st, "no locked memory for keysource file \"%s\"", path);
         goto out;
     }
     size_t got = 0;
-    for (;;) {
-        if (got == s.cap) {
-            /* the file grew since fstat: one probe byte, never more than the slot */
-            unsigned char probe;
-            ssize_t r = read(fd, &probe, 1);
-            vks_wipe(&probe, 1);
-            if (r > 0 || (got == VKS_SECRET_MAX && r != 0)) {
-                st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
-                goto out;
-            }
-            if (r < 0 && errno == EINTR)
-                continue;
-            break;
-        }
-        ssize_t r = read(fd, s.data + got, s.cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
-                             strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
+    bool more = false;
+    if ((st = vks_file_read_fd(fd, s.data, s.cap, &got, &more, path, &fo, err)) != VKS_OK)
+        goto out;
+    if (more) {
+        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
+        goto out;
     }
     s.len = got;
     *out = s;
@@ -537,6 +565,7 @@ static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, st
 struct vsource {
     struct runtime *rt;                /* a reference is held by a clone */
     const struct vks_keysource *ks;
+    const struct vks_ctx *ctx;         /* the caller's context (restrictions); NULL in a clone */
     struct vks_keysource own;          /* the clone's copy */
 };
 
@@ -592,7 +621,23 @@ static void cache_free_source(void *source)
     free(c);
 }
 
-static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source };
+/* Restrictions (custom_metadata) against the caller's context, for every value the cache is about
+ * to hand out or store: a refused value never reaches the caller nor stays in the cache. */
+static vks_status cache_admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err)
+{
+    const struct vsource *s = source;
+    if (meta == NULL || meta->custom_metadata_json == NULL)
+        return VKS_OK;
+    struct vks_restrict_ctx rc = { s->ctx ? s->ctx->domain : NULL, s->ctx ? s->ctx->destination : NULL };
+    struct vks_err re;
+    vks_err_clear(&re);
+    vks_status st = vks_restrict_check(meta->custom_metadata_json, strlen(meta->custom_metadata_json), &rc, &re);
+    if (st != VKS_OK)
+        vks_err_set(err, st, "%s: %s", D(s->rt, s->ks), re.msg);
+    return st;
+}
+
+static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source, cache_admit };
 
 /* ------------------------------------------------------------------ audit */
 
@@ -651,7 +696,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     memset(&f, 0, sizeof f);
     struct vks_cache_info ci;
     memset(&ci, 0, sizeof ci);
-    const char *custom_metadata = NULL;
     vks_status st;
 
     if (ks == NULL) {
@@ -674,7 +718,8 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
         if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
             goto done;
-        struct vsource src = { .rt = rt, .ks = ks };
+        /* restrictions are checked by cache_admit on every lookup, cache hits included */
+        struct vsource src = { .rt = rt, .ks = ks, .ctx = req->ctx };
         st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
         info->outcome = vks_cache_outcome_name(ci.outcome);
         info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
@@ -684,7 +729,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->kv_version = ci.meta->kv_version;
             info->secret_version = ci.meta->secret_version;
             info->encrypted = ci.meta->encrypted;
-            custom_metadata = ci.meta->custom_metadata_json;
         }
     } else {
         st = produce(rt, ks, req->event, &f, err);
@@ -695,20 +739,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->encrypted = f.encrypted;
         }
     }
-    if (st != VKS_OK)
-        goto done;
-
-    /* restrictions on every lookup, cache hits included */
-    if (custom_metadata != NULL) {
-        struct vks_restrict_ctx rc = { req->ctx ? req->ctx->domain : NULL, req->ctx ? req->ctx->destination : NULL };
-        struct vks_err re;
-        vks_err_clear(&re);
-        st = vks_restrict_check(custom_metadata, strlen(custom_metadata), &rc, &re);
-        if (st != VKS_OK) {
-            vks_err_set(err, st, "%s: %s", D(rt, ks), re.msg);
-            goto done;
-        }
-    }
 done:
     if (st != VKS_OK)
         vks_secret_free(out);
@@ -716,6 +746,7 @@ done:
         /* the one audit event of this lookup, whatever happened above */
         struct vks_audit_event ev;
         memset(&ev, 0, sizeof ev);
+        char addr_shown[VKS_ADDRESS_MAX + 64];
         bool via_cache = ks != NULL && ks->kind == VKS_KS_VAULT && ci.outcome != VKS_CACHE_NONE;
         ev.api = req->api;
         ev.outcome = audit_outcome(st, via_cache ? &ci : NULL);
@@ -723,9 +754,12 @@ done:
         ev.error = st != VKS_OK && err != NULL ? err->msg : NULL;
         ev.source = audit_source(ks);
         if (ks != NULL) {
-            ev.vault_addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
-                                                                              : rt != NULL ? rt->cfg.vault.address : NULL)
-                                                     : NULL;
+            const char *addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
+                                                                               : rt != NULL ? rt->cfg.vault.address : NULL)
+                                                      : NULL;
+            if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
+                vks_redact_url(addr, strlen(addr), addr_shown, sizeof addr_shown);
+            ev.vault_addr = addr != NULL ? addr_shown : NULL;
             ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
             ev.mount = ks->mount;
             ev.path = ks->path;

@@ -15,6 +15,7 @@
  * wiped on free), so allocation needs no memset.
  */
 #include "vks_secmem.h"
+#include "vks_fork.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -620,6 +621,10 @@ void vks_secret_free(vks_secret *s)
 {
     if (s == NULL)
         return;
+    if (s->data != NULL && vks_fork_kept_owns(s->data)) {
+        vks_fork_kept_free(s); /* a credential in the kept region (vks_fork) */
+        return;
+    }
     if (s->data != NULL) {
         pthread_mutex_lock(&g_lock);
         if (g.init && !g.closed)
