@@ -410,9 +410,17 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
             *evbox = ev.value;
     }
 
-    for (int i = 0, n_ext = extensions(); i < n_ext; i++)
-        if (exts[i]->after_lookup != NULL)
-            exts[i]->after_lookup(L);
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
+        if (exts[i]->after_lookup == NULL)
+            continue;
+        struct vks_err aerr;
+        vks_err_clear(&aerr);
+        if (exts[i]->after_lookup(L, &aerr) != VKS_OK && st == VKS_OK) {
+            vks_secret_free(out); /* refused after the fact: the value is wiped */
+            *err = aerr;
+            st = aerr.status;
+        }
+    }
 
     vks_keysource_clear(ks);
     if (evbox != NULL)

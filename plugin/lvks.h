@@ -83,9 +83,11 @@ struct lvks_extension {
     /* Around every lookup (resolve, resolve_handle, ...): before_lookup right before the core is
      * called, after_lookup right after it returned (the value, if any, is in a box; no lock is
      * held). after_lookup may call Lua (it must use lua_pcall for user callbacks) and must leave
-     * the stack as it found it. */
+     * the stack as it found it. It returns VKS_OK, or an error (err filled) that fails a lookup
+     * that had succeeded: the value is then wiped (e.g. the audit callback sink missed its
+     * deadline under on_failure = deny). */
     void (*before_lookup)(lua_State *L);
-    void (*after_lookup)(lua_State *L);
+    vks_status (*after_lookup)(lua_State *L, struct vks_err *err);
 };
 
 #define LVKS_EXT_MAX 8

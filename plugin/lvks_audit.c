@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <stdatomic.h>
+#include <time.h>
 
 #include "lvks.h"
 #include "vks_audit.h"
@@ -26,7 +27,7 @@ static atomic_bool callback_warned;
 
 static const char *const audit_opts[] = {
     "file", "syslog", "stderr", "callback", "mode", "on_failure", "queue_size",
-    "reopen_check_ms", "key_file", "require_key", "required", NULL,
+    "reopen_check_ms", "timeout_ms", "key_file", "require_key", "required", NULL,
 };
 
 struct prepared {
@@ -275,7 +276,8 @@ static vks_status audit_prepare(lua_State *L, int idx, void **prepared, struct l
     if ((st = opt_int(L, idx, "queue_size", 1, 1L << 20, &q, err)) != VKS_OK)
         goto out;
     p->cfg.queue_size = (size_t)q;
-    if ((st = opt_int(L, idx, "reopen_check_ms", 0, 3600000, &p->cfg.reopen_check_ms, err)) != VKS_OK)
+    if ((st = opt_int(L, idx, "reopen_check_ms", 0, 3600000, &p->cfg.reopen_check_ms, err)) != VKS_OK ||
+        (st = opt_int(L, idx, "timeout_ms", 0, 600000, &p->cfg.timeout_ms, err)) != VKS_OK)
         goto out;
     static const char *const modes[] = { "sync", "fsync", "async", NULL };
     static const enum vks_audit_mode mode_v[] = { VKS_AUDIT_SYNC, VKS_AUDIT_FSYNC, VKS_AUDIT_ASYNC };
@@ -339,48 +341,101 @@ static void audit_before_lookup(lua_State *L)
         vks_audit_capture_begin();
 }
 
-static void audit_after_lookup(lua_State *L)
+/* The callback's deadline (this thread): a count hook raises inside the pcall once it passed. */
+static __thread struct timespec cb_deadline;
+static __thread bool cb_late;
+
+static bool past(const struct timespec *d)
 {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &active_key);
-    bool active = lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    if (!active)
-        return;
-    lua_pushboolean(L, 0);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
-    char *lines = vks_audit_capture_end();
-    if (lines == NULL)
-        return;
-    /* the lines hold no secret; copied into Lua once, then split */
-    size_t n = strlen(lines);
-    lua_pushlstring(L, lines, n);
-    free(lines);
-    int all = lua_gettop(L);
-    const char *s = lua_tolstring(L, all, NULL);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > d->tv_sec || (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
+}
+
+static void cb_hook(lua_State *L, lua_Debug *ar)
+{
+    (void)ar;
+    if (past(&cb_deadline)) {
+        cb_late = true;
+        luaL_error(L, "the audit callback passed its deadline (audit.timeout_ms)");
+    }
+}
+
+static void count_callback_error(const char *what)
+{
+    unsigned long k = atomic_fetch_add(&callback_errors, 1) + 1;
+    if (!atomic_exchange(&callback_warned, true)) {
+        char msg[200];
+        int m = snprintf(msg, sizeof msg,
+                         "vks: audit: the Lua audit callback %s (%lu so far; counted in "
+                         "vks.audit_stats().callback_errors)\n", what, k);
+        if (m > 0)
+            vks_audit_warn_raw(msg, (size_t)m < sizeof msg ? (size_t)m : sizeof msg - 1);
+    }
+}
+
+/* Calls the callback once per line (s[0..n), newline separated) under the deadline. */
+static void deliver_lines(lua_State *L, const char *s, size_t n, long timeout_ms)
+{
+    lua_Hook old_hook = lua_gethook(L);
+    int old_mask = lua_gethookmask(L), old_count = lua_gethookcount(L);
+    clock_gettime(CLOCK_MONOTONIC, &cb_deadline);
+    cb_deadline.tv_sec += timeout_ms / 1000;
+    cb_deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (cb_deadline.tv_nsec >= 1000000000L) {
+        cb_deadline.tv_sec++;
+        cb_deadline.tv_nsec -= 1000000000L;
+    }
+    cb_late = false;
+    lua_sethook(L, cb_hook, LUA_MASKCOUNT, 1000);
     size_t at = 0;
-    while (at < n) {
+    while (at < n && !cb_late) {
         const char *nl = memchr(s + at, '\n', n - at);
         size_t len = nl ? (size_t)(nl - (s + at)) : n - at;
         if (lua_rawgetp(L, LUA_REGISTRYINDEX, &cb_key) == LUA_TFUNCTION) {
             lua_pushlstring(L, s + at, len);
             if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
                 lua_pop(L, 1);
-                unsigned long k = atomic_fetch_add(&callback_errors, 1) + 1;
-                if (!atomic_exchange(&callback_warned, true)) {
-                    char msg[160];
-                    int m = snprintf(msg, sizeof msg,
-                                     "vks: audit: the Lua audit callback raised an error (%lu so "
-                                     "far; counted in vks.audit_stats().callback_errors)\n", k);
-                    if (m > 0)
-                        (void)!write(STDERR_FILENO, msg, (size_t)m);
-                }
+                count_callback_error(cb_late ? "passed its deadline" : "raised an error");
             }
         } else {
             lua_pop(L, 1);
         }
         at += len + 1;
     }
+    lua_sethook(L, old_hook, old_mask, old_count);
+}
+
+static vks_status audit_after_lookup(lua_State *L, struct vks_err *err)
+{
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &active_key);
+    bool active = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!active)
+        return VKS_OK;
+    lua_pushboolean(L, 0);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
+    char *lines = vks_audit_capture_end();
+    if (lines == NULL)
+        return VKS_OK;
+    long timeout_ms;
+    bool must_fail;
+    vks_audit_callback_policy(&timeout_ms, &must_fail);
+    /* the lines hold no secret; copied into Lua once, then split */
+    size_t n = strlen(lines);
+    lua_pushlstring(L, lines, n);
+    free(lines);
+    int all = lua_gettop(L);
+    deliver_lines(L, lua_tolstring(L, all, NULL), n, timeout_ms);
     lua_settop(L, all - 1);
+    if (!cb_late)
+        return VKS_OK;
+    vks_audit_note_timeout();
+    if (!must_fail)
+        return VKS_OK;
+    return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE,
+                       "audit: the Lua audit callback, the only sink, passed its deadline "
+                       "(audit.timeout_ms %ld); lookup refused (on_failure=deny)", timeout_ms);
 }
 
 /* ------------------------------------------------------------------ functions */
@@ -401,7 +456,7 @@ static int l_audit_stats(lua_State *L)
 {
     struct vks_audit_stats s;
     vks_audit_get_stats(&s);
-    lua_createtable(L, 0, 18);
+    lua_createtable(L, 0, 19);
     lua_pushboolean(L, s.enabled);
     lua_setfield(L, -2, "enabled");
     lua_pushboolean(L, s.ephemeral_key);
@@ -422,6 +477,7 @@ static int l_audit_stats(lua_State *L)
     INT_FIELD(sink_errors);
     INT_FIELD(unaudited);
     INT_FIELD(reopens);
+    INT_FIELD(timeouts);
     INT_FIELD(queue_depth);
     INT_FIELD(seq);
 #undef INT_FIELD

@@ -124,12 +124,15 @@ struct vks_audit_config {
     enum vks_audit_on_failure on_failure; /* default deny                                      */
     size_t queue_size;                /* async queue capacity in events; 0 = 1024             */
     long reopen_check_ms;             /* file sink: rename check period; <0 = default 1000, 0 = every write */
+    long timeout_ms;                  /* write deadline of one event on all sinks, and the longest
+                                         a lookup waits for the audit lock; <0 = default 1000,
+                                         0 = never wait (docs/audit.md "Deadlines")            */
     const char *key_file;             /* audit key file (raw 32 bytes, mode 0600/0400); NULL = env */
     bool require_key;                 /* refuse to run with an ephemeral key                   */
     bool required;                    /* no sink configured = every lookup fails (deny)        */
 };
 
-/* Defaults: no sink, sync, deny, queue 1024, rename check 1000 ms. */
+/* Defaults: no sink, sync, deny, queue 1024, rename check 1000 ms, write deadline 1000 ms. */
 void vks_audit_config_init(struct vks_audit_config *cfg);
 
 /*
@@ -152,9 +155,13 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
  * Records one event. Returns VKS_OK when at least one sink recorded it (in async mode: when it
  * was queued), or when policy is 'allow' (failures are counted and warned once per episode), or
  * when auditing is off. Returns VKS_E_AUDIT_UNAVAILABLE under 'deny' when no sink could record
- * it (async: queue full, or the writer's sinks are failing). line_out, when non-NULL, receives a
- * malloc'd copy of the JSON line (no newline) when it was formatted in this call (sync modes, or
- * any mode while capture is active), else NULL; the caller free()s it. It holds no secret.
+ * it (async: queue full, or the writer's sinks are failing). Never waits longer than the write
+ * deadline (timeout_ms) for a sink or for the audit lock, except inside a write() to a regular
+ * file that the kernel blocks (a frozen filesystem; docs/audit.md "Deadlines"). An event no sink
+ * recorded is counted and reported by the next audit.dropped line (`unrecorded`). line_out,
+ * when non-NULL, receives a malloc'd copy of the JSON line (no newline) when it was formatted in
+ * this call (sync modes, or any mode while capture is active), else NULL; the caller free()s it.
+ * It holds no secret.
  */
 vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, struct vks_err *err);
 
@@ -167,6 +174,14 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
  */
 void vks_audit_capture_begin(void);
 char *vks_audit_capture_end(void);
+
+/*
+ * For the callback sink (lock-free, any thread): the write deadline in ms, and whether a callback
+ * that misses it must fail the lookup (on_failure deny, and the callback is the only sink: no
+ * other sink holds the event). A missed deadline is counted with vks_audit_note_timeout.
+ */
+void vks_audit_callback_policy(long *timeout_ms, bool *must_fail);
+void vks_audit_note_timeout(void);
 
 /* The keyed value fingerprint with the current audit key (for callers that cache it). */
 vks_status vks_audit_fingerprint(const unsigned char *value, size_t len,
@@ -185,6 +200,8 @@ struct vks_audit_stats {
     uint64_t sink_errors;             /* individual sink write failures                        */
     uint64_t unaudited;               /* lookups while auditing was off                        */
     uint64_t reopens;                 /* file sink reopened after rotation                     */
+    uint64_t timeouts;                /* sink writes (or waits for the audit lock) that passed
+                                         their deadline                                        */
     size_t queue_depth;
     uint64_t seq;                     /* next sequence number of the chain                     */
     char chain[33];                   /* chain id (hex)                                        */
@@ -204,6 +221,12 @@ void vks_audit_reopen(void);
  * Also run automatically at exit / module unload.
  */
 void vks_audit_shutdown(void);
+
+/*
+ * Writes a warning to fd 2 only if it can take it now (poll, no waiting): a stalled stderr never
+ * blocks the caller. For the binding's own audit warnings.
+ */
+void vks_audit_warn_raw(const char *text, size_t len);
 
 /* syslog facility by name ("authpriv", "mail", "local0".."local7", ...); -1 when unknown. */
 int vks_audit_facility_from_name(const char *name);

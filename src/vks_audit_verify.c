@@ -25,8 +25,19 @@ struct chain {
     long long first_seq, last_seq;
     char last_mac[65];
     unsigned long events;
-    unsigned long gaps;          /* acknowledged gaps (audit.open reason resume) */
+    unsigned long gaps;          /* acknowledged gaps (an audit.open naming the missed range) */
+    unsigned long rot_gaps;      /* gaps at a copytruncate boundary (audit.open reason truncated) */
     unsigned long problems;
+    /* A gap that a later "truncated" audit.open of this sink in the same file may explain
+       (copytruncate: lines written after the truncate but before the module noticed it come
+       before the marker). Reported as a problem unless explained. */
+    struct {
+        bool on;
+        unsigned long line;
+        long long seq;
+        char *where;             /* malloc'd copy of the file name (NULL: out of memory) */
+        char msg[400];
+    } pending;
     long long first_bad_seq;
     unsigned long first_bad_line;
     bool closed;
@@ -106,6 +117,35 @@ vks_status vks_audit_verifier_add_head(struct vks_audit_verifier *v, const char 
     return VKS_OK;
 }
 
+static void problem_at(struct vks_audit_verifier *v, struct chain *c, long long seq,
+                       const char *where, unsigned long line, const char *msg)
+{
+    char full[512];
+    if (c != NULL)
+        snprintf(full, sizeof full, "%s line %lu: chain %.32s seq %lld: %s", where, line, c->id,
+                 seq, msg);
+    else
+        snprintf(full, sizeof full, "%s line %lu: %s", where, line, msg);
+    /* the first problem is the earliest line (a gap can be reported after later lines) */
+    if (v->problems == 0 || line < v->first_bad_line) {
+        v->first_bad_line = line;
+        v->first_bad_seq = seq;
+        snprintf(v->first_problem, sizeof v->first_problem, "%s", full);
+    }
+    v->problems++;
+    if (c != NULL) {
+        if (c->problems == 0 || line < c->first_bad_line) {
+            c->first_bad_seq = seq;
+            c->first_bad_line = line;
+        }
+        c->problems++;
+    }
+    if (v->reported < MAX_PROBLEM_LINES) {
+        fprintf(v->report, "  problem: %s\n", full);
+        v->reported++;
+    }
+}
+
 static void problem(struct vks_audit_verifier *v, struct chain *c, long long seq, const char *where,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
@@ -117,29 +157,46 @@ static void problem(struct vks_audit_verifier *v, struct chain *c, long long seq
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    char full[512];
-    if (c != NULL)
-        snprintf(full, sizeof full, "%s line %lu: chain %.32s seq %lld: %s", where, v->lines,
-                 c->id, seq, msg);
-    else
-        snprintf(full, sizeof full, "%s line %lu: %s", where, v->lines, msg);
-    if (v->problems == 0) {
-        v->first_bad_line = v->lines;
-        v->first_bad_seq = seq;
-        snprintf(v->first_problem, sizeof v->first_problem, "%s", full);
-    }
-    v->problems++;
-    if (c != NULL) {
-        if (c->problems == 0) {
-            c->first_bad_seq = seq;
-            c->first_bad_line = v->lines;
-        }
-        c->problems++;
-    }
-    if (v->reported < MAX_PROBLEM_LINES) {
-        fprintf(v->report, "  problem: %s\n", full);
-        v->reported++;
-    }
+    problem_at(v, c, seq, where, v->lines, msg);
+}
+
+/* A gap that only a later copytruncate marker can explain: held until then. */
+static void drop_pending(struct chain *c)
+{
+    c->pending.on = false;
+    free(c->pending.where);
+    c->pending.where = NULL;
+}
+
+static bool pending_in(const struct chain *c, const char *where)
+{
+    return c->pending.where != NULL && strcmp(c->pending.where, where) == 0;
+}
+
+static void flush_pending(struct vks_audit_verifier *v, struct chain *c)
+{
+    if (!c->pending.on)
+        return;
+    problem_at(v, c, c->pending.seq, c->pending.where ? c->pending.where : "-", c->pending.line,
+               c->pending.msg);
+    drop_pending(c);
+}
+
+static void hold(struct vks_audit_verifier *v, struct chain *c, long long seq, const char *where,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void hold(struct vks_audit_verifier *v, struct chain *c, long long seq, const char *where,
+                 const char *fmt, ...)
+{
+    flush_pending(v, c);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->pending.msg, sizeof c->pending.msg, fmt, ap);
+    va_end(ap);
+    c->pending.on = true;
+    c->pending.line = v->lines;
+    c->pending.seq = seq;
+    c->pending.where = strdup(where); /* NULL: never explained, so reported */
 }
 
 static struct chain *find_chain(struct vks_audit_verifier *v, const char *id)
@@ -189,6 +246,55 @@ static bool get_int(struct json_object *o, const char *k, long long *out)
     errno = 0;
     *out = (long long)json_object_get_int64(x);
     return errno == 0;
+}
+
+/* A later line of a known chain: seq and prev_mac continuity, acknowledged gaps. */
+static void check_continuity(struct vks_audit_verifier *v, struct chain *c, struct json_object *o,
+                             long long seq, const char *where, const char *type, const char *prev)
+{
+    long long expected = c->last_seq + 1;
+    bool mine = strcmp(type, "audit.open") == 0 && get_str(o, "sink") != NULL &&
+                strcmp(get_str(o, "sink"), v->sink) == 0;
+    const char *reason = mine ? get_str(o, "reason") : NULL;
+    bool truncated = reason != NULL && strcmp(reason, "truncated") == 0;
+    long long from = -1, to = -1;
+    bool has_range = mine && get_int(o, "missed_from", &from) && get_int(o, "missed_to", &to);
+    if (c->pending.on) {
+        /* a copytruncate marker explains the held gap if the lines since it were written after
+           the file was last seen intact, in the same file */
+        if (truncated && has_range && from <= c->pending.seq && seq >= expected &&
+            pending_in(c, where)) {
+            drop_pending(c);
+            c->rot_gaps++;
+        } else if (mine || strcmp(type, "audit.close") == 0 || seq != expected ||
+                   !pending_in(c, where)) {
+            flush_pending(v, c);
+        }
+    }
+    if (c->closed) {
+        problem(v, c, seq, where, "event after the chain's audit.close (inserted)");
+    } else if (seq == expected) {
+        if (strcmp(prev, c->last_mac) != 0)
+            problem(v, c, seq, where,
+                    "prev_mac does not match the mac of seq %lld (a line was replaced)",
+                    c->last_seq);
+    } else if (seq > expected) {
+        /* the sink's own audit.open names a range that covers the gap (it may start earlier
+           when the writer could not know whether the first events of the range arrived, e.g.
+           a copytruncate noticed after some writes) */
+        if (has_range && from <= expected && to == seq - 1)
+            c->gaps++;
+        else if (truncated)
+            c->rot_gaps++; /* events lost between logrotate's copy and its truncate */
+        else if (seq == expected + 1)
+            hold(v, c, seq, where, "seq %lld is missing (deleted)", expected);
+        else
+            hold(v, c, seq, where, "seq %lld..%lld are missing (deleted)", expected, seq - 1);
+    } else {
+        problem(v, c, seq, where,
+                "seq goes back from %lld to %lld (lines reordered, duplicated or replayed)",
+                c->last_seq, seq);
+    }
 }
 
 void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, const char *line,
@@ -281,9 +387,9 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
         static const char zeros[65] =
             "0000000000000000000000000000000000000000000000000000000000000000";
         if (!is_open)
-            problem(v, c, seq, where,
-                    "the chain's first line here is a %s, not its audit.open: earlier lines were "
-                    "removed (head of the log truncated or deleted)", type);
+            hold(v, c, seq, where,
+                 "the chain's first line here is a %s, not its audit.open: earlier lines were "
+                 "removed (head of the log truncated or deleted)", type);
         else if (seq == 0 && (reason == NULL || strcmp(reason, "start") != 0 ||
                               strcmp(prev, zeros) != 0))
             problem(v, c, seq, where, "seq 0 is not a chain start");
@@ -292,31 +398,7 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
                     "the chain starts at seq %lld with an audit.open for another sink (%s): "
                     "earlier lines of this %s were removed", seq, sink ? sink : "all", v->sink);
     } else {
-        long long expected = c->last_seq + 1;
-        if (c->closed) {
-            problem(v, c, seq, where, "event after the chain's audit.close (inserted)");
-        } else if (seq == expected) {
-            if (strcmp(prev, c->last_mac) != 0)
-                problem(v, c, seq, where,
-                        "prev_mac does not match the mac of seq %lld (a line was replaced)",
-                        c->last_seq);
-        } else if (seq > expected) {
-            long long from = -1, to = -1;
-            bool ack = is_open && sink != NULL && strcmp(sink, v->sink) == 0 &&
-                       get_int(o, "missed_from", &from) && get_int(o, "missed_to", &to) &&
-                       from == expected && to == seq - 1;
-            if (ack)
-                c->gaps++;
-            else if (seq == expected + 1)
-                problem(v, c, seq, where, "seq %lld is missing (deleted)", expected);
-            else
-                problem(v, c, seq, where, "seq %lld..%lld are missing (deleted)", expected,
-                        seq - 1);
-        } else {
-            problem(v, c, seq, where,
-                    "seq goes back from %lld to %lld (lines reordered, duplicated or replayed)",
-                    c->last_seq, seq);
-        }
+        check_continuity(v, c, o, seq, where, type, prev);
     }
     if (v->keys != NULL && c->keyed && !vks_audit_line_mac_ok(v->keys, line, len))
         problem(v, c, seq, where, "mac does not verify (the line was modified or forged)");
@@ -338,6 +420,8 @@ void vks_audit_verifier_first_bad(const struct vks_audit_verifier *v, unsigned l
 
 int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out)
 {
+    for (size_t i = 0; i < v->nchains; i++)
+        flush_pending(v, &v->chains[i]);
     fflush(v->report);
     unsigned long events = 0, unkeyed = 0;
     for (size_t i = 0; i < v->nchains; i++) {
@@ -356,6 +440,9 @@ int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out)
                 c->closed ? "closed" : "open (process running, crashed, or the tail is missing)");
         if (c->gaps)
             fprintf(out, ", %lu acknowledged gap%s", c->gaps, c->gaps == 1 ? "" : "s");
+        if (c->rot_gaps)
+            fprintf(out, ", %lu copytruncate boundar%s (lines written between logrotate's copy "
+                         "and truncate are lost)", c->rot_gaps, c->rot_gaps == 1 ? "y" : "ies");
         fprintf(out, "\n  head: seq %lld mac %s\n", c->last_seq, c->last_mac);
         if (c->problems)
             fprintf(out, "  first bad seq %lld (line %lu), %lu problem%s\n", c->first_bad_seq,
@@ -423,6 +510,8 @@ void vks_audit_verifier_free(struct vks_audit_verifier *v)
     if (v->report)
         fclose(v->report);
     free(v->report_buf);
+    for (size_t i = 0; i < v->nchains; i++)
+        drop_pending(&v->chains[i]);
     free(v->chains);
     free(v->heads);
     free(v);

@@ -95,5 +95,35 @@ else
   bad "cannot mount a tmpfs (not root?)"
 fi
 
+# a stalled stderr sink (a FIFO nobody reads; the shell keeps it open so writers never get EPIPE):
+# every lookup ends within the write deadline with the policy's answer, in C and through Lua
+rm -f stall.fifo; mkfifo stall.fifo; exec 7<>stall.fifo
+out=$(clean VKS_AUDIT_KEY="$KEY" VKS_AUDIT_STDERR=1 VKS_AUDIT_TIMEOUT_MS=200 VKS_AUDIT_ON_FAILURE=deny \
+      timeout 60 "$W" 4 100 2>stall.fifo); rc=$?
+ok_n=$(sed -E 's/ok=([0-9]+).*/\1/' <<<"$out"); un=$(sed -E 's/.*unavailable=([0-9]+).*/\1/' <<<"$out")
+check "stalled stderr, deny: every lookup answered, the rest refused ($out)" '[ $rc -eq 0 ] && [ "$un" -gt 0 ] && [ $((ok_n + un)) -eq 400 ]'
+out=$(clean VKS_AUDIT_KEY="$KEY" VKS_AUDIT_STDERR=1 VKS_AUDIT_TIMEOUT_MS=200 VKS_AUDIT_ON_FAILURE=allow \
+      timeout 60 "$W" 4 100 2>stall.fifo); rc=$?
+check "stalled stderr, allow: every lookup served ($out)" '[ $rc -eq 0 ] && [ "$out" = "ok=400 unavailable=0 other=0" ]'
+out=$(clean VKS_AUDIT_KEY="$KEY" VKS_AUDIT_STDERR=1 VKS_AUDIT_TIMEOUT_MS=200 VKS_AUDIT_MODE=async \
+      VKS_AUDIT_ON_FAILURE=allow timeout 60 "$W" 4 100 2>stall.fifo); rc=$?
+check "stalled stderr, async allow: every lookup served, exit not blocked ($out)" '[ $rc -eq 0 ] && [ "$out" = "ok=400 unavailable=0 other=0" ]'
+cat > stall.lua <<'LUA'
+local vks = require 'vault_keysource'
+vks.setup { audit = { stderr = true, timeout_ms = 200, on_failure = 'deny' } }
+local n, refused, code = 0, 0, nil
+for _ = 1, 200 do
+  local v, _, c = vks.resolve { key_data = 'x' }
+  if v then n = n + 1 else refused = refused + 1; code = c end
+end
+local s = vks.audit_stats()
+io.stdout:write(string.format('served=%d refused=%d code=%s timeouts=%d failures=%d\n', n, refused,
+  tostring(code), s.timeouts, s.failures))
+LUA
+out=$(clean VKS_AUDIT_KEY="$KEY" timeout 60 lua5.4 stall.lua 2>stall.fifo); rc=$?
+check "stalled stderr through vks.resolve: refused audit_unavailable, counted ($out)" \
+  '[ $rc -eq 0 ] && [[ "$out" == *"code=audit_unavailable"* ]] && [[ "$out" != *"timeouts=0 "* ]] && [[ "$out" != *"refused=0 "* ]]'
+exec 7>&-; rm -f stall.fifo
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -244,6 +244,32 @@ local ok, err = pcall(function()
     T.same_secret(vks.resolve { key_data = DATA_PW }, DATA_PW, 'served under allow')
     T.ok(vks.audit_stats().failures >= 2, 'failures counted')
   end)
+
+  T.test('a callback that never returns is stopped at the deadline and the policy applies', function()
+    local function stuck() while true do end end
+    -- the callback is the only sink, deny: the lookup is refused, never held
+    opts.audit = { callback = stuck, on_failure = 'deny', timeout_ms = 200 }
+    vks.setup(opts)
+    local t0 = os.time()
+    local v, msg, code = vks.resolve { key_data = DATA_PW }
+    T.eq(v, nil, 'refused')
+    T.eq(code, 'audit_unavailable', 'code')
+    T.contains(msg, 'deadline', 'message names the deadline')
+    local s = vks.audit_stats()
+    T.ok(s.timeouts >= 1, 'timeout counted')
+    local errs = s.callback_errors
+    -- allow: served, counted
+    opts.audit = { callback = stuck, on_failure = 'allow', timeout_ms = 200 }
+    vks.setup(opts)
+    T.same_secret(vks.resolve { key_data = DATA_PW }, DATA_PW, 'served under allow')
+    T.ok(vks.audit_stats().callback_errors > errs, 'counted as a callback error')
+    -- deny with a file sink as well: the file holds the event, the lookup is served
+    opts.audit = { file = log, callback = stuck, on_failure = 'deny', timeout_ms = 200 }
+    vks.setup(opts)
+    T.same_secret(vks.resolve { key_data = DATA_PW }, DATA_PW, 'served: the file recorded it')
+    T.ok(os.time() - t0 < 30, 'every lookup ended (bound, not a speed test)')
+    vks.set_audit_callback(nil)
+  end)
 end)
 vd:stop()
 if not ok then

@@ -819,7 +819,9 @@ struct reader {
 static void *fifo_open_reader(void *arg)
 {
     struct reader *r = arg;
-    r->fd = open(r->path, O_RDONLY);
+    r->fd = open(r->path, O_RDONLY | O_NONBLOCK); /* no writer yet: must not wait */
+    if (r->fd >= 0)
+        fcntl(r->fd, F_SETFL, fcntl(r->fd, F_GETFL) & ~O_NONBLOCK);
     return NULL;
 }
 
@@ -838,12 +840,13 @@ static void *fifo_drain(void *arg)
 
 Test(audit, async_queue_full_drops_are_counted_and_reported)
 {
-    /* the file sink is a FIFO nobody reads yet: the writer blocks, the queue (4) fills */
+    /* the file sink is a FIFO nobody reads yet: the writer waits, the queue (4) fills. The read
+       end is open first (a FIFO without a reader is refused at configure, never waited for). */
     const char *fifo = path_in("fifo");
     cr_assert_eq(mkfifo(fifo, 0600), 0);
     struct reader r = { fifo, -1, NULL, 0 };
-    pthread_t t;
-    pthread_create(&t, NULL, fifo_open_reader, &r);
+    fifo_open_reader(&r);
+    cr_assert_geq(r.fd, 0);
     struct vks_audit_config cfg;
     vks_audit_config_init(&cfg);
     cfg.file = fifo;
@@ -852,8 +855,6 @@ Test(audit, async_queue_full_drops_are_counted_and_reported)
     cfg.queue_size = 4;
     struct vks_err err;
     cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
-    pthread_join(t, NULL);
-    cr_assert_geq(r.fd, 0);
     struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
     struct vks_audit_stats s;
     int i;
@@ -1151,4 +1152,646 @@ Test(audit, async_fingerprints_each_value_it_was_given)
     }
     free_lines(lines, n);
     cr_assert_eq(verify1(file, NULL), 0);
+}
+
+/* ---- deadlines: a stalled sink never holds a lookup past timeout_ms ------------------------- */
+
+#define DEADLINE_MS 150
+
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+/* A pipe of one page that the test does not read (yet). */
+static void small_pipe(int p[2])
+{
+    cr_assert_eq(pipe(p), 0);
+    fcntl(p[1], F_SETPIPE_SZ, 4096);
+}
+
+struct drain {
+    int fd;
+    char *buf;
+    size_t len;
+};
+
+static void *drain_main(void *arg)
+{
+    struct drain *d = arg;
+    FILE *m = open_memstream(&d->buf, &d->len);
+    char b[65536];
+    ssize_t k;
+    while ((k = read(d->fd, b, sizeof b)) > 0)
+        fwrite(b, 1, (size_t)k, m);
+    fclose(m);
+    return NULL;
+}
+
+/* Writes what was drained into `name` and returns the number of audit.dropped `unrecorded`. */
+static uint64_t save_and_count_unrecorded(const struct drain *d, const char *name)
+{
+    const char *file = path_in(name);
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fwrite(d->buf, 1, d->len, f);
+    fclose(f);
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    uint64_t unrecorded = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!strstr(lines[i], "\"type\":\"audit.dropped\""))
+            continue;
+        struct json_object *o = parse(lines[i]);
+        unrecorded += (uint64_t)jint(o, "unrecorded");
+        json_object_put(o);
+    }
+    free_lines(lines, n);
+    return unrecorded;
+}
+
+enum stall_kind { STALL_STDERR, STALL_FIFO, STALL_SYSLOG };
+
+struct stall {
+    enum stall_kind kind;
+    int rfd;           /* the read end the test drains later (pipe / FIFO), or the dgram socket */
+    int saved_stderr;
+};
+
+static void stall_configure(struct stall *st, enum stall_kind kind, enum vks_audit_mode mode,
+                            enum vks_audit_on_failure pol)
+{
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.mode = mode;
+    cfg.on_failure = pol;
+    cfg.timeout_ms = DEADLINE_MS;
+    cfg.reopen_check_ms = 0;
+    st->kind = kind;
+    st->saved_stderr = -1;
+    if (kind == STALL_STDERR) {
+        int p[2];
+        small_pipe(p);
+        st->saved_stderr = dup(2);
+        dup2(p[1], 2);
+        close(p[1]);
+        st->rfd = p[0];
+        cfg.stderr_sink = true;
+    } else if (kind == STALL_FIFO) {
+        const char *fifo = path_in("stall.fifo");
+        cr_assert_eq(mkfifo(fifo, 0600), 0);
+        st->rfd = open(fifo, O_RDONLY | O_NONBLOCK);
+        cr_assert_geq(st->rfd, 0);
+        fcntl(st->rfd, F_SETFL, fcntl(st->rfd, F_GETFL) & ~O_NONBLOCK);
+        cfg.file = fifo;
+    } else {
+        const char *sock = path_in("stall.sock");
+        st->rfd = socket(AF_UNIX, SOCK_DGRAM, 0);
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", sock);
+        cr_assert_eq(bind(st->rfd, (struct sockaddr *)&sa, sizeof sa), 0, "%s", strerror(errno));
+        cfg.syslog = true;
+        cfg.syslog_socket = sock;
+    }
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+}
+
+static void stall_restore(struct stall *st)
+{
+    if (st->saved_stderr >= 0) {
+        dup2(st->saved_stderr, 2);
+        close(st->saved_stderr);
+        st->saved_stderr = -1;
+    }
+}
+
+/* syslog: receives the datagrams (without their RFC 3164 header) as lines into d->buf. */
+static void syslog_drain(int fd, struct drain *d)
+{
+    FILE *m = open_memstream(&d->buf, &d->len);
+    char b[70000];
+    ssize_t k;
+    while ((k = recv(fd, b, sizeof b - 1, MSG_DONTWAIT)) > 0) {
+        b[k] = '\0';
+        char *j = strstr(b, "]: {");
+        if (j != NULL)
+            fprintf(m, "%s\n", j + 3);
+    }
+    fclose(m);
+}
+
+/*
+ * The sink stalls (nobody reads): every emit returns within the deadline (the first one after
+ * waiting for it, the next ones at once), with the policy's result; once the reader reads again,
+ * events are recorded and the next line reports how many were not. The copy verifies.
+ */
+static void stalled_sink_case(enum stall_kind kind, enum vks_audit_on_failure pol)
+{
+    struct stall st;
+    stall_configure(&st, kind, VKS_AUDIT_SYNC, pol);
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    int ok = 0, refused = 0;
+    double t0 = mono_s();
+    struct vks_err err;
+    vks_err_clear(&err);
+    char msg[VKS_ERR_MSG_MAX] = "";
+    for (int i = 0; i < 400; i++) {
+        vks_status s = vks_audit_emit(&ev, NULL, &err);
+        if (s == VKS_OK) {
+            ok++;
+        } else {
+            cr_assert_eq(s, VKS_E_AUDIT_UNAVAILABLE);
+            refused++;
+            snprintf(msg, sizeof msg, "%s", err.msg);
+        }
+    }
+    double took = mono_s() - t0;
+    struct vks_audit_stats s;
+    vks_audit_get_stats(&s);
+    cr_assert_geq(s.timeouts, 1, "the stall was met by the deadline");
+    cr_assert_gt(s.failures, 0, "events were lost and counted");
+    /* 400 lookups against a stalled sink: one deadline each would take 60 s; a stalled sink is
+       not waited for again, so this is a handful of deadlines at most (generous bound) */
+    cr_assert_lt(took, 30.0, "took %.1f s", took);
+    if (pol == VKS_AUDIT_DENY) {
+        cr_assert_eq(refused, (int)s.failures, "deny: every lost event refused its lookup");
+        cr_assert_gt(ok, 0, "the first events fit the pipe");
+        cr_assert(strstr(msg, "stalled") != NULL && strstr(msg, "deny") != NULL, "%s", msg);
+    } else {
+        cr_assert_eq(ok, 400, "allow: every lookup served");
+    }
+    /* the reader reads again: recorded again, and the gap is reported in the log */
+    struct drain d = { st.rfd, NULL, 0 };
+    pthread_t t;
+    if (kind != STALL_SYSLOG)
+        pthread_create(&t, NULL, drain_main, &d);
+    else {
+        char junk[70000];
+        while (recv(st.rfd, junk, sizeof junk, MSG_DONTWAIT) > 0) /* room again */
+            ;
+    }
+    usleep(50000);
+    uint64_t lost = s.failures;
+    int later_ok = 0;
+    for (int i = 0; i < 5; i++)
+        if (vks_audit_emit(&ev, NULL, NULL) == VKS_OK)
+            later_ok++;
+    cr_assert_eq(later_ok, 5, "recorded again once the reader reads");
+    vks_audit_get_stats(&s);
+    cr_assert_eq(s.failures, lost, "nothing lost after the sink recovered");
+    if (kind == STALL_SYSLOG) {
+        syslog_drain(st.rfd, &d);
+        vks_audit_shutdown();
+    } else {
+        vks_audit_shutdown(); /* closes the write end (stderr: our copy; then restore fd 2) */
+        stall_restore(&st);
+        pthread_join(t, NULL);
+    }
+    stall_restore(&st);
+    close(st.rfd);
+    char name[64];
+    snprintf(name, sizeof name, "stall-%d-%d.jsonl", (int)kind, (int)pol);
+    uint64_t reported = save_and_count_unrecorded(&d, name);
+    if (kind != STALL_SYSLOG) {
+        /* syslog drops what was queued before the drain: the copy starts mid-chain */
+        cr_assert_eq(reported, lost, "the log proves %llu lost events (reported %llu)",
+                     (unsigned long long)lost, (unsigned long long)reported);
+        cr_assert_eq(verify1(path_in(name), NULL), 0, "the chain verifies across the gap");
+    } else {
+        cr_assert_eq(reported, lost, "the next line reports the %llu lost events (%llu)",
+                     (unsigned long long)lost, (unsigned long long)reported);
+    }
+    free(d.buf);
+}
+
+Test(audit, stalled_stderr_pipe_deny_refuses_within_the_deadline)
+{
+    stalled_sink_case(STALL_STDERR, VKS_AUDIT_DENY);
+}
+
+Test(audit, stalled_stderr_pipe_allow_serves_counts_and_reports)
+{
+    stalled_sink_case(STALL_STDERR, VKS_AUDIT_ALLOW);
+}
+
+Test(audit, stalled_fifo_file_sink_deny_refuses_within_the_deadline)
+{
+    stalled_sink_case(STALL_FIFO, VKS_AUDIT_DENY);
+}
+
+Test(audit, stalled_fifo_file_sink_allow_serves_counts_and_reports)
+{
+    stalled_sink_case(STALL_FIFO, VKS_AUDIT_ALLOW);
+}
+
+Test(audit, stalled_syslog_socket_deny_refuses_within_the_deadline)
+{
+    stalled_sink_case(STALL_SYSLOG, VKS_AUDIT_DENY);
+}
+
+Test(audit, stalled_syslog_socket_allow_serves_counts_and_reports)
+{
+    stalled_sink_case(STALL_SYSLOG, VKS_AUDIT_ALLOW);
+}
+
+Test(audit, a_fifo_without_reader_is_refused_not_waited_for)
+{
+    const char *fifo = path_in("noreader.fifo");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = fifo;
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_E_CONFIG);
+    cr_assert(strstr(err.msg, "noreader.fifo") != NULL, "%s", err.msg);
+}
+
+struct emitter {
+    int ok, refused, other;
+};
+
+static void *emit_many(void *arg)
+{
+    struct emitter *e = arg;
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < 50; i++) {
+        vks_status s = vks_audit_emit(&ev, NULL, NULL);
+        if (s == VKS_OK)
+            e->ok++;
+        else if (s == VKS_E_AUDIT_UNAVAILABLE)
+            e->refused++;
+        else
+            e->other++;
+    }
+    return NULL;
+}
+
+/* Threads queueing for the audit lock behind a writer stuck on the stalled sink wait at most the
+   deadline too, and every lookup ends with the policy's answer. */
+Test(audit, threads_behind_a_stalled_sink_all_finish)
+{
+    for (int pol = VKS_AUDIT_DENY; pol <= VKS_AUDIT_ALLOW; pol++) {
+        struct stall st;
+        stall_configure(&st, STALL_STDERR, VKS_AUDIT_SYNC, (enum vks_audit_on_failure)pol);
+        pthread_t t[6];
+        struct emitter e[6];
+        memset(e, 0, sizeof e);
+        for (int i = 0; i < 6; i++)
+            pthread_create(&t[i], NULL, emit_many, &e[i]);
+        int ok = 0, refused = 0;
+        for (int i = 0; i < 6; i++) {
+            pthread_join(t[i], NULL);
+            cr_assert_eq(e[i].other, 0);
+            ok += e[i].ok;
+            refused += e[i].refused;
+        }
+        cr_assert_eq(ok + refused, 300);
+        if (pol == VKS_AUDIT_ALLOW)
+            cr_assert_eq(ok, 300);
+        else
+            cr_assert_gt(refused, 0);
+        struct vks_audit_stats s;
+        vks_audit_get_stats(&s);
+        cr_assert_geq(s.timeouts, 1);
+        vks_audit_shutdown();
+        stall_restore(&st);
+        close(st.rfd);
+        dir[0] = '\0';
+        setup_dir();
+    }
+}
+
+/* async: the caller never writes, so a stalled sink never holds it; the writer meets the
+   deadline, so flush and shutdown end too, and nothing is lost silently. */
+Test(audit, async_with_a_stalled_sink_never_blocks_the_caller)
+{
+    struct stall st;
+    stall_configure(&st, STALL_STDERR, VKS_AUDIT_ASYNC, VKS_AUDIT_ALLOW);
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < 5000; i++)
+        cr_assert_eq(vks_audit_emit(&ev, NULL, NULL), VKS_OK);
+    vks_audit_flush();
+    struct vks_audit_stats s;
+    vks_audit_get_stats(&s);
+    cr_assert_geq(s.timeouts, 1);
+    cr_assert_gt(s.failures + s.dropped, 0, "lost events are counted");
+    vks_audit_shutdown();
+    stall_restore(&st);
+    /* what reached the pipe: the lookups written; with the failures and drops, every one */
+    struct drain d = { st.rfd, NULL, 0 };
+    pthread_t t;
+    pthread_create(&t, NULL, drain_main, &d);
+    pthread_join(t, NULL);
+    close(st.rfd);
+    size_t lookups = 0;
+    for (char *p = d.buf; p != NULL && (p = strstr(p, "\"type\":\"secret.lookup\"")) != NULL; p++)
+        lookups++;
+    free(d.buf);
+    cr_log_info("lookups %zu failures %llu dropped %llu", lookups,
+                (unsigned long long)s.failures, (unsigned long long)s.dropped);
+    cr_assert_eq(lookups + s.failures + s.dropped, 5000,
+                 "every event written, lost or dropped: %zu + %llu + %llu", lookups,
+                 (unsigned long long)s.failures, (unsigned long long)s.dropped);
+}
+
+/* ---- legitimate reconfiguration, restarts and rotation verify clean ------------------------- */
+
+static void emit_n(int n)
+{
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < n; i++)
+        cr_assert_eq(vks_audit_emit(&ev, NULL, NULL), VKS_OK);
+}
+
+static void configure_sinks(const char *file, bool with_stderr, bool callback)
+{
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = file;
+    cfg.stderr_sink = with_stderr;
+    cfg.callback = callback;
+    cfg.reopen_check_ms = 0;
+    struct vks_err err;
+    vks_err_clear(&err);
+    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+}
+
+/* stderr to /dev/null for the test (a second sink that keeps the chain going) */
+static int quiet_stderr(void)
+{
+    int saved = dup(2);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, 2);
+    close(devnull);
+    return saved;
+}
+
+static void restore_stderr(int saved)
+{
+    dup2(saved, 2);
+    close(saved);
+}
+
+/* the line of `file` with "type":"audit.open" and reason `reason` (the first one), parsed */
+static struct json_object *find_open(const char *file, const char *reason)
+{
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    struct json_object *found = NULL;
+    for (size_t i = 0; i < n && found == NULL; i++) {
+        if (!strstr(lines[i], "\"type\":\"audit.open\""))
+            continue;
+        struct json_object *o = parse(lines[i]);
+        if (strcmp(jstr(o, "reason", NULL), reason) == 0)
+            found = o;
+        else
+            json_object_put(o);
+    }
+    free_lines(lines, n);
+    return found;
+}
+
+Test(audit, file_sink_configured_off_and_on_verifies_clean)
+{
+    /* the other sink during the off period: stderr; the callback; none at all */
+    for (int other = 0; other < 3; other++) {
+        char name[64];
+        snprintf(name, sizeof name, "offon-%d.jsonl", other);
+        const char *file = path_in(name);
+        int saved = quiet_stderr();
+        bool se = other == 0, cb = other == 1;
+        configure_sinks(file, se, cb);
+        if (cb)
+            vks_audit_capture_begin();
+        emit_n(3);
+        configure_sinks(NULL, se, cb); /* file off: the chain goes on in the other sink */
+        emit_n(4);
+        configure_sinks(file, se, cb); /* and on again */
+        emit_n(2);
+        if (cb)
+            free(vks_audit_capture_end());
+        vks_audit_shutdown();
+        restore_stderr(saved);
+        long long bad;
+        cr_assert_eq(verify1(file, &bad), 0, "case %d: an untouched file verifies (bad %lld)",
+                     other, bad);
+        if (other != 2) {
+            struct json_object *o = find_open(file, "configure");
+            cr_assert_not_null(o);
+            cr_assert_eq(jint(o, "missed_from"), 4, "case %d: the gap is named", other);
+            cr_assert_eq(jint(o, "missed_to"), jint(o, "seq") - 1);
+            json_object_put(o);
+        }
+        /* deleting the line before the announced gap is still caught */
+        char **lines;
+        size_t n = read_lines(file, &lines);
+        free(lines[3]);
+        memmove(&lines[3], &lines[4], (n - 4) * sizeof *lines);
+        write_lines(file, lines, n - 1);
+        free_lines(lines, n - 1);
+        cr_assert_eq(verify1(file, NULL), 1, "case %d: a deletion next to the gap", other);
+    }
+}
+
+Test(audit, file_sink_moved_elsewhere_and_back_verifies_clean)
+{
+    const char *a = path_in("here.jsonl");
+    char b[600];
+    snprintf(b, sizeof b, "%s", path_in("there.jsonl"));
+    configure_sinks(a, false, false);
+    emit_n(3);
+    configure_sinks(b, false, false);
+    emit_n(3);
+    configure_sinks(a, false, false);
+    emit_n(3);
+    configure_sinks(b, false, false);
+    emit_n(1);
+    vks_audit_shutdown();
+    cr_assert_eq(verify1(a, NULL), 0, "the first file verifies");
+    cr_assert_eq(verify1(b, NULL), 0, "the second file verifies");
+}
+
+Test(audit, a_failing_sink_kept_across_a_reconfiguration_verifies_clean)
+{
+    const char *file = path_in("keptfail.jsonl");
+    int saved = quiet_stderr();
+    configure_sinks(file, true, false);
+    emit_n(2);
+    /* the file fails (its fd swapped for /dev/full) while stderr records */
+    int filefd = -1;
+    for (int fd = 3; fd < 64; fd++) {
+        char l[64], t[512];
+        snprintf(l, sizeof l, "/proc/self/fd/%d", fd);
+        ssize_t k = readlink(l, t, sizeof t - 1);
+        if (k > 0) {
+            t[k] = '\0';
+            if (strstr(t, "keptfail.jsonl"))
+                filefd = fd;
+        }
+    }
+    cr_assert_geq(filefd, 0);
+    int keep = dup(filefd);
+    int full = open("/dev/full", O_WRONLY);
+    dup2(full, filefd);
+    emit_n(3);
+    dup2(keep, filefd);
+    /* reconfigured before the file got its resume marker: the new sink carries the gap */
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = file;
+    cfg.stderr_sink = true;
+    cfg.mode = VKS_AUDIT_FSYNC;
+    cfg.reopen_check_ms = 0;
+    cr_assert_eq(vks_audit_configure(&cfg, NULL), VKS_OK);
+    emit_n(2);
+    vks_audit_shutdown();
+    restore_stderr(saved);
+    close(keep);
+    close(full);
+    cr_assert_eq(verify1(file, NULL), 0);
+}
+
+Test(audit, restarts_appending_to_one_file_verify_clean)
+{
+    const char *file = path_in("restart.jsonl");
+    for (int run = 0; run < 3; run++) {
+        configure_file(file, VKS_AUDIT_SYNC, VKS_AUDIT_DENY);
+        emit_n(3);
+        vks_audit_shutdown(); /* a clean exit closes its chain */
+    }
+    /* and a process killed without closing its chain */
+    pid_t pid = fork();
+    if (pid == 0) {
+        configure_file(file, VKS_AUDIT_SYNC, VKS_AUDIT_DENY);
+        emit_n(3);
+        _exit(0); /* no atexit handlers, no audit.close */
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    configure_file(file, VKS_AUDIT_SYNC, VKS_AUDIT_DENY);
+    emit_n(2);
+    vks_audit_shutdown();
+    cr_assert_eq(verify1(file, NULL), 0);
+}
+
+static void emit_for(int n, int sleep_us)
+{
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < n; i++) {
+        if (vks_audit_emit(&ev, NULL, NULL) != VKS_OK)
+            _exit(3);
+        usleep((useconds_t)sleep_us);
+    }
+}
+
+/* logrotate's copytruncate: copy the file, then truncate it (lines written in between are lost) */
+static void copytruncate(const char *file, const char *to)
+{
+    int in = open(file, O_RDONLY), out = open(to, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(in >= 0 && out >= 0);
+    char buf[4096];
+    ssize_t k;
+    while ((k = read(in, buf, sizeof buf)) > 0) {
+        cr_assert_eq(write(out, buf, (size_t)k), k);
+        usleep(500); /* a slow copy: writers keep appending meanwhile */
+    }
+    close(in);
+    close(out);
+    usleep(20000); /* lines written now are in neither file: the loss logrotate documents */
+    cr_assert_eq(truncate(file, 0), 0);
+}
+
+/* Several processes append to one file while it is rotated by rename and by copytruncate. */
+static void rotation_case(bool rename_rotation, long check_ms)
+{
+    char file[600], old[640];
+    snprintf(file, sizeof file, "%s", path_in(rename_rotation ? "rot-rename.jsonl"
+                                                              : "rot-copy.jsonl"));
+    snprintf(old, sizeof old, "%s.1", file);
+    pid_t kids[3];
+    for (int k = 0; k < 3; k++) {
+        kids[k] = fork();
+        if (kids[k] == 0) {
+            struct vks_audit_config cfg;
+            vks_audit_config_init(&cfg);
+            cfg.file = file;
+            cfg.reopen_check_ms = check_ms;
+            if (vks_audit_configure(&cfg, NULL) != VKS_OK)
+                _exit(2);
+            emit_for(400, 1000);
+            vks_audit_shutdown();
+            _exit(0);
+        }
+    }
+    usleep(60000);
+    if (rename_rotation)
+        cr_assert_eq(rename(file, old), 0);
+    else
+        copytruncate(file, old);
+    for (int k = 0; k < 3; k++) {
+        int status;
+        waitpid(kids[k], &status, 0);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "writer %d", k);
+    }
+    const char *both[2] = { old, file };
+    long long bad;
+    cr_assert_eq(verify(both, 2, NULL, &bad, true), 0, "rotated + current verify (bad %lld)",
+                 bad);
+    cr_assert_eq(verify1(file, &bad), 0, "the current file alone verifies (bad %lld)", bad);
+    cr_assert_eq(verify1(old, &bad), 0, "the rotated file alone verifies (bad %lld)", bad);
+    /* tampering is still caught: a line deleted from the middle of the current file */
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    cr_assert_gt(n, 20);
+    free(lines[n / 2]);
+    memmove(&lines[n / 2], &lines[n / 2 + 1], (n - n / 2 - 1) * sizeof *lines);
+    write_lines(file, lines, n - 1);
+    free_lines(lines, n - 1);
+    cr_assert_eq(verify(both, 2, NULL, NULL, true), 1, "a deleted line is detected");
+}
+
+Test(audit, several_processes_and_rename_rotation_verify_clean)
+{
+    rotation_case(true, 0);
+}
+
+Test(audit, several_processes_and_copytruncate_verify_clean)
+{
+    rotation_case(false, 0);
+}
+
+Test(audit, copytruncate_noticed_late_verifies_clean)
+{
+    /* lines written after the truncate and before the periodic check precede the marker */
+    rotation_case(false, 40);
+}
+
+Test(audit, copytruncate_head_deleted_is_still_detected)
+{
+    const char *file = path_in("ct-head.jsonl");
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = file;
+    cfg.reopen_check_ms = 0;
+    cr_assert_eq(vks_audit_configure(&cfg, NULL), VKS_OK);
+    emit_n(3);
+    cr_assert_eq(truncate(file, 0), 0);
+    emit_n(4);
+    vks_audit_shutdown();
+    cr_assert_eq(verify1(file, NULL), 0);
+    /* without its truncated marker the file starts mid-chain: detected */
+    char **lines;
+    size_t n = read_lines(file, &lines);
+    struct json_object *o = parse(lines[0]);
+    cr_assert_str_eq(jstr(o, "reason", NULL), "truncated");
+    json_object_put(o);
+    write_lines(file, lines + 1, n - 1);
+    free_lines(lines, n);
+    long long bad;
+    cr_assert_eq(verify1(file, &bad), 1);
 }
