@@ -290,10 +290,13 @@ static void audit_before_lookup(lua_State *L)
 {
     int ty = lua_rawgetp(L, LUA_REGISTRYINDEX, &cb_key);
     lua_pop(L, 1);
-    lua_pushboolean(L, ty == LUA_TFUNCTION);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
-    if (ty == LUA_TFUNCTION)
+    /* active_key is true only between a before and an after with a callback (after_lookup
+     * resets it): without a callback nothing is written (this runs on every lookup) */
+    if (ty == LUA_TFUNCTION) {
+        lua_pushboolean(L, 1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
         vks_audit_capture_begin();
+    }
 }
 
 static void audit_after_lookup(lua_State *L)

@@ -1878,7 +1878,9 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
         pthread_mutex_lock(&A.lock);
         bool cfg_err = A.has_config_error;
         char msg[VKS_ERR_MSG_MAX];
-        snprintf(msg, sizeof msg, "%s", A.config_error);
+        msg[0] = '\0';
+        if (cfg_err) /* formatted only when it will be used (this runs on every unaudited lookup) */
+            snprintf(msg, sizeof msg, "%s", A.config_error);
         pthread_mutex_unlock(&A.lock);
         if (cfg_err && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW)
             return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE, "audit: bad configuration: %s", msg);
@@ -2001,6 +2003,12 @@ char *vks_audit_capture_end(void)
     cap_buf = NULL;
     cap_len = 0;
     return b;
+}
+
+bool vks_audit_enabled(void)
+{
+    auto_configure();
+    return atomic_load(&A.enabled);
 }
 
 void vks_audit_get_stats(struct vks_audit_stats *out)

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,12 @@ struct runtime {
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *rt_current;
 static unsigned long rt_generation; /* guarded by rt_lock */
+static _Atomic unsigned long rt_generation_now; /* rt_current's gen (0: none), for lock-free readers */
+
+unsigned long vks_resolver_generation(void)
+{
+    return atomic_load_explicit(&rt_generation_now, memory_order_acquire);
+}
 
 static void runtime_free(struct runtime *rt)
 {
@@ -117,6 +124,7 @@ static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
         }
         rt->gen = ++rt_generation;
         rt_current = rt;
+        atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
     }
     rt_current->refs++;
     *out = rt_current;
@@ -157,6 +165,7 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
     struct runtime *old = rt_current;
     rt->gen = ++rt_generation;
     rt_current = rt;
+    atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
     if (last)
@@ -187,6 +196,7 @@ void vks_resolver_shutdown(void)
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
     rt_current = NULL;
+    atomic_store_explicit(&rt_generation_now, 0, memory_order_release);
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
     if (last)
@@ -315,7 +325,8 @@ static vks_status identity_of(const struct runtime *rt, const struct vks_keysour
     return VKS_OK;
 }
 
-vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+vks_status vks_resolver_identity_gen(const struct vks_keysource *ks, char *buf, size_t n,
+                                     unsigned long *gen, struct vks_err *err)
 {
     if (ks == NULL || buf == NULL || n == 0)
         return vks_err_set(err, VKS_E_INVALID_ARG, "identity: bad arguments");
@@ -324,8 +335,15 @@ vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size
     if (st != VKS_OK)
         return st;
     st = identity_of(rt, ks, buf, n, err);
+    if (gen != NULL)
+        *gen = rt->gen;
     runtime_release(rt);
     return st;
+}
+
+vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+{
+    return vks_resolver_identity_gen(ks, buf, n, NULL, err);
 }
 
 /* ------------------------------------------------------------------ sources */
@@ -643,7 +661,8 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     memset(info, 0, sizeof *info);
     info->outcome = "none";
     *out = VKS_SECRET_EMPTY;
-    uint64_t t0 = now_ns();
+    /* the latency is for the audit event only: no clock read when auditing is off */
+    uint64_t t0 = vks_audit_enabled() ? now_ns() : 0;
 
     const struct vks_keysource *ks = req->ks;
     struct runtime *rt = NULL;
@@ -672,10 +691,13 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             goto done;
         }
         char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
-        if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
+        const char *id = identity;
+        if (req->identity != NULL && req->identity_gen == rt->gen)
+            id = req->identity; /* the front end's copy, built for this ks under this runtime */
+        else if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
             goto done;
         struct vsource src = { .rt = rt, .ks = ks };
-        st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
+        st = vks_cache_get(id, NULL, &cache_ops, &src, out, &ci, err);
         info->outcome = vks_cache_outcome_name(ci.outcome);
         info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
                        ci.outcome == VKS_CACHE_NEGATIVE;
@@ -752,7 +774,7 @@ done:
             ev.value = out->data;
             ev.value_len = out->len;
         }
-        ev.latency_ns = now_ns() - t0;
+        ev.latency_ns = t0 != 0 ? now_ns() - t0 : 0;
         struct vks_err ae;
         vks_err_clear(&ae);
         /* a lookup that failed keeps its own code (the more useful one); a value is withheld */
