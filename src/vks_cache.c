@@ -827,6 +827,307 @@ static vks_status bypass(const struct vks_cache_source_ops *ops, void *source, v
     return VKS_OK;
 }
 
+/* ---- vks_cache_get, step by step ----------------------------------------------------------- */
+
+/* What a step taken under g.mu decided for the caller. */
+enum step {
+    STEP_ANSWERED, /* out/info/err are filled, rc says how                                   */
+    STEP_LEAD,     /* nothing usable and no fetch in flight: this caller fetches             */
+    STEP_RESTART,  /* the entry was dropped while this caller waited: look it up again       */
+    STEP_AGAIN,    /* the fetch waited for succeeded (or was local): judge the entry again   */
+};
+
+static bool same_validator(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Step 1: the entry for identity. One whose validator differs is wiped and replaced. *created
+ * says the entry is new (nothing to serve: the caller leads its fetch). NULL: out of memory. */
+static struct entry *entry_for_locked(uint64_t h, const char *identity, const char *validator,
+                                      bool *created, struct entry **dead)
+{
+    struct entry *e = find_locked(h, identity);
+    if (e != NULL && !same_validator(validator, e->validator)) {
+        drop_locked(e, dead);
+        g.st.invalidations++;
+        e = NULL;
+    }
+    *created = e == NULL;
+    return e != NULL ? e : new_entry_locked(h, identity, validator, dead);
+}
+
+/* A fresh value: a copy for the caller (HIT), and refresh-ahead when the entry is due. */
+static vks_status serve_hit_locked(struct entry *e, int64_t now, bool waited, vks_secret *out,
+                                   struct vks_cache_info *info, struct vks_err *err,
+                                   struct entry **dead)
+{
+    vks_status rc = copy_out_locked(e, out, err, dead);
+    if (rc != VKS_OK) {
+        info->outcome = VKS_CACHE_ERROR;
+        info->fetch_status = rc;
+        return rc;
+    }
+    info->outcome = VKS_CACHE_HIT;
+    info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+    info_set_meta(info, e->meta);
+    g.st.hits++;
+    if (waited)
+        g.st.coalesced++;
+    if (refresh_due(e, now)) {
+        enqueue_locked(e);
+        start_thread_locked();
+    }
+    return rc;
+}
+
+/* Single-flight: waits (g.mu released meanwhile) for the fetch in flight on e. A failure of that
+ * fetch is shared at once (STALE or NEGATIVE); otherwise the entry is judged again. */
+static enum step wait_for_fetch_locked(struct entry *e, bool *waited, vks_secret *out,
+                                       struct vks_cache_info *info, struct vks_err *err,
+                                       struct entry **dead, vks_status *rc)
+{
+    uint64_t gen = e->gen;
+    if (!*waited)
+        g.st.waits++;
+    *waited = true;
+    info->waited = true;
+    e->refs++;
+    while (e->fetching && e->gen == gen)
+        pthread_cond_wait(&g.fetched, &g.mu);
+    unref_locked(e, dead);
+    if (!e->linked)
+        return STEP_RESTART;
+    if (e->gen == gen || e->last_status == VKS_OK || is_local(e->last_status))
+        return STEP_AGAIN;
+    int64_t now = now_ns();
+    bool serve_stale = e->has_value && vks_cache_status_is_transient(e->last_status) &&
+                       now < stale_limit(e);
+    *rc = answer_from_failure_locked(e, now, serve_stale, out, info, err, dead);
+    g.st.coalesced++;
+    return STEP_ANSWERED;
+}
+
+/* Step 2, for an existing entry: a fresh value (HIT), a remembered failure (STALE or NEGATIVE),
+ * or a wait for the fetch in flight; STEP_LEAD when none of these applies. */
+static enum step answer_or_wait_locked(struct entry *e, bool *waited, vks_secret *out,
+                                       struct vks_cache_info *info, struct vks_err *err,
+                                       struct entry **dead, vks_status *rc)
+{
+    for (;;) {
+        int64_t now = now_ns();
+        lru_touch(e);
+        e->last_used = now;
+        if (e->has_value && now >= stale_limit(e)) {
+            wipe_value_locked(e);
+            g.st.expirations++;
+        }
+        if (e->has_value && now < expires_at(e)) {
+            *rc = serve_hit_locked(e, now, *waited, out, info, err, dead);
+            return STEP_ANSWERED;
+        }
+        if (now < e->neg_until && e->last_status != VKS_OK) {
+            *rc = answer_from_failure_locked(e, now, e->has_value, out, info, err, dead);
+            if (*waited)
+                g.st.coalesced++;
+            return STEP_ANSWERED;
+        }
+        if (!e->fetching)
+            return STEP_LEAD;
+        enum step s = wait_for_fetch_locked(e, waited, out, info, err, dead, rc);
+        if (s != STEP_AGAIN)
+            return s;
+    }
+}
+
+/* What a leader's fetch produced (step 3). */
+struct lead {
+    struct vks_cache_fetch fr;
+    struct vks_err ferr;
+    vks_status st;
+    struct meta_ref *meta;  /* shareable metadata of fr (on success)                        */
+    void *clone;            /* source clone for refresh-ahead, or NULL                      */
+    bool had_value;         /* the entry held an (expired) value: REFRESH rather than MISS  */
+};
+
+/* Step 3a, without g.mu: calls the source (once more after making room when the arena was
+ * full), makes the metadata shareable and, when wanted, clones the source for refresh-ahead. */
+static void fetch_unlocked(struct entry *e, const struct vks_cache_source_ops *ops, void *source,
+                           bool want_clone, struct lead *ld)
+{
+    vks_err_clear(&ld->ferr);
+    ld->st = ops->fetch(source, &ld->fr, &ld->ferr);
+    if (ld->st == VKS_E_LOCKED_MEMORY && make_room(e)) {
+        /* the arena was full: idle cached values were evicted, try once more */
+        fetch_clear(&ld->fr);
+        memset(&ld->fr, 0, sizeof ld->fr);
+        vks_err_clear(&ld->ferr);
+        ld->st = ops->fetch(source, &ld->fr, &ld->ferr);
+    }
+    if (ld->st != VKS_OK) {
+        ld->st = fail_fetch_status(ld->st, &ld->ferr);
+        return;
+    }
+    if ((ld->meta = meta_ref_of(&ld->fr.meta)) == NULL) {
+        ld->st = vks_err_set(&ld->ferr, VKS_E_NOMEM, "out of memory caching metadata");
+        return;
+    }
+    ld->fr.meta.custom_metadata_json = NULL; /* owned by ld->meta now */
+    if (want_clone)
+        ld->clone = ops->clone(source);
+}
+
+/* Step 3b, success: the value is installed (unless the entry was dropped meanwhile: then the
+ * caller still gets what it asked for) and a copy returned (MISS or REFRESH). */
+static vks_status install_fetched_locked(struct entry *e, const struct vks_cache_source_ops *ops,
+                                         struct lead *ld, int64_t now, vks_secret *out,
+                                         struct vks_cache_info *info, struct vks_err *err,
+                                         struct entry **dead)
+{
+    vks_status rc;
+    if (e->linked) {
+        install_locked(e, &ld->fr, ld->meta, now);
+        ld->meta = NULL;
+        if (ld->clone && e->src == NULL) {
+            e->src = ld->clone;
+            e->ops = ops;
+            ld->clone = NULL;
+        }
+        start_thread_locked();
+        rc = copy_out_locked(e, out, err, dead);
+        if (rc == VKS_OK)
+            info_set_meta(info, e->meta);
+    } else {
+        *out = ld->fr.value;
+        ld->fr.value = VKS_SECRET_EMPTY;
+        info_set_meta(info, ld->meta);
+        rc = VKS_OK;
+    }
+    info->outcome = rc == VKS_OK ? (ld->had_value ? VKS_CACHE_REFRESH : VKS_CACHE_MISS)
+                                 : VKS_CACHE_ERROR;
+    if (rc != VKS_OK)
+        info->fetch_status = rc;
+    return rc;
+}
+
+/* Step 3b, failure: transient → remembered, the last good value served while inside the stale
+ * window (STALE), else wiped; fail-closed → the value wiped at once and the failure remembered;
+ * local → neither remembered nor allowed to drop a good value. */
+static vks_status settle_failed_fetch_locked(struct entry *e, vks_status st, const char *msg,
+                                             int64_t now, vks_secret *out,
+                                             struct vks_cache_info *info, struct vks_err *err,
+                                             struct entry **dead)
+{
+    set_msg(e, msg);
+    info->fetch_status = st;
+    if (vks_cache_status_is_transient(st)) {
+        e->neg_until = now + g.neg_ttl_ns;
+        if (e->has_value && now < stale_limit(e))
+            return answer_from_failure_locked(e, now, true, out, info, err, dead);
+        wipe_value_locked(e);
+    } else if (!is_local(st)) {
+        if (e->has_value)
+            g.st.revocations++;
+        wipe_value_locked(e);
+        e->neg_until = now + g.neg_ttl_ns;
+    }
+    info->outcome = VKS_CACHE_ERROR;
+    g.st.errors++;
+    return vks_err_set(err, st, "%s", msg);
+}
+
+/* The leader lets go of e: capacity is enforced again, and an entry that holds nothing and
+ * remembers nothing is not worth keeping. */
+static void lead_done_locked(struct entry *e, int64_t now, struct entry **dead)
+{
+    unref_locked(e, dead);
+    while (g.count > g.capacity && evict_one_locked(NULL, dead))
+        ;
+    if (e->linked && !e->has_value && e->refs == 0 && !e->fetching && now >= e->neg_until)
+        drop_locked(e, dead);
+}
+
+/* Step 3: this caller fetches for everyone waiting on e. Entered with g.mu held; returns with it
+ * released and `dead` freed. */
+static vks_status lead_fetch(struct entry *e, const struct vks_cache_source_ops *ops, void *source,
+                             bool waited, vks_secret *out, struct vks_cache_info *info,
+                             struct vks_err *err, struct entry *dead)
+{
+    struct lead ld;
+    memset(&ld, 0, sizeof ld);
+    ld.had_value = e->has_value;
+    bool want_clone = e->src == NULL && ops->clone != NULL;
+    e->fetching = true;
+    e->refs++;
+    if (!waited)
+        g.st.waits++;
+    info->waited = true;
+    g.st.fetches++;
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    dead = NULL;
+
+    fetch_unlocked(e, ops, source, want_clone, &ld);
+
+    pthread_mutex_lock(&g.mu);
+    int64_t now = now_ns();
+    e->fetching = false;
+    e->gen++;
+    e->last_status = ld.st;
+    pthread_cond_broadcast(&g.fetched);
+    g.st.misses++;
+    vks_status rc = ld.st == VKS_OK
+                        ? install_fetched_locked(e, ops, &ld, now, out, info, err, &dead)
+                        : settle_failed_fetch_locked(e, ld.st, ld.ferr.msg, now, out, info, err, &dead);
+    lead_done_locked(e, now, &dead);
+    pthread_mutex_unlock(&g.mu);
+    fetch_clear(&ld.fr);
+    meta_unref(ld.meta);
+    if (ld.clone)
+        ops->free(ld.clone);
+    free_dead(dead);
+    return rc;
+}
+
+/* Step 0, under g.mu: the cache is usable (configuration from the environment is valid). */
+static vks_status check_configured_locked(struct vks_cache_info *info, struct vks_err *err)
+{
+    fork_reset_locked();
+    ensure_configured_locked();
+    if (g.config_status == VKS_OK)
+        return VKS_OK;
+    info->outcome = VKS_CACHE_ERROR;
+    info->fetch_status = vks_err_set(err, g.config_status, "%s", g.config_msg);
+    return g.config_status;
+}
+
+/* Steps 1-3 for identity (hash h). Entered with g.mu held; returns with it released. */
+static vks_status lookup_locked(uint64_t h, const char *identity, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    struct entry *dead = NULL, *e;
+    vks_status rc = VKS_OK;
+    bool waited = false;
+    enum step s;
+    do {
+        bool created = false;
+        if ((e = entry_for_locked(h, identity, validator, &created, &dead)) == NULL) {
+            rc = vks_err_set(err, VKS_E_NOMEM, "cache: out of memory");
+            info->outcome = VKS_CACHE_ERROR;
+            info->fetch_status = rc;
+            s = STEP_ANSWERED;
+        } else {
+            s = created ? STEP_LEAD : answer_or_wait_locked(e, &waited, out, info, err, &dead, &rc);
+        }
+    } while (s == STEP_RESTART);
+    if (s == STEP_LEAD)
+        return lead_fetch(e, ops, source, waited, out, info, err, dead);
+    pthread_mutex_unlock(&g.mu);
+    free_dead(dead);
+    return rc;
+}
+
 vks_status vks_cache_get(const char *identity, const char *validator,
                          const struct vks_cache_source_ops *ops, void *source,
                          vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
@@ -844,235 +1145,17 @@ vks_status vks_cache_get(const char *identity, const char *validator,
         return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no fetch callback");
 
     pthread_once(&g_once, once_init);
-    size_t idlen = strlen(identity);
-    uint64_t h = hash_str(identity, idlen);
-    struct entry *dead = NULL;
-    vks_status rc = VKS_OK;
-
+    uint64_t h = hash_str(identity, strlen(identity));
+    vks_status rc;
     pthread_mutex_lock(&g.mu);
-    fork_reset_locked();
-    ensure_configured_locked();
-    if (g.config_status != VKS_OK) {
-        rc = vks_err_set(err, g.config_status, "%s", g.config_msg);
+    if ((rc = check_configured_locked(info, err)) != VKS_OK) {
         pthread_mutex_unlock(&g.mu);
-        info->outcome = VKS_CACHE_ERROR;
-        info->fetch_status = rc;
-        return rc;
-    }
-    if (g.ttl_ns <= 0) {
+    } else if (g.ttl_ns <= 0) {
         pthread_mutex_unlock(&g.mu);
-        vks_status st = bypass(ops, source, out, info, err);
-        if (info == &dummy)
-            vks_cache_info_release(info);
-        return st;
-    }
-
-    bool waited = false;
-    struct entry *e;
-restart:
-    e = find_locked(h, identity);
-    if (e != NULL) {
-        bool same = (validator == NULL && e->validator == NULL) ||
-                    (validator && e->validator && strcmp(validator, e->validator) == 0);
-        if (!same) {
-            drop_locked(e, &dead);
-            g.st.invalidations++;
-            e = NULL;
-        }
-    }
-    if (e == NULL) {
-        e = new_entry_locked(h, identity, validator, &dead);
-        if (e == NULL) {
-            rc = vks_err_set(err, VKS_E_NOMEM, "cache: out of memory");
-            info->outcome = VKS_CACHE_ERROR;
-            info->fetch_status = rc;
-            goto out_unlock;
-        }
-        goto lead;
-    }
-
-    for (;;) {
-        int64_t now = now_ns();
-        lru_touch(e);
-        e->last_used = now;
-        if (e->has_value && now >= stale_limit(e)) {
-            wipe_value_locked(e);
-            g.st.expirations++;
-        }
-        if (e->has_value && now < expires_at(e)) {
-            rc = copy_out_locked(e, out, err, &dead);
-            if (rc == VKS_OK) {
-                info->outcome = VKS_CACHE_HIT;
-                info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
-                info_set_meta(info, e->meta);
-                g.st.hits++;
-                if (waited)
-                    g.st.coalesced++;
-                if (refresh_due(e, now)) {
-                    enqueue_locked(e);
-                    start_thread_locked();
-                }
-            } else {
-                info->outcome = VKS_CACHE_ERROR;
-                info->fetch_status = rc;
-            }
-            goto out_unlock;
-        }
-        if (now < e->neg_until && e->last_status != VKS_OK) {
-            rc = answer_from_failure_locked(e, now, e->has_value, out, info, err, &dead);
-            if (waited)
-                g.st.coalesced++;
-            goto out_unlock;
-        }
-        if (e->fetching) {
-            /* single-flight: wait for the fetch in progress and share its result */
-            uint64_t gen = e->gen;
-            if (!waited)
-                g.st.waits++;
-            waited = true;
-            info->waited = true;
-            e->refs++;
-            while (e->fetching && e->gen == gen)
-                pthread_cond_wait(&g.fetched, &g.mu);
-            unref_locked(e, &dead);
-            if (!e->linked)
-                goto restart;
-            if (e->gen != gen && e->last_status != VKS_OK && !is_local(e->last_status)) {
-                now = now_ns();
-                bool serve_stale = e->has_value && vks_cache_status_is_transient(e->last_status) &&
-                                   now < stale_limit(e);
-                rc = answer_from_failure_locked(e, now, serve_stale, out, info, err, &dead);
-                g.st.coalesced++;
-                goto out_unlock;
-            }
-            continue;
-        }
-        goto lead;
-    }
-
-lead: {
-    /* this caller fetches for everyone */
-    bool had_value = e->has_value;
-    bool want_clone = e->src == NULL && ops->clone != NULL;
-    e->fetching = true;
-    e->refs++;
-    if (!waited)
-        g.st.waits++;
-    info->waited = true;
-    g.st.fetches++;
-    pthread_mutex_unlock(&g.mu);
-    free_dead(dead);
-    dead = NULL;
-
-    struct vks_cache_fetch fr;
-    memset(&fr, 0, sizeof fr);
-    struct vks_err ferr;
-    vks_err_clear(&ferr);
-    vks_status st = ops->fetch(source, &fr, &ferr);
-    if (st == VKS_E_LOCKED_MEMORY && make_room(e)) {
-        /* the arena was full: idle cached values were evicted, try once more */
-        fetch_clear(&fr);
-        memset(&fr, 0, sizeof fr);
-        vks_err_clear(&ferr);
-        st = ops->fetch(source, &fr, &ferr);
-    }
-    struct meta_ref *meta = NULL;
-    void *clone = NULL;
-    if (st == VKS_OK) {
-        if ((meta = meta_ref_of(&fr.meta)) == NULL)
-            st = vks_err_set(&ferr, VKS_E_NOMEM, "out of memory caching metadata");
-        else
-            fr.meta.custom_metadata_json = NULL;
-        if (st == VKS_OK && want_clone)
-            clone = ops->clone(source);
+        rc = bypass(ops, source, out, info, err);
     } else {
-        st = fail_fetch_status(st, &ferr);
+        rc = lookup_locked(h, identity, validator, ops, source, out, info, err);
     }
-
-    pthread_mutex_lock(&g.mu);
-    int64_t now = now_ns();
-    e->fetching = false;
-    e->gen++;
-    e->last_status = st;
-    pthread_cond_broadcast(&g.fetched);
-    g.st.misses++;
-    if (st == VKS_OK) {
-        if (e->linked) {
-            install_locked(e, &fr, meta, now);
-            meta = NULL;
-            if (clone && e->src == NULL) {
-                e->src = clone;
-                e->ops = ops;
-                clone = NULL;
-            }
-            start_thread_locked();
-            rc = copy_out_locked(e, out, err, &dead);
-            if (rc == VKS_OK)
-                info_set_meta(info, e->meta);
-        } else {
-            /* invalidated while fetching: the caller still gets what it asked for */
-            *out = fr.value;
-            fr.value = VKS_SECRET_EMPTY;
-            info_set_meta(info, meta);
-            rc = VKS_OK;
-        }
-        info->outcome = rc == VKS_OK ? (had_value ? VKS_CACHE_REFRESH : VKS_CACHE_MISS)
-                                     : VKS_CACHE_ERROR;
-        if (rc != VKS_OK)
-            info->fetch_status = rc;
-    } else {
-        set_msg(e, ferr.msg);
-        info->fetch_status = st;
-        if (vks_cache_status_is_transient(st)) {
-            e->neg_until = now + g.neg_ttl_ns;
-            if (e->has_value && now < stale_limit(e)) {
-                rc = copy_out_locked(e, out, err, &dead);
-                if (rc == VKS_OK) {
-                    info->outcome = VKS_CACHE_STALE;
-                    info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
-                    info_set_meta(info, e->meta);
-                    g.st.stale++;
-                }
-            } else {
-                wipe_value_locked(e);
-                rc = vks_err_set(err, st, "%s", ferr.msg);
-                info->outcome = VKS_CACHE_ERROR;
-                g.st.errors++;
-            }
-        } else if (is_local(st)) {
-            rc = vks_err_set(err, st, "%s", ferr.msg);
-            info->outcome = VKS_CACHE_ERROR;
-            g.st.errors++;
-        } else {
-            if (e->has_value)
-                g.st.revocations++;
-            wipe_value_locked(e);
-            e->neg_until = now + g.neg_ttl_ns;
-            rc = vks_err_set(err, st, "%s", ferr.msg);
-            info->outcome = VKS_CACHE_ERROR;
-            g.st.errors++;
-        }
-    }
-    unref_locked(e, &dead);
-    while (g.count > g.capacity && evict_one_locked(NULL, &dead))
-        ;
-    /* an entry that holds nothing and remembers nothing is not worth keeping */
-    if (e->linked && !e->has_value && e->refs == 0 && !e->fetching && now >= e->neg_until)
-        drop_locked(e, &dead);
-    pthread_mutex_unlock(&g.mu);
-    fetch_clear(&fr);
-    meta_unref(meta);
-    if (clone)
-        ops->free(clone);
-    free_dead(dead);
-    if (info == &dummy)
-        vks_cache_info_release(info);
-    return rc;
-}
-
-out_unlock:
-    pthread_mutex_unlock(&g.mu);
-    free_dead(dead);
     if (info == &dummy)
         vks_cache_info_release(info);
     return rc;
