@@ -7,6 +7,16 @@
  * ("linked") and by whoever is waiting on it or fetching for it (refs); dropping an entry wipes its
  * value at once and unlinks it, and the last reference frees the heap parts. Callbacks (fetch,
  * clone, free) always run with g.mu released.
+ *
+ * Hit path: a fresh value is served under one shard lock (by identity hash) without g.mu
+ * (fast_hit), so that hits on different keys from different threads do not serialise. Whatever
+ * fast_hit reads is written only with g.mu AND the entry's shard lock held: the bucket chains
+ * (link, unlink; grow and configure take every shard), has_value, value, meta, fetched_at,
+ * hint_ns. Lock order: g.mu, then shard locks (ascending), then the arena's lock. A fast hit does
+ * not move the entry in the LRU list (that needs g.mu): it stores last_used and sets `marked`;
+ * eviction takes marked entries into account (evict_one_locked). Everything else (misses,
+ * expiry, stale, negative answers, refresh-ahead, validator changes, a full arena) goes through
+ * g.mu as before.
  */
 #include "vks_cache.h"
 
@@ -48,7 +58,9 @@ struct entry {
     bool queued;                  /* on the refresh queue                         */
     unsigned refs;                /* waiters + fetchers + queue                   */
     struct meta_ref *meta;
-    int64_t fetched_at, hint_ns, last_used, neg_until, retry_after;
+    int64_t fetched_at, hint_ns, neg_until, retry_after;
+    _Atomic int64_t last_used;    /* time of the last hit (fast hits too)          */
+    atomic_bool marked;           /* hit on the fast path since last placed in LRU */
     vks_status last_status;       /* result of the last fetch                     */
     char *last_msg;               /* its message when it failed (no secrets)      */
     uint64_t gen;                 /* completed fetches                            */
@@ -81,6 +93,33 @@ static struct {
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static atomic_llong g_clock_offset;
+
+/* The hit path's locks (see the top of this file). g_fast: the cache is configured, caching is
+ * on and no fork reset is pending, so fast_hit may look. */
+#define NSHARDS 32
+struct shard {
+    _Alignas(64) pthread_mutex_t mu;
+    uint64_t hits; /* fast hits, under mu; added to g.st.hits by vks_cache_get_stats */
+};
+#define SHARD_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
+#define SHARD_INIT4 SHARD_INIT, SHARD_INIT, SHARD_INIT, SHARD_INIT
+static struct shard shards[NSHARDS] = { SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4,
+                                        SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4 };
+static atomic_bool g_fast;
+
+static struct shard *shard_of(uint64_t h) { return &shards[h & (NSHARDS - 1)]; }
+
+static void shards_lock_all(void)
+{
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_lock(&shards[i].mu);
+}
+
+static void shards_unlock_all(void)
+{
+    for (int i = NSHARDS - 1; i >= 0; i--)
+        pthread_mutex_unlock(&shards[i].mu);
+}
 
 /* ------------------------------------------------------------------------------------------- */
 
@@ -118,8 +157,17 @@ static uint64_t hash_str(const char *s, size_t n)
 
 /* ---- fork handling ------------------------------------------------------------------------- */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&g.mu); }
-static void atfork_parent(void) { pthread_mutex_unlock(&g.mu); }
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g.mu);
+    shards_lock_all();
+}
+
+static void atfork_parent(void)
+{
+    shards_unlock_all();
+    pthread_mutex_unlock(&g.mu);
+}
 
 static void init_conds(void)
 {
@@ -136,6 +184,9 @@ static void atfork_child(void)
     /* Only this thread exists now; the arena was wiped by the kernel (MADV_WIPEONFORK). The index
      * is forgotten at the next call (fork_reset); the refresh thread does not exist here. */
     pthread_mutex_init(&g.mu, NULL);
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_init(&shards[i].mu, NULL);
+    atomic_store(&g_fast, false);
     init_conds();
     g.thr_running = false;
     g.thr_stop = false;
@@ -219,6 +270,7 @@ static size_t derived_capacity(void)
 
 static void apply_config_locked(const struct vks_cache_config *c)
 {
+    shards_lock_all(); /* fast_hit reads ttl_ns and refresh_fraction */
     g.cfg = *c;
     g.ttl_ns = (int64_t)(c->ttl_s * NS_PER_S);
     g.max_stale_ns = (int64_t)(c->max_stale_s * NS_PER_S);
@@ -226,6 +278,7 @@ static void apply_config_locked(const struct vks_cache_config *c)
     g.capacity = c->capacity ? c->capacity : derived_capacity();
     g.st.capacity = g.capacity;
     g.configured = true;
+    shards_unlock_all();
 }
 
 /* Called with g.mu held: loads defaults + environment the first time. */
@@ -286,10 +339,14 @@ static void wipe_value_locked(struct entry *e)
         return;
     g.value_bytes -= e->value.cap;
     g.nvalues--;
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
     vks_secret_free(&e->value);
     e->has_value = false;
-    meta_unref(e->meta);
+    struct meta_ref *m = e->meta;
     e->meta = NULL;
+    pthread_mutex_unlock(&s->mu);
+    meta_unref(m);
 }
 
 static void set_msg(struct entry *e, const char *msg)
@@ -329,6 +386,7 @@ static void lru_unlink(struct entry *e)
 
 static void lru_push_front(struct entry *e)
 {
+    atomic_store_explicit(&e->marked, false, memory_order_relaxed);
     e->next = g.lru.next;
     e->prev = &g.lru;
     g.lru.next->prev = e;
@@ -359,11 +417,14 @@ static void drop_locked(struct entry *e, struct entry **dead)
 {
     wipe_value_locked(e);
     if (e->linked) {
+        struct shard *s = shard_of(e->hash);
+        pthread_mutex_lock(&s->mu);
         struct entry **pp = &g.buckets[e->hash & (g.nbuckets - 1)];
         while (*pp != e)
             pp = &(*pp)->hnext;
         *pp = e->hnext;
         e->hnext = NULL;
+        pthread_mutex_unlock(&s->mu);
         lru_unlink(e);
         e->linked = false;
         g.count--;
@@ -383,16 +444,45 @@ static void unref_locked(struct entry *e, struct entry **dead)
     }
 }
 
+/*
+ * Drops the least recently used idle entry (not `keep`). Fast hits mark entries instead of moving
+ * them, so the list is in order of the last slow-path use: walking from the least recent end, the
+ * marked entries met before the first unmarked idle one may have been used less recently than it
+ * (their last_used says); the victim is the idle entry with the oldest last_used among those, and
+ * the marked survivors move to the front, most recent first.
+ */
+#define EVICT_SCAN 64
+
 static bool evict_one_locked(const struct entry *keep, struct entry **dead)
 {
-    for (struct entry *e = g.lru.prev; e != &g.lru; e = e->prev) {
+    struct entry *seen[EVICT_SCAN], *victim = NULL;
+    int n = 0;
+    for (struct entry *e = g.lru.prev; e != &g.lru && n < EVICT_SCAN; e = e->prev) {
         if (e == keep || e->refs > 0 || e->fetching)
             continue;
-        drop_locked(e, dead);
-        g.st.evictions++;
-        return true;
+        if (victim == NULL || e->last_used < victim->last_used)
+            victim = e;
+        if (!atomic_load_explicit(&e->marked, memory_order_relaxed))
+            break;
+        seen[n++] = e;
     }
-    return false;
+    if (victim == NULL)
+        return false;
+    /* survivors to the front in order of last use (insertion sort: n is small) */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && seen[j - 1]->last_used > seen[j]->last_used; j--) {
+            struct entry *t = seen[j];
+            seen[j] = seen[j - 1];
+            seen[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++)
+        if (seen[i] != victim) {
+            lru_unlink(seen[i]);
+            lru_push_front(seen[i]);
+        }
+    drop_locked(victim, dead);
+    g.st.evictions++;
+    return true;
 }
 
 static void grow_locked(void)
@@ -401,6 +491,7 @@ static void grow_locked(void)
     struct entry **b = calloc(nb, sizeof *b);
     if (b == NULL)
         return; /* keep the old table: longer chains, still correct */
+    shards_lock_all();
     for (size_t i = 0; i < g.nbuckets; i++) {
         struct entry *e = g.buckets[i];
         while (e) {
@@ -413,6 +504,7 @@ static void grow_locked(void)
     free(g.buckets);
     g.buckets = b;
     g.nbuckets = nb;
+    shards_unlock_all();
 }
 
 static struct entry *new_entry_locked(uint64_t h, const char *identity, const char *validator,
@@ -438,8 +530,11 @@ static struct entry *new_entry_locked(uint64_t h, const char *identity, const ch
     e->hash = h;
     e->last_status = VKS_OK;
     size_t b = h & (g.nbuckets - 1);
+    struct shard *s = shard_of(h);
+    pthread_mutex_lock(&s->mu);
     e->hnext = g.buckets[b];
     g.buckets[b] = e;
+    pthread_mutex_unlock(&s->mu);
     lru_push_front(e);
     e->linked = true;
     g.count++;
@@ -496,6 +591,7 @@ static void fork_reset_locked(void)
     if (!g.fork_reset)
         return;
     g.fork_reset = false;
+    shards_lock_all();
     for (size_t i = 0; i < g.nbuckets; i++) {
         struct entry *e = g.buckets[i];
         while (e) {
@@ -512,6 +608,7 @@ static void fork_reset_locked(void)
     g.lru.next = g.lru.prev = &g.lru;
     g.qhead = g.qtail = NULL;
     g.count = g.nvalues = g.value_bytes = 0;
+    shards_unlock_all();
 }
 
 /* ---- refresh thread ------------------------------------------------------------------------ */
@@ -538,16 +635,19 @@ static void install_locked(struct entry *e, struct vks_cache_fetch *fr, struct m
                            int64_t now)
 {
     wipe_value_locked(e);
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
     e->value = fr->value;
     fr->value = VKS_SECRET_EMPTY;
     e->has_value = true;
-    g.nvalues++;
-    g.value_bytes += e->value.cap;
     e->meta = meta;
     e->fetched_at = now;
     e->hint_ns = fr->ttl_hint_s > 0 ? (int64_t)(fr->ttl_hint_s * NS_PER_S) : 0;
     if (e->hint_ns == 0 && fr->ttl_hint_s > 0)
         e->hint_ns = 1;
+    pthread_mutex_unlock(&s->mu);
+    g.nvalues++;
+    g.value_bytes += e->value.cap;
     e->neg_until = 0;
     e->retry_after = 0;
     e->last_status = VKS_OK;
@@ -1094,11 +1194,47 @@ static vks_status check_configured_locked(struct vks_cache_info *info, struct vk
 {
     fork_reset_locked();
     ensure_configured_locked();
-    if (g.config_status == VKS_OK)
+    if (g.config_status == VKS_OK) {
+        atomic_store_explicit(&g_fast, g.ttl_ns > 0, memory_order_release);
         return VKS_OK;
+    }
     info->outcome = VKS_CACHE_ERROR;
     info->fetch_status = vks_err_set(err, g.config_status, "%s", g.config_msg);
     return g.config_status;
+}
+
+/*
+ * The common case without g.mu: a fresh value (not yet due for refresh-ahead) under its shard
+ * lock. Returns false, having changed nothing, whenever anything else may apply (no entry, no
+ * value, another validator, expired or refresh due, no arena slot for the copy): the caller then
+ * takes the full path under g.mu.
+ */
+static bool fast_hit(uint64_t h, const char *identity, const char *validator, vks_secret *out,
+                     struct vks_cache_info *info)
+{
+    if (!atomic_load_explicit(&g_fast, memory_order_acquire))
+        return false;
+    struct shard *s = shard_of(h);
+    bool hit = false;
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = find_locked(h, identity);
+    if (e != NULL && e->has_value && same_validator(validator, e->validator)) {
+        int64_t now = now_ns(), ttl = eff_ttl(e);
+        bool fresh = now < e->fetched_at + ttl;
+        bool refresh = g.cfg.refresh_fraction < 1.0 &&
+                       now >= e->fetched_at + (int64_t)((double)ttl * g.cfg.refresh_fraction);
+        if (fresh && !refresh && vks_secret_dup(e->value.data, e->value.len, out, NULL) == VKS_OK) {
+            info->outcome = VKS_CACHE_HIT;
+            info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+            info_set_meta(info, e->meta);
+            atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
+            atomic_store_explicit(&e->marked, true, memory_order_relaxed);
+            s->hits++;
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return hit;
 }
 
 /* Steps 1-3 for identity (hash h). Entered with g.mu held; returns with it released. */
@@ -1146,15 +1282,17 @@ vks_status vks_cache_get(const char *identity, const char *validator,
 
     pthread_once(&g_once, once_init);
     uint64_t h = hash_str(identity, strlen(identity));
-    vks_status rc;
-    pthread_mutex_lock(&g.mu);
-    if ((rc = check_configured_locked(info, err)) != VKS_OK) {
-        pthread_mutex_unlock(&g.mu);
-    } else if (g.ttl_ns <= 0) {
-        pthread_mutex_unlock(&g.mu);
-        rc = bypass(ops, source, out, info, err);
-    } else {
-        rc = lookup_locked(h, identity, validator, ops, source, out, info, err);
+    vks_status rc = VKS_OK;
+    if (!fast_hit(h, identity, validator, out, info)) {
+        pthread_mutex_lock(&g.mu);
+        if ((rc = check_configured_locked(info, err)) != VKS_OK) {
+            pthread_mutex_unlock(&g.mu);
+        } else if (g.ttl_ns <= 0) {
+            pthread_mutex_unlock(&g.mu);
+            rc = bypass(ops, source, out, info, err);
+        } else {
+            rc = lookup_locked(h, identity, validator, ops, source, out, info, err);
+        }
     }
     if (info == &dummy)
         vks_cache_info_release(info);
@@ -1176,6 +1314,7 @@ vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_er
     fork_reset_locked();
     apply_config_locked(cfg);
     g.config_status = VKS_OK;
+    atomic_store(&g_fast, g.ttl_ns > 0);
     while (g.count > g.capacity && evict_one_locked(NULL, &dead))
         ;
     pthread_mutex_unlock(&g.mu);
@@ -1230,6 +1369,11 @@ void vks_cache_get_stats(struct vks_cache_stats *out)
     fork_reset_locked();
     ensure_configured_locked();
     *out = g.st;
+    for (int i = 0; i < NSHARDS; i++) {
+        pthread_mutex_lock(&shards[i].mu);
+        out->hits += shards[i].hits;
+        pthread_mutex_unlock(&shards[i].mu);
+    }
     out->entries = g.count;
     out->values = g.nvalues;
     out->value_bytes = g.value_bytes;
@@ -1256,6 +1400,7 @@ void vks_cache_shutdown(void)
 {
     pthread_once(&g_once, once_init);
     pthread_mutex_lock(&g.mu);
+    atomic_store(&g_fast, false);
     if (g.thr_running) {
         g.thr_stop = true;
         pthread_cond_broadcast(&g.work);
@@ -1276,9 +1421,13 @@ void vks_cache_shutdown(void)
     g.qtail = NULL;
     while (g.lru.next != &g.lru)
         drop_locked(g.lru.next, &dead);
+    shards_lock_all();
     free(g.buckets);
     g.buckets = NULL;
     g.nbuckets = 0;
+    for (int i = 0; i < NSHARDS; i++)
+        shards[i].hits = 0;
+    shards_unlock_all();
     g.configured = false;
     g.config_status = VKS_OK;
     memset(&g.st, 0, sizeof g.st);

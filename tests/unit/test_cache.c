@@ -759,3 +759,68 @@ Test(cache, a_full_arena_evicts_idle_values_to_make_room)
     cr_assert_gt(st.evictions, 0);
     cr_assert_lt(st.values, 32);
 }
+
+/* Hits on the fast path (shard lock only) mark entries instead of moving them in the LRU list;
+ * eviction must still drop the entry used least recently, whatever the order of those hits. */
+static void evict_case(const char *const *uses, size_t nuses, const char *gone, const char *const *kept, size_t nkept)
+{
+    setup_cache(300, 900, 5, 1.0, 3);
+    for (size_t i = 0; i < nuses; i++) {
+        cr_assert_eq(get(uses[i], NULL, NULL, 0), VKS_OK, "use %zu (%s)", i, uses[i]);
+        /* distinct timestamps for every use */
+        struct timespec d = { 0, 200 * 1000 };
+        nanosleep(&d, NULL);
+    }
+    cr_assert_null(vks_cache_test_slot(gone, NULL), "%s should have been evicted", gone);
+    for (size_t i = 0; i < nkept; i++)
+        cr_assert_not_null(vks_cache_test_slot(kept[i], NULL), "%s should have been kept", kept[i]);
+}
+
+Test(cache, eviction_follows_the_last_use_of_fast_hits)
+{
+    const char *a[] = { "e1", "e2", "e3", "e2", "e1", "e4" };
+    const char *ka[] = { "e1", "e2", "e4" };
+    evict_case(a, 6, "e3", ka, 3);
+    const char *b[] = { "e1", "e2", "e3", "e2", "e3", "e1", "e4" };
+    const char *kb[] = { "e1", "e3", "e4" };
+    evict_case(b, 7, "e2", kb, 3);
+    const char *c[] = { "e1", "e2", "e3", "e3", "e2", "e4" };
+    const char *kc[] = { "e2", "e3", "e4" };
+    evict_case(c, 6, "e1", kc, 3);
+    /* two evictions in a row: the survivors of the first are ordered by their last use */
+    const char *d[] = { "e1", "e2", "e3", "e1", "e4", "e3", "e5" };
+    const char *kd[] = { "e3", "e4", "e5" };
+    evict_case(d, 7, "e1", kd, 3);
+    cr_assert_null(vks_cache_test_slot("e2", NULL), "e2 went first");
+    const char *e[] = { "e1", "e2", "e3", "e3", "e1", "e4", "e2", "e5" };
+    const char *ke[] = { "e2", "e4", "e5" };
+    evict_case(e, 8, "e1", ke, 3);
+}
+
+Test(cache, fast_hits_are_counted_and_share_the_metadata)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    cr_assert_eq(get("f1", NULL, NULL, 0), VKS_OK);
+    enum vks_cache_outcome oc;
+    for (int i = 0; i < 25; i++) {
+        cr_assert_eq(get("f1", NULL, &oc, 0), VKS_OK);
+        cr_assert_eq(oc, VKS_CACHE_HIT);
+    }
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.hits, 25);
+    cr_assert_eq(s.misses, 1);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    /* a different validator is not a hit: the old value is wiped and read again */
+    cr_assert_eq(get("f1", "v2", &oc, 0), VKS_OK);
+    cr_assert_neq(oc, VKS_CACHE_HIT);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    /* past the refresh point, lookups take the full path (which queues the refresh) */
+    setup_cache(10, 900, 5, 0.5, 100);
+    cr_assert_eq(get("f2", NULL, NULL, 0), VKS_OK);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("f2", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    vks_cache_test_advance_clock(5);
+    cr_assert_eq(get("f2", NULL, &oc, 0), VKS_OK);
+    cr_assert_neq(oc, VKS_CACHE_HIT, "expired: not a fast hit");
+}
