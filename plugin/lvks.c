@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vks_cache.h"
 #include "vks_config.h"
 
 #define KS_BOX "vault_keysource.keysource_box"
@@ -338,6 +339,8 @@ struct memo_box {
     unsigned long fork_gen;
     unsigned long id_gen;
     char *identity;          /* malloc'ed                                                      */
+    size_t id_len;
+    uint64_t id_hash;        /* vks_cache_identity_hash(identity)                              */
     int n;
     const void *key[MEMO_FIELDS];
     struct memo_val val[MEMO_FIELDS];
@@ -403,10 +406,17 @@ static bool memo_matches(lua_State *L, int t, const struct memo_box *m)
     bool same = true;
     lua_pushnil(L);
     while (lua_next(L, t) != 0) {
-        struct memo_val v;
-        memo_read_val(L, -1, &v);
-        if (n >= m->n || lua_type(L, -2) != LUA_TSTRING || lua_topointer(L, -2) != m->key[n] ||
-            !memo_same_val(&v, &m->val[n])) {
+        /* an anchored string lives at key[n] (and at val[n].p): the same address is the same
+         * string; numbers and booleans have no address and are compared by value */
+        bool ok = n < m->n && lua_topointer(L, -2) == m->key[n];
+        if (ok && m->val[n].type == LUA_TSTRING) {
+            ok = lua_topointer(L, -1) == m->val[n].p;
+        } else if (ok) {
+            struct memo_val v;
+            memo_read_val(L, -1, &v);
+            ok = memo_same_val(&v, &m->val[n]);
+        }
+        if (!ok) {
             lua_pop(L, 2);
             same = false;
             break;
@@ -428,8 +438,9 @@ static struct memo_box *memo_find(lua_State *L, int t)
     lua_pushvalue(L, t);
     lua_rawget(L, -2);
     /* the memo table holds only memo boxes (it is private to this file) */
-    struct memo_box *m = lua_type(L, -1) == LUA_TUSERDATA && lua_rawlen(L, -1) == sizeof(struct memo_box)
-                             ? lua_touserdata(L, -1) : NULL;
+    struct memo_box *m = lua_touserdata(L, -1);
+    if (m != NULL && lua_rawlen(L, -1) != sizeof(struct memo_box))
+        m = NULL;
     if (m != NULL && m->published && m->fork_gen == atomic_load_explicit(&fork_gen, memory_order_relaxed) &&
         m->id_gen == vks_resolver_generation() && memo_matches(L, t, m)) {
         lua_remove(L, -2);
@@ -469,6 +480,8 @@ static void memo_publish(lua_State *L, int t, int box_idx, struct memo_box *m)
     if (vks_resolver_identity_gen(&m->ks, id, sizeof id, &m->id_gen, &e) != VKS_OK ||
         (m->identity = strdup(id)) == NULL)
         return;
+    m->id_len = strlen(id);
+    m->id_hash = vks_cache_identity_hash(id, m->id_len);
     m->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
     m->published = true;
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, MEMO_KEY) != LUA_TTABLE) {
@@ -514,8 +527,9 @@ static vks_status keysource_for_lookup(lua_State *L, int ks_idx, struct vks_keys
     return st;
 }
 
-vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
-                       struct vks_resolve_info *info, struct vks_err *err)
+/* lvks_lookup; reuse_out: *out may hold this caller's own slot (vks_resolve_req.reuse_out). */
+static vks_status lvks_lookup_ex(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
+                                 bool reuse_out, struct vks_resolve_info *info, struct vks_err *err)
 {
     ks_idx = lua_absindex(L, ks_idx);
     ctx_idx = lua_absindex(L, ctx_idx);
@@ -548,7 +562,10 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
     struct vks_resolve_req req = { .api = api, .ks = pst == VKS_OK ? ks : NULL, .ctx = &ctx,
                                    .event = pst == VKS_OK && ks->kind == VKS_KS_EVENT ? &ev : NULL,
                                    .identity = memo != NULL ? memo->identity : NULL,
-                                   .identity_gen = memo != NULL ? memo->id_gen : 0 };
+                                   .identity_gen = memo != NULL ? memo->id_gen : 0,
+                                   .identity_len = memo != NULL ? memo->id_len : 0,
+                                   .identity_hash = memo != NULL ? memo->id_hash : 0,
+                                   .reuse_out = reuse_out };
     vks_status st = vks_resolve(&req, out, info, err);
     if (evbox != NULL) {
         /* vks_resolve took the value (or it is still ours): the box must not free it twice */
@@ -571,6 +588,12 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
     return st;
 }
 
+vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
+                       struct vks_resolve_info *info, struct vks_err *err)
+{
+    return lvks_lookup_ex(L, ks_idx, ctx_idx, api, out, false, info, err);
+}
+
 /*
  * vks.resolve's box: one per module table (upvalue of resolve), reused by every lookup of that
  * state instead of a new userdata with a finalizer per call (which cost about a third of a cache
@@ -585,6 +608,7 @@ struct resolve_box {
     int busy;
 };
 
+/* __close (every lookup): the value is wiped, the slot kept for the next lookup of this state. */
 static int resolve_box_close(lua_State *L)
 {
     /* only reachable through RESOLVE_BOX's metatable (protected): a size check is enough and
@@ -592,6 +616,17 @@ static int resolve_box_close(lua_State *L)
     if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof(struct resolve_box))
         return luaL_argerror(L, 1, "not a resolve box");
     struct resolve_box *b = lua_touserdata(L, 1);
+    if (b->s.data != NULL)
+        vks_wipe(b->s.data, b->s.cap);
+    b->s.len = 0;
+    b->busy = 0;
+    return 0;
+}
+
+/* __gc: the slot goes back to the arena (wiped). */
+static int resolve_box_gc(lua_State *L)
+{
+    struct resolve_box *b = luaL_checkudata(L, 1, RESOLVE_BOX);
     vks_secret_free(&b->s);
     b->busy = 0;
     return 0;
@@ -613,12 +648,14 @@ static int l_resolve(lua_State *L)
         box = lvks_push_secret_box(L);
     }
     struct vks_err err;
-    vks_status st = lvks_lookup(L, 1, 2, "resolve", box, NULL, &err);
+    vks_status st = lvks_lookup_ex(L, 1, 2, "resolve", box, box == &rb->s, NULL, &err);
     if (st != VKS_OK)
         return lvks_push_failure(L, st, &err);
-    /* the one and only copy into a Lua string, then the slot is wiped */
+    /* the one and only copy into a Lua string, then the slot is wiped (__close for the
+     * module's box, which keeps its slot; freed for a box of a nested lookup) */
     lua_pushlstring(L, (const char *)box->data, box->len);
-    vks_secret_free(box);
+    if (box != &rb->s)
+        vks_secret_free(box);
     return 1;
 }
 
@@ -838,7 +875,7 @@ __attribute__((visibility("default"))) int luaopen_vault_keysource(lua_State *L)
     if (luaL_newmetatable(L, RESOLVE_BOX)) {
         lua_pushcfunction(L, resolve_box_close);
         lua_setfield(L, -2, "__close");
-        lua_pushcfunction(L, resolve_box_close);
+        lua_pushcfunction(L, resolve_box_gc);
         lua_setfield(L, -2, "__gc");
         lua_pushboolean(L, 0);
         lua_setfield(L, -2, "__metatable");

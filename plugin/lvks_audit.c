@@ -21,6 +21,9 @@
 
 static const char cb_key = 'a';      /* registry[&cb_key] = this state's callback        */
 static const char active_key = 'b';  /* registry[&active_key] = capture started (boolean) */
+/* Set once any Lua state registers a callback (never cleared): until then the lookup hooks do
+ * nothing, not even a registry read. */
+static atomic_bool any_callback;
 static atomic_ulong callback_errors;
 static atomic_bool callback_warned;
 
@@ -239,6 +242,7 @@ static vks_status audit_prepare(lua_State *L, int idx, void **prepared, struct v
             /* per Lua state: registered now (a later setup error leaves it registered) */
             lua_pushvalue(L, -1);
             lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
+            atomic_store(&any_callback, true);
             p->cfg.callback = true;
         } else if (ty == LUA_TBOOLEAN) {
             /* callback = true: the sink exists, states register with vks.set_audit_callback */
@@ -288,6 +292,8 @@ static void audit_discard(void *prepared)
 
 static void audit_before_lookup(lua_State *L)
 {
+    if (!atomic_load_explicit(&any_callback, memory_order_relaxed))
+        return; /* no state ever set a callback: nothing to look up on every lookup */
     int ty = lua_rawgetp(L, LUA_REGISTRYINDEX, &cb_key);
     lua_pop(L, 1);
     /* active_key is true only between a before and an after with a callback (after_lookup
@@ -301,6 +307,8 @@ static void audit_before_lookup(lua_State *L)
 
 static void audit_after_lookup(lua_State *L)
 {
+    if (!atomic_load_explicit(&any_callback, memory_order_relaxed))
+        return;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &active_key);
     bool active = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -353,6 +361,8 @@ static int l_set_audit_callback(lua_State *L)
     lua_settop(L, 1);
     if (lua_isnone(L, 1))
         lua_pushnil(L);
+    if (!lua_isnil(L, 1))
+        atomic_store(&any_callback, true);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
     return 0;
 }

@@ -642,7 +642,7 @@ static struct {
     _Atomic(struct vks_audit_keys *) keys;
     struct vks_audit_keys *retired;
     char config_error[VKS_ERR_MSG_MAX];
-    bool has_config_error;
+    atomic_bool has_config_error; /* written under lock; read without it by unaudited lookups */
     /* chain */
     char chain_id[33];
     uint64_t seq;
@@ -1875,6 +1875,8 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
     reload_keys_after_fork();
     if (!atomic_load(&A.enabled)) {
         atomic_fetch_add(&A.unaudited, 1);
+        if (!atomic_load(&A.has_config_error) && !atomic_load(&A.required))
+            return VKS_OK; /* the common case: nothing to refuse, no lock taken */
         pthread_mutex_lock(&A.lock);
         bool cfg_err = A.has_config_error;
         char msg[VKS_ERR_MSG_MAX];

@@ -1223,7 +1223,19 @@ static bool fast_hit(uint64_t h, const char *identity, const char *validator, vk
         bool fresh = now < e->fetched_at + ttl;
         bool refresh = g.cfg.refresh_fraction < 1.0 &&
                        now >= e->fetched_at + (int64_t)((double)ttl * g.cfg.refresh_fraction);
-        if (fresh && !refresh && vks_secret_dup(e->value.data, e->value.len, out, NULL) == VKS_OK) {
+        bool copied = false;
+        if (fresh && !refresh) {
+            if (out->data != NULL && out->cap >= e->value.len) {
+                /* the caller's own slot (vks_cache_get_hashed): no allocation */
+                memcpy(out->data, e->value.data, e->value.len);
+                out->len = e->value.len;
+                copied = true;
+            } else {
+                vks_secret_free(out);
+                copied = vks_secret_dup(e->value.data, e->value.len, out, NULL) == VKS_OK;
+            }
+        }
+        if (copied) {
             info->outcome = VKS_CACHE_HIT;
             info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
             info_set_meta(info, e->meta);
@@ -1264,9 +1276,25 @@ static vks_status lookup_locked(uint64_t h, const char *identity, const char *va
     return rc;
 }
 
+uint64_t vks_cache_identity_hash(const char *identity, size_t len)
+{
+    return hash_str(identity, len);
+}
+
 vks_status vks_cache_get(const char *identity, const char *validator,
                          const struct vks_cache_source_ops *ops, void *source,
                          vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    if (out != NULL)
+        *out = VKS_SECRET_EMPTY; /* (uninitialised on entry) */
+    size_t len = identity != NULL ? strlen(identity) : 0;
+    return vks_cache_get_hashed(identity, len, identity != NULL ? hash_str(identity, len) : 0, validator, ops,
+                                source, out, info, err);
+}
+
+vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
 {
     struct vks_cache_info dummy;
     if (info == NULL)
@@ -1274,16 +1302,17 @@ vks_status vks_cache_get(const char *identity, const char *validator,
     memset(info, 0, sizeof *info);
     if (out == NULL)
         return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no output secret");
-    *out = VKS_SECRET_EMPTY;
-    if (identity == NULL || identity[0] == '\0' || strlen(identity) > IDENTITY_MAX)
+    if (identity == NULL || identity[0] == '\0' || len > IDENTITY_MAX || ops == NULL || ops->fetch == NULL) {
+        vks_secret_free(out);
+        if (ops == NULL || ops->fetch == NULL)
+            return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no fetch callback");
         return vks_err_set(err, VKS_E_INVALID_ARG, "cache: identity must be 1..%d bytes", IDENTITY_MAX);
-    if (ops == NULL || ops->fetch == NULL)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no fetch callback");
+    }
 
     pthread_once(&g_once, once_init);
-    uint64_t h = hash_str(identity, strlen(identity));
     vks_status rc = VKS_OK;
     if (!fast_hit(h, identity, validator, out, info)) {
+        vks_secret_free(out); /* a caller's slot is only reused by fast_hit */
         pthread_mutex_lock(&g.mu);
         if ((rc = check_configured_locked(info, err)) != VKS_OK) {
             pthread_mutex_unlock(&g.mu);

@@ -178,6 +178,15 @@ vks_status vks_cache_get(const char *identity, const char *validator,
                          const struct vks_cache_source_ops *ops, void *source,
                          vks_secret *out, struct vks_cache_info *info, struct vks_err *err);
 
+/* vks_cache_get for a caller that keeps an identity and looks it up often: its length and
+ * vks_cache_identity_hash are passed instead of computed on every lookup. Same contract, except
+ * that *out must be initialised: an arena slot of the caller in it (len 0, contents wiped) is
+ * reused for the copy when it is large enough, and freed otherwise; VKS_SECRET_EMPTY is fine. */
+uint64_t vks_cache_identity_hash(const char *identity, size_t len);
+vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t hash, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err);
+
 /* Drops the metadata reference held by info (idempotent; a zeroed info is fine). */
 void vks_cache_info_release(struct vks_cache_info *info);
 

@@ -660,14 +660,17 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         info = &dummy;
     memset(info, 0, sizeof *info);
     info->outcome = "none";
+    vks_secret keep = req->reuse_out ? *out : VKS_SECRET_EMPTY; /* the caller's slot, if any */
     *out = VKS_SECRET_EMPTY;
     /* the latency is for the audit event only: no clock read when auditing is off */
     uint64_t t0 = vks_audit_enabled() ? now_ns() : 0;
 
     const struct vks_keysource *ks = req->ks;
     struct runtime *rt = NULL;
-    struct fetched f;
-    memset(&f, 0, sizeof f);
+    struct fetched f; /* zeroed only where it is produced: a cache hit does not pay for it */
+    f.value = VKS_SECRET_EMPTY;
+    f.custom_metadata_json = NULL;
+    f.http_status = 0;
     struct vks_cache_info ci;
     memset(&ci, 0, sizeof ci);
     const char *custom_metadata = NULL;
@@ -691,13 +694,20 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             goto done;
         }
         char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
-        const char *id = identity;
-        if (req->identity != NULL && req->identity_gen == rt->gen)
-            id = req->identity; /* the front end's copy, built for this ks under this runtime */
-        else if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
+        struct vsource src; /* `own` is only used by clones */
+        src.rt = rt;
+        src.ks = ks;
+        if (req->identity != NULL && req->identity_gen == rt->gen) {
+            /* the front end's copy, built for this ks under this runtime, with its hash */
+            *out = keep;
+            keep = VKS_SECRET_EMPTY;
+            st = vks_cache_get_hashed(req->identity, req->identity_len, req->identity_hash, NULL, &cache_ops,
+                                      &src, out, &ci, err);
+        } else if ((st = identity_of(rt, ks, identity, sizeof identity, err)) == VKS_OK) {
+            st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
+        } else {
             goto done;
-        struct vsource src = { .rt = rt, .ks = ks };
-        st = vks_cache_get(id, NULL, &cache_ops, &src, out, &ci, err);
+        }
         info->outcome = vks_cache_outcome_name(ci.outcome);
         info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
                        ci.outcome == VKS_CACHE_NEGATIVE;
@@ -709,6 +719,7 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             custom_metadata = ci.meta->custom_metadata_json;
         }
     } else {
+        memset(&f, 0, sizeof f);
         st = produce(rt, ks, req->event, &f, err);
         info->outcome = st == VKS_OK ? "miss" : "error";
         if (st == VKS_OK) {
@@ -791,7 +802,9 @@ done:
         }
     }
     vks_cache_info_release(&ci);
-    fetched_clear(&f);
+    vks_secret_free(&keep);
+    vks_secret_free(&f.value);
+    free(f.custom_metadata_json);
     runtime_release(rt);
     return st;
 }

@@ -68,6 +68,12 @@ struct vks_resolve_req {
      * ignored and the identity is built again. NULL: always built.                          */
     const char *identity;
     unsigned long identity_gen;
+    size_t identity_len;              /* with identity: strlen(identity) and                    */
+    uint64_t identity_hash;           /* vks_cache_identity_hash(identity, identity_len)        */
+    bool reuse_out;                   /* *out holds the caller's own arena slot (len 0, wiped)
+                                         or is empty: a cache hit may copy into it instead of
+                                         allocating; it is freed when not used. false: *out is
+                                         overwritten (uninitialised is fine)                    */
 };
 
 /* Facts about a lookup, for the front end (no secret). */

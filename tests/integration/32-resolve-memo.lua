@@ -167,6 +167,29 @@ local ok, err = pcall(function()
     T.same_secret(vks.resolve(k), PW_A, 'first server again')
   end)
 
+  T.test('values of every size come back whole through the reused value box', function()
+    local sizes = { 1, 15, 16, 17, 31, 32, 33, 100, 200, 1000, 4000 }
+    local tables = {}
+    for i, n in ipairs(sizes) do
+      local v = string.rep(string.char(64 + i), n - 1) .. 'Z'
+      vd:kv2_put('smtp-auth/size' .. n, { key = v })
+      tables[i] = { t = { vault_mount = 'secret', vault_path = 'smtp-auth/size' .. n }, v = v }
+    end
+    for _, x in ipairs(tables) do T.same_secret(vks.resolve(x.t), x.v, 'warm') end
+    local before = vks.stats().arena_in_use
+    for round = 1, 3 do
+      for i = #tables, 1, -1 do T.same_secret(vks.resolve(tables[i].t), tables[i].v, 'down ' .. round) end
+      for i = 1, #tables do T.same_secret(vks.resolve(tables[i].t), tables[i].v, 'up ' .. round) end
+    end
+    -- the box keeps one slot of the size it last needed: at most the largest class more or less
+    local after = vks.stats().arena_in_use
+    T.ok(math.abs(after - before) <= 4096, 'arena bytes in use stay put (' .. before .. ' -> ' .. after .. ')')
+    for _ = 1, 3 do
+      for i = 1, #tables do T.same_secret(vks.resolve(tables[i].t), tables[i].v, 'again') end
+    end
+    T.eq(vks.stats().arena_in_use, after, 'no growth over more rounds')
+  end)
+
   T.test('collected keysource tables release what their memo held', function()
     local before
     for round = 1, 2 do

@@ -824,3 +824,56 @@ Test(cache, fast_hits_are_counted_and_share_the_metadata)
     cr_assert_eq(get("f2", NULL, &oc, 0), VKS_OK);
     cr_assert_neq(oc, VKS_CACHE_HIT, "expired: not a fast hit");
 }
+
+/* vks_cache_get_hashed: a caller's own slot is reused for a fast hit, freed on any other path;
+ * the arena's count of live slots says nothing leaks. */
+Test(cache, get_hashed_reuses_the_callers_slot_only_for_a_fast_hit)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    cr_assert_eq(get("r1", NULL, NULL, 0), VKS_OK);
+    struct vks_secmem_status m0, m1;
+    vks_secmem_get_status(&m0);
+    struct src s = { "r1" };
+    struct vks_err e;
+    struct vks_cache_info info;
+    vks_secret mine;
+    cr_assert_eq(vks_secret_alloc(64, &mine, &e), VKS_OK);
+    unsigned char *slot = mine.data;
+    uint64_t h = vks_cache_identity_hash("r1", 2);
+    char want[128];
+    value_for("r1", 0, want, sizeof want);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(vks_cache_get_hashed("r1", 2, h, NULL, &ops, &s, &mine, &info, &e), VKS_OK, "%s", e.msg);
+        cr_assert_eq(info.outcome, VKS_CACHE_HIT);
+        cr_assert_eq(mine.data, slot, "the caller's slot was used");
+        cr_assert_eq(mine.len, strlen(want));
+        cr_assert(memcmp(mine.data, want, mine.len) == 0);
+        vks_cache_info_release(&info);
+        vks_wipe(mine.data, mine.cap);
+        mine.len = 0;
+    }
+    vks_secmem_get_status(&m1);
+    cr_assert_eq(m1.slots_in_use, m0.slots_in_use + 1, "only the caller's slot is live");
+    /* a miss: the caller's slot is given back and a fresh copy returned */
+    struct src s2 = { "r2" };
+    uint64_t h2 = vks_cache_identity_hash("r2", 2);
+    cr_assert_eq(vks_cache_get_hashed("r2", 2, h2, NULL, &ops, &s2, &mine, &info, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(info.outcome, VKS_CACHE_MISS);
+    vks_cache_info_release(&info);
+    vks_secret_free(&mine);
+    /* too small a slot: freed, a fresh one returned */
+    cr_assert_eq(vks_secret_alloc(1, &mine, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get_hashed("r1", 2, h, NULL, &ops, &s, &mine, &info, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(mine.len, strlen(want));
+    vks_cache_info_release(&info);
+    vks_secret_free(&mine);
+    /* bad arguments: the slot is freed too */
+    cr_assert_eq(vks_secret_alloc(64, &mine, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get_hashed("", 0, 0, NULL, &ops, &s, &mine, &info, &e), VKS_E_INVALID_ARG);
+    cr_assert_null(mine.data);
+    cr_assert_eq(vks_secret_alloc(64, &mine, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get_hashed("r1", 2, h, NULL, NULL, &s, &mine, &info, &e), VKS_E_INVALID_ARG);
+    cr_assert_null(mine.data);
+    vks_secmem_get_status(&m1);
+    cr_assert_eq(m1.slots_in_use, m0.slots_in_use + 1, "r2's cached value is the only new live slot");
+}
