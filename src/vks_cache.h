@@ -25,9 +25,11 @@
  *    returned but neither cached nor allowed to drop a good value.
  *  - at most `capacity` entries; the least recently used idle entry is evicted (and wiped).
  *
- * Locks: one internal mutex guards the index; it is never held while a fetch callback, a source
- * clone/free callback, or anything of the caller runs. Callbacks may therefore block, take their
- * own locks and call back into the cache (but see "fetch" below).
+ * Locks: one internal mutex guards the index; a fresh hit takes only one of 32 shard locks
+ * (by identity hash), so hits on different keys from different threads do not serialise. No lock
+ * is held while a fetch callback, a source clone/free callback, or anything of the caller runs.
+ * Callbacks may therefore block, take their own locks and call back into the cache (but see
+ * "fetch" below).
  *
  * Fork: a child process forgets every entry at its next call (the arena is wiped on fork); the
  * refresh thread is not running in a child until an entry is cached there again.
