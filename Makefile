@@ -19,6 +19,18 @@
 #   tests/helpers/*.c    -> $(BUILD)/tests/helpers/*   (small programs the integration tests run)
 #   bench/bench_*.c      -> $(BUILD)/bench/bench_*
 
+# First pass: a fresh machine may lack the compiler, pkg-config and the -dev packages, and the
+# flags below are discovered with pkg-config when make reads this file. So every goal first runs
+# scripts/bootstrap (installs only what is missing; quick when all is there), then re-runs make on
+# the same goal in a sub-make that reads this file again with the packages present.
+ifeq ($(VKS_BOOTSTRAPPED),)
+GOALS := $(if $(MAKECMDGOALS),$(MAKECMDGOALS),all)
+.PHONY: $(GOALS)
+$(GOALS):
+	@scripts/bootstrap
+	@$(MAKE) --no-print-directory VKS_BOOTSTRAPPED=1 $@
+else
+
 BUILD   ?= build
 SAN     ?=
 OPT     ?= -O2
@@ -83,7 +95,7 @@ endif
 
 .PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports
 
-all: bootstrap $(TARGETS) $(UNIT_BIN) $(HELPER_BIN)
+all: $(TARGETS) $(UNIT_BIN) $(HELPER_BIN)
 
 bootstrap:
 	@scripts/bootstrap
@@ -110,8 +122,8 @@ $(BUILD)/vault_keysource.so: $(PLUGIN_OBJ) $(BUILD)/libvks.a plugin/exports.map
 $(BUILD)/vks: $(CLI_OBJ) $(BUILD)/libvks.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libvks.a $(CORE_LIBS)
 
-$(BUILD)/vks-policy: $(HOST_OBJ)
-	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
+$(BUILD)/vks-policy: $(HOST_OBJ) $(BUILD)/libvks.a
+	$(CXX) $(LDFLAGS) -rdynamic -o $@ $(HOST_OBJ) $(BUILD)/libvks.a $(LUA_LIBS) $(shell pkg-config --libs libcurl openssl json-c) -ldl -lpthread
 
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread
@@ -164,3 +176,5 @@ clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+endif

@@ -35,7 +35,7 @@ static vks_status fetch32(void *source, struct vks_cache_fetch *out, struct vks_
     return vks_secret_dup(v, 32, &out->value, err);
 }
 
-static const struct vks_cache_source_ops ops = { fetch32, NULL, NULL };
+static const struct vks_cache_source_ops ops = { fetch32, NULL, NULL, NULL };
 
 static void identity(char *buf, size_t n, int i)
 {

@@ -21,6 +21,16 @@ extern "C" {
 
 #include <lua.h>
 
+#include <stddef.h>
+
+/*
+ * THE way a Lua string reaches the host's C code as a C string: the string at `idx` with its
+ * length (*len, may be NULL). C would silently cut a string at its first NUL byte, so one that
+ * holds a NUL raises "<what> contains a NUL byte" (misuse, like a wrong type: the host's
+ * functions raise for misuse). A non-string raises as luaL_checklstring does.
+ */
+const char *vksh_cstring(lua_State *L, int idx, const char *what, size_t *len);
+
 int vksh_open_toml(lua_State *L);
 int vksh_open_json(lua_State *L);
 int vksh_open_smtp(lua_State *L);

@@ -61,7 +61,7 @@ static int l_parse(lua_State *L)
 {
     size_t len = 0;
     const char *text = luaL_checklstring(L, 1, &len);
-    const char *source = luaL_optstring(L, 2, "json");
+    const char *source = lua_isnoneornil(L, 2) ? "json" : vksh_cstring(L, 2, "json.parse: source", NULL);
     if (len > 64u * 1024 * 1024) {
         lua_pushnil(L);
         lua_pushfstring(L, "%s: larger than 64 MiB", source);

@@ -24,6 +24,18 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "vks_redact.h"
+
+const char *vksh_cstring(lua_State *L, int idx, const char *what, size_t *len)
+{
+    size_t n = 0;
+    const char *s = luaL_checklstring(L, idx, &n);
+    if (memchr(s, '\0', n) != NULL)
+        luaL_error(L, "%s contains a NUL byte", what);
+    if (len != NULL)
+        *len = n;
+    return s;
+}
 
 static int file_exists(const char *p)
 {
@@ -33,20 +45,55 @@ static int file_exists(const char *p)
 
 static int l_file_exists(lua_State *L)
 {
-    lua_pushboolean(L, file_exists(luaL_checkstring(L, 1)));
+    lua_pushboolean(L, file_exists(vksh_cstring(L, 1, "sys.file_exists: path", NULL)));
     return 1;
 }
 
 static int l_realpath(lua_State *L)
 {
     char buf[PATH_MAX];
-    if (realpath(luaL_checkstring(L, 1), buf) == NULL) {
+    if (realpath(vksh_cstring(L, 1, "sys.realpath: path", NULL), buf) == NULL) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));
         return 2;
     }
     lua_pushstring(L, buf);
     return 1;
+}
+
+/* Text with every URL redacted (vks_redact_text: user info, query, fragment): everything the
+ * host prints goes through it. */
+static void push_redacted(lua_State *L, const char *s, size_t len)
+{
+    luaL_Buffer b;
+    size_t need = vks_redact_text(s, len, NULL, 0);
+    char *out = luaL_buffinitsize(L, &b, need + 1);
+    vks_redact_text(s, len, out, need + 1);
+    luaL_pushresultsize(&b, need);
+}
+
+static int l_redact(lua_State *L)
+{
+    size_t len = 0;
+    const char *s = luaL_checklstring(L, 1, &len); /* taken with its length: NUL bytes print as '?' */
+    push_redacted(L, s, len);
+    return 1;
+}
+
+/* Prints the error object at the top of the stack on stderr, redacted. */
+static void print_error(lua_State *L, const char *prefix)
+{
+    size_t len = 0;
+    const char *msg = lua_isstring(L, -1) ? lua_tolstring(L, -1, &len) : "(error object is not a string)";
+    if (len == 0)
+        len = strlen(msg);
+    push_redacted(L, msg, len);
+    size_t n = 0;
+    const char *r = lua_tolstring(L, -1, &n);
+    fprintf(stderr, "vks-policy: %s", prefix);
+    fwrite(r, 1, n, stderr);
+    fputc('\n', stderr);
+    lua_pop(L, 1);
 }
 
 static int l_sleep_ms(lua_State *L)
@@ -87,6 +134,7 @@ static const luaL_Reg sys_funcs[] = {
     { "monotonic_ms", l_monotonic_ms },
     { "getpid", l_getpid },
     { "isatty", l_isatty },
+    { "redact", l_redact },
     { NULL, NULL },
 };
 
@@ -109,8 +157,13 @@ static void prepend_path(lua_State *L, const char *field, const char *entries)
 {
     lua_getglobal(L, "package");
     lua_getfield(L, -1, field);
-    const char *old = lua_tostring(L, -1);
-    lua_pushfstring(L, "%s;%s", entries, old ? old : "");
+    lua_pushstring(L, entries);
+    lua_pushliteral(L, ";");
+    if (lua_type(L, -3) == LUA_TSTRING)
+        lua_pushvalue(L, -3);
+    else
+        lua_pushliteral(L, "");
+    lua_concat(L, 3);
     lua_setfield(L, -3, field);
     lua_pop(L, 2);
 }
@@ -153,10 +206,15 @@ static void set_paths(lua_State *L)
 
 static int traceback(lua_State *L)
 {
-    const char *msg = lua_tostring(L, 1);
-    if (msg == NULL)
-        msg = "(error object is not a string)";
-    luaL_traceback(L, L, msg, 1);
+    if (lua_isstring(L, 1)) {
+        lua_settop(L, 1);
+    } else {
+        lua_settop(L, 0);
+        lua_pushliteral(L, "(error object is not a string)");
+    }
+    lua_pushliteral(L, "\n");
+    luaL_traceback(L, L, NULL, 1);
+    lua_concat(L, 3);
     return 1;
 }
 
@@ -180,7 +238,7 @@ int main(int argc, char **argv)
     lua_getglobal(L, "require");
     lua_pushstring(L, "policy_host");
     if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
-        fprintf(stderr, "vks-policy: cannot load policy_host.lua: %s\n", lua_tostring(L, -1));
+        print_error(L, "cannot load policy_host.lua: ");
         lua_close(L);
         return 2;
     }
@@ -192,7 +250,7 @@ int main(int argc, char **argv)
     }
     int rc = 2;
     if (lua_pcall(L, 1, 1, tb) != LUA_OK) {
-        fprintf(stderr, "vks-policy: %s\n", lua_tostring(L, -1));
+        print_error(L, "");
     } else {
         rc = (int)lua_tointeger(L, -1);
     }

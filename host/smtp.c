@@ -517,7 +517,9 @@ static const char *field_str(lua_State *L, int idx, const char *name, size_t *le
     if (!lua_isnil(L, -1)) {
         if (lua_type(L, -1) != LUA_TSTRING)
             luaL_error(L, "smtp.check_auth: %s must be a string", name);
-        s = lua_tolstring(L, -1, len);
+        char what[64];
+        snprintf(what, sizeof what, "smtp.check_auth: %s", name);
+        s = vksh_cstring(L, -1, what, len); /* the host name, cafile, ... are used as C strings */
     }
     lua_pop(L, 1); /* the string stays alive: the options table at idx references it */
     return s;
@@ -569,9 +571,8 @@ static int l_check_auth(lua_State *L)
     }
     if (o.username_len > USERNAME_MAX || o.password_len > PASSWORD_MAX)
         return luaL_error(L, "smtp.check_auth: username or password too long");
-    if ((o.username && memchr(o.username, 0, o.username_len)) ||
-        memchr(o.password, 0, o.password_len))
-        return luaL_error(L, "smtp.check_auth: username and password must not contain NUL bytes");
+    /* (username and password cannot hold a NUL: field_str refused it; AUTH PLAIN separates them
+     * with NUL bytes) */
     o.cafile = field_str(L, 1, "cafile", &dummy);
     o.allow_without_tls = field_bool(L, 1, "allow_smtp_auth_plain_without_tls");
     o.allow_invalid_cert = field_bool(L, 1, "allow_smtp_auth_plain_without_valid_certificate");

@@ -102,7 +102,7 @@ int l_parse(lua_State *L)
 {
     size_t len = 0;
     const char *text = luaL_checklstring(L, 1, &len);
-    const char *source = luaL_optstring(L, 2, "toml");
+    const char *source = lua_isnoneornil(L, 2) ? "toml" : vksh_cstring(L, 2, "toml.parse: source", NULL);
     int top = lua_gettop(L);
     std::string err;
     toml::table doc;

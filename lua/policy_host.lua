@@ -126,8 +126,12 @@ local function split_hostport(s)
   return s, nil
 end
 
+-- Everything the host prints goes through the core's URL redaction (user info, query and
+-- fragment of every URL: a vault_address such as https://user:password@vault never shows).
+local redact = require('vks_host.sys').redact
+
 local function out(fmt, ...)
-  io.stdout:write(string.format(fmt, ...), '\n')
+  io.stdout:write(redact(string.format(fmt, ...)), '\n')
   io.stdout:flush()
 end
 
@@ -201,7 +205,7 @@ local function run_script(o)
   setup_env()
   local chunk, err = loadfile(o.script)
   if not chunk then
-    io.stderr:write('vks-policy: ', err, '\n')
+    io.stderr:write('vks-policy: ', redact(tostring(err)), '\n')
     return 2
   end
   local rc = chunk(table.unpack(o.script_args))
@@ -390,7 +394,7 @@ function M.main(argv)
   local okp, o = pcall(parse_args, argv)
   if not okp then
     if type(o) == 'table' and o.usage then
-      io.stderr:write('vks-policy: ', o.usage, '\n', USAGE)
+      io.stderr:write('vks-policy: ', redact(o.usage), '\n', USAGE)
       return 2
     end
     error(o, 0)

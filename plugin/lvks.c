@@ -32,6 +32,13 @@ static _Atomic int ext_count;
 void lvks_register_extension(const struct lvks_extension *ext)
 {
     int n = atomic_load_explicit(&ext_count, memory_order_relaxed);
+    for (int i = 0; ext != NULL && ext->apply != NULL && i < n; i++)
+        if (exts[i]->apply != NULL) {
+            /* setup is all or nothing only with one fallible step (lvks.h): a programming error */
+            fprintf(stderr, "vault_keysource: extensions %s and %s both have an apply step\n",
+                    exts[i]->name ? exts[i]->name : "?", ext->name ? ext->name : "?");
+            abort();
+        }
     if (ext != NULL && n < LVKS_EXT_MAX) {
         exts[n] = ext;
         atomic_store_explicit(&ext_count, n + 1, memory_order_release);
@@ -83,8 +90,15 @@ static int secret_box_gc(lua_State *L)
     return 0;
 }
 
+#define MAX_SETUP_OPTS 64
+
+/* Everything one vks.setup call holds while Lua code may still raise: owned by a to-be-closed
+ * userdata, so an error anywhere (an __index that raises, out of memory) releases it at once. */
 struct setup_box {
     struct vks_config cfg;
+    struct vks_field fields[MAX_SETUP_OPTS]; /* the top-level options, read before any is applied */
+    size_t nfields;
+    struct lvks_memory mem;
     void *prepared[LVKS_EXT_MAX];
     bool done[LVKS_EXT_MAX]; /* committed or discarded */
 };
@@ -99,6 +113,7 @@ static int setup_box_gc(lua_State *L)
         b->prepared[i] = NULL;
         b->done[i] = true;
     }
+    b->nfields = 0;
     return 0;
 }
 
@@ -133,6 +148,31 @@ vks_secret *lvks_push_secret_box(lua_State *L)
 }
 
 /* ------------------------------------------------------------------ conversions */
+
+const char *lvks_cstring(lua_State *L, int idx, const char *what, size_t *len, vks_status code,
+                         struct vks_err *err)
+{
+    size_t n = 0;
+    if (len != NULL)
+        *len = 0;
+    if (lua_type(L, idx) != LUA_TSTRING) {
+        vks_err_set(err, code, "%s must be a string, not a %s", what, luaL_typename(L, idx));
+        return NULL;
+    }
+    const char *s = lua_tolstring(L, idx, &n);
+    const char *nul = memchr(s, '\0', n);
+    if (nul == NULL) {
+        if (len != NULL)
+            *len = n;
+        return s;
+    }
+    size_t pre = (size_t)(nul - s);
+    if (pre > 0 && pre <= 64 && !vks_has_control(s, pre))
+        vks_err_set(err, code, "%s contains a NUL byte (after \"%.*s\")", what, (int)pre, s);
+    else
+        vks_err_set(err, code, "%s contains a NUL byte", what);
+    return NULL;
+}
 
 void lvks_to_field(lua_State *L, int idx, const char *name, struct vks_field *f)
 {
@@ -204,8 +244,14 @@ vks_status lvks_to_keysource(lua_State *L, int idx, struct vks_keysource *ks, st
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "keysource table has more than %d fields",
                                MAX_KS_FIELDS);
         }
+        /* a name with a NUL byte would reach C cut short ("vault_path\0x" as vault_path) */
+        const char *name = lvks_cstring(L, -2, "keysource field name", NULL, VKS_E_BAD_KEYSOURCE, err);
+        if (name == NULL) {
+            lua_settop(L, base);
+            return VKS_E_BAD_KEYSOURCE;
+        }
         /* keep key and value on the stack (strings stay alive); push a copy of the key for next */
-        lvks_to_field(L, -1, lua_tostring(L, -2), &fields[n++]);
+        lvks_to_field(L, -1, name, &fields[n++]);
         lua_pushvalue(L, -2);
     }
     vks_status st = vks_keysource_from_fields(fields, n, ks, err);
@@ -214,8 +260,10 @@ vks_status lvks_to_keysource(lua_State *L, int idx, struct vks_keysource *ks, st
 }
 
 static const char *const ctx_fields[] = { "domain", "site_name", "username", "destination", "tag" };
+static const char *const ctx_what[] = { "ctx.domain", "ctx.site_name", "ctx.username", "ctx.destination",
+                                        "ctx.tag" };
 
-void lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx)
+vks_status lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx, struct vks_err *err)
 {
     memset(ctx, 0, sizeof *ctx);
     idx = lua_absindex(L, idx);
@@ -224,19 +272,33 @@ void lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx)
     if (t == LUA_TNONE || t == LUA_TNIL) {
         for (int i = 0; i < 5; i++)
             lua_pushnil(L);
-        return;
+        return VKS_OK;
     }
     if (t != LUA_TTABLE)
         luaL_typeerror(L, idx, "nil or table (ctx)");
     const char **dst[] = { &ctx->domain, &ctx->site_name, &ctx->username, &ctx->destination, &ctx->tag };
     for (int i = 0; i < 5; i++) {
         int ft = lua_getfield(L, idx, ctx_fields[i]);
-        if (ft == LUA_TSTRING)
-            *dst[i] = lua_tostring(L, -1);
-        else if (ft != LUA_TNIL)
+        if (ft != LUA_TSTRING && ft != LUA_TNIL)
             luaL_argerror(L, idx, lua_pushfstring(L, "ctx.%s must be a string, not a %s", ctx_fields[i],
                                                   luaL_typename(L, -1)));
     }
+    /* all types checked (misuse raised above); now the contents, the first bad one reported */
+    vks_status st = VKS_OK;
+    for (int i = 0; i < 5; i++) {
+        int at = lua_gettop(L) - 4 + i;
+        if (lua_isnil(L, at))
+            continue;
+        struct vks_err e;
+        vks_err_clear(&e);
+        *dst[i] = lvks_cstring(L, at, ctx_what[i], NULL, VKS_E_BAD_KEYSOURCE, &e);
+        if (*dst[i] == NULL && st == VKS_OK) {
+            st = VKS_E_BAD_KEYSOURCE;
+            if (err != NULL)
+                *err = e;
+        }
+    }
+    return st;
 }
 
 /* ------------------------------------------------------------------ event handler */
@@ -288,8 +350,10 @@ static void run_event_handler(lua_State *L, int ks_idx, const struct vks_keysour
         }
     } else if (lua_isnil(L, -3)) {
         vks_status code = VKS_E_NOT_FOUND;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            vks_status c = vks_status_from_code(lua_tostring(L, -1));
+        struct vks_err ce;
+        const char *name = lvks_cstring(L, -1, "code", NULL, VKS_E_NOT_FOUND, &ce);
+        if (name != NULL) { /* "not_found\0x" is no code */
+            vks_status c = vks_status_from_code(name);
             if (c != VKS_STATUS_COUNT && c != VKS_OK && c < VKS_E_INVALID_ARG)
                 code = c;
         }
@@ -537,12 +601,20 @@ static vks_status lvks_lookup_ex(lua_State *L, int ks_idx, int ctx_idx, const ch
     /* misuse first: nothing allocated yet */
     lvks_check_keysource_arg(L, ks_idx);
     struct vks_ctx ctx;
-    lvks_check_ctx(L, ctx_idx, &ctx);
-
     vks_err_clear(err);
+    vks_status cst = lvks_check_ctx(L, ctx_idx, &ctx, err);
+
     struct memo_box *m = NULL, *fresh = NULL;
     struct vks_keysource *ks;
-    vks_status pst = keysource_for_lookup(L, ks_idx, &ks, &m, &fresh, err);
+    vks_status pst;
+    if (cst != VKS_OK) {
+        /* a ctx that cannot be read fails the lookup like a malformed keysource (audited as such) */
+        ks = lvks_push_keysource_box(L);
+        pst = cst;
+    } else {
+        /* a Vault keysource table seen before and unchanged: its parse and identity are reused */
+        pst = keysource_for_lookup(L, ks_idx, &ks, &m, &fresh, err);
+    }
     const struct memo_box *memo = m != NULL ? m : fresh != NULL && fresh->published ? fresh : NULL;
 
     /* the event handler runs before the core (the core never calls Lua); its value is boxed */
@@ -667,62 +739,170 @@ static void raise_err(lua_State *L, const struct vks_err *err)
     lua_error(L);
 }
 
-static bool is_ext_name(const char *name, int *which)
+static bool is_ext_name(const char *name)
 {
     for (int i = 0, n_ext = extensions(); i < n_ext; i++)
-        if (exts[i]->name != NULL && strcmp(exts[i]->name, name) == 0) {
-            *which = i;
+        if (exts[i]->name != NULL && strcmp(exts[i]->name, name) == 0)
             return true;
-        }
     return false;
 }
 
-/* The memory options act before anything is put into the arena (the token from the environment
- * is), because the arena cannot change size under live secrets. */
-static void setup_memory(lua_State *L, int opts)
+/* Phase 1, top level: every option name is a string without NUL bytes; the memory options are
+ * parsed into b->mem; the others are kept as fields for phase 2 (their strings stay alive: the
+ * options table holds them). Raw iteration: no metamethod runs here. */
+static void read_top_level(lua_State *L, int opts, struct setup_box *b)
 {
-    if (opts == 0)
-        return;
-    int t1 = lua_getfield(L, opts, "locked_bytes");
-    int t2 = lua_getfield(L, opts, "require_locked");
-    if (t1 == LUA_TNIL && t2 == LUA_TNIL) {
-        lua_pop(L, 2);
-        return;
-    }
-    struct vks_secmem_config sm = { 0, false };
     struct vks_err err;
     vks_err_clear(&err);
-    struct vks_field f;
-    if (t1 != LUA_TNIL) {
-        lvks_to_field(L, -2, "locked_bytes", &f);
-        if (vks_parse_size(&f, "setup option locked_bytes", &sm.locked_bytes, &err) != VKS_OK) {
-            lua_pop(L, 2);
+    lua_pushnil(L);
+    while (lua_next(L, opts) != 0) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            luaL_argerror(L, 1, "setup option names must be strings");
+        const char *name = lvks_cstring(L, -2, "setup option name", NULL, VKS_E_CONFIG, &err);
+        if (name == NULL)
+            raise_err(L, &err);
+        if (is_ext_name(name)) {
+            lua_pop(L, 1);
+            continue;
+        }
+        if (b->nfields == MAX_SETUP_OPTS) {
+            vks_err_set(&err, VKS_E_CONFIG, "more than %d setup options", MAX_SETUP_OPTS);
             raise_err(L, &err);
         }
+        struct vks_field *f = &b->fields[b->nfields++];
+        lvks_to_field(L, -1, name, f);
+        if (strcmp(name, "locked_bytes") == 0) {
+            if (vks_parse_size(f, "setup option locked_bytes", &b->mem.locked_bytes, &err) != VKS_OK)
+                raise_err(L, &err);
+            b->mem.bytes_given = true;
+        } else if (strcmp(name, "require_locked") == 0) {
+            if (vks_parse_bool(f, "setup option require_locked", &b->mem.require_locked, &err) != VKS_OK)
+                raise_err(L, &err);
+            b->mem.require_given = true;
+        }
+        lua_pop(L, 1);
     }
-    const char *env = getenv("VKS_REQUIRE_LOCKED");
-    if (env != NULL && env[0] != '\0') {
-        struct vks_field ef = { .name = "VKS_REQUIRE_LOCKED", .type = VKS_FT_STRING, .str = env, .len = strlen(env) };
-        if (vks_parse_bool(&ef, "VKS_REQUIRE_LOCKED", &sm.require_locked, &err) != VKS_OK) {
-            lua_pop(L, 2);
+}
+
+/* Phase 1, extensions: each reads and validates its subtable into a slot of the box. */
+static void prepare_extensions(lua_State *L, int opts, struct setup_box *b)
+{
+    struct vks_err err;
+    vks_err_clear(&err);
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
+        if (exts[i]->prepare == NULL)
+            continue;
+        const char *name = exts[i]->name != NULL ? exts[i]->name : "?";
+        if (opts)
+            lua_getfield(L, opts, name);
+        else
+            lua_pushnil(L);
+        int top = lua_gettop(L);
+        if (!lua_isnil(L, top) && !lua_istable(L, top))
+            luaL_argerror(L, 1, lua_pushfstring(L, "setup option %s must be a table", name));
+        b->prepared[i] = NULL;
+        b->done[i] = false; /* from now on the box discards whatever prepare stores */
+        vks_status st = exts[i]->prepare(L, top, &b->prepared[i], &b->mem, &err);
+        lua_settop(L, top - 1);
+        if (st != VKS_OK)
             raise_err(L, &err);
+    }
+}
+
+/* Phase 2: the memory options, applied first because reading the configuration may put a token
+ * into the arena, whose size cannot change under live secrets. *before is what to restore. */
+static vks_status apply_memory(const struct lvks_memory *m, struct vks_secmem_status *before,
+                               bool *changed, struct vks_err *err)
+{
+    *changed = false;
+    vks_secmem_get_status(before);
+    if (!m->bytes_given && !m->require_given)
+        return VKS_OK;
+    struct vks_secmem_config sm = { m->locked_bytes, m->require_locked };
+    if (!m->require_given) {
+        const char *env = getenv("VKS_REQUIRE_LOCKED");
+        sm.require_locked = false;
+        if (env != NULL && env[0] != '\0') {
+            struct vks_field ef = { .name = "VKS_REQUIRE_LOCKED", .type = VKS_FT_STRING, .str = env,
+                                    .len = strlen(env) };
+            vks_status st = vks_parse_bool(&ef, "VKS_REQUIRE_LOCKED", &sm.require_locked, err);
+            if (st != VKS_OK)
+                return st;
         }
     }
-    if (t2 != LUA_TNIL) {
-        lvks_to_field(L, -1, "require_locked", &f);
-        if (vks_parse_bool(&f, "setup option require_locked", &sm.require_locked, &err) != VKS_OK) {
-            lua_pop(L, 2);
-            raise_err(L, &err);
-        }
+    if (!m->bytes_given)
+        sm.locked_bytes = before->initialised ? before->capacity : 0;
+    else if (before->initialised && sm.locked_bytes <= before->capacity &&
+             before->capacity - sm.locked_bytes < 4096)
+        sm.locked_bytes = before->capacity; /* the same size once rounded to whole units */
+    *changed = !before->initialised || sm.locked_bytes != before->capacity ||
+               sm.require_locked != before->require_locked;
+    vks_status st = vks_secmem_init(&sm, err);
+    if (st == VKS_E_CONFIG && before->initialised && sm.locked_bytes != before->capacity)
+        st = vks_err_set(err, VKS_E_CONFIG,
+                         "setup option locked_bytes cannot resize the arena once secrets are stored "
+                         "(set it in the first setup, or VKS_LOCKED_BYTES)");
+    return st;
+}
+
+static void restore_memory(const struct vks_secmem_status *before)
+{
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_secmem_config sm = { before->capacity, before->require_locked };
+    /* back to what was in force (or what the first lookup would have chosen) */
+    (void)vks_secmem_init(before->initialised ? &sm : NULL, &e);
+}
+
+/* Phase 2, C only: validate and build everything, then apply it in one step. On error nothing
+ * was applied (the memory options are put back) and err says why. */
+static vks_status setup_apply(struct setup_box *b, bool *changed, struct vks_err *err)
+{
+    int n_ext = extensions();
+    struct vks_secmem_status before;
+    bool mem_changed = false;
+    struct vks_resolver_prep *prep = NULL;
+    vks_status st = apply_memory(&b->mem, &before, &mem_changed, err);
+    if (st == VKS_OK)
+        st = vks_config_from_env(&b->cfg, err);
+    for (size_t i = 0; st == VKS_OK && i < b->nfields; i++)
+        st = vks_config_set(&b->cfg, &b->fields[i], err);
+    if (st == VKS_OK)
+        st = vks_config_finish(&b->cfg, err);
+    if (st == VKS_OK)
+        st = vks_resolver_prepare(&b->cfg, &prep, err);
+    /* the one step that may fail after this point changes nothing when it does */
+    for (int i = 0; st == VKS_OK && i < n_ext; i++)
+        if (exts[i]->apply != NULL && !b->done[i])
+            st = exts[i]->apply(b->prepared[i], err);
+    if (st != VKS_OK) {
+        vks_resolver_discard(prep);
+        vks_config_clear(&b->cfg); /* frees the token slots before the arena is put back */
+        if (mem_changed)
+            restore_memory(&before);
+        return st;
     }
-    lua_pop(L, 2);
-    if (vks_secmem_init(&sm, &err) != VKS_OK)
-        raise_err(L, &err);
+    *changed = vks_resolver_commit(prep);
+    for (int i = 0; i < n_ext; i++) {
+        if (b->done[i])
+            continue;
+        b->done[i] = true;
+        void *p = b->prepared[i];
+        b->prepared[i] = NULL;
+        if (exts[i]->commit != NULL)
+            exts[i]->commit(p, *changed);
+        else if (p != NULL && exts[i]->discard != NULL)
+            exts[i]->discard(p);
+    }
+    vks_config_clear(&b->cfg);
+    return VKS_OK;
 }
 
 /*
  * vks.setup(opts) -> true, changed. Raises on any invalid option (a policy with a broken setup
- * should fail loudly at load time). Same options as the ones in force: a no-op (changed=false).
+ * should fail loudly at load time), and then nothing changed. Same options as the ones in force:
+ * a no-op (changed=false). Phase 1 reads every option from Lua (Lua may raise: what it built is
+ * in the to-be-closed setup box); phase 2 is C only: validates, builds, applies in one step.
  */
 static int l_setup(lua_State *L)
 {
@@ -732,108 +912,27 @@ static int l_setup(lua_State *L)
     lua_settop(L, 1);
     int opts = t == LUA_TTABLE ? 1 : 0;
 
-    /* misuse: option names must be strings */
-    if (opts) {
-        lua_pushnil(L);
-        while (lua_next(L, opts) != 0) {
-            if (lua_type(L, -2) != LUA_TSTRING)
-                luaL_argerror(L, 1, "setup option names must be strings");
-            lua_pop(L, 1);
-        }
-    }
-
-    setup_memory(L, opts);
-
     struct setup_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     memset(b, 0, sizeof *b);
     for (int i = 0; i < LVKS_EXT_MAX; i++)
         b->done[i] = true;
     luaL_setmetatable(L, SETUP_BOX);
     int box = lua_gettop(L);
+    lua_toclose(L, box);
+
+    if (opts)
+        read_top_level(L, opts, b);
+    prepare_extensions(L, opts, b);
 
     struct vks_err err;
     vks_err_clear(&err);
-    if (vks_config_from_env(&b->cfg, &err) != VKS_OK)
-        raise_err(L, &err);
-
-    if (opts) {
-        lua_pushnil(L);
-        while (lua_next(L, opts) != 0) {
-            const char *name = lua_tostring(L, -2);
-            int which;
-            if (is_ext_name(name, &which) || strcmp(name, "locked_bytes") == 0 ||
-                strcmp(name, "require_locked") == 0) {
-                if (strcmp(name, "locked_bytes") == 0 || strcmp(name, "require_locked") == 0) {
-                    struct vks_field f;
-                    lvks_to_field(L, -1, name, &f);
-                    (void)vks_config_set(&b->cfg, &f, &err); /* already validated in setup_memory */
-                }
-                lua_pop(L, 1);
-                continue;
-            }
-            struct vks_field f;
-            lvks_to_field(L, -1, name, &f);
-            if (vks_config_set(&b->cfg, &f, &err) != VKS_OK)
-                raise_err(L, &err);
-            lua_pop(L, 1);
-        }
-    }
-    if (vks_config_finish(&b->cfg, &err) != VKS_OK)
-        raise_err(L, &err);
-
-    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
-        if (exts[i]->prepare == NULL)
-            continue;
-        if (opts)
-            lua_getfield(L, opts, exts[i]->name != NULL ? exts[i]->name : "");
-        else
-            lua_pushnil(L);
-        int top = lua_gettop(L);
-        if (!lua_isnil(L, top) && !lua_istable(L, top)) {
-            luaL_argerror(L, 1, lua_pushfstring(L, "setup option %s must be a table",
-                                                exts[i]->name != NULL ? exts[i]->name : "?"));
-        }
-        void *prep = NULL;
-        vks_status st = exts[i]->prepare(L, top, &prep, &err);
-        lua_settop(L, top - 1);
-        if (st != VKS_OK) {
-            if (prep != NULL && exts[i]->discard != NULL)
-                exts[i]->discard(prep);
-            raise_err(L, &err);
-        }
-        b->prepared[i] = prep;
-        b->done[i] = false;
-    }
-
     bool changed = false;
-    if (vks_resolver_setup(&b->cfg, &changed, &err) != VKS_OK)
+    if (setup_apply(b, &changed, &err) != VKS_OK)
         raise_err(L, &err);
-
-    vks_status cst = VKS_OK;
-    struct vks_err cerr;
-    vks_err_clear(&cerr);
-    for (int i = 0, n_ext = extensions(); i < n_ext; i++) {
-        if (b->done[i])
-            continue;
-        b->done[i] = true;
-        void *prep = b->prepared[i];
-        b->prepared[i] = NULL;
-        if (exts[i]->commit != NULL) {
-            struct vks_err e;
-            vks_err_clear(&e);
-            vks_status st = exts[i]->commit(prep, changed, &e);
-            if (st != VKS_OK && cst == VKS_OK) {
-                cst = st;
-                cerr = e;
-            }
-        } else if (prep != NULL && exts[i]->discard != NULL) {
-            exts[i]->discard(prep);
-        }
-    }
-    vks_config_clear(&b->cfg);
-    lua_settop(L, box - 1);
-    if (cst != VKS_OK)
-        raise_err(L, &cerr);
+    lua_settop(L, box - 1); /* closes the (now empty) box */
+    for (int i = 0, n_ext = extensions(); i < n_ext; i++)
+        if (exts[i]->after_setup != NULL)
+            exts[i]->after_setup(L);
     lua_pushboolean(L, 1);
     lua_pushboolean(L, changed);
     return 2;

@@ -18,6 +18,8 @@
 
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "vks_error.h"
 #include "vks_keysource.h"
@@ -37,6 +39,15 @@
  *
  * Every hook is optional (NULL).
  */
+/* The memory options of one vks.setup call (locked_bytes, require_locked): given at the top level
+ * or by an extension's subtable (cache.locked_bytes, ...). The binding applies them once. */
+struct lvks_memory {
+    size_t locked_bytes;
+    bool bytes_given;
+    bool require_locked;
+    bool require_given;
+};
+
 struct lvks_extension {
     /* The vks.setup{} subtable this extension owns (e.g. "cache"), or NULL. */
     const char *name;
@@ -44,18 +55,30 @@ struct lvks_extension {
     /* Adds functions to the module table (at stack index `mod`); run by every luaopen. */
     void (*open)(lua_State *L, int mod);
 
-    /* setup, phase 1 (nothing applied yet): validates opts[name] at stack index `idx` (nil when
-     * absent) and prepares what commit will apply. Returns VKS_OK with *prepared (may be NULL),
-     * or an error with err filled (the binding raises it after discarding everything; prepare
-     * itself must not raise except for memory errors, and leaves the stack as it found it). */
-    vks_status (*prepare)(lua_State *L, int idx, void **prepared, struct vks_err *err);
+    /* setup, phase 1 (Lua reads; nothing applied): validates opts[name] at stack index `idx` (nil
+     * when absent: then the environment rules) and prepares what phase 2 will apply. *prepared is
+     * a slot of the binding's setup box: store an allocation there at once, before any Lua call,
+     * because Lua calls may raise (an __index that errors, out of memory) and then the box
+     * discards whatever *prepared holds. Returns VKS_OK, or an error with err filled (the binding
+     * raises it). May record memory options in *mem. Leaves the stack as it found it. */
+    vks_status (*prepare)(lua_State *L, int idx, void **prepared, struct lvks_memory *mem,
+                          struct vks_err *err);
 
-    /* setup, phase 2, after the core runtime was swapped: applies and frees `prepared`. No Lua
-     * calls. `changed` says whether the core options changed. An error is raised by the binding. */
-    vks_status (*commit)(void *prepared, int changed, struct vks_err *err);
+    /* setup, phase 2 (C only), the one step that may still fail: runs after every option of every
+     * module was validated and the core runtime was built, before anything is applied; must
+     * change nothing when it fails. At most one registered extension has it. */
+    vks_status (*apply)(void *prepared, struct vks_err *err);
+
+    /* setup, phase 2, after the core runtime was swapped: applies what is left and frees
+     * `prepared`. Cannot fail (prepare validated everything). No Lua calls. `changed` says
+     * whether the core options changed. */
+    void (*commit)(void *prepared, int changed);
 
     /* Frees `prepared` when setup fails before commit. */
     void (*discard)(void *prepared);
+
+    /* After a setup that succeeded: the Lua side of the new configuration (per-state values). */
+    void (*after_setup)(lua_State *L);
 
     /* Around every lookup (resolve, resolve_handle, ...): before_lookup right before the core is
      * called, after_lookup right after it returned (the value, if any, is in a box; no lock is
@@ -74,10 +97,25 @@ void lvks_register_extension(const struct lvks_extension *ext);
 /*
  * Checks the ctx argument at `idx` (nil/none or a table whose fields domain, site_name, username,
  * destination, tag are nil or strings) and fills *ctx with pointers to the strings. Raises
- * (argument error) on misuse. Pushes the 5 field values on the stack (keeping the strings alive):
- * the caller pops them when done (lua_pop(L, 5)) or lets the call return.
+ * (argument error) on misuse (a field that is not a string). A field holding a NUL byte is a
+ * runtime failure: VKS_E_BAD_KEYSOURCE with err naming the field, and that field is left NULL
+ * in *ctx (the others are filled, for the audit event). Pushes the 5 field values on the stack
+ * (keeping the strings alive): the caller pops them when done (lua_pop(L, 5)) or lets the call
+ * return.
  */
-void lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx);
+vks_status lvks_check_ctx(lua_State *L, int idx, struct vks_ctx *ctx, struct vks_err *err);
+
+/*
+ * THE way a Lua string reaches C code that needs a C string: the string at `idx` with its length
+ * (*len, may be NULL). C would silently cut a string at its first NUL byte, so a string holding
+ * one is refused: returns NULL and sets err to `code` with "<what> contains a NUL byte" (and the
+ * printable part before it). A value that is not a string: NULL, "<what> must be a string, not a
+ * <type>". `what` names the field ("ctx.domain", "setup option audit.file"); never pass a secret
+ * value (the message shows the part before the NUL). Binary values (key_data, secrets) are read
+ * with lua_tolstring and their length instead, and never as C strings.
+ */
+const char *lvks_cstring(lua_State *L, int idx, const char *what, size_t *len, vks_status code,
+                         struct vks_err *err);
 
 /* Raises an argument error unless the value at `idx` is a string or a table (a keysource). */
 void lvks_check_keysource_arg(lua_State *L, int idx);

@@ -48,17 +48,50 @@ static void prepared_free(struct prepared *p)
     free(p);
 }
 
-static vks_status opt_string(lua_State *L, int idx, const char *name, char **out,
+/* opt[name] as a heap copy; the value is read with its length (a NUL byte is an error naming
+ * the option, never a shorter path). `what` is the option's full name for messages. */
+static vks_status opt_string(lua_State *L, int idx, const char *name, const char *what, char **out,
                              struct vks_err *err)
 {
     int ty = lua_getfield(L, idx, name);
     vks_status st = VKS_OK;
-    if (ty == LUA_TSTRING) {
-        *out = strdup(lua_tostring(L, -1));
-        if (*out == NULL)
-            st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    } else if (ty != LUA_TNIL) {
-        st = vks_err_set(err, VKS_E_CONFIG, "setup option audit.%s must be a string", name);
+    if (ty != LUA_TNIL) {
+        char w[96];
+        snprintf(w, sizeof w, "setup option %s", what);
+        size_t len = 0;
+        const char *s = lvks_cstring(L, -1, w, &len, VKS_E_CONFIG, err);
+        if (s == NULL)
+            st = VKS_E_CONFIG;
+        else {
+            free(*out); /* replaces the environment's value */
+            if ((*out = strndup(s, len)) == NULL)
+                st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+        }
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+/* opt[name] is one of `names` (NULL-terminated): its index in *out. */
+static vks_status opt_choice(lua_State *L, int idx, const char *name, const char *const *names,
+                             int *out, struct vks_err *err)
+{
+    vks_status st = VKS_OK;
+    if (lua_getfield(L, idx, name) != LUA_TNIL) {
+        struct vks_err e;
+        const char *v = lvks_cstring(L, -1, name, NULL, VKS_E_CONFIG, &e);
+        int found = -1;
+        for (int i = 0; v != NULL && names[i] != NULL; i++)
+            if (strcmp(v, names[i]) == 0)
+                found = i;
+        if (found < 0 && names[2] != NULL)
+            st = vks_err_set(err, VKS_E_CONFIG, "setup option audit.%s must be '%s', '%s' or '%s'", name,
+                             names[0], names[1], names[2]);
+        else if (found < 0)
+            st = vks_err_set(err, VKS_E_CONFIG, "setup option audit.%s must be '%s' or '%s'", name,
+                             names[0], names[1]);
+        else
+            *out = found;
     }
     lua_pop(L, 1);
     return st;
@@ -109,19 +142,21 @@ static vks_status parse_syslog(lua_State *L, int idx, struct prepared *p, struct
         p->cfg.syslog = true;
         lua_pushnil(L);
         while (st == VKS_OK && lua_next(L, t) != 0) {
-            const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "?";
-            if (strcmp(k, "socket") && strcmp(k, "ident") && strcmp(k, "facility"))
+            const char *k = lvks_cstring(L, -2, "setup option audit.syslog: a name", NULL, VKS_E_CONFIG, err);
+            if (k == NULL)
+                st = VKS_E_CONFIG;
+            else if (strcmp(k, "socket") && strcmp(k, "ident") && strcmp(k, "facility"))
                 st = vks_err_set(err, VKS_E_CONFIG, "unknown setup option audit.syslog.%s", k);
             lua_pop(L, 1);
         }
         if (st == VKS_OK) {
             /* opt_string reads fields of the table at t */
-            if ((st = opt_string(L, t, "socket", &p->syslog_socket, err)) == VKS_OK)
-                st = opt_string(L, t, "ident", &p->syslog_ident, err);
+            if ((st = opt_string(L, t, "socket", "audit.syslog.socket", &p->syslog_socket, err)) == VKS_OK)
+                st = opt_string(L, t, "ident", "audit.syslog.ident", &p->syslog_ident, err);
         }
         if (st == VKS_OK) {
             char *fac = NULL;
-            st = opt_string(L, t, "facility", &fac, err);
+            st = opt_string(L, t, "facility", "audit.syslog.facility", &fac, err);
             if (st == VKS_OK && fac != NULL) {
                 int f = vks_audit_facility_from_name(fac);
                 if (f < 0)
@@ -142,150 +177,158 @@ static vks_status parse_syslog(lua_State *L, int idx, struct prepared *p, struct
     return st;
 }
 
-static vks_status audit_prepare(lua_State *L, int idx, void **prepared, struct vks_err *err)
+static vks_status audit_names(lua_State *L, int idx, struct vks_err *err)
 {
-    *prepared = NULL;
-    if (lua_isnil(L, idx))
-        return VKS_OK;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        if (lua_type(L, -2) != LUA_TSTRING) {
-            lua_pop(L, 2);
-            return vks_err_set(err, VKS_E_CONFIG, "setup option audit: names must be strings");
-        }
-        const char *k = lua_tostring(L, -2);
+        const char *k = lvks_cstring(L, -2, "setup option audit: a name", NULL, VKS_E_CONFIG, err);
         bool known = false;
-        for (int i = 0; audit_opts[i] != NULL; i++)
+        for (int i = 0; k != NULL && audit_opts[i] != NULL; i++)
             known = known || strcmp(k, audit_opts[i]) == 0;
         if (!known) {
-            vks_status st = vks_err_set(err, VKS_E_CONFIG, "unknown setup option audit.%s", k);
+            vks_status st = k == NULL ? VKS_E_CONFIG
+                                      : vks_err_set(err, VKS_E_CONFIG, "unknown setup option audit.%s", k);
             lua_pop(L, 2);
             return st;
         }
         lua_pop(L, 1);
     }
+    return VKS_OK;
+}
+
+/* audit.file: a path, or false (no file sink even if VKS_AUDIT_FILE is set) */
+static vks_status opt_file(lua_State *L, int idx, struct prepared *p, struct vks_err *err)
+{
+    int ty = lua_getfield(L, idx, "file");
+    lua_pop(L, 1);
+    if (ty == LUA_TNIL)
+        return VKS_OK;
+    free(p->file);
+    p->file = NULL;
+    if (ty == LUA_TBOOLEAN) {
+        lua_getfield(L, idx, "file");
+        bool on = lua_toboolean(L, -1);
+        lua_pop(L, 1);
+        return on ? vks_err_set(err, VKS_E_CONFIG, "setup option audit.file must be a path or false")
+                  : VKS_OK;
+    }
+    return opt_string(L, idx, "file", "audit.file", &p->file, err);
+}
+
+/* audit.callback: a function (this state's callback, registered when setup succeeds) or a
+ * boolean (the sink exists; states register with vks.set_audit_callback). */
+static const char pending_key = 'p'; /* registry[&pending_key]: the callback setup will register */
+
+static vks_status opt_callback(lua_State *L, int idx, struct prepared *p, struct vks_err *err)
+{
+    vks_status st = VKS_OK;
+    int ty = lua_getfield(L, idx, "callback");
+    if (ty == LUA_TFUNCTION) {
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
+        p->cfg.callback = true;
+    } else if (ty == LUA_TBOOLEAN) {
+        p->cfg.callback = lua_toboolean(L, -1);
+    } else if (ty != LUA_TNIL) {
+        st = vks_err_set(err, VKS_E_CONFIG, "setup option audit.callback must be a function (or a boolean)");
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+static vks_status audit_prepare(lua_State *L, int idx, void **prepared, struct lvks_memory *mem,
+                                struct vks_err *err)
+{
+    (void)mem;
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
+    /* owned by the setup box from here on: any Lua call below may raise */
     struct prepared *p = calloc(1, sizeof *p);
     if (p == NULL)
         return vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    /* the environment first, the table overrides it */
+    *prepared = p;
+    /* the environment first, the table overrides it; no table: the environment rules */
     vks_status st = vks_audit_config_from_env(&p->cfg, err);
     if (st == VKS_OK && p->cfg.file != NULL && (p->file = strdup(p->cfg.file)) == NULL)
         st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
     if (st == VKS_OK && p->cfg.syslog_socket != NULL &&
         (p->syslog_socket = strdup(p->cfg.syslog_socket)) == NULL)
         st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    if (st == VKS_OK) {
-        int ty = lua_getfield(L, idx, "file");
-        if (ty == LUA_TBOOLEAN && !lua_toboolean(L, -1)) {
-            free(p->file); /* file = false: no file sink even if VKS_AUDIT_FILE is set */
-            p->file = NULL;
-            lua_pop(L, 1);
-        } else {
-            lua_pop(L, 1);
-            if (ty != LUA_TNIL) {
-                free(p->file);
-                p->file = NULL;
-            }
-            st = opt_string(L, idx, "file", &p->file, err);
-        }
-    }
-    if (st == VKS_OK)
-        st = parse_syslog(L, idx, p, err);
-    if (st == VKS_OK)
-        st = opt_bool(L, idx, "stderr", &p->cfg.stderr_sink, NULL, err);
-    if (st == VKS_OK)
-        st = opt_string(L, idx, "key_file", &p->key_file, err);
-    if (st == VKS_OK)
-        st = opt_bool(L, idx, "require_key", &p->cfg.require_key, NULL, err);
-    if (st == VKS_OK)
-        st = opt_bool(L, idx, "required", &p->cfg.required, NULL, err);
-    if (st == VKS_OK) {
-        long q = (long)p->cfg.queue_size;
-        st = opt_int(L, idx, "queue_size", 1, 1L << 20, &q, err);
-        p->cfg.queue_size = (size_t)q;
-    }
-    if (st == VKS_OK)
-        st = opt_int(L, idx, "reopen_check_ms", 0, 3600000, &p->cfg.reopen_check_ms, err);
-    if (st == VKS_OK) {
-        int ty = lua_getfield(L, idx, "mode");
-        if (ty != LUA_TNIL) {
-            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            if (!strcmp(m, "sync"))
-                p->cfg.mode = VKS_AUDIT_SYNC;
-            else if (!strcmp(m, "fsync"))
-                p->cfg.mode = VKS_AUDIT_FSYNC;
-            else if (!strcmp(m, "async"))
-                p->cfg.mode = VKS_AUDIT_ASYNC;
-            else
-                st = vks_err_set(err, VKS_E_CONFIG,
-                                 "setup option audit.mode must be 'sync', 'fsync' or 'async'");
-        }
-        lua_pop(L, 1);
-    }
-    if (st == VKS_OK) {
-        int ty = lua_getfield(L, idx, "on_failure");
-        if (ty != LUA_TNIL) {
-            const char *m = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-            if (!strcmp(m, "deny"))
-                p->cfg.on_failure = VKS_AUDIT_DENY;
-            else if (!strcmp(m, "allow"))
-                p->cfg.on_failure = VKS_AUDIT_ALLOW;
-            else
-                st = vks_err_set(err, VKS_E_CONFIG,
-                                 "setup option audit.on_failure must be 'deny' or 'allow'");
-        }
-        lua_pop(L, 1);
-    }
-    if (st == VKS_OK) {
-        int ty = lua_getfield(L, idx, "callback");
-        if (ty == LUA_TFUNCTION) {
-            /* per Lua state: registered now (a later setup error leaves it registered) */
-            lua_pushvalue(L, -1);
-            lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
-            atomic_store(&any_callback, true);
-            p->cfg.callback = true;
-        } else if (ty == LUA_TBOOLEAN) {
-            /* callback = true: the sink exists, states register with vks.set_audit_callback */
-            p->cfg.callback = lua_toboolean(L, -1);
-        } else if (ty != LUA_TNIL) {
-            st = vks_err_set(err, VKS_E_CONFIG,
-                             "setup option audit.callback must be a function (or a boolean)");
-        }
-        lua_pop(L, 1);
-    }
-    if (st != VKS_OK) {
-        prepared_free(p);
-        return st;
-    }
+    if (st == VKS_OK && p->cfg.syslog_ident != NULL &&
+        (p->syslog_ident = strdup(p->cfg.syslog_ident)) == NULL)
+        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if (st == VKS_OK && p->cfg.key_file != NULL && (p->key_file = strdup(p->cfg.key_file)) == NULL)
+        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    /* from here on the strings of p->cfg are p's own copies */
+    p->cfg.file = NULL;
+    p->cfg.syslog_socket = NULL;
+    p->cfg.syslog_ident = NULL;
+    p->cfg.key_file = NULL;
+    if (st != VKS_OK || lua_isnil(L, idx))
+        goto out;
+    if ((st = audit_names(L, idx, err)) != VKS_OK || (st = opt_file(L, idx, p, err)) != VKS_OK ||
+        (st = parse_syslog(L, idx, p, err)) != VKS_OK ||
+        (st = opt_bool(L, idx, "stderr", &p->cfg.stderr_sink, NULL, err)) != VKS_OK)
+        goto out;
+    if ((st = opt_string(L, idx, "key_file", "audit.key_file", &p->key_file, err)) != VKS_OK ||
+        (st = opt_bool(L, idx, "require_key", &p->cfg.require_key, NULL, err)) != VKS_OK ||
+        (st = opt_bool(L, idx, "required", &p->cfg.required, NULL, err)) != VKS_OK)
+        goto out;
+    long q = (long)p->cfg.queue_size;
+    if ((st = opt_int(L, idx, "queue_size", 1, 1L << 20, &q, err)) != VKS_OK)
+        goto out;
+    p->cfg.queue_size = (size_t)q;
+    if ((st = opt_int(L, idx, "reopen_check_ms", 0, 3600000, &p->cfg.reopen_check_ms, err)) != VKS_OK)
+        goto out;
+    static const char *const modes[] = { "sync", "fsync", "async", NULL };
+    static const enum vks_audit_mode mode_v[] = { VKS_AUDIT_SYNC, VKS_AUDIT_FSYNC, VKS_AUDIT_ASYNC };
+    static const char *const failures[] = { "deny", "allow", NULL };
+    static const enum vks_audit_on_failure failure_v[] = { VKS_AUDIT_DENY, VKS_AUDIT_ALLOW };
+    int m = -1, f = -1;
+    if ((st = opt_choice(L, idx, "mode", modes, &m, err)) != VKS_OK ||
+        (st = opt_choice(L, idx, "on_failure", failures, &f, err)) != VKS_OK)
+        goto out;
+    if (m >= 0)
+        p->cfg.mode = mode_v[m];
+    if (f >= 0)
+        p->cfg.on_failure = failure_v[f];
+    st = opt_callback(L, idx, p, err);
+out:
     p->cfg.file = p->file;
     p->cfg.syslog_socket = p->syslog_socket;
     p->cfg.syslog_ident = p->syslog_ident;
     p->cfg.key_file = p->key_file;
-    *prepared = p;
-    return VKS_OK;
+    return st;
 }
 
-static vks_status audit_commit(void *prepared, int changed, struct vks_err *err)
+/* The one fallible step of setup: opens the sinks, loads the key and swaps, or changes nothing. */
+static vks_status audit_apply(void *prepared, struct vks_err *err)
+{
+    struct prepared *p = prepared;
+    return vks_audit_configure(&p->cfg, err);
+}
+
+static void audit_commit(void *prepared, int changed)
 {
     (void)changed;
-    struct prepared *p = prepared;
-    vks_status st;
-    if (p != NULL) {
-        st = vks_audit_configure(&p->cfg, err);
-        prepared_free(p);
-    } else {
-        /* no audit table: setup declares the whole configuration, so the environment rules */
-        struct vks_audit_config c;
-        st = vks_audit_config_from_env(&c, err);
-        if (st == VKS_OK)
-            st = vks_audit_configure(&c, err);
-    }
-    return st;
+    prepared_free(prepared);
 }
 
 static void audit_discard(void *prepared)
 {
     prepared_free(prepared);
+}
+
+/* setup succeeded: a callback given in audit = { callback = fn } becomes this state's */
+static void audit_after_setup(lua_State *L)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key) == LUA_TFUNCTION) {
+        atomic_store(&any_callback, true);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
+    } else
+        lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
 }
 
 /* ------------------------------------------------------------------ the callback sink */
@@ -324,7 +367,7 @@ static void audit_after_lookup(lua_State *L)
     lua_pushlstring(L, lines, n);
     free(lines);
     int all = lua_gettop(L);
-    const char *s = lua_tostring(L, all);
+    const char *s = lua_tolstring(L, all, NULL);
     size_t at = 0;
     while (at < n) {
         const char *nl = memchr(s + at, '\n', n - at);
@@ -436,8 +479,10 @@ static const struct lvks_extension audit_ext = {
     .name = "audit",
     .open = audit_open,
     .prepare = audit_prepare,
+    .apply = audit_apply,
     .commit = audit_commit,
     .discard = audit_discard,
+    .after_setup = audit_after_setup,
     .before_lookup = audit_before_lookup,
     .after_lookup = audit_after_lookup,
 };

@@ -197,6 +197,8 @@ static int l_stats(lua_State *L)
     set_int(L, "expirations", s.expirations);
     set_int(L, "revocations", s.revocations);
     set_int(L, "invalidations", s.invalidations);
+    set_int(L, "refused", s.refused);
+    set_int(L, "refused_wipes", s.refused_wipes);
     set_int(L, "entries", s.entries);
     set_int(L, "values", s.values);
     set_int(L, "value_bytes", s.value_bytes);
@@ -226,7 +228,6 @@ static int l_stats(lua_State *L)
 
 struct prepared {
     struct vks_cache_config cfg;
-    bool given;
 };
 
 static const char *const cache_opts[] = {
@@ -257,133 +258,118 @@ static vks_status seconds_opt(lua_State *L, int t, const char *name, double *out
     return st;
 }
 
-static vks_status cache_prepare(lua_State *L, int idx, void **prepared, struct vks_err *err)
+static vks_status cache_names(lua_State *L, int idx, struct vks_err *err)
 {
-    *prepared = NULL;
-    if (lua_isnil(L, idx))
-        return VKS_OK;
     /* unknown names are typos */
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
-        bool known = false;
-        if (lua_type(L, -2) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -2);
-            for (int i = 0; cache_opts[i] != NULL; i++)
-                known = known || strcmp(k, cache_opts[i]) == 0;
-            if (!known) {
-                vks_status st = vks_err_set(err, VKS_E_CONFIG, "unknown setup option cache.%s", k);
-                lua_pop(L, 2);
-                return st;
-            }
-        } else {
+        const char *k = lvks_cstring(L, -2, "setup option cache: a name", NULL, VKS_E_CONFIG, err);
+        if (k == NULL) {
             lua_pop(L, 2);
-            return vks_err_set(err, VKS_E_CONFIG, "setup option cache: names must be strings");
+            return VKS_E_CONFIG;
+        }
+        bool known = false;
+        for (int i = 0; cache_opts[i] != NULL; i++)
+            known = known || strcmp(k, cache_opts[i]) == 0;
+        if (!known) {
+            vks_status st = vks_err_set(err, VKS_E_CONFIG, "unknown setup option cache.%s", k);
+            lua_pop(L, 2);
+            return st;
         }
         lua_pop(L, 1);
     }
-
-    struct prepared *p = calloc(1, sizeof *p);
-    if (p == NULL)
-        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    p->given = true;
-    vks_cache_config_defaults(&p->cfg);
-    vks_status st = vks_cache_config_from_env(&p->cfg, err);
-    if (st == VKS_OK)
-        st = seconds_opt(L, idx, "ttl", &p->cfg.ttl_s, err);
-    if (st == VKS_OK)
-        st = seconds_opt(L, idx, "max_stale", &p->cfg.max_stale_s, err);
-    if (st == VKS_OK)
-        st = seconds_opt(L, idx, "neg_ttl", &p->cfg.neg_ttl_s, err);
-    if (st == VKS_OK) {
-        int ty = lua_getfield(L, idx, "refresh");
-        if (ty != LUA_TNIL) {
-            int isnum = 0;
-            double d = lua_tonumberx(L, -1, &isnum);
-            if (!isnum || !(d > 0 && d <= 1))
-                st = vks_err_set(err, VKS_E_CONFIG,
-                                 "setup option cache.refresh must be a number in (0, 1] (a fraction of ttl)");
-            else
-                p->cfg.refresh_fraction = d;
-        }
-        lua_pop(L, 1);
-    }
-    if (st == VKS_OK) {
-        int ty = lua_getfield(L, idx, "capacity");
-        if (ty != LUA_TNIL) {
-            struct vks_field f;
-            lvks_to_field(L, -1, "capacity", &f);
-            size_t n = 0;
-            if ((st = vks_parse_size(&f, "setup option cache.capacity", &n, err)) == VKS_OK)
-                p->cfg.capacity = n;
-        }
-        lua_pop(L, 1);
-    }
-    /* the arena options: the same meaning as the top-level ones (which act before anything is
-     * stored in the arena); here they can still change require_locked, and locked_bytes only when
-     * it matches the arena in use or no secret is live yet */
-    if (st == VKS_OK) {
-        int t1 = lua_getfield(L, idx, "locked_bytes");
-        int t2 = lua_getfield(L, idx, "require_locked");
-        if (t1 != LUA_TNIL || t2 != LUA_TNIL) {
-            struct vks_secmem_status ms;
-            vks_secmem_get_status(&ms);
-            struct vks_secmem_config sm = { 0, ms.require_locked };
-            struct vks_field f;
-            if (t1 != LUA_TNIL) {
-                lvks_to_field(L, -2, "locked_bytes", &f);
-                st = vks_parse_size(&f, "setup option cache.locked_bytes", &sm.locked_bytes, err);
-            } else if (ms.initialised) {
-                sm.locked_bytes = ms.capacity;
-            }
-            if (st == VKS_OK && t2 != LUA_TNIL) {
-                lvks_to_field(L, -1, "require_locked", &f);
-                st = vks_parse_bool(&f, "setup option cache.require_locked", &sm.require_locked, err);
-            }
-            if (st == VKS_OK) {
-                if (ms.initialised && sm.locked_bytes != 0 && sm.locked_bytes <= ms.capacity &&
-                    ms.capacity - sm.locked_bytes < 4096)
-                    sm.locked_bytes = ms.capacity; /* the same size once rounded to whole units */
-                st = vks_secmem_init(&sm, err);
-                if (st == VKS_E_CONFIG)
-                    st = vks_err_set(err, VKS_E_CONFIG,
-                                     "setup option cache.locked_bytes cannot resize the arena once secrets "
-                                     "are stored; use the top-level option locked_bytes or VKS_LOCKED_BYTES");
-            }
-        }
-        lua_pop(L, 2);
-    }
-    if (st != VKS_OK) {
-        free(p);
-        return st;
-    }
-    /* validated now so that setup raises before anything is applied */
-    struct vks_cache_config probe = p->cfg;
-    if (probe.ttl_s < 0 || probe.max_stale_s < 0 || probe.neg_ttl_s < 0) {
-        free(p);
-        return vks_err_set(err, VKS_E_CONFIG, "setup option cache: times must not be negative");
-    }
-    *prepared = p;
     return VKS_OK;
 }
 
-static vks_status cache_commit(void *prepared, int changed, struct vks_err *err)
+/* cache.locked_bytes / cache.require_locked: the same meaning as the top-level options; the
+ * binding applies them once (they must agree with the top-level ones when both are given). */
+static vks_status cache_memory(lua_State *L, int idx, struct lvks_memory *mem, struct vks_err *err)
+{
+    vks_status st = VKS_OK;
+    struct vks_field f;
+    if (lua_getfield(L, idx, "locked_bytes") != LUA_TNIL) {
+        lvks_to_field(L, -1, "locked_bytes", &f);
+        size_t n = 0;
+        st = vks_parse_size(&f, "setup option cache.locked_bytes", &n, err);
+        if (st == VKS_OK && mem->bytes_given && mem->locked_bytes != n)
+            st = vks_err_set(err, VKS_E_CONFIG, "setup options locked_bytes and cache.locked_bytes disagree");
+        mem->locked_bytes = n;
+        mem->bytes_given = true;
+    }
+    lua_pop(L, 1);
+    if (st != VKS_OK)
+        return st;
+    if (lua_getfield(L, idx, "require_locked") != LUA_TNIL) {
+        lvks_to_field(L, -1, "require_locked", &f);
+        bool r = false;
+        st = vks_parse_bool(&f, "setup option cache.require_locked", &r, err);
+        if (st == VKS_OK && mem->require_given && mem->require_locked != r)
+            st = vks_err_set(err, VKS_E_CONFIG,
+                             "setup options require_locked and cache.require_locked disagree");
+        mem->require_locked = r;
+        mem->require_given = true;
+    }
+    lua_pop(L, 1);
+    return st;
+}
+
+static vks_status cache_prepare(lua_State *L, int idx, void **prepared, struct lvks_memory *mem,
+                                struct vks_err *err)
+{
+    /* owned by the setup box from here on: any Lua call below may raise */
+    struct prepared *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    *prepared = p;
+    /* no cache table: setup declares the whole configuration, so back to defaults + env */
+    vks_cache_config_defaults(&p->cfg);
+    vks_status st = vks_cache_config_from_env(&p->cfg, err);
+    if (st != VKS_OK || lua_isnil(L, idx))
+        return st;
+    if ((st = cache_names(L, idx, err)) != VKS_OK)
+        return st;
+    if ((st = seconds_opt(L, idx, "ttl", &p->cfg.ttl_s, err)) != VKS_OK ||
+        (st = seconds_opt(L, idx, "max_stale", &p->cfg.max_stale_s, err)) != VKS_OK ||
+        (st = seconds_opt(L, idx, "neg_ttl", &p->cfg.neg_ttl_s, err)) != VKS_OK)
+        return st;
+    if (lua_getfield(L, idx, "refresh") != LUA_TNIL) {
+        int isnum = 0;
+        double d = lua_tonumberx(L, -1, &isnum);
+        if (!isnum || !(d > 0 && d <= 1))
+            st = vks_err_set(err, VKS_E_CONFIG,
+                             "setup option cache.refresh must be a number in (0, 1] (a fraction of ttl)");
+        else
+            p->cfg.refresh_fraction = d;
+    }
+    lua_pop(L, 1);
+    if (st != VKS_OK)
+        return st;
+    if (lua_getfield(L, idx, "capacity") != LUA_TNIL) {
+        struct vks_field f;
+        lvks_to_field(L, -1, "capacity", &f);
+        size_t n = 0;
+        if ((st = vks_parse_size(&f, "setup option cache.capacity", &n, err)) == VKS_OK)
+            p->cfg.capacity = n;
+    }
+    lua_pop(L, 1);
+    if (st == VKS_OK)
+        st = cache_memory(L, idx, mem, err);
+    /* validated now, so that commit cannot fail and setup raises before anything is applied */
+    if (st == VKS_OK)
+        st = vks_cache_config_check(&p->cfg, err);
+    return st;
+}
+
+static void cache_commit(void *prepared, int changed)
 {
     struct prepared *p = prepared;
-    vks_status st;
-    if (p != NULL) {
-        st = vks_cache_configure(&p->cfg, err);
-        free(p);
-    } else {
-        /* no cache table: setup declares the whole configuration, so back to defaults + env */
-        struct vks_cache_config c;
-        vks_cache_config_defaults(&c);
-        st = vks_cache_config_from_env(&c, err);
-        if (st == VKS_OK)
-            st = vks_cache_configure(&c, err);
-    }
+    struct vks_err err;
+    vks_err_clear(&err);
+    /* validated by prepare (vks_cache_config_check): cannot fail */
+    (void)vks_cache_configure(&p->cfg, &err);
+    free(p);
     /* a changed core configuration already flushed the cache (vks_resolver_setup) */
     (void)changed;
-    return st;
 }
 
 static void cache_discard(void *prepared) { free(prepared); }

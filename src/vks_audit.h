@@ -258,7 +258,8 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
  * chain could not be verified with a key (ephemeral key, other key, or no key given).
  */
 int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out);
-/* The first problem found: line number (1-based over all lines fed) and seq (-1 if none). */
+/* The first problem found: line number (1-based over all lines fed; 0 when that problem concerns
+ * no one line, e.g. an anchored head that never appeared) and seq (-1 if none). */
 void vks_audit_verifier_first_bad(const struct vks_audit_verifier *v, unsigned long *line,
                                   long long *seq);
 void vks_audit_verifier_free(struct vks_audit_verifier *v);

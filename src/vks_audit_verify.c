@@ -13,6 +13,10 @@
 
 #include "vks_hmac.h"
 
+/* Sequence numbers beyond 2^53 cannot come from a writer (they would not even survive a JSON
+ * reader that uses doubles) and would overflow the seq + 1 arithmetic below: malformed. */
+#define MAX_SEQ (1LL << 53)
+
 struct chain {
     char id[33];
     char key_id[24];
@@ -227,7 +231,7 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
     const char *key_id = get_str(o, "key_id");
     if (!get_int(o, "v", &ver) || ver != VKS_AUDIT_SCHEMA_VERSION || id == NULL ||
         strlen(id) != 32 || !is_hex(id, 32) || !get_int(o, "seq", &seq) || seq < 0 ||
-        type == NULL || prev == NULL || strlen(prev) != 64 || !is_hex(prev, 64) || mac == NULL ||
+        seq > MAX_SEQ || type == NULL || prev == NULL || strlen(prev) != 64 || !is_hex(prev, 64) || mac == NULL ||
         strlen(mac) != 64 || !is_hex(mac, 64) || key_id == NULL) {
         json_object_put(o);
         v->bad_lines++;
@@ -357,11 +361,14 @@ int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out)
                         h->chain, h->seq, h->line);
         } else {
             char where[8] = "-";
-            v->lines++; /* report it after the last line */
+            bool first = v->problems == 0;
+            v->lines++; /* the message places it after the last line */
             problem(v, NULL, -1, where,
                     "anchored head %.64s not found: the log was truncated after it, or this is "
                     "not the log it was taken from", h->mac);
             v->lines--;
+            if (first)
+                v->first_bad_line = 0; /* a problem of no one line (see vks_audit.h) */
         }
     }
     if (v->nchains == 0 && v->problems == 0) {

@@ -333,7 +333,8 @@ static void fetch_clear(struct vks_cache_fetch *f)
     f->meta.custom_metadata_json = NULL;
 }
 
-static void wipe_value_locked(struct entry *e)
+/* Wipes the value only: the entry keeps its metadata (no secret). */
+static void withhold_value_locked(struct entry *e)
 {
     if (!e->has_value)
         return;
@@ -343,6 +344,15 @@ static void wipe_value_locked(struct entry *e)
     pthread_mutex_lock(&s->mu);
     vks_secret_free(&e->value);
     e->has_value = false;
+    pthread_mutex_unlock(&s->mu);
+}
+
+/* Wipes the value and forgets its metadata (also metadata remembered after a refusal). */
+static void wipe_value_locked(struct entry *e)
+{
+    withhold_value_locked(e);
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
     struct meta_ref *m = e->meta;
     e->meta = NULL;
     pthread_mutex_unlock(&s->mu);
@@ -550,6 +560,13 @@ static int64_t expires_at(const struct entry *e) { return e->fetched_at + eff_tt
 
 static int64_t stale_limit(const struct entry *e) { return expires_at(e) + g.max_stale_ns; }
 
+/* The entry holds no value but the metadata of one withheld from a refused caller, until the
+ * value would have expired. */
+static bool remembers_meta(const struct entry *e, int64_t now)
+{
+    return !e->has_value && e->meta != NULL && now < expires_at(e);
+}
+
 static bool refresh_due(const struct entry *e, int64_t now)
 {
     if (g.cfg.refresh_fraction >= 1.0 || e->src == NULL || e->fetching || e->queued || !e->has_value)
@@ -622,7 +639,8 @@ static void scan_locked(int64_t now, struct entry **dead)
             wipe_value_locked(e);
             g.st.expirations++;
         }
-        if (!e->has_value && !e->fetching && e->refs == 0 && now >= e->neg_until) {
+        if (!e->has_value && !e->fetching && e->refs == 0 && now >= e->neg_until &&
+            !remembers_meta(e, now)) {
             drop_locked(e, dead);
         } else if (refresh_due(e, now) && e->last_used >= e->fetched_at) {
             enqueue_locked(e);
@@ -631,27 +649,38 @@ static void scan_locked(int64_t now, struct entry **dead)
     }
 }
 
-static void install_locked(struct entry *e, struct vks_cache_fetch *fr, struct meta_ref *meta,
-                           int64_t now)
+/* Records a successful fetch (its metadata and times) in place of whatever e held; the value is
+ * not installed (install_locked does that; a value withheld from a refused caller is not). */
+static void note_fetch_locked(struct entry *e, const struct vks_cache_fetch *fr,
+                              struct meta_ref *meta, int64_t now)
 {
     wipe_value_locked(e);
     struct shard *s = shard_of(e->hash);
-    pthread_mutex_lock(&s->mu);
-    e->value = fr->value;
-    fr->value = VKS_SECRET_EMPTY;
-    e->has_value = true;
+    pthread_mutex_lock(&s->mu); /* fast_hit reads these */
     e->meta = meta;
     e->fetched_at = now;
     e->hint_ns = fr->ttl_hint_s > 0 ? (int64_t)(fr->ttl_hint_s * NS_PER_S) : 0;
     if (e->hint_ns == 0 && fr->ttl_hint_s > 0)
         e->hint_ns = 1;
     pthread_mutex_unlock(&s->mu);
-    g.nvalues++;
-    g.value_bytes += e->value.cap;
     e->neg_until = 0;
     e->retry_after = 0;
     e->last_status = VKS_OK;
     set_msg(e, NULL);
+}
+
+static void install_locked(struct entry *e, struct vks_cache_fetch *fr, struct meta_ref *meta,
+                           int64_t now)
+{
+    note_fetch_locked(e, fr, meta, now);
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
+    e->value = fr->value;
+    fr->value = VKS_SECRET_EMPTY;
+    e->has_value = true;
+    pthread_mutex_unlock(&s->mu);
+    g.nvalues++;
+    g.value_bytes += e->value.cap;
 }
 
 static void *refresher(void *arg)
@@ -892,6 +921,17 @@ static vks_status fail_fetch_status(vks_status st, struct vks_err *ferr)
     return st;
 }
 
+/* The answer to a caller that ops->admit refused (g.mu held: counts it). */
+static vks_status refuse_locked(vks_status st, const struct vks_err *aerr,
+                                struct vks_cache_info *info, struct vks_err *err)
+{
+    if (st == VKS_OK || (unsigned)st >= VKS_STATUS_COUNT)
+        st = VKS_E_INTERNAL;
+    g.st.refused++;
+    info->fetch_status = st;
+    return vks_err_set(err, st, "%s", aerr->msg[0] ? aerr->msg : vks_status_code(st));
+}
+
 static vks_status bypass(const struct vks_cache_source_ops *ops, void *source, vks_secret *out,
                          struct vks_cache_info *info, struct vks_err *err)
 {
@@ -923,6 +963,14 @@ static vks_status bypass(const struct vks_cache_source_ops *ops, void *source, v
     fr.meta.custom_metadata_json = NULL;
     info_set_meta(info, m);
     meta_unref(m);
+    vks_status ast = ops->admit != NULL ? ops->admit(source, info->meta, &ferr) : VKS_OK;
+    if (ast != VKS_OK) {
+        fetch_clear(&fr); /* the refused value is wiped at once */
+        pthread_mutex_lock(&g.mu);
+        vks_status rc = refuse_locked(ast, &ferr, info, err);
+        pthread_mutex_unlock(&g.mu);
+        return rc;
+    }
     *out = fr.value;
     return VKS_OK;
 }
@@ -934,7 +982,7 @@ enum step {
     STEP_ANSWERED, /* out/info/err are filled, rc says how                                   */
     STEP_LEAD,     /* nothing usable and no fetch in flight: this caller fetches             */
     STEP_RESTART,  /* the entry was dropped while this caller waited: look it up again       */
-    STEP_AGAIN,    /* the fetch waited for succeeded (or was local): judge the entry again   */
+    STEP_AGAIN,    /* the entry changed (a fetch completed, metadata admitted): judge again  */
 };
 
 static bool same_validator(const char *a, const char *b)
@@ -1008,36 +1056,106 @@ static enum step wait_for_fetch_locked(struct entry *e, bool *waited, vks_secret
     return STEP_ANSWERED;
 }
 
-/* Step 2, for an existing entry: a fresh value (HIT), a remembered failure (STALE or NEGATIVE),
- * or a wait for the fetch in flight; STEP_LEAD when none of these applies. */
-static enum step answer_or_wait_locked(struct entry *e, bool *waited, vks_secret *out,
+/* Metadata remembered after a refusal: this caller is judged against it (ops->admit, g.mu
+ * released meanwhile) without a fetch. Refused: answered at once (NEGATIVE). Admitted: *admitted
+ * takes a reference to that metadata (it is not judged twice) and the entry is judged again. */
+static enum step admit_remembered_locked(struct entry *e, const struct vks_cache_source_ops *ops,
+                                         void *source, struct meta_ref **admitted,
+                                         struct vks_cache_info *info, struct vks_err *err,
+                                         struct entry **dead, vks_status *rc)
+{
+    struct meta_ref *m = e->meta;
+    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+    e->refs++;
+    pthread_mutex_unlock(&g.mu);
+    struct vks_err aerr;
+    vks_err_clear(&aerr);
+    vks_status st = ops->admit(source, &m->m, &aerr);
+    pthread_mutex_lock(&g.mu);
+    unref_locked(e, dead);
+    if (st != VKS_OK) {
+        info->outcome = VKS_CACHE_NEGATIVE;
+        info->age_s = (double)(now_ns() - e->fetched_at) / NS_PER_S;
+        info_set_meta(info, m);
+        meta_unref(m);
+        *rc = refuse_locked(st, &aerr, info, err);
+        return STEP_ANSWERED;
+    }
+    meta_unref(*admitted);
+    *admitted = m;
+    return e->linked ? STEP_AGAIN : STEP_RESTART;
+}
+
+/* One look at an existing entry: a fresh value (HIT), a remembered failure (STALE or NEGATIVE),
+ * remembered metadata that refuses this caller, or a wait for the fetch in flight; STEP_LEAD when
+ * none of these applies, STEP_AGAIN when the entry must be looked at again. */
+static enum step judge_entry_locked(struct entry *e, const struct vks_cache_source_ops *ops,
+                                    void *source, bool *waited, struct meta_ref **admitted,
+                                    vks_secret *out, struct vks_cache_info *info,
+                                    struct vks_err *err, struct entry **dead, vks_status *rc)
+{
+    int64_t now = now_ns();
+    lru_touch(e);
+    e->last_used = now;
+    if (e->has_value && now >= stale_limit(e)) {
+        wipe_value_locked(e);
+        g.st.expirations++;
+    }
+    if (e->has_value && now < expires_at(e)) {
+        *rc = serve_hit_locked(e, now, *waited, out, info, err, dead);
+        return STEP_ANSWERED;
+    }
+    if (now < e->neg_until && e->last_status != VKS_OK) {
+        *rc = answer_from_failure_locked(e, now, e->has_value, out, info, err, dead);
+        if (*waited)
+            g.st.coalesced++;
+        return STEP_ANSWERED;
+    }
+    if (ops->admit != NULL && remembers_meta(e, now) && e->meta != *admitted)
+        return admit_remembered_locked(e, ops, source, admitted, info, err, dead, rc);
+    if (!e->fetching)
+        return STEP_LEAD;
+    return wait_for_fetch_locked(e, waited, out, info, err, dead, rc);
+}
+
+/* Step 2, for an existing entry: judge it until there is an answer, or this caller must lead a
+ * fetch, or the entry was dropped under it (STEP_RESTART). */
+static enum step answer_or_wait_locked(struct entry *e, const struct vks_cache_source_ops *ops,
+                                       void *source, bool *waited, vks_secret *out,
                                        struct vks_cache_info *info, struct vks_err *err,
                                        struct entry **dead, vks_status *rc)
 {
-    for (;;) {
-        int64_t now = now_ns();
-        lru_touch(e);
-        e->last_used = now;
-        if (e->has_value && now >= stale_limit(e)) {
-            wipe_value_locked(e);
-            g.st.expirations++;
-        }
-        if (e->has_value && now < expires_at(e)) {
-            *rc = serve_hit_locked(e, now, *waited, out, info, err, dead);
-            return STEP_ANSWERED;
-        }
-        if (now < e->neg_until && e->last_status != VKS_OK) {
-            *rc = answer_from_failure_locked(e, now, e->has_value, out, info, err, dead);
-            if (*waited)
-                g.st.coalesced++;
-            return STEP_ANSWERED;
-        }
-        if (!e->fetching)
-            return STEP_LEAD;
-        enum step s = wait_for_fetch_locked(e, waited, out, info, err, dead, rc);
-        if (s != STEP_AGAIN)
-            return s;
+    struct meta_ref *admitted = NULL;
+    enum step s;
+    do {
+        s = judge_entry_locked(e, ops, source, waited, &admitted, out, info, err, dead, rc);
+    } while (s == STEP_AGAIN);
+    meta_unref(admitted);
+    return s;
+}
+
+/* Step 2b, g.mu released: a value served from the cache (HIT, STALE) is judged for this caller.
+ * Refused: the caller's copy is wiped, and so is the cached value (the entry keeps only its
+ * metadata), so the next admitted caller fetches. */
+static vks_status admit_served(uint64_t h, const char *identity,
+                               const struct vks_cache_source_ops *ops, void *source,
+                               vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    struct vks_err aerr;
+    vks_err_clear(&aerr);
+    vks_status st = ops->admit(source, info->meta, &aerr);
+    if (st == VKS_OK)
+        return VKS_OK;
+    vks_secret_free(out);
+    pthread_mutex_lock(&g.mu);
+    struct entry *e = find_locked(h, identity);
+    if (e != NULL && e->has_value && e->meta == info->meta_ref_) {
+        withhold_value_locked(e);
+        g.st.refused_wipes++;
     }
+    vks_status rc = refuse_locked(st, &aerr, info, err);
+    pthread_mutex_unlock(&g.mu);
+    return rc;
 }
 
 /* What a leader's fetch produced (step 3). */
@@ -1048,6 +1166,7 @@ struct lead {
     struct meta_ref *meta;  /* shareable metadata of fr (on success)                        */
     void *clone;            /* source clone for refresh-ahead, or NULL                      */
     bool had_value;         /* the entry held an (expired) value: REFRESH rather than MISS  */
+    vks_status refused;     /* ops->admit refused this caller: fr.value was wiped           */
 };
 
 /* Step 3a, without g.mu: calls the source (once more after making room when the arena was
@@ -1073,6 +1192,10 @@ static void fetch_unlocked(struct entry *e, const struct vks_cache_source_ops *o
         return;
     }
     ld->fr.meta.custom_metadata_json = NULL; /* owned by ld->meta now */
+    if (ops->admit != NULL && (ld->refused = ops->admit(source, &ld->meta->m, &ld->ferr)) != VKS_OK) {
+        vks_secret_free(&ld->fr.value); /* refused: wiped at once, never cached */
+        return;
+    }
     if (want_clone)
         ld->clone = ops->clone(source);
 }
@@ -1110,6 +1233,22 @@ static vks_status install_fetched_locked(struct entry *e, const struct vks_cache
     return rc;
 }
 
+/* Step 3b, refused by ops->admit: the fetched value is already wiped; an older value goes too and
+ * the entry remembers only the new metadata, until the value would have expired. */
+static vks_status withhold_fetched_locked(struct entry *e, struct lead *ld, int64_t now,
+                                          struct vks_cache_info *info, struct vks_err *err)
+{
+    info_set_meta(info, ld->meta);
+    info->outcome = ld->had_value ? VKS_CACHE_REFRESH : VKS_CACHE_MISS;
+    if (e->linked) {
+        if (e->has_value)
+            g.st.refused_wipes++;
+        note_fetch_locked(e, &ld->fr, ld->meta, now);
+        ld->meta = NULL;
+    }
+    return refuse_locked(ld->refused, &ld->ferr, info, err);
+}
+
 /* Step 3b, failure: transient → remembered, the last good value served while inside the stale
  * window (STALE), else wiped; fail-closed → the value wiped at once and the failure remembered;
  * local → neither remembered nor allowed to drop a good value. */
@@ -1143,7 +1282,8 @@ static void lead_done_locked(struct entry *e, int64_t now, struct entry **dead)
     unref_locked(e, dead);
     while (g.count > g.capacity && evict_one_locked(NULL, dead))
         ;
-    if (e->linked && !e->has_value && e->refs == 0 && !e->fetching && now >= e->neg_until)
+    if (e->linked && !e->has_value && e->refs == 0 && !e->fetching && now >= e->neg_until &&
+        !remembers_meta(e, now))
         drop_locked(e, dead);
 }
 
@@ -1176,9 +1316,13 @@ static vks_status lead_fetch(struct entry *e, const struct vks_cache_source_ops 
     e->last_status = ld.st;
     pthread_cond_broadcast(&g.fetched);
     g.st.misses++;
-    vks_status rc = ld.st == VKS_OK
-                        ? install_fetched_locked(e, ops, &ld, now, out, info, err, &dead)
-                        : settle_failed_fetch_locked(e, ld.st, ld.ferr.msg, now, out, info, err, &dead);
+    vks_status rc;
+    if (ld.st != VKS_OK)
+        rc = settle_failed_fetch_locked(e, ld.st, ld.ferr.msg, now, out, info, err, &dead);
+    else if (ld.refused != VKS_OK)
+        rc = withhold_fetched_locked(e, &ld, now, info, err);
+    else
+        rc = install_fetched_locked(e, ops, &ld, now, out, info, err, &dead);
     lead_done_locked(e, now, &dead);
     pthread_mutex_unlock(&g.mu);
     fetch_clear(&ld.fr);
@@ -1249,7 +1393,8 @@ static bool fast_hit(uint64_t h, const char *identity, const char *validator, vk
     return hit;
 }
 
-/* Steps 1-3 for identity (hash h). Entered with g.mu held; returns with it released. */
+/* Steps 1-3 for identity (hash h). Entered with g.mu held; returns with it released. Every value
+ * returned passed ops->admit (step 2b for cached ones, step 3a for fetched ones). */
 static vks_status lookup_locked(uint64_t h, const char *identity, const char *validator,
                                 const struct vks_cache_source_ops *ops, void *source,
                                 vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
@@ -1266,13 +1411,16 @@ static vks_status lookup_locked(uint64_t h, const char *identity, const char *va
             info->fetch_status = rc;
             s = STEP_ANSWERED;
         } else {
-            s = created ? STEP_LEAD : answer_or_wait_locked(e, &waited, out, info, err, &dead, &rc);
+            s = created ? STEP_LEAD
+                        : answer_or_wait_locked(e, ops, source, &waited, out, info, err, &dead, &rc);
         }
     } while (s == STEP_RESTART);
     if (s == STEP_LEAD)
         return lead_fetch(e, ops, source, waited, out, info, err, dead);
     pthread_mutex_unlock(&g.mu);
     free_dead(dead);
+    if (rc == VKS_OK && ops->admit != NULL) /* HIT or STALE */
+        rc = admit_served(h, identity, ops, source, out, info, err);
     return rc;
 }
 
@@ -1311,7 +1459,11 @@ vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, co
 
     pthread_once(&g_once, once_init);
     vks_status rc = VKS_OK;
-    if (!fast_hit(h, identity, validator, out, info)) {
+    if (fast_hit(h, identity, validator, out, info)) {
+        /* served under the shard lock alone; judged for this caller like any HIT (step 2b) */
+        if (ops->admit != NULL)
+            rc = admit_served(h, identity, ops, source, out, info, err);
+    } else {
         vks_secret_free(out); /* a caller's slot is only reused by fast_hit */
         pthread_mutex_lock(&g.mu);
         if ((rc = check_configured_locked(info, err)) != VKS_OK) {
@@ -1329,6 +1481,13 @@ vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, co
 }
 
 /* ---- management ---------------------------------------------------------------------------- */
+
+vks_status vks_cache_config_check(const struct vks_cache_config *cfg, struct vks_err *err)
+{
+    if (cfg == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no configuration");
+    return check_config(cfg, err);
+}
 
 vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_err *err)
 {

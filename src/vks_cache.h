@@ -25,11 +25,17 @@
  *    returned but neither cached nor allowed to drop a good value.
  *  - at most `capacity` entries; the least recently used idle entry is evicted (and wiped).
  *
+ * Refused lookups (ops->admit says no): the caller gets the refusal and nothing is left behind.
+ * A fetched value is wiped before it is cached (the old value of the entry too); a cached value
+ * served to a refused caller is wiped from the cache and the caller's copy wiped. The entry keeps
+ * only the metadata (no secret) until it would have expired, so later callers are judged against
+ * it without a fetch: refused ones at once (outcome NEGATIVE), admitted ones fetch (MISS).
+ *
  * Locks: one internal mutex guards the index; a fresh hit takes only one of 32 shard locks
  * (by identity hash), so hits on different keys from different threads do not serialise. No lock
- * is held while a fetch callback, a source clone/free callback, or anything of the caller runs.
- * Callbacks may therefore block, take their own locks and call back into the cache (but see
- * "fetch" below).
+ * is held while a fetch callback, a source clone/free callback, an admit callback, or anything of
+ * the caller runs. Callbacks may therefore block, take their own locks and call back into the
+ * cache (but see "fetch" below).
  *
  * Fork: a child process forgets every entry at its next call (the arena is wiped on fork); the
  * refresh thread is not running in a child until an entry is cached there again.
@@ -93,6 +99,10 @@ vks_status vks_cache_config_from_env(struct vks_cache_config *cfg, struct vks_er
  * naming the field. */
 vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_err *err);
 
+/* The checks vks_cache_configure makes, without applying anything: VKS_OK means configure will
+ * succeed with this cfg. */
+vks_status vks_cache_config_check(const struct vks_cache_config *cfg, struct vks_err *err);
+
 /* The configuration in force (after defaults/environment/configure). */
 void vks_cache_get_config(struct vks_cache_config *out);
 
@@ -130,6 +140,13 @@ struct vks_cache_source_ops {
     void *(*clone)(const void *source);
     /* Frees a clone. Called without cache locks held. May be NULL when clone is NULL. */
     void (*free)(void *source);
+    /* Decides whether the caller described by `source` may have a value with this metadata
+     * (restrictions): VKS_OK, or a refusal (normally VKS_E_RESTRICTED) with err filled. Called
+     * without cache locks held, from the caller's thread only (never for refresh-ahead), for every
+     * value before it reaches the caller: a fetched one before it is cached, a cached one (HIT,
+     * STALE) after it was copied. Must not call the cache. May be NULL: every value is admitted.
+     * A refusal leaves no plaintext behind (see "Refused lookups" at the top of this file). */
+    vks_status (*admit)(void *source, const struct vks_cache_meta *meta, struct vks_err *err);
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -221,6 +238,8 @@ struct vks_cache_stats {
     uint64_t expirations;       /* entries dropped because max_stale had passed                 */
     uint64_t revocations;       /* entries dropped on a fail-closed failure                     */
     uint64_t invalidations;     /* entries dropped by invalidate / flush / validator change     */
+    uint64_t refused;           /* lookups refused by ops->admit (also counted as their outcome) */
+    uint64_t refused_wipes;     /* cached values wiped because a lookup was refused             */
     size_t entries;             /* entries now (values + remembered failures)                   */
     size_t values;              /* entries now holding a value                                  */
     size_t value_bytes;         /* arena bytes (slot capacity) held by cached values            */

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "vks_curlmem.h"
+#include "vks_redact.h"
 #include "vks_secmem.h"
 
 #define SMALL_BODY   (64 * 1024)
@@ -151,8 +152,9 @@ vks_status vks_http_check_address(const char *address, bool allow_http, char *ou
 {
     if (!address || !*address)
         return vks_err_set(err, VKS_E_CONFIG, "Vault address is empty");
-    /* Never echo an address with user info (it could carry a password). */
-    const char *shown = strchr(address, '@') ? "(address with user info, not shown)" : address;
+    /* Never echo user info or a query (they could carry a password or a token). */
+    char shown[256];
+    vks_redact_url(address, strlen(address), shown, sizeof shown);
     if (strlen(address) >= URL_MAX)
         return vks_err_set(err, VKS_E_CONFIG, "Vault address is too long");
     for (const char *p = address; *p; p++)

@@ -3,6 +3,7 @@
  * docs/internals/keysource.md). No Lua here: the binding hands us fields.
  */
 #include "vks_keysource.h"
+#include "vks_redact.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -219,23 +220,23 @@ vks_status vks_address_validate(const char *addr, size_t len, const char *what, 
     if (memchr(addr, '\0', len) != NULL || vks_has_control(addr, len) || memchr(addr, ' ', len) != NULL)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s contains a space, NUL or control character",
                            what);
-    bool show = memchr(addr, '@', len) == NULL;
-    int shown = show ? (int)(len > 200 ? 200 : len) : 0;
+    char shown[256]; /* for messages: never the user information or a query (vks_redact) */
+    vks_redact_url(addr, len, shown, sizeof shown);
     const char *s = addr, *end = addr + len;
     if (len >= 8 && strncasecmp(s, "https://", 8) == 0)
         s += 8;
     else if (len >= 7 && strncasecmp(s, "http://", 7) == 0)
         s += 7;
     else
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s %s%.*s%s must start with http:// or https://",
-                           what, show ? "\"" : "", shown, show ? addr : "", show ? "\"" : "");
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s \"%s\" must start with http:// or https://",
+                           what, shown);
     const char *auth_end = s;
     while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
         auth_end++;
     if (memchr(s, '@', (size_t)(auth_end - s)) != NULL)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
-                           "%s must not contain user information (credentials in a URL are refused)",
-                           what);
+                           "%s \"%s\" must not contain user information (credentials in a URL are refused)",
+                           what, shown);
     const char *h = s, *port = NULL;
     if (h < auth_end && *h == '[') {
         const char *close = memchr(h, ']', (size_t)(auth_end - h));
@@ -276,15 +277,13 @@ vks_status vks_address_validate(const char *addr, size_t len, const char *what, 
     }
     if (memchr(auth_end, '?', (size_t)(end - auth_end)) != NULL ||
         memchr(auth_end, '#', (size_t)(end - auth_end)) != NULL)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s \"%.*s\" must not contain a query or fragment",
-                           what, shown, show ? addr : "");
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s \"%s\" must not contain a query or fragment",
+                           what, shown);
     return VKS_OK;
 badhost:
-    return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s %s%.*s%s has no valid host", what,
-                       show ? "\"" : "", shown, show ? addr : "", show ? "\"" : "");
+    return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s \"%s\" has no valid host", what, shown);
 badport:
-    return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s %s%.*s%s has an invalid port (1-65535)", what,
-                       show ? "\"" : "", shown, show ? addr : "", show ? "\"" : "");
+    return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "%s \"%s\" has an invalid port (1-65535)", what, shown);
 }
 
 bool vks_address_is_loopback(const char *addr)
@@ -570,14 +569,17 @@ char *vks_keysource_describe(const struct vks_keysource *ks, const char *default
         w = snprintf(buf, n, "event \"%s\"", ks->event_name);
         break;
     case VKS_KS_VAULT: {
-        const char *addr = ks->address != NULL ? ks->address : default_address;
+        const char *a = ks->address != NULL ? ks->address : default_address;
+        char addr[256];
+        if (a != NULL)
+            vks_redact_url(a, strlen(a), addr, sizeof addr);
         char ver[40] = "";
         if (ks->version > 0)
             snprintf(ver, sizeof ver, " version %lld", (long long)ks->version);
         w = snprintf(buf, n, "vault mount \"%s\" path \"%s\" key \"%s\"%s%s%s%s%s%s", ks->mount,
                      ks->path, ks->key, ks->namespace_ != NULL ? " namespace \"" : "",
                      ks->namespace_ != NULL ? ks->namespace_ : "", ks->namespace_ != NULL ? "\"" : "",
-                     ver, addr != NULL ? " at " : "", addr != NULL ? addr : "");
+                     ver, a != NULL ? " at " : "", a != NULL ? addr : "");
         break;
     }
     case VKS_KS_NONE:

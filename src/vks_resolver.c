@@ -21,6 +21,7 @@
 #include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
+#include "vks_redact.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -143,10 +144,15 @@ static void runtime_release(struct runtime *rt)
         runtime_free(rt);
 }
 
-vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+/* A prepared runtime is a built runtime that is not yet current. */
+struct vks_resolver_prep {
+    struct runtime *rt;
+};
+
+vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolver_prep **out,
+                                struct vks_err *err)
 {
-    if (changed != NULL)
-        *changed = false;
+    *out = NULL;
     pthread_mutex_lock(&rt_lock);
     bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
     pthread_mutex_unlock(&rt_lock);
@@ -156,11 +162,23 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
     vks_status st = vks_config_check_files(cfg, err);
     if (st != VKS_OK)
         return st;
-    struct runtime *rt = NULL;
-    st = runtime_build(cfg, true, &rt, err);
-    if (st != VKS_OK)
+    struct vks_resolver_prep *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    if ((st = runtime_build(cfg, true, &p->rt, err)) != VKS_OK) {
+        free(p);
         return st;
+    }
+    *out = p;
+    return VKS_OK;
+}
 
+bool vks_resolver_commit(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return false;
+    struct runtime *rt = p->rt;
+    free(p);
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
     rt->gen = ++rt_generation;
@@ -175,8 +193,28 @@ vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struc
      * are wiped now rather than when they age out */
     if (old != NULL)
         vks_cache_flush();
+    return true;
+}
+
+void vks_resolver_discard(struct vks_resolver_prep *p)
+{
+    if (p == NULL)
+        return;
+    runtime_free(p->rt);
+    free(p);
+}
+
+vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err)
+{
     if (changed != NULL)
-        *changed = true;
+        *changed = false;
+    struct vks_resolver_prep *p = NULL;
+    vks_status st = vks_resolver_prepare(cfg, &p, err);
+    if (st != VKS_OK)
+        return st;
+    bool c = vks_resolver_commit(p);
+    if (changed != NULL)
+        *changed = c;
     return VKS_OK;
 }
 
@@ -555,6 +593,7 @@ static vks_status produce(struct runtime *rt, const struct vks_keysource *ks, st
 struct vsource {
     struct runtime *rt;                /* a reference is held by a clone */
     const struct vks_keysource *ks;
+    const struct vks_ctx *ctx;         /* the caller's context (restrictions); NULL in a clone */
     struct vks_keysource own;          /* the clone's copy */
 };
 
@@ -610,7 +649,23 @@ static void cache_free_source(void *source)
     free(c);
 }
 
-static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source };
+/* Restrictions (custom_metadata) against the caller's context, for every value the cache is about
+ * to hand out or store: a refused value never reaches the caller nor stays in the cache. */
+static vks_status cache_admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err)
+{
+    const struct vsource *s = source;
+    if (meta == NULL || meta->custom_metadata_json == NULL)
+        return VKS_OK;
+    struct vks_restrict_ctx rc = { s->ctx ? s->ctx->domain : NULL, s->ctx ? s->ctx->destination : NULL };
+    struct vks_err re;
+    vks_err_clear(&re);
+    vks_status st = vks_restrict_check(meta->custom_metadata_json, strlen(meta->custom_metadata_json), &rc, &re);
+    if (st != VKS_OK)
+        vks_err_set(err, st, "%s: %s", D(s->rt, s->ks), re.msg);
+    return st;
+}
+
+static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone, cache_free_source, cache_admit };
 
 /* ------------------------------------------------------------------ audit */
 
@@ -673,7 +728,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
     f.http_status = 0;
     struct vks_cache_info ci;
     memset(&ci, 0, sizeof ci);
-    const char *custom_metadata = NULL;
     vks_status st;
 
     if (ks == NULL) {
@@ -694,9 +748,11 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             goto done;
         }
         char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
+        /* restrictions are checked by cache_admit on every lookup, cache hits included */
         struct vsource src; /* `own` is only used by clones */
         src.rt = rt;
         src.ks = ks;
+        src.ctx = req->ctx;
         if (req->identity != NULL && req->identity_gen == rt->gen) {
             /* the front end's copy, built for this ks under this runtime, with its hash */
             *out = keep;
@@ -716,7 +772,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->kv_version = ci.meta->kv_version;
             info->secret_version = ci.meta->secret_version;
             info->encrypted = ci.meta->encrypted;
-            custom_metadata = ci.meta->custom_metadata_json;
         }
     } else {
         memset(&f, 0, sizeof f);
@@ -728,20 +783,6 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->encrypted = f.encrypted;
         }
     }
-    if (st != VKS_OK)
-        goto done;
-
-    /* restrictions on every lookup, cache hits included */
-    if (custom_metadata != NULL) {
-        struct vks_restrict_ctx rc = { req->ctx ? req->ctx->domain : NULL, req->ctx ? req->ctx->destination : NULL };
-        struct vks_err re;
-        vks_err_clear(&re);
-        st = vks_restrict_check(custom_metadata, strlen(custom_metadata), &rc, &re);
-        if (st != VKS_OK) {
-            vks_err_set(err, st, "%s: %s", D(rt, ks), re.msg);
-            goto done;
-        }
-    }
 done:
     if (st != VKS_OK)
         vks_secret_free(out);
@@ -749,6 +790,7 @@ done:
         /* the one audit event of this lookup, whatever happened above */
         struct vks_audit_event ev;
         memset(&ev, 0, sizeof ev);
+        char addr_shown[VKS_ADDRESS_MAX + 64];
         bool via_cache = ks != NULL && ks->kind == VKS_KS_VAULT && ci.outcome != VKS_CACHE_NONE;
         ev.api = req->api;
         ev.outcome = audit_outcome(st, via_cache ? &ci : NULL);
@@ -756,9 +798,12 @@ done:
         ev.error = st != VKS_OK && err != NULL ? err->msg : NULL;
         ev.source = audit_source(ks);
         if (ks != NULL) {
-            ev.vault_addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
-                                                                              : rt != NULL ? rt->cfg.vault.address : NULL)
-                                                     : NULL;
+            const char *addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
+                                                                               : rt != NULL ? rt->cfg.vault.address : NULL)
+                                                      : NULL;
+            if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
+                vks_redact_url(addr, strlen(addr), addr_shown, sizeof addr_shown);
+            ev.vault_addr = addr != NULL ? addr_shown : NULL;
             ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
             ev.mount = ks->mount;
             ev.path = ks->path;

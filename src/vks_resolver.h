@@ -13,7 +13,8 @@
  *      DATA copied; EVENT taken from the front end's handler result; VAULT through the
  *      process-wide cache (vks_cache) whose fetch reads Vault (vks_vault) and decrypts;
  *   2. restrictions (vks_restrict) against ctx with the secret's custom_metadata, on every lookup,
- *      cache hits included;
+ *      cache hits included, inside the cache (its admit callback): a refused value is wiped and
+ *      never cached, and a cached one is wiped when a caller is refused (docs/restrictions.md);
  *   3. ENC: envelopes are decrypted (vks_envelope; the place is (mount, path, key) for Vault and
  *      empty for the other forms); with require_encrypted a plaintext value fails not_encrypted;
  *   4. exactly one audit event (vks_audit), whatever the outcome; when audit refuses
@@ -101,6 +102,21 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out,
  * Errors: VKS_E_CONFIG and the Vault client's / keyring's errors, naming the option or file.
  */
 vks_status vks_resolver_setup(const struct vks_config *cfg, bool *changed, struct vks_err *err);
+
+/*
+ * vks_resolver_setup in two steps, for a front end that must apply several modules' options all
+ * or nothing (vks.setup): prepare builds the new runtime (Vault client, keyring; files checked)
+ * without touching anything global, and may fail; *out is NULL when cfg equals the configuration
+ * in force (nothing to do). commit makes a prepared runtime current (cannot fail; frees `p`;
+ * returns true when something was swapped); discard frees one that will not be used. Between
+ * prepare and commit another thread's setup may have swapped: the last commit wins.
+ * Ownership: `p` belongs to the caller until commit or discard, exactly one of which is called.
+ */
+struct vks_resolver_prep;
+vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolver_prep **out,
+                                struct vks_err *err);
+bool vks_resolver_commit(struct vks_resolver_prep *p);
+void vks_resolver_discard(struct vks_resolver_prep *p);
 
 /* Copies the configuration in force (building it from the environment if needed). */
 vks_status vks_resolver_get_config(struct vks_config *out, struct vks_err *err);

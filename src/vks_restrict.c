@@ -130,6 +130,24 @@ static bool parse_addr(const char *s, size_t n, int *family, unsigned char addr[
     return false;
 }
 
+static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+/* ::ffff:a.b.c.d is the IPv4 address a.b.c.d, and ::ffff:a.b.c.d/(96+n) the IPv4 range a.b.c.d/n,
+ * wherever they are written (list entries and destinations). A mapped-looking address with a
+ * prefix shorter than 96 spans IPv4 and IPv6 at once: false (the entry is malformed). */
+static bool unmap_v4(int *family, unsigned char addr[16], unsigned *prefix)
+{
+    if (*family != AF_INET6 || memcmp(addr, v4mapped, 12) != 0)
+        return true;
+    if (*prefix < 96)
+        return false;
+    memmove(addr, addr + 12, 4);
+    memset(addr + 4, 0, 12);
+    *family = AF_INET;
+    *prefix -= 96;
+    return true;
+}
+
 /* Address, CIDR range, host name or *.suffix. */
 static bool parse_host_entry(const char *s, size_t n, struct entry *e)
 {
@@ -150,12 +168,12 @@ static bool parse_host_entry(const char *s, size_t n, struct entry *e)
             return false;
         e->kind = E_ADDR;
         e->prefix = p;
-        return true;
+        return unmap_v4(&e->family, e->addr, &e->prefix);
     }
     if (parse_addr(s, n, &e->family, e->addr)) {
         e->kind = E_ADDR;
         e->prefix = e->family == AF_INET ? 32 : 128;
-        return true;
+        return unmap_v4(&e->family, e->addr, &e->prefix);
     }
     return parse_name_entry(s, n, e);
 }
@@ -246,13 +264,8 @@ static void target_destination(struct target *t, const char *dest)
             return;
         }
     }
-    /* ::ffff:a.b.c.d is the IPv4 address a.b.c.d */
-    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-    if (t->family == AF_INET6 && memcmp(t->addr, mapped, 12) == 0) {
-        memmove(t->addr, t->addr + 12, 4);
-        memset(t->addr + 4, 0, 12);
-        t->family = AF_INET;
-    }
+    unsigned all = 128;
+    unmap_v4(&t->family, t->addr, &all); /* ::ffff:a.b.c.d is the IPv4 address a.b.c.d */
 }
 
 enum list_kind { L_DOMAINS, L_HOSTS };
@@ -378,7 +391,12 @@ static vks_status walk_list(enum list_kind k, json_object *v, const struct targe
     return VKS_OK;
 }
 
-/* Parses the JSON object; *obj is NULL (and VKS_OK) when there is no metadata at all. */
+/* custom_metadata that cannot be read might hold a restriction: the secret is refused. */
+#define UNREADABLE "custom_metadata cannot be read as restrictions: "
+#define REFUSED "; the secret is refused until the metadata is fixed"
+
+/* Parses the JSON object; *obj is NULL (and VKS_OK) when there is no metadata at all (NULL, empty
+ * or the literal null, which is how Vault says "none"). */
 static vks_status parse_metadata(const char *json, size_t len, json_object **obj,
                                  struct vks_err *err)
 {
@@ -386,9 +404,8 @@ static vks_status parse_metadata(const char *json, size_t len, json_object **obj
     if (json == NULL || len == 0)
         return VKS_OK;
     if (len > VKS_RESTRICT_MAX_JSON)
-        return vks_err_set(err, VKS_E_BAD_RESPONSE,
-                           "custom_metadata is too long (%zu bytes, limit %d)", len,
-                           VKS_RESTRICT_MAX_JSON);
+        return vks_err_set(err, VKS_E_RESTRICTED, UNREADABLE "it is too long (%zu bytes, limit %d)" REFUSED,
+                           len, VKS_RESTRICT_MAX_JSON);
     json_tokener *tok = json_tokener_new_ex(8);
     if (tok == NULL)
         return vks_err_set(err, VKS_E_NOMEM, "out of memory parsing custom_metadata");
@@ -402,46 +419,69 @@ static vks_status parse_metadata(const char *json, size_t len, json_object **obj
         end = len;
     }
     json_tokener_free(tok);
-    if (o == NULL && jerr == json_tokener_success) {
-        /* the literal null */
-        for (size_t i = end; i < len; i++)
-            if (!isspace((unsigned char)json[i]))
-                return vks_err_set(err, VKS_E_BAD_RESPONSE,
-                                   "custom_metadata is not valid JSON (trailing data)");
-        return VKS_OK;
+    if (jerr != json_tokener_success) {
+        json_object_put(o);
+        return vks_err_set(err, VKS_E_RESTRICTED, UNREADABLE "it is not valid JSON (%s)" REFUSED,
+                           jerr == json_tokener_continue ? "truncated" : json_tokener_error_desc(jerr));
     }
-    if (o == NULL || jerr != json_tokener_success)
-        return vks_err_set(err, VKS_E_BAD_RESPONSE, "custom_metadata is not valid JSON: %s",
-                           jerr == json_tokener_continue ? "truncated"
-                                                         : json_tokener_error_desc(jerr));
     for (size_t i = end; i < len; i++) {
         if (!isspace((unsigned char)json[i])) {
             json_object_put(o);
-            return vks_err_set(err, VKS_E_BAD_RESPONSE,
-                               "custom_metadata is not valid JSON (trailing data)");
+            return vks_err_set(err, VKS_E_RESTRICTED,
+                               UNREADABLE "it is not valid JSON (trailing data)" REFUSED);
         }
     }
+    if (o == NULL) /* the literal null */
+        return VKS_OK;
     if (!json_object_is_type(o, json_type_object)) {
+        enum json_type t = json_object_get_type(o);
         json_object_put(o);
-        return vks_err_set(err, VKS_E_BAD_RESPONSE, "custom_metadata is not a JSON object");
+        return vks_err_set(err, VKS_E_RESTRICTED, UNREADABLE "it is a JSON %s, not an object" REFUSED,
+                           json_type_to_name(t));
     }
     *obj = o;
     return VKS_OK;
 }
 
-/* An "allowed_*" key we do not know is a typo that would otherwise lift a restriction. */
+/* A key that reads as a restriction once case, separators and anything but ASCII letters and
+ * digits are ignored: what is left, lower-cased, starts with "allow" or contains "allowed"
+ * (Allowed_Domains, allowed-hosts, "allowed domains", allowedHosts, allowlist, hosts_allowed,
+ * disallowed_domains). */
+static bool looks_like_restriction(const char *key)
+{
+    static const char word[] = "allowed";
+    char head[5], win[sizeof word - 1];
+    size_t n = 0;
+    bool contains = false;
+    for (const unsigned char *p = (const unsigned char *)key; *p; p++) {
+        if (*p > 0x7f || !isalnum(*p))
+            continue;
+        char c = (char)tolower(*p);
+        if (n < sizeof head)
+            head[n] = c;
+        memmove(win, win + 1, sizeof win - 1);
+        win[sizeof win - 1] = c;
+        n++;
+        contains = contains || (n >= sizeof win && memcmp(win, word, sizeof win) == 0);
+    }
+    return contains || (n >= sizeof head && memcmp(head, "allow", sizeof head) == 0);
+}
+
+/* Only the exact keys allowed_domains and allowed_hosts are understood; any other key that looks
+ * like a restriction (a typo, another case or separator) would otherwise lift one: refused. */
 static vks_status check_unknown_keys(json_object *o, struct vks_err *err)
 {
     json_object_object_foreach(o, key, val)
     {
         (void)val;
-        if (strncmp(key, "allowed_", 8) == 0 && strcmp(key, "allowed_domains") != 0 &&
-            strcmp(key, "allowed_hosts") != 0) {
+        if (strcmp(key, "allowed_domains") != 0 && strcmp(key, "allowed_hosts") != 0 &&
+            looks_like_restriction(key)) {
             char q[ENTRY_SHOW + 4];
             show(q, key, strlen(key));
             return vks_err_set(err, VKS_E_RESTRICTED,
-                               "custom_metadata.%s is not a known restriction (allowed_domains, "
-                               "allowed_hosts); the secret is refused until the key is fixed",
+                               "custom_metadata key \"%s\" looks like a restriction but is not one "
+                               "of allowed_domains, allowed_hosts (exact spelling, lower case); the "
+                               "secret is refused until the key is fixed",
                                q);
         }
     }
@@ -459,11 +499,12 @@ static vks_status evaluate(const char *json, size_t len, const struct vks_restri
         return st;
     st = check_unknown_keys(o, err);
     json_object *lists[2] = { NULL, NULL };
+    bool present[2] = { false, false }; /* a key whose value is JSON null is present (and malformed) */
     if (st == VKS_OK) {
-        json_object_object_get_ex(o, "allowed_domains", &lists[L_DOMAINS]);
-        json_object_object_get_ex(o, "allowed_hosts", &lists[L_HOSTS]);
+        present[L_DOMAINS] = json_object_object_get_ex(o, "allowed_domains", &lists[L_DOMAINS]);
+        present[L_HOSTS] = json_object_object_get_ex(o, "allowed_hosts", &lists[L_HOSTS]);
         if (restricted)
-            *restricted = lists[0] != NULL || lists[1] != NULL;
+            *restricted = present[0] || present[1];
     }
     /* validate both lists first, so a malformed list is reported whatever the context */
     bool matched[2] = { false, false };
@@ -471,10 +512,10 @@ static vks_status evaluate(const char *json, size_t len, const struct vks_restri
     target_domain(&tg[L_DOMAINS], ctx ? ctx->domain : NULL);
     target_destination(&tg[L_HOSTS], ctx ? ctx->destination : NULL);
     for (int k = 0; st == VKS_OK && k < 2; k++)
-        if (lists[k] != NULL)
+        if (present[k])
             st = walk_list((enum list_kind)k, lists[k], ctx ? &tg[k] : NULL, &matched[k], err);
     for (int k = 0; st == VKS_OK && ctx != NULL && k < 2; k++) {
-        if (lists[k] == NULL || matched[k])
+        if (!present[k] || matched[k])
             continue;
         const char *what = k == L_DOMAINS ? "domain" : "destination";
         const char *val = k == L_DOMAINS ? ctx->domain : ctx->destination;

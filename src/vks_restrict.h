@@ -11,25 +11,31 @@
  * lookup context must match it; when both are present both must match. A secret without either
  * key is unrestricted.
  *
- * Fail closed: a list that is empty, not a string/array of strings, or has any entry that does
- * not parse makes the check fail with VKS_E_RESTRICTED and a message naming the field and the
- * entry's position (never "allow all"). So does a custom_metadata key that starts with
- * "allowed_" but is not one of the two above (a typo must not silently lift a restriction).
- * custom_metadata that is not a JSON object (or longer than VKS_RESTRICT_MAX_JSON) is
- * VKS_E_BAD_RESPONSE: Vault's answer itself is broken.
+ * Fail closed, one rule: anything that looks like a restriction but cannot be understood refuses
+ * the secret with VKS_E_RESTRICTED and a message naming the field (never "allow all"):
+ *  - a list that is empty, null, not a string/array of strings, or has an entry that does not
+ *    parse (the message gives the entry's position);
+ *  - any other key that looks like a restriction once case, separators and non-alphanumerics are
+ *    ignored (it starts with "allow" or contains "allowed": Allowed_Domains, allowed-hosts,
+ *    "allowed domains", allowedHosts, allowlist, hosts_allowed, disallowed_domains);
+ *  - custom_metadata that is not a JSON object (string, array, number, boolean), is not valid
+ *    JSON, or is longer than VKS_RESTRICT_MAX_JSON.
+ * NULL, empty text and the literal null (Vault's "no custom_metadata") are no restriction.
  *
  * Matching: domains and host names compare case-insensitively, a trailing dot ignored.
  * "*.example.com" matches any name that ends in ".example.com" (one or more labels), never
  * "example.com" itself. Addresses and ranges match only a destination that is an address literal
  * (no DNS is ever done here); host name entries match only a destination that is a name.
  * The destination may carry a port ("host:25", "[2001:db8::1]:25", "192.0.2.1:587"), which is
- * ignored. An IPv4-mapped IPv6 destination (::ffff:192.0.2.1) matches IPv4 entries.
+ * ignored. IPv4-mapped IPv6 forms compare as their IPv4 address, in the list and in the
+ * destination: ::ffff:192.0.2.1 is 192.0.2.1 and ::ffff:192.0.2.0/120 is 192.0.2.0/24 (a mapped
+ * range shorter than /96 spans both families and is malformed).
  *
  * Results:
  *   VKS_OK              no restriction applies or the context is inside every list present
  *   VKS_E_RESTRICTED    the context is outside a list, the context lacks the field a list needs
- *                       (no domain / no destination), or a list is malformed
- *   VKS_E_BAD_RESPONSE  custom_metadata is not a JSON object / too long
+ *                       (no domain / no destination), or the metadata cannot be understood (above)
+ *   VKS_E_NOMEM         out of memory parsing the metadata (the caller refuses too)
  *   VKS_E_INVALID_ARG   ctx is NULL
  * Messages name the field, the context value and the entry position; custom_metadata holds no
  * secret, so naming its entries is allowed.
@@ -63,7 +69,7 @@ vks_status vks_restrict_check(const char *custom_metadata_json, size_t len,
 
 /*
  * Validates the restriction lists without a context (for operators' tooling): VKS_OK when absent
- * or well-formed, else VKS_E_RESTRICTED (malformed list) or VKS_E_BAD_RESPONSE as above.
+ * or well-formed, else VKS_E_RESTRICTED (cannot be understood) as above.
  * *restricted (if non-NULL) is set to true when at least one list is present.
  */
 vks_status vks_restrict_validate(const char *custom_metadata_json, size_t len, bool *restricted,

@@ -1122,7 +1122,8 @@ static vks_status parse_ok(const char *body, size_t len, const struct place *pl,
     }
     if (pl->kv == 2) {
         vks_json_int64(body, &q[1].found, &res->secret_version);
-        if (q[2].found.type == VKS_JSON_OBJECT) {
+        /* anything but absent/null goes to the restriction check: a non-object refuses there */
+        if (q[2].found.type != VKS_JSON_NONE && q[2].found.type != VKS_JSON_NULL) {
             res->custom_metadata_json = strndup(body + q[2].found.off, q[2].found.len);
             if (!res->custom_metadata_json) {
                 vks_secret_free(&res->value);

@@ -82,7 +82,7 @@ struct vks_kv_result {
     int kv_version;              /* the version actually used                                   */
     int64_t secret_version;      /* KV v2 metadata.version; 0 for KV v1                         */
     int64_t lease_duration;      /* KV v1 lease_duration seconds; 0 for KV v2                   */
-    char *custom_metadata_json;  /* KV v2 metadata.custom_metadata as JSON text, or NULL       */
+    char *custom_metadata_json;  /* KV v2 metadata.custom_metadata JSON text unless null, or NULL */
     char token_accessor[64];     /* accessor of the token used, "" when unknown (never the token) */
     int http_status;             /* last HTTP status seen (0 when none)                         */
     int attempts;                /* requests made, retries included                             */

@@ -5,7 +5,10 @@
  *   cache_threads core THREADS ITERATIONS
  *       THREADS threads hammer 40 keys through the C cache (capacity 24, so entries are evicted)
  *       with an in-process fetch function while another thread invalidates; then 64 threads miss
- *       one key at once and must cause exactly one fetch. Exit 0 when every value was right.
+ *       one key at once and must cause exactly one fetch; then THREADS threads look up 8 keys as
+ *       admitted and refused callers at random (ops->admit) while another thread invalidates:
+ *       admitted ones get the right value, refused ones restricted, and a last refusal of each key
+ *       leaves no value cached. Exit 0 when every answer was right.
  *
  *   cache_threads abort SCRIPT
  *       runs SCRIPT in one lua_State and then calls abort() with the state (and its handles) alive,
@@ -67,7 +70,7 @@ static void *clone_src(const void *s)
     return c;
 }
 
-static const struct vks_cache_source_ops ops = { fetch, clone_src, free };
+static const struct vks_cache_source_ops ops = { fetch, clone_src, free, NULL };
 
 static bool lookup(const char *id)
 {
@@ -86,8 +89,52 @@ static bool lookup(const char *id)
     return ok;
 }
 
+/* a caller that the admit callback refuses or admits (restrictions, issue 10 item 4) */
+struct asrc {
+    struct src s; /* first: fetch and clone_src read it */
+    bool allow;
+};
+
+static vks_status admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err)
+{
+    const struct asrc *a = source;
+    if (meta == NULL || meta->kv_version != 2)
+        return vks_err_set(err, VKS_E_INTERNAL, "%s: admit without metadata", a->s.id);
+    return a->allow ? VKS_OK : vks_err_set(err, VKS_E_RESTRICTED, "%s: refused", a->s.id);
+}
+
+static const struct vks_cache_source_ops aops = { fetch, clone_src, free, admit };
+
+static bool alookup(const char *id, bool allow)
+{
+    struct asrc a = { .allow = allow };
+    snprintf(a.s.id, sizeof a.s.id, "%s", id);
+    char want[64];
+    snprintf(want, sizeof want, PW "%s", id);
+    vks_secret v;
+    struct vks_err e;
+    vks_status st = vks_cache_get(id, NULL, &aops, &a, &v, NULL, &e);
+    bool ok = allow ? st == VKS_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0
+                    : st == VKS_E_RESTRICTED && v.data == NULL;
+    vks_secret_free(&v);
+    return ok;
+}
+
 static int iterations;
 static atomic_bool stop;
+
+static void *mixed(void *arg)
+{
+    unsigned x = (unsigned)(uintptr_t)arg * 2246822519u + 7;
+    for (int i = 0; i < iterations; i++) {
+        x = x * 1103515245u + 12345u;
+        char id[16];
+        snprintf(id, sizeof id, "m%u", (x >> 16) % 8);
+        if (!alookup(id, (x >> 24) % 3 != 0))
+            return (void *)1;
+    }
+    return NULL;
+}
 
 static void *hammer(void *arg)
 {
@@ -180,6 +227,39 @@ static int run_core(int nthreads, int iters)
         passed++;
     } else {
         printf("FAILED 64 concurrent misses: %d wrong values, %d fetches\n", bad, atomic_load(&fetches));
+        failed++;
+    }
+
+    vks_cache_flush();
+    atomic_store(&block_until_waits, 0);
+    atomic_store(&stop, false);
+    pthread_create(&inv, NULL, invalidator, NULL);
+    t = calloc((size_t)nthreads, sizeof *t);
+    for (int i = 0; i < nthreads; i++)
+        pthread_create(&t[i], NULL, mixed, (void *)(uintptr_t)(i + 1));
+    bad = 0;
+    for (int i = 0; i < nthreads; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        bad += r != NULL;
+    }
+    atomic_store(&stop, true);
+    pthread_join(inv, NULL);
+    free(t);
+    for (int k = 0; k < 8; k++) {
+        char id[16];
+        snprintf(id, sizeof id, "m%d", k);
+        bad += !alookup(id, false) || vks_cache_test_slot(id, NULL) != NULL;
+    }
+    vks_cache_get_stats(&st);
+    if (bad == 0 && st.values == 0 && st.refused > 0) {
+        printf("ok     %d threads of admitted and refused callers: every answer right, no value left "
+               "after a refusal (%llu refused, %llu cached values wiped by a refusal)\n",
+               nthreads, (unsigned long long)st.refused, (unsigned long long)st.refused_wipes);
+        passed++;
+    } else {
+        printf("FAILED admitted and refused callers: %d wrong answers, %zu values left, %llu refused\n",
+               bad, st.values, (unsigned long long)st.refused);
         failed++;
     }
     vks_cache_shutdown();

@@ -1,5 +1,5 @@
 -- The cache as vks.resolve uses it: one Vault read for repeated lookups, restrictions checked on
--- every hit, a keysource's own token never served a value fetched with another token, setup
+-- every hit (a refused hit wipes the cached value), a keysource's own token never served a value fetched with another token, setup
 -- changes flush, files and key_data never cached.
 local T = require 'testlib'
 T.reexec { VKS_CACHE_TTL = '300', VAULT_ADDR = false, VAULT_TOKEN = false, HOME = os.getenv('VKS_SUITE_WORK') or '/tmp' }
@@ -32,8 +32,12 @@ local ok, err = pcall(function()
     vd:reset_counters()
     T.same_secret(vks.resolve(r, { domain = 'r.example' }), PW_R, 'allowed')
     T.fails('restricted', { 'smtp-auth/r.example', 'other.example' }, vks.resolve, r, { domain = 'other.example' })
+    T.eq(vd:count('GET', '/v1/secret/data/smtp-auth/r.example'), 1, 'the refusal was a hit (no read)')
+    -- the refusal wiped the cached value (issue 10 item 4): the allowed caller reads Vault again
     T.same_secret(vks.resolve(r, { domain = 'r.example' }), PW_R, 'allowed again')
-    T.eq(vd:count('GET', '/v1/secret/data/smtp-auth/r.example'), 1, 'one read for the three lookups')
+    T.eq(vd:count('GET', '/v1/secret/data/smtp-auth/r.example'), 2, 'read again after the refusal')
+    T.same_secret(vks.resolve(r, { domain = 'r.example' }), PW_R, 'then a hit')
+    T.eq(vd:count('GET', '/v1/secret/data/smtp-auth/r.example'), 2, 'served from the cache')
   end)
 
   T.test("a keysource's own token is never served a value fetched with another token", function()

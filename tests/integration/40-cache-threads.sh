@@ -2,7 +2,9 @@
 # Concurrency of the process-wide cache. Listed in tests/tsan-suites: `make tsan` runs it under
 # ThreadSanitizer (Criterion cannot run under TSan). Helper: tests/helpers/cache_threads.c.
 #  1. core: 16 threads hammer 40 keys through a 24-entry cache while another thread invalidates;
-#     then 64 concurrent misses for one key make exactly one fetch (in-process fetch function).
+#     then 64 concurrent misses for one key make exactly one fetch (in-process fetch function);
+#     then admitted and refused callers (ops->admit) of 8 keys at once: right answers, and no value
+#     is left cached after a refusal.
 #  2. Lua against vault-dev over HTTPS: 64 threads, each with its own lua_State that loads the
 #     module, miss the same key at the same moment (a barrier, and 300 ms of injected latency on
 #     the first request): vault-dev's counters must show exactly one GET.

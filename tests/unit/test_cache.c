@@ -74,8 +74,8 @@ static void *fake_clone(const void *source)
 
 static void fake_free(void *source) { free(source); }
 
-static const struct vks_cache_source_ops ops = { fake_fetch, fake_clone, fake_free };
-static const struct vks_cache_source_ops ops_noclone = { fake_fetch, NULL, NULL };
+static const struct vks_cache_source_ops ops = { fake_fetch, fake_clone, fake_free, NULL };
+static const struct vks_cache_source_ops ops_noclone = { fake_fetch, NULL, NULL, NULL };
 
 static void setup_cache(double ttl, double max_stale, double neg_ttl, double refresh, size_t cap)
 {
@@ -738,7 +738,7 @@ static vks_status big_fetch(void *source, struct vks_cache_fetch *out, struct vk
     return VKS_OK;
 }
 
-static const struct vks_cache_source_ops big_ops = { big_fetch, NULL, NULL };
+static const struct vks_cache_source_ops big_ops = { big_fetch, NULL, NULL, NULL };
 
 Test(cache, a_full_arena_evicts_idle_values_to_make_room)
 {
@@ -876,4 +876,272 @@ Test(cache, get_hashed_reuses_the_callers_slot_only_for_a_fast_hit)
     cr_assert_null(mine.data);
     vks_secmem_get_status(&m1);
     cr_assert_eq(m1.slots_in_use, m0.slots_in_use + 1, "r2's cached value is the only new live slot");
+}
+
+/* ---- refused lookups (ops->admit): nothing is left behind ------------------------------------ */
+
+/* A caller with a context: admitted while the value's secret_version (generation + 1) is at most
+ * max_version, so max_version 0 is a caller that every value refuses. */
+struct asrc {
+    struct src s; /* first: fake_fetch and fake_clone read it */
+    int64_t max_version;
+};
+
+static atomic_int admit_calls;
+
+static vks_status fake_admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err)
+{
+    const struct asrc *a = source;
+    atomic_fetch_add(&admit_calls, 1);
+    if (meta == NULL || meta->custom_metadata_json == NULL)
+        return vks_err_set(err, VKS_E_INTERNAL, "%s: admit without metadata", a->s.id);
+    if (meta->secret_version <= a->max_version)
+        return VKS_OK;
+    return vks_err_set(err, VKS_E_RESTRICTED, "%s: version %lld is not for this caller", a->s.id,
+                       (long long)meta->secret_version);
+}
+
+static const struct vks_cache_source_ops aops = { fake_fetch, fake_clone, fake_free, fake_admit };
+
+#define ALLOWED 100
+#define REFUSED 0
+
+/* one lookup as a caller with max_version; checks the value (generation expect_gen) when served */
+static vks_status aget(const char *id, int64_t max_version, enum vks_cache_outcome *oc, int expect_gen)
+{
+    struct asrc a = { .max_version = max_version };
+    snprintf(a.s.id, sizeof a.s.id, "%s", id);
+    vks_secret v;
+    struct vks_cache_info info;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_cache_get(id, NULL, &aops, &a, &v, &info, &e);
+    if (oc)
+        *oc = info.outcome;
+    if (st == VKS_OK) {
+        char want[128];
+        value_for(id, expect_gen, want, sizeof want);
+        cr_assert_eq(v.len, strlen(want));
+        cr_assert(memcmp(v.data, want, v.len) == 0, "value of %s (generation %d)", id, expect_gen);
+    } else {
+        cr_assert_null(v.data, "no value on a refusal");
+        cr_assert_eq(info.fetch_status, st);
+        cr_assert(strstr(e.msg, id) != NULL, "the message is the admit callback's: %s", e.msg);
+        cr_assert(strstr(e.msg, PW) == NULL);
+    }
+    vks_secret_free(&v);
+    vks_cache_info_release(&info);
+    return st;
+}
+
+Test(cache, a_refused_miss_caches_no_value_and_the_next_admitted_caller_fetches)
+{
+    setup_cache(300, 900, 5, 0.75, 100);
+    atomic_store(&admit_calls, 0);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(aget("rm", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_MISS, "it fetched");
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    cr_assert_null(vks_cache_test_slot("rm", NULL), "no value cached after a refusal");
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.values, 0);
+    cr_assert_eq(s.value_bytes, 0);
+    cr_assert_eq(s.refused, 1);
+    cr_assert_eq(s.entries, 1, "the metadata (no secret) is remembered");
+    /* another refused caller is refused from the remembered metadata, without a fetch */
+    cr_assert_eq(aget("rm", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    /* an admitted caller is a miss that fetches, then hits */
+    cr_assert_eq(aget("rm", ALLOWED, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    cr_assert_eq(aget("rm", ALLOWED, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    s = stats();
+    cr_assert_eq(s.refused, 2);
+    cr_assert_eq(s.refused_wipes, 0);
+    cr_assert_eq(s.values, 1);
+    cr_assert_eq(s.misses, 2);
+    cr_assert_eq(s.hits, 1);
+}
+
+Test(cache, a_refused_hit_wipes_the_cached_value)
+{
+    setup_cache(300, 900, 5, 0.75, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(aget("rh", ALLOWED, &oc, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("rh", &cap);
+    cr_assert_not_null(slot);
+    cr_assert_not(all_zero(slot, cap));
+    cr_assert_eq(aget("rh", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_HIT, "refused on a hit");
+    cr_assert(all_zero(slot, cap), "the cached slot was wiped");
+    cr_assert_null(vks_cache_test_slot("rh", NULL));
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.refused, 1);
+    cr_assert_eq(s.refused_wipes, 1);
+    cr_assert_eq(s.values, 0);
+    /* refused again: from the remembered metadata; admitted: a miss that fetches */
+    cr_assert_eq(aget("rh", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    cr_assert_eq(aget("rh", ALLOWED, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+}
+
+Test(cache, a_refused_stale_value_is_wiped_too)
+{
+    setup_cache(10, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(aget("rs", ALLOWED, &oc, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("rs", &cap);
+    atomic_store(&fetch_status, VKS_E_UNAVAILABLE);
+    vks_cache_test_advance_clock(11);
+    cr_assert_eq(aget("rs", ALLOWED, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_STALE);
+    cr_assert_eq(aget("rs", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_STALE, "refused on a stale value");
+    cr_assert(all_zero(slot, cap));
+    cr_assert_null(vks_cache_test_slot("rs", NULL));
+    cr_assert_eq(stats().refused_wipes, 1);
+    /* the outage is still remembered: the admitted caller gets the error, not a value */
+    cr_assert_eq(aget("rs", ALLOWED, &oc, 0), VKS_E_UNAVAILABLE);
+    cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+}
+
+Test(cache, a_refused_refresh_wipes_the_old_value)
+{
+    setup_cache(10, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(aget("rr", ALLOWED, &oc, 0), VKS_OK);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("rr", &cap);
+    vks_cache_test_advance_clock(11); /* expired: the next caller re-fetches (REFRESH) */
+    cr_assert_eq(aget("rr", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_REFRESH);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    cr_assert(all_zero(slot, cap), "the old value went with the refusal");
+    cr_assert_null(vks_cache_test_slot("rr", NULL));
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.refused_wipes, 1);
+    cr_assert_eq(s.values, 0);
+}
+
+Test(cache, a_hit_that_new_metadata_refuses_is_wiped)
+{
+    /* the caller accepts version 1 only; a background refresh brings version 2 */
+    setup_cache(10, 900, 5, 0.5, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(aget("mc", 1, &oc, 0), VKS_OK);
+    atomic_store(&generation, 1);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(aget("mc", 1, &oc, 0), VKS_OK); /* still version 1; asks for a refresh */
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    wait_for_refreshes(1, 0);
+    size_t cap = 0;
+    const unsigned char *slot = vks_cache_test_slot("mc", &cap);
+    cr_assert_not_null(slot);
+    cr_assert_eq(aget("mc", 1, &oc, 1), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    cr_assert(all_zero(slot, cap));
+    cr_assert_null(vks_cache_test_slot("mc", NULL));
+    cr_assert_eq(stats().refused_wipes, 1);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    /* the new metadata is remembered: refused again without a fetch; version 2 callers fetch */
+    cr_assert_eq(aget("mc", 1, &oc, 1), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_NEGATIVE);
+    cr_assert_eq(aget("mc", 2, &oc, 1), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    cr_assert_eq(atomic_load(&fetch_calls), 3);
+}
+
+Test(cache, remembered_metadata_ends_with_the_ttl_and_on_invalidate)
+{
+    setup_cache(10, 900, 5, 1.0, 100);
+    enum vks_cache_outcome oc;
+    cr_assert_eq(aget("re", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    vks_cache_test_advance_clock(11);
+    cr_assert_eq(aget("re", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_MISS, "expired metadata is not used: fetched again");
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    cr_assert_eq(vks_cache_invalidate("re"), 1);
+    cr_assert_eq(stats().entries, 0);
+    cr_assert_eq(aget("re", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_MISS);
+    cr_assert_eq(atomic_load(&fetch_calls), 3);
+}
+
+Test(cache, a_refusal_with_caching_off_wipes_the_fetched_value)
+{
+    setup_cache(0, 900, 5, 0.75, 100);
+    enum vks_cache_outcome oc;
+    size_t in_use_before;
+    {
+        struct vks_secmem_status ms;
+        vks_secmem_get_status(&ms);
+        in_use_before = ms.in_use;
+    }
+    cr_assert_eq(aget("rb", REFUSED, &oc, 0), VKS_E_RESTRICTED);
+    cr_assert_eq(oc, VKS_CACHE_BYPASS);
+    struct vks_secmem_status ms;
+    vks_secmem_get_status(&ms);
+    cr_assert_eq(ms.in_use, in_use_before, "the fetched slot was freed (and so wiped)");
+    cr_assert_eq(aget("rb", ALLOWED, &oc, 0), VKS_OK);
+    cr_assert_eq(stats().refused, 1);
+}
+
+struct aracer {
+    const char *id;
+    int64_t max_version;
+    vks_status st;
+    bool ok_value;
+};
+
+static void *arace(void *arg)
+{
+    struct aracer *r = arg;
+    struct asrc a = { .max_version = r->max_version };
+    snprintf(a.s.id, sizeof a.s.id, "%s", r->id);
+    vks_secret v;
+    struct vks_err e;
+    r->st = vks_cache_get(r->id, NULL, &aops, &a, &v, NULL, &e);
+    char want[128];
+    value_for(r->id, 0, want, sizeof want);
+    r->ok_value = r->st == VKS_OK && v.len == strlen(want) && memcmp(v.data, want, v.len) == 0;
+    vks_secret_free(&v);
+    return NULL;
+}
+
+Test(cache, concurrent_refused_and_admitted_callers_each_get_their_answer, .timeout = 60)
+{
+    for (int round = 0; round < 4; round++) {
+        setup_cache(300, 900, 5, 1.0, 100);
+        atomic_store(&block_until_waits, 16);
+        pthread_t t[16];
+        struct aracer r[16];
+        for (int i = 0; i < 16; i++) {
+            /* round 0: the first caller is refused, round 1: admitted, then mixed orders */
+            bool refused = round % 2 == 0 ? i % 2 == 0 : i % 2 == 1;
+            r[i] = (struct aracer){ .id = "car", .max_version = refused ? REFUSED : ALLOWED };
+            cr_assert_eq(pthread_create(&t[i], NULL, arace, &r[i]), 0);
+        }
+        for (int i = 0; i < 16; i++) {
+            pthread_join(t[i], NULL);
+            if (r[i].max_version == REFUSED)
+                cr_assert_eq(r[i].st, VKS_E_RESTRICTED, "round %d caller %d", round, i);
+            else
+                cr_assert(r[i].ok_value, "round %d caller %d: %d", round, i, r[i].st);
+        }
+        cr_assert_eq(stats().refused, 8);
+        cr_assert_leq(atomic_load(&fetch_calls), 9);
+        /* a last refused caller leaves no value behind */
+        cr_assert_eq(aget("car", REFUSED, NULL, 0), VKS_E_RESTRICTED);
+        cr_assert_null(vks_cache_test_slot("car", NULL));
+        cr_assert_eq(stats().values, 0);
+    }
 }
