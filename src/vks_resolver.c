@@ -35,6 +35,7 @@ struct runtime {
     struct vks_err vault_err;
     struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
     struct vks_err keyring_err;
+    char *vault_addr_shown;     /* cfg.vault.address redacted (vks_redact_url) once, for audit */
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -54,6 +55,7 @@ static void runtime_free(struct runtime *rt)
     vks_vault_free(rt->vault);
     vks_keyring_free(rt->keyring);
     vks_config_clear(&rt->cfg);
+    free(rt->vault_addr_shown);
     free(rt);
 }
 
@@ -76,6 +78,16 @@ static vks_status runtime_build(const struct vks_config *cfg, bool strict, struc
     }
     vks_err_clear(&rt->vault_err);
     vks_err_clear(&rt->keyring_err);
+    if (rt->cfg.vault.address != NULL) {
+        /* every audit event shows it: redacted once here rather than on every lookup */
+        const char *a = rt->cfg.vault.address;
+        size_t n = vks_redact_url(a, strlen(a), NULL, 0) + 1;
+        if ((rt->vault_addr_shown = malloc(n)) == NULL) {
+            runtime_free(rt);
+            return vks_err_set(err, VKS_E_NOMEM, "out of memory building the runtime");
+        }
+        vks_redact_url(a, strlen(a), rt->vault_addr_shown, n);
+    }
     st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
     if (st != VKS_OK) {
         rt->vault = NULL;
@@ -801,9 +813,12 @@ done:
             const char *addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
                                                                                : rt != NULL ? rt->cfg.vault.address : NULL)
                                                       : NULL;
-            if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
+            if (addr != NULL && rt != NULL && addr == rt->cfg.vault.address && rt->vault_addr_shown != NULL)
+                ev.vault_addr = rt->vault_addr_shown; /* redacted when the runtime was built */
+            else if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
                 vks_redact_url(addr, strlen(addr), addr_shown, sizeof addr_shown);
-            ev.vault_addr = addr != NULL ? addr_shown : NULL;
+            if (addr != NULL && ev.vault_addr == NULL)
+                ev.vault_addr = addr_shown;
             ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
             ev.mount = ks->mount;
             ev.path = ks->path;
