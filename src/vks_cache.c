@@ -1383,8 +1383,12 @@ static bool fast_hit(uint64_t h, const char *identity, const char *validator, vk
             info->outcome = VKS_CACHE_HIT;
             info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
             info_set_meta(info, e->meta);
-            atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
-            atomic_store_explicit(&e->marked, true, memory_order_relaxed);
+            /* written only when it changes by 50 us or more: threads hitting the same entry
+             * would otherwise bounce its cache line on every hit */
+            if (now - atomic_load_explicit(&e->last_used, memory_order_relaxed) >= 50000)
+                atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
+            if (!atomic_load_explicit(&e->marked, memory_order_relaxed))
+                atomic_store_explicit(&e->marked, true, memory_order_relaxed);
             s->hits++;
             hit = true;
         }

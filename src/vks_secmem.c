@@ -645,7 +645,11 @@ static void slot_free(unsigned char *p, bool have_g)
     x->freemap[s / 64] |= bit;
     l->in_use -= class_bytes(c);
     l->slots_in_use--;
-    if (--x->used == 0) {
+    if (--x->used == 0 && !(l->partial[c] == u && x->next == NONE)) {
+        /* an empty unit goes back to the free-unit stack, except the lane's last one of its class:
+         * a thread that allocates and frees one slot at a time (every cache hit) would otherwise
+         * carve a unit under every lock on each allocation. Kept ones are reclaimed when the
+         * stack runs dry (reclaim_empty_units). */
         list_remove(&l->partial[c], u);
         if (!have_g)
             pthread_mutex_lock(&g_lock);
@@ -657,11 +661,33 @@ static void slot_free(unsigned char *p, bool have_g)
     }
 }
 
+/* Every lock held: the empty units the lanes kept go back to the free-unit stack. */
+static bool reclaim_empty_units(void)
+{
+    bool any = false;
+    for (int l = 0; l < NLANES; l++)
+        for (unsigned c = 0; c < NCLASSES; c++) {
+            uint32_t u = lanes[l].partial[c];
+            while (u != NONE) {
+                uint32_t next = g.units[u].next;
+                if (g.units[u].used == 0) {
+                    list_remove(&lanes[l].partial[c], u);
+                    g.units[u].cls = FREE_UNIT;
+                    g.units[u].next = g.free_units;
+                    g.free_units = u;
+                    any = true;
+                }
+                u = next;
+            }
+        }
+    return any;
+}
+
 /* Every lock held: a slot from the caller's lane, a new unit for it, or any other lane's. */
 static unsigned char *slot_alloc_any(struct lane *mine, unsigned c)
 {
     unsigned char *p = slot_alloc(mine, c);
-    if (p == NULL && take_unit(mine, c) != NONE)
+    if (p == NULL && (take_unit(mine, c) != NONE || (reclaim_empty_units() && take_unit(mine, c) != NONE)))
         p = slot_alloc(mine, c);
     for (int l = 0; p == NULL && l < NLANES; l++)
         p = slot_alloc(&lanes[l], c);
