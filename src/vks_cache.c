@@ -99,7 +99,7 @@ static atomic_llong g_clock_offset;
 #define NSHARDS 32
 struct shard {
     _Alignas(64) pthread_mutex_t mu;
-    uint64_t hits; /* fast hits, under mu; added to g.st.hits by vks_cache_get_stats */
+    _Atomic uint64_t hits; /* fast hits: written under mu, read without it by get_stats */
 };
 #define SHARD_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
 #define SHARD_INIT4 SHARD_INIT, SHARD_INIT, SHARD_INIT, SHARD_INIT
@@ -1389,7 +1389,8 @@ static bool fast_hit(uint64_t h, const char *identity, const char *validator, vk
                 atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
             if (!atomic_load_explicit(&e->marked, memory_order_relaxed))
                 atomic_store_explicit(&e->marked, true, memory_order_relaxed);
-            s->hits++;
+            atomic_store_explicit(&s->hits, atomic_load_explicit(&s->hits, memory_order_relaxed) + 1,
+                                  memory_order_relaxed); /* under s->mu: no read-modify-write needed */
             hit = true;
         }
     }
@@ -1561,11 +1562,8 @@ void vks_cache_get_stats(struct vks_cache_stats *out)
     fork_reset_locked();
     ensure_configured_locked();
     *out = g.st;
-    for (int i = 0; i < NSHARDS; i++) {
-        pthread_mutex_lock(&shards[i].mu);
-        out->hits += shards[i].hits;
-        pthread_mutex_unlock(&shards[i].mu);
-    }
+    for (int i = 0; i < NSHARDS; i++)
+        out->hits += atomic_load_explicit(&shards[i].hits, memory_order_relaxed);
     out->entries = g.count;
     out->values = g.nvalues;
     out->value_bytes = g.value_bytes;
@@ -1618,7 +1616,7 @@ void vks_cache_shutdown(void)
     g.buckets = NULL;
     g.nbuckets = 0;
     for (int i = 0; i < NSHARDS; i++)
-        shards[i].hits = 0;
+        atomic_store(&shards[i].hits, 0);
     shards_unlock_all();
     g.configured = false;
     g.config_status = VKS_OK;

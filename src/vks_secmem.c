@@ -63,7 +63,7 @@ struct unit {
 struct lane {
     _Alignas(64) pthread_mutex_t mu;
     uint32_t partial[NCLASSES];            /* this lane's units with a free slot, per class    */
-    size_t in_use, slots_in_use;
+    _Atomic size_t in_use, slots_in_use;   /* written under mu; summed without it by status */
 };
 
 static struct arena {
@@ -276,16 +276,27 @@ static void reset_lanes(void)
     for (int l = 0; l < NLANES; l++) {
         for (unsigned c = 0; c < NCLASSES; c++)
             lanes[l].partial[c] = NONE;
-        lanes[l].in_use = lanes[l].slots_in_use = 0;
+        atomic_store(&lanes[l].in_use, 0);
+        atomic_store(&lanes[l].slots_in_use, 0);
     }
+}
+
+/* l->mu held: no read-modify-write needed, the atomics are for readers without the lock */
+static void lane_count(struct lane *l, ptrdiff_t bytes, ptrdiff_t slots)
+{
+    atomic_store_explicit(&l->in_use, atomic_load_explicit(&l->in_use, memory_order_relaxed) + (size_t)bytes,
+                          memory_order_relaxed);
+    atomic_store_explicit(&l->slots_in_use,
+                          atomic_load_explicit(&l->slots_in_use, memory_order_relaxed) + (size_t)slots,
+                          memory_order_relaxed);
 }
 
 static void lane_sums(size_t *in_use, size_t *slots)
 {
     size_t a = 0, b = 0;
     for (int l = 0; l < NLANES; l++) {
-        a += lanes[l].in_use;
-        b += lanes[l].slots_in_use;
+        a += atomic_load_explicit(&lanes[l].in_use, memory_order_relaxed);
+        b += atomic_load_explicit(&lanes[l].slots_in_use, memory_order_relaxed);
     }
     if (in_use)
         *in_use = a;
@@ -502,8 +513,16 @@ vks_status vks_secmem_init(const struct vks_secmem_config *cfg, struct vks_err *
 
 void vks_secmem_get_status(struct vks_secmem_status *out)
 {
-    lock_arena();
-    check_fork_locked(true);
+    /* g_lock alone is enough to read (every writer of these holds it), unless a fork has to be
+     * noticed first, which takes every lock (vks.stats() calls this: it stays cheap) */
+    pthread_once(&g_atfork_once, register_atfork);
+    pthread_mutex_lock(&g_lock);
+    bool all = g.init && (g_fork_pending || g.pid != getpid());
+    if (all) {
+        pthread_mutex_unlock(&g_lock);
+        lock_arena();
+        check_fork_locked(true);
+    }
     memset(out, 0, sizeof *out);
     out->initialised = g.init && !g.closed;
     out->locked = g.init && g.locked;
@@ -517,7 +536,10 @@ void vks_secmem_get_status(struct vks_secmem_status *out)
     out->scratch_open = g_scratch_open;
     out->scratch_locked_bytes = g_scratch_locked;
     out->scratch_lock_failures = g_scratch_lock_failures;
-    unlock_arena();
+    if (all)
+        unlock_arena();
+    else
+        pthread_mutex_unlock(&g_lock);
 }
 
 unsigned long vks_secmem_generation(void)
@@ -602,8 +624,7 @@ static unsigned char *slot_alloc(struct lane *l, unsigned c)
     x->freemap[w] &= ~(UINT64_C(1) << b);
     if (++x->used == class_slots(c))
         list_remove(&l->partial[c], u);
-    l->in_use += class_bytes(c);
-    l->slots_in_use++;
+    lane_count(l, (ptrdiff_t)class_bytes(c), 1);
     return g.data + (size_t)u * UNIT_SIZE + (size_t)(w * 64 + b) * class_bytes(c);
 }
 
@@ -643,8 +664,7 @@ static void slot_free(unsigned char *p, bool have_g)
     if (x->used == class_slots(c))
         list_push(&l->partial[c], u);
     x->freemap[s / 64] |= bit;
-    l->in_use -= class_bytes(c);
-    l->slots_in_use--;
+    lane_count(l, -(ptrdiff_t)class_bytes(c), -1);
     if (--x->used == 0 && !(l->partial[c] == u && x->next == NONE)) {
         /* an empty unit goes back to the free-unit stack, except the lane's last one of its class:
          * a thread that allocates and frees one slot at a time (every cache hit) would otherwise
