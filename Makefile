@@ -166,11 +166,61 @@ tsan:
 fuzz:
 	@scripts/fuzz
 
-install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/lua/5.4 $(DESTDIR)$(PREFIX)/share/vault-keysource/lua
-	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(DESTDIR)$(PREFIX)/bin/
-	install -m 0644 $(BUILD)/vault_keysource.so $(DESTDIR)$(PREFIX)/lib/lua/5.4/
-	cp -r lua/. $(DESTDIR)$(PREFIX)/share/vault-keysource/lua/
+# make install [PREFIX=/usr/local] [DESTDIR=staging-root]: the programs, the Lua module where
+# Lua 5.4 finds it (lib/lua/5.4, the default package.cpath), the Lua helpers vks-policy loads
+# (share/vault-keysource/lua, found relative to the installed program), the man pages and the
+# user docs. Every file written is listed in $(MANIFEST) (paths without DESTDIR; a reinstall
+# keeps the earlier entries), and `make uninstall` with the same PREFIX and DESTDIR removes
+# exactly those files, then the directories of our own it leaves empty (bin/, man1/ and the other
+# shared directories stay). Without a manifest it removes the list this Makefile would install.
+# install-module installs the Lua module alone (what the rockspec's `luarocks make` uses).
+BINDIR      = $(PREFIX)/bin
+LUA_CMODDIR = $(PREFIX)/lib/lua/5.4
+VKS_SHARE   = $(PREFIX)/share/vault-keysource
+MANDIR      = $(PREFIX)/share/man
+DOCDIR      = $(PREFIX)/share/doc/vault-keysource
+MANIFEST    = $(VKS_SHARE)/installed-files
+INST_LUA    := $(wildcard lua/*.lua)
+INST_MAN1   := $(wildcard man/*.1)
+INST_DOCS   := README.md $(wildcard docs/*.md)
+INST_EXAMPLES := $(wildcard policy-examples/*)
+INSTALLED_FILES = $(BINDIR)/vks $(BINDIR)/vks-policy $(LUA_CMODDIR)/vault_keysource.so \
+  $(INST_LUA:lua/%=$(VKS_SHARE)/lua/%) $(INST_MAN1:man/%=$(MANDIR)/man1/%) \
+  $(addprefix $(DOCDIR)/,$(notdir $(INST_DOCS))) $(INST_EXAMPLES:policy-examples/%=$(DOCDIR)/examples/%)
+
+.PHONY: uninstall install-module
+
+install: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUA_CMODDIR) $(DESTDIR)$(VKS_SHARE)/lua \
+	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)/examples
+	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(BUILD)/vault_keysource.so $(DESTDIR)$(LUA_CMODDIR)/
+	install -m 0644 $(INST_LUA) $(DESTDIR)$(VKS_SHARE)/lua/
+	install -m 0644 $(INST_MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 0644 $(INST_DOCS) $(DESTDIR)$(DOCDIR)/
+	install -m 0644 $(INST_EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/
+	@{ cat $(DESTDIR)$(MANIFEST) 2>/dev/null || true; printf '%s\n' $(INSTALLED_FILES); } \
+	  | LC_ALL=C sort -u > $(DESTDIR)$(MANIFEST).new && mv $(DESTDIR)$(MANIFEST).new $(DESTDIR)$(MANIFEST)
+	@echo "installed under $(DESTDIR)$(PREFIX); the list is in $(DESTDIR)$(MANIFEST)"
+
+install-module: $(BUILD)/vault_keysource.so
+	install -d $(DESTDIR)$(LUA_CMODDIR)
+	install -m 0644 $(BUILD)/vault_keysource.so $(DESTDIR)$(LUA_CMODDIR)/
+
+# Only absolute paths without a '..' segment are taken from the manifest.
+uninstall:
+	@set -e; m='$(DESTDIR)$(MANIFEST)'; \
+	if [ -f "$$m" ]; then files=$$(cat "$$m"); else files='$(INSTALLED_FILES)'; fi; \
+	for f in $$files; do \
+	  case "$$f" in /*) ;; *) echo "uninstall: skipping $$f (not absolute)" >&2; continue ;; esac; \
+	  case "$$f/" in */../*) echo "uninstall: skipping $$f" >&2; continue ;; esac; \
+	  rm -f '$(DESTDIR)'"$$f"; \
+	done; \
+	rm -f "$$m"; \
+	for d in $(VKS_SHARE)/lua $(VKS_SHARE) $(DOCDIR)/examples $(DOCDIR); do \
+	  if [ -d '$(DESTDIR)'"$$d" ]; then rmdir '$(DESTDIR)'"$$d" 2>/dev/null || true; fi; \
+	done; \
+	echo "uninstalled from $(DESTDIR)$(PREFIX)"
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

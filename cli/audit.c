@@ -1,14 +1,17 @@
 /*
  * vks audit verify FILE... [--head MAC]... [--key-file PATH] [--sink NAME] [--quiet]
+ * (documented in man/vks-audit.1; keep the two in step: tests/integration/63-install-man.sh)
  */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "vks.h"
 #include "vks_audit.h"
+#include "vks_file.h"
 
 const char vks_cli_audit_verify_usage[] =
     "usage: vks audit verify FILE... [--head MAC]... [--key-file PATH] [--sink NAME] [--quiet]\n"
@@ -22,19 +25,55 @@ const char vks_cli_audit_verify_usage[] =
     "                   for several chains)\n"
     "  --key-file PATH  the audit key (raw 32 bytes, mode 0600); default VKS_AUDIT_KEY (base64)\n"
     "                   or VKS_AUDIT_KEY_FILE, as for the module\n"
-    "  --sink NAME      which sink wrote FILE: file (default), stderr or syslog\n"
+    "  --sink NAME      which sink wrote FILE: file (default), stderr or syslog; with syslog a\n"
+    "                   line may keep what the syslog daemon wrote before the event (a header\n"
+    "                   'Dec  3 14:13:07 mta1 vks-audit[42]: ' or blanks): the event is read\n"
+    "                   from the first ': {' on, or after the leading blanks (keep only the\n"
+    "                   vks-audit lines, e.g. with grep)\n"
     "  --quiet          print only the verdict line\n"
     "\n"
     "exit status: 0 every chain verified; 1 a problem was found (tampering, missing lines,\n"
     "unparseable line, anchored head not found, no events); 2 usage, file or key error;\n"
     "3 no problem found but some chain could not be MAC-checked (ephemeral or other key).\n";
 
-static int feed_file(struct vks_audit_verifier *v, const char *path)
+/* A syslog daemon's file output puts its header before the message ("TIMESTAMP HOST TAG[PID]: "),
+ * and rsyslog's %msg% keeps the blank that followed the tag: the event starts after leading
+ * blanks, else at the first ": {". Only the event is MAC-covered, so dropping what precedes it
+ * hides nothing: a line without an event still fails as "not an audit event". */
+static const char *syslog_payload(const char *line, size_t *len)
 {
-    FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
-    if (f == NULL) {
-        fprintf(stderr, "vks audit verify: %s: %s\n", path, strerror(errno));
-        return -1;
+    size_t b = 0;
+    while (b < *len && (line[b] == ' ' || line[b] == '\t'))
+        b++;
+    if (b < *len && line[b] == '{') {
+        *len -= b;
+        return line + b;
+    }
+    for (size_t i = 0; i + 2 < *len; i++)
+        if (line[i] == ':' && line[i + 1] == ' ' && line[i + 2] == '{') {
+            *len -= i + 2;
+            return line + i + 2;
+        }
+    return line;
+}
+
+static int feed_file(struct vks_audit_verifier *v, const char *path, bool syslog_framed)
+{
+    FILE *f = stdin;
+    if (strcmp(path, "-") != 0) {
+        /* vks_file: a FIFO, device or directory is refused at once, never read (or waited on) */
+        const struct vks_file_opts fo = { .what = "audit log", .code = VKS_E_CONFIG };
+        struct vks_err e;
+        int fd = -1;
+        if (vks_file_open(path, &fo, &fd, NULL, &e) != VKS_OK) {
+            fprintf(stderr, "vks audit verify: %s\n", e.msg);
+            return -1;
+        }
+        if ((f = fdopen(fd, "r")) == NULL) {
+            fprintf(stderr, "vks audit verify: %s: %s\n", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
     }
     char *line = NULL;
     size_t cap = 0;
@@ -43,7 +82,8 @@ static int feed_file(struct vks_audit_verifier *v, const char *path)
         size_t len = (size_t)n;
         if (len > 0 && line[len - 1] == '\n')
             len--;
-        vks_audit_verifier_line(v, path, line, len);
+        const char *event = syslog_framed ? syslog_payload(line, &len) : line;
+        vks_audit_verifier_line(v, path, event, len);
     }
     int bad = ferror(f);
     free(line);
@@ -126,7 +166,7 @@ int vks_cli_audit_verify(int argc, char **argv)
             rc = 2;
         }
     for (int i = optind; i < argc && rc == 0; i++)
-        if (feed_file(v, argv[i]) != 0)
+        if (feed_file(v, argv[i], strcmp(sink, "syslog") == 0) != 0)
             rc = 2;
     if (rc == 0) {
         if (quiet) {

@@ -2,12 +2,16 @@
  * vks_host.json: strict JSON parsing for the policy host (json-c, JSON_TOKENER_STRICT, so no
  * comments or trailing commas, like serde_json in KumoMTA). parse(text [, source]) returns a Lua
  * value or nil and "source: message at offset N". JSON null becomes nil (absent in tables), which is
- * how an Option field reads an explicit null. Nesting is limited to 64 levels.
+ * how an Option field reads an explicit null. Nesting is limited to 64 levels. A key repeated in
+ * one object is refused (serde refuses a repeated field; json-c alone would keep the last).
  * Shaping and policy data only: never feed it a Vault response or anything secret-bearing.
  */
 #include <json-c/json.h>
 #include <lauxlib.h>
 #include <lua.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 
 #include "host.h"
 
@@ -57,6 +61,81 @@ static int push_value(lua_State *L, json_object *o, int depth)
     return 0;
 }
 
+/*
+ * Repeated keys. json-c keeps the last of a repeated key without a word; serde (KumoMTA) refuses a
+ * repeated struct field; every JSON reader of this project refuses a repeated key
+ * (docs/internals/json.md). One pass over the (already validated) text counts the keys of each
+ * object in document order; a pre-order walk of json-c's tree must find the same counts, and the
+ * first object where it keeps fewer holds a repeated key.
+ */
+struct objcount {
+    size_t keys, off;
+};
+
+static struct objcount *text_key_counts(const char *t, size_t len, size_t *nobj)
+{
+    struct objcount *c = NULL;
+    size_t n = 0, cap = 0, stack[MAX_DEPTH + 2];
+    int sp = 0;
+    bool in_str = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = t[i];
+        if (in_str) {
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_str = false;
+        } else if (ch == '"') {
+            in_str = true;
+        } else if ((ch == '{' || ch == '[') && sp < MAX_DEPTH + 2) {
+            if (ch == '{' && n == cap) {
+                cap = cap ? cap * 2 : 16;
+                struct objcount *g = realloc(c, cap * sizeof *c);
+                if (!g) {
+                    free(c);
+                    return NULL;
+                }
+                c = g;
+            }
+            if (ch == '{')
+                c[n] = (struct objcount){ 0, i };
+            stack[sp++] = ch == '{' ? n++ : SIZE_MAX;
+        } else if ((ch == '}' || ch == ']') && sp > 0) {
+            sp--;
+        } else if (ch == ':' && sp > 0 && stack[sp - 1] != SIZE_MAX) {
+            c[stack[sp - 1]].keys++;
+        }
+    }
+    *nobj = n;
+    return c ? c : calloc(1, sizeof *c);
+}
+
+/* The first object (pre-order) where json-c kept fewer keys than the text has; NULL when none. */
+static const struct objcount *first_repeat(json_object *o, const struct objcount *c, size_t n, size_t *idx)
+{
+    if (json_object_is_type(o, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(o); i++) {
+            const struct objcount *r = first_repeat(json_object_array_get_idx(o, i), c, n, idx);
+            if (r)
+                return r;
+        }
+    } else if (json_object_is_type(o, json_type_object)) {
+        if (*idx >= n)
+            return NULL;
+        const struct objcount *me = &c[(*idx)++];
+        if (me->keys != (size_t)json_object_object_length(o))
+            return me;
+        json_object_object_foreach(o, key, val)
+        {
+            (void)key;
+            const struct objcount *r = first_repeat(val, c, n, idx);
+            if (r)
+                return r;
+        }
+    }
+    return NULL;
+}
+
 static int l_parse(lua_State *L)
 {
     size_t len = 0;
@@ -98,6 +177,22 @@ static int l_parse(lua_State *L)
             return 2;
         }
     }
+    size_t nobj = 0, idx = 0;
+    struct objcount *counts = text_key_counts(text, len, &nobj);
+    if (!counts) {
+        json_object_put(o);
+        return luaL_error(L, "out of memory");
+    }
+    const struct objcount *rep = first_repeat(o, counts, nobj, &idx);
+    if (rep) {
+        size_t off = rep->off;
+        free(counts);
+        json_object_put(o);
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: invalid JSON: a key is repeated in the object at offset %d", source, (int)off);
+        return 2;
+    }
+    free(counts);
     int top = lua_gettop(L);
     if (!push_value(L, o, 0)) {
         json_object_put(o);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "host.h"
+#include "vks_file.h"
 #include "vks_redact.h"
 
 const char *vksh_cstring(lua_State *L, int idx, const char *what, size_t *len)
@@ -127,8 +128,48 @@ static int l_isatty(lua_State *L)
     return 1;
 }
 
+/* sys.read_file(path, what[, max_bytes]) -> data | nil, message. Through vks_file: a FIFO, device,
+ * directory or socket is refused at once (never a hang), and so is a file over max_bytes (default
+ * 16 MiB). For configuration data files, which are not secret. */
+static int l_read_file(lua_State *L)
+{
+    size_t plen = 0;
+    const char *path = luaL_checklstring(L, 1, &plen);
+    const char *what = luaL_optstring(L, 2, "file");
+    lua_Integer max = luaL_optinteger(L, 3, 16 << 20);
+    if (strlen(path) != plen)
+        return luaL_argerror(L, 1, "path contains a NUL byte");
+    luaL_argcheck(L, max > 0 && max <= (1 << 30), 3, "max_bytes must be 1..1 GiB");
+    const struct vks_file_opts fo = { .what = what, .code = VKS_E_CONFIG, .max_bytes = (size_t)max };
+    struct vks_err e;
+    int fd = -1;
+    size_t size = 0, n = 0;
+    bool more = false;
+    if (vks_file_open(path, &fo, &fd, &size, &e) != VKS_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, e.msg);
+        return 2;
+    }
+    char *buf = malloc(size + 1);
+    vks_status st = buf ? vks_file_read_fd(fd, (unsigned char *)buf, size, &n, &more, path, &fo, &e)
+                        : vks_err_set(&e, VKS_E_NOMEM, "out of memory reading %s", path);
+    close(fd);
+    if (st == VKS_OK && more)
+        st = vks_err_set(&e, VKS_E_CONFIG, "%s \"%s\" changed size while read", what, path);
+    if (st != VKS_OK) {
+        free(buf);
+        lua_pushnil(L);
+        lua_pushstring(L, e.msg);
+        return 2;
+    }
+    lua_pushlstring(L, buf, n); /* (on a Lua memory error buf leaks once; nothing secret) */
+    free(buf);
+    return 1;
+}
+
 static const luaL_Reg sys_funcs[] = {
     { "file_exists", l_file_exists },
+    { "read_file", l_read_file },
     { "realpath", l_realpath },
     { "sleep_ms", l_sleep_ms },
     { "monotonic_ms", l_monotonic_ms },

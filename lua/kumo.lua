@@ -441,13 +441,12 @@ end
 ------------------------------------------------------------------------------------------------
 -- data files
 
+-- vks_host.sys.read_file (vks_file): a FIFO, device, directory or socket is refused at once
 local function read_file(path, what)
-  local f, err = io.open(path, 'rb')
-  if not f then
+  local data, err = require('vks_host.sys').read_file(path, 'data file')
+  if not data then
     error(string.format('%s: cannot read %s', what, tostring(err)), 3)
   end
-  local data = f:read('a')
-  f:close()
   return data
 end
 

@@ -151,13 +151,11 @@ local function make_resolver(vks, kumo)
     if kind == 'Data' then
       return ks.key_data
     elseif kind == 'File' then
-      local f, err = io.open(ks, 'rb')
-      if not f then
+      local data, err = require('vks_host.sys').read_file(ks, 'keysource file', 4096)
+      if not data then
         return nil, 'KeySource failed to load data from file `' .. ks .. '`: ' .. tostring(err),
           'file_error'
       end
-      local data = f:read('a')
-      f:close()
       return data
     end
     return nil, 'the vault_keysource module is not available (build it with make), so ' .. kind

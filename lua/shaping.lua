@@ -174,14 +174,9 @@ local function merge_provider(existing, new)
   end
 end
 
+-- vks_host.sys.read_file (vks_file): a FIFO, device, directory or socket is refused at once
 local function read_all(path)
-  local f, err = io.open(path, 'rb')
-  if not f then
-    return nil, err
-  end
-  local data = f:read('a')
-  f:close()
-  return data
+  return require('vks_host.sys').read_file(path, 'shaping file')
 end
 
 local function parse_file(path)
@@ -422,13 +417,8 @@ end
 
 local DEFAULT_FILE = '/opt/kumomta/share/policy-extras/shaping.toml'
 
-local function file_exists(p)
-  local f = io.open(p, 'rb')
-  if f then
-    f:close()
-    return true
-  end
-  return false
+local function file_exists(p) -- stat, not open: opening a FIFO would block
+  return require('vks_host.sys').file_exists(p)
 end
 
 local function make_helper(files, options)

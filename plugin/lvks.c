@@ -929,7 +929,10 @@ static int l_setup(lua_State *L)
     bool changed = false;
     if (setup_apply(b, &changed, &err) != VKS_OK)
         raise_err(L, &err);
-    lua_settop(L, box - 1); /* closes the (now empty) box */
+    /* close the (now empty) box with lua_closeslot, not lua_settop: Lua 5.4.4's settop keeps a
+     * stale stack pointer when __close reallocates the stack (fixed in 5.4.5) */
+    lua_closeslot(L, box);
+    lua_settop(L, box - 1);
     for (int i = 0, n_ext = extensions(); i < n_ext; i++)
         if (exts[i]->after_setup != NULL)
             exts[i]->after_setup(L);

@@ -16,12 +16,14 @@
 #include "lvks.h"
 #include "vks_cache.h"
 #include "vks_config.h"
+#include "vks_fork.h"
 
 #define HANDLE_MT "vks.secret"
 
 struct handle {
     vks_secret s; /* first member: the layout hosts rely on */
     int closed;
+    unsigned long gen; /* vks_secmem_generation() when filled: a forked child reads zeros */
 };
 
 /* ------------------------------------------------------------------ handles */
@@ -36,6 +38,8 @@ static struct handle *check_open_handle(lua_State *L, int idx)
     struct handle *h = check_handle(L, idx);
     if (h->closed)
         luaL_argerror(L, idx, "the secret handle is closed");
+    if (h->gen != vks_secmem_generation())
+        luaL_argerror(L, idx, "the secret handle was wiped by fork() (it was made in the parent): resolve again");
     return h;
 }
 
@@ -112,6 +116,7 @@ static int l_resolve_handle(lua_State *L)
     luaL_setmetatable(L, HANDLE_MT);
     struct vks_err err;
     vks_err_clear(&err);
+    h->gen = vks_secmem_generation();
     vks_status st = lvks_lookup(L, 1, 2, "resolve_handle", &h->s, NULL, &err);
     if (st != VKS_OK) {
         vks_secret_free(&h->s);
@@ -221,6 +226,17 @@ static int l_stats(lua_State *L)
     set_bool(L, "guard_pages", m.guard_pages);
     set_bool(L, "wipe_on_fork", m.wipe_on_fork);
     lua_setfield(L, -2, "protection");
+    struct vks_fork_status fs; /* credentials kept across fork (vks_fork) */
+    vks_fork_get_status(&fs);
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, vks_fork_mode_name(fs.mode));
+    lua_setfield(L, -2, "mode");
+    set_int(L, "generation", fs.generation);
+    set_bool(L, "kept_locked", fs.kept_locked);
+    set_int(L, "kept_bytes", fs.kept_capacity);
+    set_int(L, "kept_in_use", fs.kept_in_use);
+    set_int(L, "kept_fallbacks", fs.kept_fallbacks);
+    lua_setfield(L, -2, "fork");
     return 1;
 }
 

@@ -3,6 +3,7 @@
  * Design notes: docs/internals/audit.md. Operator guide and schema: docs/audit.md.
  */
 #include "vks_audit.h"
+#include "vks_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -130,37 +131,21 @@ const char *vks_audit_keys_id(const struct vks_audit_keys *k)
 
 static vks_status read_key_file(const char *path, unsigned char key[32], struct vks_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return vks_err_set(err, VKS_E_CONFIG, "audit key file %s: %s", path, strerror(errno));
-    struct stat st;
-    vks_status rc = VKS_OK;
-    if (fstat(fd, &st) != 0) {
-        rc = vks_err_set(err, VKS_E_CONFIG, "audit key file %s: %s", path, strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        rc = vks_err_set(err, VKS_E_CONFIG, "audit key file %s: not a regular file", path);
-    } else if ((st.st_mode & 077) != 0) {
-        rc = vks_err_set(err, VKS_E_CONFIG,
-                         "audit key file %s: refused, mode %03o lets group or others access it "
-                         "(chmod 600)", path, (unsigned)(st.st_mode & 0777));
-    } else if (st.st_size != 32) {
-        rc = vks_err_set(err, VKS_E_CONFIG, "audit key file %s: must hold exactly 32 raw bytes",
-                         path);
-    } else {
-        size_t got = 0;
-        while (got < 32) {
-            ssize_t n = read(fd, key + got, 32 - got);
-            if (n < 0 && errno == EINTR)
-                continue;
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-        if (got != 32) {
-            vks_wipe(key, 32);
-            rc = vks_err_set(err, VKS_E_CONFIG, "audit key file %s: short read", path);
-        }
-    }
+    /* vks_file: never blocks (FIFO), regular file only, owner-only mode */
+    const struct vks_file_opts fo = { .what = "audit key file", .code = VKS_E_CONFIG, .max_bytes = 4096,
+                                      .private_mode = true };
+    int fd = -1;
+    size_t size = 0, got = 0;
+    bool more = false;
+    vks_status rc = vks_file_open(path, &fo, &fd, &size, err);
+    if (rc != VKS_OK)
+        return rc;
+    if (size != 32)
+        rc = vks_err_set(err, VKS_E_CONFIG, "audit key file %s: must hold exactly 32 raw bytes", path);
+    else if ((rc = vks_file_read_fd(fd, key, 32, &got, &more, path, &fo, err)) == VKS_OK && (got != 32 || more))
+        rc = vks_err_set(err, VKS_E_CONFIG, "audit key file %s: short read", path);
+    if (rc != VKS_OK)
+        vks_wipe(key, 32);
     close(fd);
     return rc;
 }

@@ -12,6 +12,7 @@
 #include <json-c/json.h>
 
 #include "vks_hmac.h"
+#include "vks_json.h"
 
 /* Sequence numbers beyond 2^53 cannot come from a writer (they would not even survive a JSON
  * reader that uses doubles) and would overflow the seq + 1 arithmetic below: malformed. */
@@ -204,6 +205,13 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
     if (memchr(line, '\0', len) != NULL) {
         v->bad_lines++;
         problem(v, NULL, -1, where, "not an audit event (NUL byte in the line)");
+        return;
+    }
+    if (vks_json_scan(line, len, NULL, 0, NULL, NULL) == VKS_E_BAD_RESPONSE) {
+        /* json-c would keep the last of a repeated key: a line with one was not written by us */
+        v->bad_lines++;
+        problem(v, NULL, -1, where, "not an audit event (not one JSON object, or a key repeated: modified, "
+                                    "inserted or a torn write)");
         return;
     }
     struct json_tokener *tok = json_tokener_new();

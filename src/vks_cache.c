@@ -600,9 +600,13 @@ bool vks_cache_status_is_transient(vks_status s)
            s == VKS_E_BAD_RESPONSE;
 }
 
+/* Entries of a parent with a source, forgotten in a forked child: never freed, but reachable (a
+ * leak checker at the child's exit() would report them otherwise). */
+static struct entry *g_fork_graveyard;
+
 /* Forgets every entry in a forked child: the slots were wiped by the kernel and belong to the
- * parent's arena state, so they are not freed; sources are leaked on purpose (their free callback
- * may touch parent-only state). */
+ * parent's arena state, so they are not freed; sources are not freed either (their free callback
+ * may touch parent-only state) and stay reachable from g_fork_graveyard. */
 static void fork_reset_locked(void)
 {
     if (!g.fork_reset)
@@ -617,7 +621,14 @@ static void fork_reset_locked(void)
             free(e->identity);
             free(e->validator);
             free(e->last_msg);
-            free(e);
+            if (e->src) {
+                e->identity = e->validator = e->last_msg = NULL;
+                e->meta = NULL;
+                e->hnext = g_fork_graveyard;
+                g_fork_graveyard = e;
+            } else {
+                free(e);
+            }
             e = n;
         }
         g.buckets[i] = NULL;

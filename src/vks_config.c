@@ -2,6 +2,8 @@
  * vks_config: options, their environment variables and their parsers (see vks_config.h).
  */
 #include "vks_config.h"
+#include "vks_file.h"
+#include "vks_fork.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -16,7 +18,7 @@
 
 enum opt_kind {
     OPT_ADDRESS, OPT_STRING, OPT_SECRET, OPT_BOOL, OPT_DURATION, OPT_RETRIES, OPT_SIZE, OPT_KV,
-    OPT_AUTH, OPT_NAMESPACE,
+    OPT_AUTH, OPT_NAMESPACE, OPT_FORK,
 };
 
 struct opt {
@@ -53,6 +55,7 @@ static const struct opt opts[] = {
     { "require_encrypted", "VKS_REQUIRE_ENCRYPTED", OPT_BOOL, OFF(require_encrypted) },
     { "locked_bytes", "VKS_LOCKED_BYTES", OPT_SIZE, OFF(secmem.locked_bytes) },
     { "require_locked", "VKS_REQUIRE_LOCKED", OPT_BOOL, OFF(secmem.require_locked) },
+    { "fork", "VKS_FORK", OPT_FORK, OFF(fork_mode) },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -303,6 +306,10 @@ static vks_status apply(struct vks_config *cfg, const struct opt *o, const struc
             return vks_err_set(err, VKS_E_CONFIG, "%s must be \"token\" or \"approle\"", what);
         cfg->auth_explicit = true;
         return VKS_OK;
+    case OPT_FORK:
+        if (f->type != VKS_FT_STRING)
+            return vks_err_set(err, VKS_E_CONFIG, "%s must be \"inherit\" or \"strict\"", what);
+        return vks_fork_mode_parse(f->str, f->len, what, &cfg->fork_mode, err);
     }
     return vks_err_set(err, VKS_E_INTERNAL, "unhandled option kind for %s", what);
 }
@@ -333,36 +340,25 @@ static vks_status read_token_file(struct vks_config *cfg, struct vks_err *err)
     char path[VKS_PATH_MAX];
     if ((size_t)snprintf(path, sizeof path, "%s/.vault-token", home) >= sizeof path)
         return VKS_OK;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        if (errno == ENOENT || errno == ENOTDIR)
-            return VKS_OK;
-        return vks_err_set(err, VKS_E_CONFIG, "cannot open ~/.vault-token (%s): %s", path, strerror(errno));
-    }
-    struct stat sb;
-    vks_status st = VKS_OK;
+    const struct vks_file_opts fo = { .what = "token file ~/.vault-token", .code = VKS_E_CONFIG,
+                                      .max_bytes = VKS_SECRET_MAX, .missing_ok = true };
+    int fd = -1;
+    size_t size = 0;
+    vks_status st = vks_file_open(path, &fo, &fd, &size, err);
+    if (st != VKS_OK || fd < 0)
+        return st;
     vks_secret tok = VKS_SECRET_EMPTY;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > VKS_SECRET_MAX) {
-        st = vks_err_set(err, VKS_E_CONFIG, "~/.vault-token (%s) is not a regular file of at most %d bytes",
-                         path, VKS_SECRET_MAX);
+    if (size == 0)
         goto out;
-    }
-    if (sb.st_size == 0)
-        goto out;
-    if ((st = vks_secret_alloc((size_t)sb.st_size, &tok, err)) != VKS_OK)
+    if ((st = vks_secret_alloc(size, &tok, err)) != VKS_OK)
         goto out;
     size_t got = 0;
-    while (got < tok.cap) {
-        ssize_t r = read(fd, tok.data + got, tok.cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = vks_err_set(err, VKS_E_CONFIG, "cannot read ~/.vault-token (%s): %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
+    bool more = false;
+    if ((st = vks_file_read_fd(fd, tok.data, tok.cap, &got, &more, path, &fo, err)) != VKS_OK)
+        goto out;
+    if (more) {
+        st = vks_err_set(err, VKS_E_CONFIG, "token file ~/.vault-token \"%s\" changed size while read", path);
+        goto out;
     }
     size_t b = 0, e = got;
     while (b < e && (tok.data[b] == ' ' || tok.data[b] == '\t' || tok.data[b] == '\n' || tok.data[b] == '\r'))
@@ -444,14 +440,25 @@ vks_status vks_config_finish(struct vks_config *cfg, struct vks_err *err)
 vks_status vks_config_check_files(const struct vks_config *cfg, struct vks_err *err)
 {
     const struct vks_vault_config *v = &cfg->vault;
-    struct { const char *opt, *path; bool dir; } items[] = {
-        { "ca_cert", v->cacert, false },         { "ca_path", v->capath, true },
-        { "client_cert", v->client_cert, false }, { "client_key", v->client_key, false },
-        { "secret_id_file", v->secret_id_file, false },
+    struct { const char *opt, *path; bool dir; size_t cap; } items[] = {
+        { "ca_cert", v->cacert, false, 64u << 20 },   { "ca_path", v->capath, true, 0 },
+        { "client_cert", v->client_cert, false, 1u << 20 }, { "client_key", v->client_key, false, 1u << 20 },
+        { "secret_id_file", v->secret_id_file, false, VKS_SECRET_MAX },
     };
     for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
         if (items[i].path == NULL)
             continue;
+        if (!items[i].dir) {
+            /* opened the way they will be read (curl and OpenSSL would block on a FIFO) */
+            const struct vks_file_opts fo = { .what = items[i].opt, .code = VKS_E_CONFIG,
+                                              .max_bytes = items[i].cap };
+            int fd = -1;
+            vks_status st = vks_file_open(items[i].path, &fo, &fd, NULL, err);
+            if (st != VKS_OK)
+                return st;
+            close(fd);
+            continue;
+        }
         struct stat sb;
         if (stat(items[i].path, &sb) != 0)
             return vks_err_set(err, VKS_E_CONFIG, "%s \"%s\": %s", items[i].opt, items[i].path, strerror(errno));
@@ -495,7 +502,7 @@ bool vks_config_equal(const struct vks_config *a, const struct vks_config *b)
                 x->max_retries == y->max_retries && x->min_retry_wait_ms == y->min_retry_wait_ms &&
                 x->max_retry_wait_ms == y->max_retry_wait_ms &&
                 x->max_response_bytes == y->max_response_bytes && a->kv_version == b->kv_version &&
-                a->require_encrypted == b->require_encrypted &&
+                a->require_encrypted == b->require_encrypted && a->fork_mode == b->fork_mode &&
                 a->secmem.locked_bytes == b->secmem.locked_bytes &&
                 a->secmem.require_locked == b->secmem.require_locked;
     /* evaluate both secret comparisons regardless of the rest */

@@ -22,6 +22,7 @@
 #include <stddef.h>
 
 #include "vks_error.h"
+#include "vks_fork.h"
 #include "vks_keysource.h"
 #include "vks_secmem.h"
 #include "vks_vault.h"
@@ -32,6 +33,7 @@ struct vks_config {
     int kv_version;                /* default for keysources without vault_kv_version: 1, 2 or
                                       VKS_KV_AUTO; VKS_KV_VERSION / kv_version; default 2        */
     bool require_encrypted;        /* VKS_REQUIRE_ENCRYPTED / require_encrypted; default false   */
+    enum vks_fork_mode fork_mode;  /* VKS_FORK / fork: "inherit" (default) or "strict" (vks_fork) */
     struct vks_secmem_config secmem; /* VKS_LOCKED_BYTES, VKS_REQUIRE_LOCKED / locked_bytes,
                                         require_locked                                           */
     char *token_source;            /* where the token came from: "setup", "VAULT_TOKEN",

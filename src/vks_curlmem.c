@@ -216,8 +216,13 @@ void *vks_curlmem_calloc(size_t nmemb, size_t size)
     return p;
 }
 
+/* fork: the pool mutex is never inherited locked (the pooled pages are wiped on fork anyway) */
+static void pool_lock(void) { pthread_mutex_lock(&g_pool_lock); }
+static void pool_unlock(void) { pthread_mutex_unlock(&g_pool_lock); }
+
 static void install_once(void)
 {
+    pthread_atfork(pool_lock, pool_unlock, pool_unlock);
     unsigned long before = atomic_load(&g_allocs);
     CURLcode rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, vks_curlmem_malloc, vks_curlmem_free,
                                        vks_curlmem_realloc, vks_curlmem_strdup, vks_curlmem_calloc);

@@ -23,6 +23,7 @@
 #include <openssl/rand.h>
 
 #include "vks_base64.h"
+#include "vks_fork.h"
 #include "vks_keyring_priv.h"
 
 #define NONCE_LEN 12
@@ -296,6 +297,8 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
     if (!place_fits(place))
         return vks_err_set(err, VKS_E_INVALID_ARG, "place too long (mount/path/key over %d bytes)",
                            AAD_FIELD_MAX);
+    if (kr && (st = vks_fork_check(kr->born_gen, VKS_E_DECRYPT_FAILED, "the ENC: keyring", err)) != VKS_OK)
+        return st;
 
     st = parse(value, len, where, raw, &ps, err);
     if (st != VKS_OK)
@@ -401,6 +404,22 @@ vks_status vks_envelope_decrypt(const struct vks_keyring *kr, const unsigned cha
     return st;
 }
 
+/* Length of the envelope of n plaintext bytes: "ENC:" ["v2:" id ":"] base64(nonce || ct || tag). */
+static size_t envelope_len(size_t idlen, bool versioned, size_t n)
+{
+    size_t head = PREFIX_LEN + (versioned ? strlen(V2_TAG) + 1 + idlen + 1 : 0);
+    return head + VKS_B64_ENCODED_LEN(NONCE_LEN + n + TAG_LEN);
+}
+
+size_t vks_envelope_plaintext_max(const char *key_id)
+{
+    size_t head = PREFIX_LEN + (key_id ? strlen(V2_TAG) + 1 + strlen(key_id) + 1 : 0);
+    if (head + VKS_B64_ENCODED_LEN(NONCE_LEN + TAG_LEN) > VKS_ENVELOPE_WRITE_MAX)
+        return 0;
+    size_t groups = (VKS_ENVELOPE_WRITE_MAX - head) / 4; /* base64 quads that fit */
+    return groups * 3 - NONCE_LEN - TAG_LEN;
+}
+
 vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id,
                                 const struct vks_envelope_place *place,
                                 const unsigned char *plain, size_t len, char **out,
@@ -419,6 +438,9 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
         return vks_err_set(err, VKS_E_CONFIG,
                            "no encryption key configured (set VKS_ENCRYPTION_KEY, "
                            "VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS)");
+    vks_status fst = vks_fork_check(kr->born_gen, VKS_E_CONFIG, "the ENC: keyring", err);
+    if (fst != VKS_OK)
+        return fst;
     const struct vks_key_entry *e = &kr->keys[0];
     size_t idlen = 0;
     if (key_id) {
@@ -433,6 +455,16 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
                                ids);
         }
     }
+    size_t envlen = envelope_len(idlen, key_id != NULL, len);
+    if (envlen > VKS_ENVELOPE_WRITE_MAX)
+        return vks_err_set(err, VKS_E_INVALID_ARG,
+                           "plaintext of %zu bytes is too long: its envelope would be %zu bytes, over "
+                           "the %d-byte limit (every keysource form holds at most %d bytes); at most "
+                           "%zu bytes %s%s%s",
+                           len, envlen, VKS_ENVELOPE_WRITE_MAX, VKS_SECRET_MAX,
+                           vks_envelope_plaintext_max(key_id ? e->id : NULL),
+                           key_id ? "under key id '" : "in the legacy form", key_id ? e->id : "",
+                           key_id ? "'" : "");
 
     size_t rawlen = NONCE_LEN + len + TAG_LEN;
     unsigned char *raw = malloc(rawlen); /* nonce || ciphertext || tag: no plaintext */

@@ -54,7 +54,9 @@ vks_status vks_envelope_decrypt(const struct vks_keyring *kr, const unsigned cha
                                 struct vks_envelope_info *info, struct vks_err *err);
 
 /* Encrypts (versioned format when key_id is non-NULL, legacy when NULL). *out is a heap string
- * (an envelope holds no plaintext) that the caller frees with free(). */
+ * (an envelope holds no plaintext) that the caller frees with free(). A plaintext whose envelope
+ * would be longer than VKS_ENVELOPE_WRITE_MAX is refused (VKS_E_INVALID_ARG naming both lengths and
+ * the longest plaintext for that key id). */
 vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id,
                                 const struct vks_envelope_place *place,
                                 const unsigned char *plain, size_t len, char **out,
@@ -64,7 +66,19 @@ vks_status vks_envelope_encrypt(const struct vks_keyring *kr, const char *key_id
 
 #define VKS_KEYRING_MAX 32          /* keys one keyring holds                               */
 #define VKS_KEY_ID_MAX 63           /* key id: 1..63 of [A-Za-z0-9._-]                       */
-#define VKS_ENVELOPE_MAX 8192       /* longer values are refused as oversized                */
+/*
+ * Size limits, one set (docs/internals/envelope.md, "Size limits"). Every keysource form (key_data,
+ * a file, a Vault value, an event result) holds at most VKS_SECRET_MAX (4096) bytes, so:
+ *  - VKS_ENVELOPE_MAX: the longest envelope decrypt accepts, the longest any form can deliver
+ *    (trailing white space already removed); longer is "oversized".
+ *  - VKS_ENVELOPE_WRITE_MAX: the longest envelope encrypt and rekey write, one byte less, so the
+ *    newline `vks envelope encrypt` prints (and editors add) still fits a file keysource.
+ *  - the longest plaintext is what fits VKS_ENVELOPE_WRITE_MAX: vks_envelope_plaintext_max();
+ *    3038 bytes legacy, 3032 under key id "default", VKS_PLAINTEXT_MAX_ANY_ID under any id.
+ */
+#define VKS_ENVELOPE_MAX VKS_SECRET_MAX
+#define VKS_ENVELOPE_WRITE_MAX (VKS_SECRET_MAX - 1)
+#define VKS_PLAINTEXT_MAX_ANY_ID 2990 /* with a 63-byte key id (the longest)                  */
 #define VKS_KEY_ID_DEFAULT "default"       /* VKS_ENCRYPTION_KEY / VKS_ENCRYPTION_KEY_FILE   */
 #define VKS_KEY_ID_MAIL_PROXY "mail-proxy" /* MAIL_PROXY_ENCRYPTION_KEY / compat secrets file */
 #define VKS_COMPAT_KEY_FILE "/run/secrets/encryption_key"
@@ -94,6 +108,9 @@ vks_status vks_envelope_decrypt_into(const struct vks_keyring *kr, const unsigne
                                      size_t len, const struct vks_envelope_place *place,
                                      vks_secret *dst, struct vks_envelope_info *info,
                                      struct vks_err *err);
+
+/* Longest plaintext whose envelope under key_id (NULL = legacy form) fits VKS_ENVELOPE_WRITE_MAX. */
+size_t vks_envelope_plaintext_max(const char *key_id);
 
 /* Reads the form of an envelope without any key: format and key id (for `vks rekey --check`,
  * finding values still under a retiring key). VKS_E_DECRYPT_FAILED with a "malformed envelope"

@@ -6,23 +6,28 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "vks_curlmem.h"
+#include "vks_fork.h"
 #include "vks_redact.h"
 #include "vks_secmem.h"
 
 #define SMALL_BODY   (64 * 1024)
 #define HDR_CAP      (VKS_SECRET_MAX + 64)
 #define URL_MAX      4096
+#define HEADERS_MAX  (64 * 1024)   /* all response header lines of one answer (Vault sends < 1 KiB) */
 
-enum { N_NODE = 6 };
+enum { N_NODE = 6, N_SOCK = 4 };
 
 struct vks_http_lease {
     CURL *easy;
@@ -30,6 +35,8 @@ struct vks_http_lease {
     vks_scratch big;             /* opened when a body outgrows small (cap = max + 1)       */
     vks_scratch *cur;            /* where the body currently is                             */
     bool overflow;
+    size_t hdr_bytes;            /* response header bytes seen (HEADERS_MAX)                */
+    bool hdr_overflow;
     size_t max;
     vks_scratch hdr;             /* "X-Vault-Token: ..." (secret)                           */
     struct curl_slist nodes[N_NODE];
@@ -40,6 +47,8 @@ struct vks_http_lease {
     bool have_location;
     char errbuf[CURL_ERROR_SIZE];
     struct vks_http_lease *next;
+    struct vks_http_lease *out_prev, *out_next; /* on the pool's list of leases handed out */
+    int socks[N_SOCK];           /* this handle's open sockets (-1 = none), for a forked child */
 };
 
 struct vks_http {
@@ -48,7 +57,10 @@ struct vks_http {
     pthread_mutex_t share_locks[CURL_LOCK_DATA_LAST];
     pthread_mutex_t lock;        /* pool and stats */
     struct vks_http_lease *idle;
+    struct vks_http_lease *out;  /* leases handed out (a forked child neutralises their sockets) */
     struct vks_http_stats stats;
+    atomic_ulong fork_seen;      /* the fork generation the pool and locks belong to (vks_fork) */
+    CURLSH *stale_share;         /* a parent's share still used by a vanished thread's lease   */
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -269,6 +281,20 @@ static char *dup_or_null(const char *s)
     return (s && *s) ? strdup(s) : NULL;
 }
 
+/* The TLS session and DNS cache shared by the pool's handles. */
+static CURLSH *share_new(struct vks_http *h)
+{
+    CURLSH *s = curl_share_init();
+    if (s) {
+        curl_share_setopt(s, CURLSHOPT_LOCKFUNC, share_lock);
+        curl_share_setopt(s, CURLSHOPT_UNLOCKFUNC, share_unlock);
+        curl_share_setopt(s, CURLSHOPT_USERDATA, h);
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+        curl_share_setopt(s, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    }
+    return s;
+}
+
 vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out, struct vks_err *err)
 {
     if (!cfg || !out)
@@ -293,16 +319,11 @@ vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out
     pthread_mutex_init(&h->lock, NULL);
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_init(&h->share_locks[i], NULL);
-    h->share = curl_share_init();
-    if (!h->share) {
+    atomic_store(&h->fork_seen, vks_fork_generation());
+    if (!(h->share = share_new(h))) {
         vks_http_free(h);
         return vks_err_set(err, VKS_E_NOMEM, "out of memory (curl share)");
     }
-    curl_share_setopt(h->share, CURLSHOPT_LOCKFUNC, share_lock);
-    curl_share_setopt(h->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-    curl_share_setopt(h->share, CURLSHOPT_USERDATA, h);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
-    curl_share_setopt(h->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
     *out = h;
     return VKS_OK;
 }
@@ -344,6 +365,8 @@ void vks_http_free(struct vks_http *h)
     }
     if (h->share)
         curl_share_cleanup(h->share);
+    if (h->stale_share)
+        curl_share_cleanup(h->stale_share); /* refused (and kept) while a lost lease uses it */
     for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
         pthread_mutex_destroy(&h->share_locks[i]);
     pthread_mutex_destroy(&h->lock);
@@ -385,6 +408,11 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
 {
     struct vks_http_lease *l = ud;
     size_t n = size * nmemb;
+    l->hdr_bytes += n;
+    if (l->hdr_bytes > HEADERS_MAX) {
+        l->hdr_overflow = true;
+        return 0; /* aborts the transfer: CURLE_WRITE_ERROR */
+    }
     if (n > 9 && strncasecmp(ptr, "location:", 9) == 0) {
         const char *v = ptr + 9;
         size_t vl = n - 9;
@@ -401,6 +429,39 @@ static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud)
         }
     }
     return n;
+}
+
+/* curl opens and closes the lease's sockets through these, so a forked child knows every socket
+ * of every handle, idle or in the middle of a transfer (CURLINFO_ACTIVESOCKET knows only idle
+ * ones). Sockets are close-on-exec. */
+static curl_socket_t on_open_socket(void *u, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    struct vks_http_lease *l = u;
+    (void)purpose;
+    int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+    for (int i = 0; fd >= 0 && i < N_SOCK; i++)
+        if (l->socks[i] < 0) {
+            l->socks[i] = fd;
+            break;
+        }
+    return fd >= 0 ? fd : CURL_SOCKET_BAD;
+}
+
+static int on_close_socket(void *u, curl_socket_t fd)
+{
+    struct vks_http_lease *l = u;
+    for (int i = 0; i < N_SOCK; i++)
+        if (l->socks[i] == (int)fd)
+            l->socks[i] = -1;
+    return close((int)fd);
+}
+
+/* In a forked child: every socket of the lease becomes /dev/null in this process only. */
+static void lease_neutralise(struct vks_http_lease *l, int nul)
+{
+    for (int i = 0; i < N_SOCK; i++)
+        if (l->socks[i] >= 0)
+            (void)dup2(nul, l->socks[i]);
 }
 
 static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
@@ -423,6 +484,12 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
         return vks_err_set(err, VKS_E_NOMEM, "out of memory (curl handle)");
     }
     CURL *e = l->easy;
+    for (int i = 0; i < N_SOCK; i++)
+        l->socks[i] = -1;
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, on_open_socket);
+    curl_easy_setopt(e, CURLOPT_OPENSOCKETDATA, l);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETFUNCTION, on_close_socket);
+    curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, l);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_SHARE, h->share);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
@@ -459,19 +526,82 @@ static vks_status lease_create(struct vks_http *h, struct vks_http_lease **out, 
     return VKS_OK;
 }
 
+/* Leases lost by a fork (their threads did not survive it): never touched again, still reachable. */
+static struct vks_http_lease *g_graveyard;
+
+/*
+ * First use in a forked child (vks_fork_sync). The idle connections are the parent's: their TLS
+ * state (sequence numbers, keys) and their sockets are shared with it, so one byte sent or read
+ * here would break the parent's next request, or steal its answer. Each such socket is replaced
+ * by /dev/null in this process (dup2: the number stays taken, the parent's socket is untouched)
+ * before curl closes the handle, so curl's TLS goodbye goes nowhere. A new share handle gives the
+ * child its own TLS sessions and DNS cache; locks start afresh (their holders do not exist here).
+ */
+static void http_after_fork(void *arg)
+{
+    struct vks_http *h = arg;
+    pthread_mutex_init(&h->lock, NULL);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&h->share_locks[i], NULL);
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    /* leases that threads of the parent were using: those threads are gone; the handles stay in
+     * the middle of their transfer forever (kept reachable in the graveyard), their sockets are
+     * replaced by /dev/null */
+    for (struct vks_http_lease *b = h->out, *bn; b; b = bn) {
+        bn = b->out_next;
+        if (nul >= 0)
+            lease_neutralise(b, nul);
+        b->next = g_graveyard;
+        g_graveyard = b;
+    }
+    h->out = NULL;
+    struct vks_http_lease *l = h->idle;
+    h->idle = NULL;
+    while (l) {
+        struct vks_http_lease *next = l->next;
+        if (nul < 0) { /* cannot neutralise it: abandon the handle rather than touch the socket */
+            l->next = g_graveyard;
+            g_graveyard = l;
+            l = next;
+            continue;
+        }
+        lease_neutralise(l, nul);
+        lease_destroy(l);
+        l = next;
+    }
+    if (nul >= 0)
+        close(nul);
+    CURLSH *fresh = share_new(h);
+    if (fresh) {
+        if (curl_share_cleanup(h->share) != CURLSHE_OK && !h->stale_share)
+            h->stale_share = h->share; /* a lease of a thread that did not survive the fork */
+        h->share = fresh;
+    }
+}
+
 static vks_status lease_get(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
 {
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
     pthread_mutex_lock(&h->lock);
     struct vks_http_lease *l = h->idle;
     if (l)
         h->idle = l->next;
     pthread_mutex_unlock(&h->lock);
-    if (l) {
-        l->next = NULL;
-        *out = l;
-        return VKS_OK;
+    if (!l) {
+        vks_status st = lease_create(h, &l, err);
+        if (st != VKS_OK)
+            return st;
     }
-    return lease_create(h, out, err);
+    l->next = NULL;
+    pthread_mutex_lock(&h->lock);
+    l->out_prev = NULL;
+    l->out_next = h->out;
+    if (h->out)
+        h->out->out_prev = l;
+    h->out = l;
+    pthread_mutex_unlock(&h->lock);
+    *out = l;
+    return VKS_OK;
 }
 
 static void lease_reset_body(struct vks_http_lease *l)
@@ -481,6 +611,8 @@ static void lease_reset_body(struct vks_http_lease *l)
         vks_scratch_close(&l->big);
     l->cur = &l->small;
     l->overflow = false;
+    l->hdr_bytes = 0;
+    l->hdr_overflow = false;
     l->have_location = false;
     l->location[0] = '\0';
     l->errbuf[0] = '\0';
@@ -499,6 +631,13 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
     /* memcpy carried the body (and the token) through vector registers of this thread */
     vks_curlmem_scrub_registers();
     pthread_mutex_lock(&h->lock);
+    if (l->out_prev)
+        l->out_prev->out_next = l->out_next;
+    else
+        h->out = l->out_next;
+    if (l->out_next)
+        l->out_next->out_prev = l->out_prev;
+    l->out_prev = l->out_next = NULL;
     l->next = h->idle;
     h->idle = l;
     pthread_mutex_unlock(&h->lock);
@@ -506,6 +645,7 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
 
 void vks_http_get_stats(struct vks_http *h, struct vks_http_stats *out)
 {
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
     pthread_mutex_lock(&h->lock);
     *out = h->stats;
     pthread_mutex_unlock(&h->lock);
@@ -631,6 +771,16 @@ out:
     return st;
 }
 
+/*
+ * One code per transport fault (docs/errors.md, "Transport faults"), every one of them transient
+ * for the cache (stale-if-error):
+ *   refused, reset, closed without an answer, DNS failure          -> unavailable (default)
+ *   deadline                                                       -> timeout
+ *   TLS handshake, certificate, host name                          -> tls
+ *   an answer that is not HTTP/1.x, headers over HEADERS_MAX or one
+ *   header line over curl's limit, body over the cap, body cut short -> bad_response
+ * Only a URL we could not build is config, and only a real allocation failure out_of_memory.
+ */
 static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const char *what, const char *origin,
                                  struct vks_err *err)
 {
@@ -639,6 +789,9 @@ static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const ch
     case CURLE_OPERATION_TIMEDOUT:
         return vks_err_set(err, VKS_E_TIMEOUT, "%s at %s: timed out (deadline reached)", what, origin);
     case CURLE_WRITE_ERROR:
+        if (l->hdr_overflow)
+            return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response headers larger than %d bytes (refused)",
+                               what, origin, HEADERS_MAX);
         if (l->overflow)
             return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response larger than %zu bytes (refused)",
                                what, origin, l->max);
@@ -658,17 +811,104 @@ static vks_status map_curl_error(CURLcode rc, struct vks_http_lease *l, const ch
     case CURLE_SSL_SHUTDOWN_FAILED:
     case CURLE_USE_SSL_FAILED:
         return vks_err_set(err, VKS_E_TLS, "%s at %s: TLS failure: %.200s", what, origin, detail);
-    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_UNSUPPORTED_PROTOCOL: /* the scheme was checked before: curl's "Received HTTP/0.9" */
+    case CURLE_WEIRD_SERVER_REPLY:
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: the answer is not HTTP (%.160s)", what, origin,
+                           detail);
+#if LIBCURL_VERSION_NUM >= 0x080600
+    case CURLE_TOO_LARGE:
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response header too large (%.160s)", what, origin,
+                           detail);
+#endif
     case CURLE_URL_MALFORMAT:
         return vks_err_set(err, VKS_E_CONFIG, "%s at %s: %.200s", what, origin, detail);
-    case CURLE_OUT_OF_MEMORY:
+    case CURLE_OUT_OF_MEMORY: {
+        /* curl < 8.6 reports an answer whose header line overruns its 100 KiB limit as out of
+         * memory (CURLE_TOO_LARGE since): once our request is out, that is what it means. */
+        long sent = 0;
+        curl_easy_getinfo(l->easy, CURLINFO_REQUEST_SIZE, &sent);
+        if (sent > 0 || strstr(l->errbuf, "header"))
+            return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: response header too large (%.160s)", what,
+                               origin, detail);
         return vks_err_set(err, VKS_E_NOMEM, "%s at %s: out of memory", what, origin);
+    }
     case CURLE_PARTIAL_FILE:
         /* Like the Go client: a body cut short is read after the retry decision, so it is final. */
         return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: truncated response (%.160s)", what, origin, detail);
     default:
         return vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: %.200s", what, origin, detail);
     }
+}
+
+/* "scheme://host:port" of url, host lower-cased and the default port made explicit, to compare
+ * authorities. False when url cannot be parsed. */
+static bool authority_of(const char *url, char *out, size_t cap)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *port = NULL;
+    bool ok = false;
+    if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+        for (char *p = host; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        int n = snprintf(out, cap, "%s://%s:%s", scheme, host, port);
+        ok = n > 0 && (size_t)n < cap;
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
+    return ok;
+}
+
+/*
+ * The one redirect we follow (a Vault standby answering 307, reference 4.3), and only within the
+ * same authority (scheme, host and port) as the request: the token header, a namespace and an
+ * AppRole login body never leave for another host. Vault's Go client follows to any host; we refuse
+ * instead of following without the token, because the token-less request would come back 403 and
+ * read as permission_denied, which drops cached values. A refusal (another host or port, https to
+ * http, a second redirect) is VKS_E_UNAVAILABLE: the node asked cannot answer here, like a standby
+ * without an active node (transient: the cache answers stale). A Location that cannot be used is
+ * VKS_E_BAD_RESPONSE. On success url and origin name the target.
+ */
+static vks_status follow_redirect(struct vks_http_lease *l, long status, bool redirected, const char *what,
+                                  char *url, size_t url_cap, char *origin, size_t origin_cap, struct vks_err *err)
+{
+    if (redirected)
+        return vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: redirected more than once (HTTP %ld)", what, origin,
+                           status);
+    if (!l->have_location)
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: HTTP %ld redirect without Location", what, origin,
+                           status);
+    /* Resolve a relative Location against the current URL. */
+    CURLU *u = curl_url();
+    char *nu = NULL;
+    char from_auth[300], to_auth[300];
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_set(u, CURLUPART_URL, l->location, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &nu, 0) != CURLUE_OK || strlen(nu) >= url_cap || !scheme_of(nu) ||
+        !authority_of(url, from_auth, sizeof from_auth) || !authority_of(nu, to_auth, sizeof to_auth)) {
+        curl_free(nu);
+        curl_url_cleanup(u);
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable redirect Location", what, origin);
+    }
+    curl_url_cleanup(u);
+    char to[256];
+    origin_of(nu, to, sizeof to);
+    if (strcmp(from_auth, to_auth) != 0) {
+        bool downgrade = strcmp(scheme_of(url), "https") == 0 && strcmp(scheme_of(nu), "http") == 0;
+        curl_free(nu);
+        return vks_err_set(err, VKS_E_UNAVAILABLE,
+                           "%s: redirect from %s to %s refused (%s): the token is only sent to the configured "
+                           "Vault address; point it at the active node or a load balancer",
+                           what, origin, to, downgrade ? "https to http downgrade" : "another host or port");
+    }
+    snprintf(url, url_cap, "%s", nu);
+    curl_free(nu);
+    snprintf(origin, origin_cap, "%s", to);
+    return VKS_OK;
 }
 
 vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
@@ -733,53 +973,9 @@ vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
         pthread_mutex_unlock(&h->lock);
 
         if (last_rc == CURLE_OK && (status == 301 || status == 302 || status == 307 || status == 308)) {
-            char to[256];
-            if (redirected) {
-                st = vks_err_set(err, VKS_E_UNAVAILABLE, "%s at %s: redirected more than once (HTTP %ld)",
-                                 what, origin, status);
+            st = follow_redirect(l, status, redirected, what, url, sizeof url, origin, sizeof origin, err);
+            if (st != VKS_OK)
                 goto fail;
-            }
-            if (!l->have_location) {
-                st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: HTTP %ld redirect without Location",
-                                 what, origin, status);
-                goto fail;
-            }
-            /* Resolve a relative Location against the current URL. */
-            CURLU *u = curl_url();
-            char *nu = NULL;
-            if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-                curl_url_set(u, CURLUPART_URL, l->location, 0) != CURLUE_OK ||
-                curl_url_get(u, CURLUPART_URL, &nu, 0) != CURLUE_OK || strlen(nu) >= sizeof url ||
-                !scheme_of(nu)) {
-                curl_free(nu);
-                curl_url_cleanup(u);
-                st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable redirect Location", what, origin);
-                goto fail;
-            }
-            curl_url_cleanup(u);
-            origin_of(nu, to, sizeof to);
-            if (strcmp(scheme_of(url), "https") == 0 && strcmp(scheme_of(nu), "http") == 0) {
-                curl_free(nu);
-                st = vks_err_set(err, VKS_E_TLS, "%s: redirect from %s to %s refused (https to http downgrade)",
-                                 what, origin, to);
-                goto fail;
-            }
-            /* The target must pass the same address rules (plain http only to loopback). */
-            char norm[URL_MAX];
-            struct vks_err e2;
-            char base[URL_MAX];
-            snprintf(base, sizeof base, "%s", nu);
-            char *q = strchr(base + strlen(scheme_of(base)) + 3, '/');
-            if (q)
-                *q = '\0';
-            if (vks_http_check_address(base, h->cfg.allow_http, norm, sizeof norm, &e2) != VKS_OK) {
-                curl_free(nu);
-                st = vks_err_set(err, VKS_E_TLS, "%s: redirect from %s to %s refused (%s)", what, origin, to, e2.msg);
-                goto fail;
-            }
-            strcpy(url, nu);
-            curl_free(nu);
-            snprintf(origin, sizeof origin, "%s", to);
             redirected = true;
             continue;
         }

@@ -7,7 +7,8 @@
  *  - One call = one logical request: retries like Vault's Go client (412, 429, 5xx except 501,
  *    transport errors except TLS and unsupported scheme) with linear jittered backoff, all inside
  *    one absolute deadline (each attempt's CURLOPT_TIMEOUT_MS is the time left); at most one
- *    redirect (301/302/307/308) is followed, never from https to http.
+ *    redirect (301/302/307/308) is followed, and only to the same scheme, host and port: the
+ *    token never goes to another authority (https to http is another authority).
  *  - The response body lands in the lease's scratch buffer (vks_scratch: locked when possible,
  *    never realloc'ed, wiped on release), capped at max_response_bytes.
  *  - The X-Vault-Token header line is built in a scratch buffer and handed to curl through list
@@ -66,11 +67,13 @@ struct vks_http_response {
 
 /*
  * Runs one logical request. VKS_OK means an HTTP answer was received (any status, after retries);
- * then *lease holds the body and must be released. Errors (no answer): VKS_E_UNAVAILABLE
- * (connection refused/reset, no answer), VKS_E_TIMEOUT (deadline), VKS_E_TLS (certificate,
- * handshake, https->http redirect), VKS_E_BAD_RESPONSE (body over the cap, bad redirect),
- * VKS_E_CONFIG (URL refused: scheme, plain http to a non-loopback host), VKS_E_AUTH_FAILED (token
- * with non-printable bytes). On error *lease is NULL. Messages name req->what and the address.
+ * then *lease holds the body and must be released. Errors (no usable answer), one code per
+ * transport fault: VKS_E_UNAVAILABLE (connection refused/reset, no answer, DNS, a redirect refused:
+ * to another scheme/host/port or a second one), VKS_E_TIMEOUT (deadline), VKS_E_TLS (certificate,
+ * handshake), VKS_E_BAD_RESPONSE (not HTTP, headers or body over their caps, body cut short,
+ * redirect without a usable Location); all of these are transient for the cache. VKS_E_CONFIG
+ * (URL refused: scheme, too long, tls_server_name), VKS_E_AUTH_FAILED (token with non-printable
+ * bytes), VKS_E_NOMEM. On error *lease is NULL. Messages name req->what and the address.
  */
 vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
                        struct vks_http_response *resp, struct vks_http_lease **lease,

@@ -7,9 +7,17 @@
  */
 #include "vks_json.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "vks_secmem.h"
+
+/* One object key seen so far: the object it belongs to (offset of its '{'), a hash of the decoded
+ * key, and where the key's string is. len 0 = empty slot. Holds no byte of the document. */
+struct keyrec {
+    uint32_t obj, hash, off, len;
+};
+#define KEYS_STACK 128   /* index slots on the stack; more keys move it to the heap */
 
 struct scanner {
     const unsigned char *b;
@@ -20,12 +28,17 @@ struct scanner {
     const char *what;
     struct vks_err *err;
     bool failed;
+    vks_status status;           /* of the first failure */
+    struct keyrec *keys;         /* open-addressing index of every object key (duplicates) */
+    size_t kcap, kn;
+    bool keys_heap;
 };
 
 static int fail(struct scanner *s, const char *expected)
 {
     if (!s->failed) {
         s->failed = true;
+        s->status = VKS_E_BAD_RESPONSE;
         if (s->i >= s->n)
             vks_err_set(s->err, VKS_E_BAD_RESPONSE, "malformed JSON in %s: truncated at byte %zu (expected %s)",
                         s->what ? s->what : "document", s->i, expected);
@@ -254,6 +267,111 @@ static bool key_equals(const unsigned char *b, size_t off, size_t len, const cha
     return vks_json_string_equals((const char *)b, &sp, lit);
 }
 
+/* Hash of a validated key's decoded bytes, mixed with its object's offset. */
+static uint32_t key_hash(const unsigned char *b, size_t off, size_t len, uint32_t obj)
+{
+    struct vks_json_span sp = { VKS_JSON_STRING, off, len };
+    struct str_it it;
+    unsigned char ch[4];
+    int k;
+    uint64_t h = 0xcbf29ce484222325ull ^ ((uint64_t)obj * 0x9E3779B97F4A7C15ull);
+    str_it_init(&it, (const char *)b, &sp);
+    while ((k = str_next(&it, ch)) > 0)
+        for (int j = 0; j < k; j++) {
+            h ^= ch[j];
+            h *= 0x100000001b3ull;
+        }
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ull;
+    h ^= h >> 29;
+    return (uint32_t)h;
+}
+
+/* Two validated key spans decode to the same bytes ("a" and "\u0061" are the same key). */
+static bool keys_equal(const unsigned char *b, size_t o1, size_t l1, size_t o2, size_t l2)
+{
+    struct vks_json_span s1 = { VKS_JSON_STRING, o1, l1 }, s2 = { VKS_JSON_STRING, o2, l2 };
+    struct str_it a, c;
+    unsigned char ba[4], bc[4];
+    int na = 0, nc = 0, ia = 0, ic = 0;
+    str_it_init(&a, (const char *)b, &s1);
+    str_it_init(&c, (const char *)b, &s2);
+    for (;;) {
+        if (ia == na) {
+            na = str_next(&a, ba);
+            ia = 0;
+        }
+        if (ic == nc) {
+            nc = str_next(&c, bc);
+            ic = 0;
+        }
+        if (na == 0 || nc == 0)
+            return na == 0 && nc == 0;
+        if (ba[ia++] != bc[ic++])
+            return false;
+    }
+}
+
+static void key_insert(struct keyrec *tab, size_t cap, const struct keyrec *r)
+{
+    for (size_t i = r->hash & (cap - 1);; i = (i + 1) & (cap - 1))
+        if (tab[i].len == 0) {
+            tab[i] = *r;
+            return;
+        }
+}
+
+static int key_grow(struct scanner *s)
+{
+    size_t cap = s->kcap * 2;
+    struct keyrec *t = calloc(cap, sizeof *t);
+    if (!t) {
+        if (!s->failed) {
+            s->failed = true;
+            s->status = vks_err_set(s->err, VKS_E_NOMEM, "out of memory indexing the keys of %s",
+                                    s->what ? s->what : "document");
+        }
+        return -1;
+    }
+    for (size_t i = 0; i < s->kcap; i++)
+        if (s->keys[i].len)
+            key_insert(t, cap, &s->keys[i]);
+    if (s->keys_heap)
+        free(s->keys);
+    s->keys = t;
+    s->kcap = cap;
+    s->keys_heap = true;
+    return 0;
+}
+
+/* Records key [koff, koff+klen) of the object at obj; a key already in that object is refused:
+ * readers differ on which of the two counts (Go keeps the last, or merges into a struct's map). */
+static int key_add(struct scanner *s, size_t obj, size_t koff, size_t klen)
+{
+    if (!s->keys)
+        return 0;
+    if ((s->kn + 1) * 2 > s->kcap && key_grow(s) < 0)
+        return -1;
+    struct keyrec r = { (uint32_t)obj, key_hash(s->b, koff, klen, (uint32_t)obj), (uint32_t)koff, (uint32_t)klen };
+    for (size_t i = r.hash & (s->kcap - 1);; i = (i + 1) & (s->kcap - 1)) {
+        struct keyrec *e = &s->keys[i];
+        if (e->len == 0) {
+            *e = r;
+            s->kn++;
+            return 0;
+        }
+        if (e->obj == r.obj && e->hash == r.hash && keys_equal(s->b, e->off, e->len, koff, klen)) {
+            if (!s->failed) {
+                s->failed = true;
+                s->status = vks_err_set(s->err, VKS_E_BAD_RESPONSE,
+                                        "malformed JSON in %s at byte %zu: a key is repeated in one object "
+                                        "(refused)", s->what ? s->what : "document", koff);
+            }
+            return -1;
+        }
+    }
+}
+
 static void record(struct scanner *s, uint32_t mask, size_t level, enum vks_json_type t, size_t off)
 {
     for (size_t k = 0; mask && k < s->nq; k++) {
@@ -269,6 +387,7 @@ static int scan_value(struct scanner *s, int depth, uint32_t mask, size_t level,
 
 static int scan_object(struct scanner *s, int depth, uint32_t mask, size_t level)
 {
+    size_t obj = s->i;
     s->i++; /* '{' */
     skip_ws(s);
     if (s->i < s->n && s->b[s->i] == '}') {
@@ -278,7 +397,7 @@ static int scan_object(struct scanner *s, int depth, uint32_t mask, size_t level
     for (;;) {
         skip_ws(s);
         size_t koff = s->i;
-        if (scan_string(s) < 0)
+        if (scan_string(s) < 0 || key_add(s, obj, koff, s->i - koff) < 0)
             return -1;
         uint32_t child = 0;
         for (size_t k = 0; mask && k < s->nq; k++) {
@@ -394,18 +513,23 @@ vks_status vks_json_scan(const char *buf, size_t len, struct vks_json_query *q, 
         q[k].found.off = q[k].found.len = 0;
         mask |= 1u << k;
     }
-    struct scanner s = { (const unsigned char *)(buf ? buf : ""), len, 0, q, nq, what, err, false };
-    if (scan_value(&s, 0, mask, 0, NULL) < 0) {
-        for (size_t k = 0; k < nq; k++)
-            q[k].found.type = VKS_JSON_NONE;
-        return VKS_E_BAD_RESPONSE;
+    if (len > UINT32_MAX)
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s is larger than 4 GiB", what ? what : "JSON document");
+    struct keyrec stack_keys[KEYS_STACK];
+    memset(stack_keys, 0, sizeof stack_keys);
+    struct scanner s = { (const unsigned char *)(buf ? buf : ""), len, 0, q, nq, what, err, false, VKS_OK,
+                         stack_keys, KEYS_STACK, 0, false };
+    if (scan_value(&s, 0, mask, 0, NULL) == 0) {
+        skip_ws(&s);
+        if (s.i != s.n)
+            fail(&s, "end of document");
     }
-    skip_ws(&s);
-    if (s.i != s.n) {
-        fail(&s, "end of document");
+    if (s.keys_heap)
+        free(s.keys);
+    if (s.failed) {
         for (size_t k = 0; k < nq; k++)
             q[k].found.type = VKS_JSON_NONE;
-        return VKS_E_BAD_RESPONSE;
+        return s.status;
     }
     return VKS_OK;
 }
@@ -537,7 +661,9 @@ bool vks_json_array_next(const char *buf, const struct vks_json_span *arr, size_
 {
     if (!arr || arr->type != VKS_JSON_ARRAY || arr->len < 2 || !cursor)
         return false;
-    struct scanner s = { (const unsigned char *)buf, arr->off + arr->len - 1, 0, NULL, 0, NULL, NULL, false };
+    /* no key index: the array was checked whole by the scan that produced it */
+    struct scanner s = { (const unsigned char *)buf, arr->off + arr->len - 1, 0, NULL, 0, NULL, NULL, false, VKS_OK,
+                         NULL, 0, 0, false };
     s.i = *cursor ? *cursor : arr->off + 1;
     skip_ws(&s);
     if (s.i < s.n && s.b[s.i] == ',') {

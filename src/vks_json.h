@@ -10,11 +10,14 @@
  * One pass validates the whole document (RFC 8259 grammar, UTF-8, nesting depth at most
  * VKS_JSON_MAX_DEPTH, nothing but whitespace after the value) and records where each query path
  * ends up. A truncated or malformed body is therefore always an error, even when the wanted value
- * came before the damage. Duplicate keys: the last one wins (Go's encoding/json semantics).
+ * came before the damage. A key repeated in one object (compared after unescaping) makes the
+ * whole document malformed (VKS_E_BAD_RESPONSE): see docs/internals/json.md, "Repeated keys".
  *
  * Error messages name the byte offset and what was expected, never any byte of the document.
  *
- * Ownership: nothing is allocated; spans point into the caller's buffer and live as long as it.
+ * Ownership: spans point into the caller's buffer and live as long as it. The only allocation is
+ * the index of object keys for repeated-key detection once a document has more than 64 keys
+ * (offsets and hashes, never a byte of the document), freed before vks_json_scan returns.
  * Thread-safety: every function is reentrant (no global state).
  */
 #ifndef VKS_JSON_H
@@ -59,7 +62,8 @@ struct vks_json_query {
 
 /*
  * Validates buf[0..len) and fills every query's `found`. Returns VKS_OK (absent paths are not an
- * error: check found.type), or VKS_E_BAD_RESPONSE for malformed/truncated input, VKS_E_INVALID_ARG
+ * error: check found.type), or VKS_E_BAD_RESPONSE for malformed/truncated input or a repeated key
+ * (message "... a key is repeated in one object ..."), VKS_E_NOMEM (key index), VKS_E_INVALID_ARG
  * for bad arguments (nq > VKS_JSON_MAX_QUERY, npath > VKS_JSON_MAX_PATH). `what` names the body in
  * the error message (e.g. "response of GET secret/data/x"); may be NULL.
  */

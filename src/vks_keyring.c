@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "vks_base64.h"
+#include "vks_file.h"
+#include "vks_fork.h"
 
 #define KEYRING_FILE_MAX (64 * 1024)
 #define COMPAT_FILE_MAX 256
@@ -87,6 +89,7 @@ vks_status vks_keyring_new(struct vks_keyring **out, struct vks_err *err)
     *out = calloc(1, sizeof **out);
     if (!*out)
         return vks_err_set(err, VKS_E_NOMEM, "keyring: out of memory");
+    (*out)->born_gen = vks_fork_generation();
     return VKS_OK;
 }
 
@@ -121,6 +124,9 @@ static vks_status take_key(struct vks_keyring *kr, const char *id, size_t idlen,
                              VKS_KEYRING_MAX);
         }
     }
+    /* keys outlive fork(): a forked MTA child must still open ENC: values (vks_fork) */
+    if (st == VKS_OK)
+        st = vks_secret_keep(slot, err);
     if (st != VKS_OK) {
         vks_secret_free(slot);
         return st;
@@ -200,33 +206,24 @@ static vks_status add_entry(struct vks_keyring *kr, const char *s, size_t n, con
     return take_key(kr, id, idlen, source, &slot, err);
 }
 
-/* Opens a key file and checks it: regular file, and (when strict) no access for group/others. */
-static vks_status open_key_file(const char *path, const char *var, bool strict, int *fd_out,
+/* How a key file is opened (vks_file): without blocking, a regular file of at most cap bytes, and
+ * (when strict) without access for group/others. */
+static struct vks_file_opts key_file_opts(bool strict, size_t cap)
+{
+    return (struct vks_file_opts){ .what = "key file", .code = VKS_E_CONFIG, .max_bytes = cap,
+                                   .private_mode = strict };
+}
+
+/* Opens a key file; errors are prefixed with the variable that named it. */
+static vks_status open_key_file(const char *path, const char *var, bool strict, size_t cap, int *fd_out,
                                 struct vks_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return vks_err_set(err, VKS_E_CONFIG, "%s: cannot open key file %s: %s", var, path,
-                           strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return vks_err_set(err, VKS_E_CONFIG, "%s: cannot stat key file %s: %s", var, path,
-                           strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return vks_err_set(err, VKS_E_CONFIG, "%s: key file %s is not a regular file", var, path);
-    }
-    if (strict && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-        close(fd);
-        return vks_err_set(err, VKS_E_CONFIG,
-                           "%s: refusing key file %s: mode %04o gives group/others access "
-                           "(chmod 600 it)",
-                           var, path, (unsigned)(st.st_mode & 07777));
-    }
-    *fd_out = fd;
+    const struct vks_file_opts fo = key_file_opts(strict, cap);
+    struct vks_err ferr;
+    vks_err_clear(&ferr);
+    vks_status st = vks_file_open(path, &fo, fd_out, NULL, &ferr);
+    if (st != VKS_OK)
+        return vks_err_set(err, st, "%s: %s", var, ferr.msg);
     return VKS_OK;
 }
 
@@ -234,29 +231,12 @@ static vks_status open_key_file(const char *path, const char *var, bool strict, 
 static vks_status read_upto(int fd, unsigned char *buf, size_t cap, size_t *n, bool *more,
                             const char *var, const char *path, struct vks_err *err)
 {
-    size_t got = 0;
-    *more = false;
-    for (;;) {
-        if (got == cap) {
-            unsigned char probe;
-            ssize_t r = read(fd, &probe, 1);
-            if (r < 0 && errno == EINTR)
-                continue;
-            *more = r > 0;
-            vks_wipe(&probe, 1);
-            break;
-        }
-        ssize_t r = read(fd, buf + got, cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return vks_err_set(err, VKS_E_CONFIG, "%s: cannot read key file %s: %s", var, path,
-                               strerror(errno));
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    *n = got;
+    const struct vks_file_opts fo = key_file_opts(false, 0);
+    struct vks_err ferr;
+    vks_err_clear(&ferr);
+    vks_status st = vks_file_read_fd(fd, buf, cap, n, more, path, &fo, &ferr);
+    if (st != VKS_OK)
+        return vks_err_set(err, st, "%s: %s", var, ferr.msg);
     return VKS_OK;
 }
 
@@ -265,7 +245,7 @@ static vks_status load_raw_key_file(struct vks_keyring *kr, const char *path, st
 {
     const char *var = "VKS_ENCRYPTION_KEY_FILE";
     int fd = -1;
-    vks_status st = open_key_file(path, var, true, &fd, err);
+    vks_status st = open_key_file(path, var, true, VKS_SECRET_MAX, &fd, err);
     if (st != VKS_OK)
         return st;
     vks_secret slot = VKS_SECRET_EMPTY;
@@ -295,7 +275,7 @@ static vks_status load_keyring_file(struct vks_keyring *kr, const char *path, st
 {
     const char *var = "VKS_ENCRYPTION_KEYRING_FILE";
     int fd = -1;
-    vks_status st = open_key_file(path, var, true, &fd, err);
+    vks_status st = open_key_file(path, var, true, KEYRING_FILE_MAX, &fd, err);
     if (st != VKS_OK)
         return st;
     vks_scratch buf;
@@ -342,7 +322,7 @@ static vks_status load_compat_file(struct vks_keyring *kr, const char *path, str
 {
     const char *var = "compatibility key file";
     int fd = -1;
-    vks_status st = open_key_file(path, var, false, &fd, err);
+    vks_status st = open_key_file(path, var, false, VKS_SECRET_MAX, &fd, err);
     if (st != VKS_OK)
         return st;
     vks_secret slot = VKS_SECRET_EMPTY;

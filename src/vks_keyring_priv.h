@@ -14,11 +14,12 @@
 struct vks_key_entry {
     char id[VKS_KEY_ID_MAX + 1];
     char source[128];       /* where it came from, e.g. "VKS_ENCRYPTION_KEYS entry 2" */
-    vks_secret key;         /* 32 bytes in the arena */
+    vks_secret key;         /* 32 bytes in the kept region (vks_fork: survives fork) */
 };
 
 struct vks_keyring {
     size_t n;
+    unsigned long born_gen; /* vks_fork_generation() at creation (vks_fork_check) */
     struct vks_key_entry keys[VKS_KEYRING_MAX];
 };
 

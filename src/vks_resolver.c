@@ -21,6 +21,8 @@
 #include "vks_audit.h"
 #include "vks_cache.h"
 #include "vks_envelope.h"
+#include "vks_file.h"
+#include "vks_fork.h"
 #include "vks_redact.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
@@ -36,6 +38,7 @@ struct runtime {
     struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
     struct vks_err keyring_err;
     char *vault_addr_shown;     /* cfg.vault.address redacted (vks_redact_url) once, for audit */
+    unsigned long born_gen;     /* vks_fork_generation() when built                          */
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -46,6 +49,20 @@ static _Atomic unsigned long rt_generation_now; /* rt_current's gen (0: none), f
 unsigned long vks_resolver_generation(void)
 {
     return atomic_load_explicit(&rt_generation_now, memory_order_acquire);
+}
+
+static pthread_once_t rt_atfork_once = PTHREAD_ONCE_INIT;
+
+/* fork: rt_lock is never inherited locked (a child would hang on its first lookup). It is not
+ * taken around fork (it is held while a runtime is built, under other libraries' locks): the
+ * child starts it afresh; a runtime another thread was building is simply not there. */
+static void rt_fork_child(void) { pthread_mutex_init(&rt_lock, NULL); }
+static void rt_register_atfork(void) { pthread_atfork(NULL, NULL, rt_fork_child); }
+
+static void rt_lock_acquire(void)
+{
+    pthread_once(&rt_atfork_once, rt_register_atfork);
+    pthread_mutex_lock(&rt_lock);
 }
 
 static void runtime_free(struct runtime *rt)
@@ -88,6 +105,7 @@ static vks_status runtime_build(const struct vks_config *cfg, bool strict, struc
         }
         vks_redact_url(a, strlen(a), rt->vault_addr_shown, n);
     }
+    rt->born_gen = vks_fork_generation();
     st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
     if (st != VKS_OK) {
         rt->vault = NULL;
@@ -126,7 +144,7 @@ static vks_status runtime_from_env(struct runtime **out, struct vks_err *err)
 /* Takes a reference on the runtime in force, building it from the environment the first time. */
 static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
 {
-    pthread_mutex_lock(&rt_lock);
+    rt_lock_acquire();
     if (rt_current == NULL) {
         /* built outside any caller lock; the mutex only orders first use */
         struct runtime *rt = NULL;
@@ -138,6 +156,7 @@ static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
         rt->gen = ++rt_generation;
         rt_current = rt;
         atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
+        vks_fork_set_mode(rt->cfg.fork_mode);
     }
     rt_current->refs++;
     *out = rt_current;
@@ -165,8 +184,10 @@ vks_status vks_resolver_prepare(const struct vks_config *cfg, struct vks_resolve
                                 struct vks_err *err)
 {
     *out = NULL;
-    pthread_mutex_lock(&rt_lock);
-    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg);
+    rt_lock_acquire();
+    /* the same options again are a no-op, unless a strict fork wiped this runtime's credentials */
+    bool same = rt_current != NULL && vks_config_equal(&rt_current->cfg, cfg) &&
+                vks_fork_check(rt_current->born_gen, VKS_E_CONFIG, "", NULL) == VKS_OK;
     pthread_mutex_unlock(&rt_lock);
     if (same)
         return VKS_OK;
@@ -198,6 +219,7 @@ bool vks_resolver_commit(struct vks_resolver_prep *p)
     atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
+    vks_fork_set_mode(rt->cfg.fork_mode); /* applied with the rest, never by a failed setup */
     if (last)
         runtime_free(old);
     /* values fetched under the old options (address, auth, require_encrypted...) must not be
@@ -398,60 +420,29 @@ vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size
 
 /* ------------------------------------------------------------------ sources */
 
-/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. */
+/* Reads a whole file into an arena slot: no stdio buffer ever holds the bytes. The file is opened
+ * without blocking and must be a regular file of at most VKS_SECRET_MAX bytes (vks_file). */
 static vks_status read_file(const char *path, vks_secret *out, struct vks_err *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
-                           strerror(errno));
-    struct stat sb;
-    vks_status st = VKS_OK;
+    const struct vks_file_opts fo = { .what = "keysource file", .code = VKS_E_FILE_ERROR,
+                                      .max_bytes = VKS_SECRET_MAX };
+    int fd = -1;
+    size_t size = 0;
+    vks_status st = vks_file_open(path, &fo, &fd, &size, err);
+    if (st != VKS_OK)
+        return st;
     vks_secret s = VKS_SECRET_EMPTY;
-    if (fstat(fd, &sb) != 0) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path, strerror(errno));
-        goto out;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is not a regular file", path);
-        goto out;
-    }
-    if (sb.st_size > VKS_SECRET_MAX) {
-        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" is larger than %d bytes", path,
-                         VKS_SECRET_MAX);
-        goto out;
-    }
-    size_t cap = sb.st_size > 0 ? (size_t)sb.st_size : 1;
-    if ((st = vks_secret_alloc(cap, &s, err)) != VKS_OK) {
+    if ((st = vks_secret_alloc(size > 0 ? size : 1, &s, err)) != VKS_OK) {
         st = vks_err_set(err, st, "no locked memory for keysource file \"%s\"", path);
         goto out;
     }
     size_t got = 0;
-    for (;;) {
-        if (got == s.cap) {
-            /* the file grew since fstat: one probe byte, never more than the slot */
-            unsigned char probe;
-            ssize_t r = read(fd, &probe, 1);
-            vks_wipe(&probe, 1);
-            if (r > 0 || (got == VKS_SECRET_MAX && r != 0)) {
-                st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
-                goto out;
-            }
-            if (r < 0 && errno == EINTR)
-                continue;
-            break;
-        }
-        ssize_t r = read(fd, s.data + got, s.cap - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            st = vks_err_set(err, VKS_E_FILE_ERROR, "cannot read keysource file \"%s\": %s", path,
-                             strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
+    bool more = false;
+    if ((st = vks_file_read_fd(fd, s.data, s.cap, &got, &more, path, &fo, err)) != VKS_OK)
+        goto out;
+    if (more) {
+        st = vks_err_set(err, VKS_E_FILE_ERROR, "keysource file \"%s\" changed size while read", path);
+        goto out;
     }
     s.len = got;
     *out = s;

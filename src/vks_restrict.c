@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "vks_json.h"
+
 #define NAME_MAX_LEN 253
 #define ENTRY_SHOW 64      /* bytes of an entry quoted in an error message */
 #define MAX_ENTRIES 4096
@@ -406,6 +408,12 @@ static vks_status parse_metadata(const char *json, size_t len, json_object **obj
     if (len > VKS_RESTRICT_MAX_JSON)
         return vks_err_set(err, VKS_E_RESTRICTED, UNREADABLE "it is too long (%zu bytes, limit %d)" REFUSED,
                            len, VKS_RESTRICT_MAX_JSON);
+    /* json-c keeps the last of a repeated key silently: refuse one first, as every reader does
+     * (bad_response, issue 10 item 3; still a refusal: the cache's admit path never serves it) */
+    struct vks_err jerr0;
+    if (vks_json_scan(json, len, NULL, 0, "custom_metadata", &jerr0) == VKS_E_BAD_RESPONSE &&
+        strstr(jerr0.msg, "repeated"))
+        return vks_err_set(err, VKS_E_BAD_RESPONSE, "%s", jerr0.msg);
     json_tokener *tok = json_tokener_new_ex(8);
     if (tok == NULL)
         return vks_err_set(err, VKS_E_NOMEM, "out of memory parsing custom_metadata");

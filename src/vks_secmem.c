@@ -24,6 +24,7 @@
  * wiped on free), so allocation needs no memset.
  */
 #include "vks_secmem.h"
+#include "vks_fork.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -788,6 +789,10 @@ void vks_secret_free(vks_secret *s)
 {
     if (s == NULL)
         return;
+    if (s->data != NULL && vks_fork_kept_owns(s->data)) {
+        vks_fork_kept_free(s); /* a credential in the kept region (vks_fork) */
+        return;
+    }
     if (s->data != NULL) {
         /* under the lock of the slot's lane (the mapping cannot change while any lane is held) */
         struct lane *l = my_lane();

@@ -1,6 +1,8 @@
 /*
  * vks_secmem: the one wipe primitive, constant-time comparison, and the process-wide locked arena
- * that holds every plaintext secret, the Vault token and the encryption keys.
+ * that holds every plaintext secret (the long-lived credentials that must survive fork, the Vault
+ * token and the encryption keys, live in the kept region of vks_fork.h; vks_secret_free releases
+ * both kinds).
  *
  * Design (docs/internals/secmem.md): one private anonymous mapping split into size classes,
  * PROT_NONE guard pages on both sides, MADV_DONTDUMP, MADV_WIPEONFORK, mlock. Slot metadata (free

@@ -20,6 +20,8 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 
+#include "vks_file.h"
+#include "vks_fork.h"
 #include "vks_http.h"
 #include "vks_json.h"
 
@@ -60,6 +62,9 @@ struct vks_vault {
     int64_t next_renew_try_ms;
     unsigned generation;
     _Atomic int64_t clock_offset_ms;
+
+    unsigned long born_gen;        /* vks_fork_generation() when the credentials were stored */
+    atomic_ulong fork_seen;        /* the fork generation this struct's locks belong to      */
 
     pthread_mutex_t mounts_lock;
     struct mount_entry *mounts;
@@ -172,48 +177,36 @@ static int set_str(char **dst, const char *v)
     return *dst ? 0 : -1;
 }
 
-/* Reads a small secret file (token, secret_id) straight into an arena slot, trimming whitespace. */
+/* Reads a small secret file (token, secret_id) into a locked scratch buffer, then the trimmed bytes
+ * into an arena slot. Opened without blocking; a regular file of at most VKS_SECRET_MAX bytes. */
 static vks_status read_secret_file(const char *path, const char *what, vks_secret *out, bool missing_ok,
                                    struct vks_err *err)
 {
-    unsigned char buf[VKS_SECRET_MAX + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (missing_ok && errno == ENOENT)
-            return VKS_OK;
-        return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(errno));
-    }
+    char what_file[64];
+    snprintf(what_file, sizeof what_file, "%s file", what);
+    const struct vks_file_opts fo = { .what = what_file, .code = VKS_E_CONFIG, .max_bytes = VKS_SECRET_MAX,
+                                      .missing_ok = missing_ok };
+    int fd = -1;
+    vks_status st = vks_file_open(path, &fo, &fd, NULL, err);
+    if (st != VKS_OK || fd < 0)
+        return st;
+    vks_scratch buf = { 0 };
     size_t n = 0;
-    for (;;) {
-        ssize_t r = read(fd, buf + n, sizeof buf - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            close(fd);
-            vks_wipe(buf, sizeof buf);
-            return vks_err_set(err, VKS_E_CONFIG, "cannot read %s file %s: %s", what, path, strerror(e));
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-        if (n == sizeof buf)
-            break;
-    }
+    bool more = false;
+    if ((st = vks_scratch_open(VKS_SECRET_MAX, &buf, err)) == VKS_OK)
+        st = vks_file_read_fd(fd, buf.data, VKS_SECRET_MAX, &n, &more, path, &fo, err);
     close(fd);
-    if (n > VKS_SECRET_MAX) {
-        vks_wipe(buf, sizeof buf);
-        return vks_err_set(err, VKS_E_CONFIG, "%s file %s is larger than %d bytes", what, path, VKS_SECRET_MAX);
-    }
+    buf.len = n;
+    if (st == VKS_OK && more)
+        st = vks_err_set(err, VKS_E_CONFIG, "%s \"%s\" is larger than %d bytes", what_file, path, VKS_SECRET_MAX);
     size_t a = 0, b = n;
-    while (a < b && isspace(buf[a]))
+    while (a < b && isspace(buf.data[a]))
         a++;
-    while (b > a && isspace(buf[b - 1]))
+    while (b > a && isspace(buf.data[b - 1]))
         b--;
-    vks_status st = VKS_OK;
-    if (b > a)
-        st = vks_secret_dup(buf + a, b - a, out, err);
-    vks_wipe(buf, sizeof buf);
+    if (st == VKS_OK && b > a)
+        st = vks_secret_dup(buf.data + a, b - a, out, err);
+    vks_scratch_close(&buf);
     return st;
 }
 
@@ -391,18 +384,21 @@ vks_status vks_vault_new(const struct vks_vault_config *cfg, struct vks_vault **
     st = vks_http_check_address(c->address, c->allow_http, v->origin, sizeof v->origin, err);
     if (st != VKS_OK)
         goto fail;
+    /* the credentials go to the kept region: a forked child keeps them (vks_fork) */
+    v->born_gen = vks_fork_generation();
+    atomic_store(&v->fork_seen, v->born_gen);
     if (cfg->token.data && cfg->token.len) {
-        st = vks_secret_dup(cfg->token.data, cfg->token.len, &c->token, err);
+        st = vks_secret_dup_kept(cfg->token.data, cfg->token.len, &c->token, err);
         if (st != VKS_OK)
             goto fail;
     }
     if (cfg->secret_id.data && cfg->secret_id.len) {
-        st = vks_secret_dup(cfg->secret_id.data, cfg->secret_id.len, &c->secret_id, err);
+        st = vks_secret_dup_kept(cfg->secret_id.data, cfg->secret_id.len, &c->secret_id, err);
         if (st != VKS_OK)
             goto fail;
     }
     if (c->auth == VKS_AUTH_TOKEN && c->token.len) {
-        st = vks_secret_dup(c->token.data, c->token.len, &v->token, err);
+        st = vks_secret_dup_kept(c->token.data, c->token.len, &v->token, err);
         if (st != VKS_OK)
             goto fail;
     }
@@ -448,6 +444,23 @@ void vks_vault_free(struct vks_vault *v)
     free(v);
 }
 
+/*
+ * First use in a forked child (vks_fork_sync): the threads that held these locks, or ran a login
+ * or renewal (busy), do not exist here, so the locks start afresh and nothing is in flight. The
+ * credentials themselves are in the kept region (still valid, or refused by vks_fork_check in
+ * strict mode); the HTTP pool drops the parent's connections on its own first use.
+ */
+static void vault_after_fork(void *arg)
+{
+    struct vks_vault *v = arg;
+    pthread_mutex_init(&v->auth_lock, NULL);
+    pthread_cond_init(&v->auth_cv, NULL);
+    pthread_mutex_init(&v->mounts_lock, NULL);
+    pthread_mutex_init(&v->stats_lock, NULL);
+    pthread_mutex_init(&v->acc_lock, NULL);
+    v->busy = false;
+}
+
 const char *vks_vault_address(const struct vks_vault *v)
 {
     return v ? v->origin : "";
@@ -455,6 +468,7 @@ const char *vks_vault_address(const struct vks_vault *v)
 
 void vks_vault_get_stats(struct vks_vault *v, struct vks_vault_stats *out)
 {
+    vks_fork_sync(&v->fork_seen, vault_after_fork, v);
     struct vks_http_stats hs;
     vks_http_get_stats(v->http, &hs);
     pthread_mutex_lock(&v->stats_lock);
@@ -708,7 +722,7 @@ static vks_status approle_login(struct vks_vault *v, int64_t deadline, vks_secre
         st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s at %s: unusable client_token length", what, v->origin);
         goto out;
     }
-    st = vks_secret_alloc(need, tok_out, err);
+    st = vks_secret_alloc_kept(need, tok_out, err); /* the client's token: kept across fork */
     if (st != VKS_OK)
         goto out;
     st = vks_json_string_decode(rs.body, &q[0].found, tok_out->data, tok_out->cap, &tok_out->len, err);
@@ -815,8 +829,10 @@ static vks_status token_self_unlocked(struct vks_vault *v, bool renew, int64_t d
 static vks_status client_token(struct vks_vault *v, int64_t deadline, struct tok *t, char *acc, size_t acc_cap,
                                struct vks_err *err)
 {
-    vks_status st = VKS_OK;
+    vks_status st = vks_fork_check(v->born_gen, VKS_E_AUTH_FAILED, "the Vault token of this client", err);
     bool tried_lookup = false;
+    if (st != VKS_OK)
+        return st;
     pthread_mutex_lock(&v->auth_lock);
     for (;;) {
         int64_t now = auth_now_ms(v);
@@ -1159,163 +1175,204 @@ static vks_status parse_404(const char *body, size_t len, const struct place *pl
     return vks_err_set(err, VKS_E_NOT_FOUND, "no secret at %s (HTTP 404%s%s)", where, e[0] ? ": " : "", e);
 }
 
-vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *req, struct vks_kv_result *res,
-                             struct vks_err *err)
-{
-    if (!v || !req || !res)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_kv_read: bad arguments");
-    memset(res, 0, sizeof *res);
-    stat_add(v, &v->stats.reads, 1);
-    int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
-
-    /* --- what and where */
+/* What a KV request names, checked: origin, namespace, normalised mount, path, key, versions.
+ * pl points into this struct (origin, mount): it is never copied. */
+struct kv_target {
     char origin_buf[ORIGIN_CAP];
+    char mount[256];
+    struct place pl;
+};
+
+static vks_status kv_bad_place(const struct place *pl, const char *fmt, struct vks_err *err)
+{
+    char where[640];
+    place_str(pl, where, sizeof where);
+    return vks_err_set(err, VKS_E_BAD_KEYSOURCE, fmt, where);
+}
+
+/* Step 1: check and normalise the request's address, mount, path, key and versions. */
+static vks_status kv_target_resolve(struct vks_vault *v, const struct vks_kv_request *req, struct kv_target *tg,
+                                    struct vks_err *err)
+{
     const char *origin = v->origin;
     if (req->address && *req->address) {
         struct vks_err aerr;
-        if (vks_http_check_address(req->address, v->cfg.allow_http, origin_buf, sizeof origin_buf, &aerr) != VKS_OK)
+        if (vks_http_check_address(req->address, v->cfg.allow_http, tg->origin_buf, sizeof tg->origin_buf,
+                                   &aerr) != VKS_OK)
             return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_address: %s", aerr.msg);
-        origin = origin_buf;
+        origin = tg->origin_buf;
     }
     const char *ns = req->namespace_ ? (*req->namespace_ ? req->namespace_ : NULL) : v->cfg.namespace_;
     if (!req->mount || !req->path)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount and vault_path are required");
-    char mount[256];
     const char *m = req->mount;
     while (*m == '/')
         m++;
     size_t ml = strlen(m);
     while (ml && m[ml - 1] == '/')
         ml--;
-    if (ml == 0 || ml >= sizeof mount)
+    if (ml == 0 || ml >= sizeof tg->mount)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_mount '%.80s' is empty or too long", req->mount);
-    memcpy(mount, m, ml);
-    mount[ml] = '\0';
+    memcpy(tg->mount, m, ml);
+    tg->mount[ml] = '\0';
     const char *path = req->path;
     while (*path == '/')
         path++;
     if (!*path)
-        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_path is empty (mount '%.80s')", mount);
+        return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_path is empty (mount '%.80s')", tg->mount);
     const char *key = req->key && *req->key ? req->key : "key";
     if (req->kv_version != 0 && req->kv_version != 1 && req->kv_version != 2)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_kv_version must be 1, 2 or auto (got %d)", req->kv_version);
     if (req->version < 0)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version must be positive");
-    struct place pl = { origin, ns, mount, path, key, req->kv_version, req->version };
-    {
-        char probe[URL_CAP];
-        if (build_url(probe, sizeof probe, origin, mount, "data", path, req->version) != VKS_OK) {
-            char where[640];
-            place_str(&pl, where, sizeof where);
-            return vks_err_set(err, VKS_E_BAD_KEYSOURCE,
-                               "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", where);
-        }
-    }
+    tg->pl = (struct place){ origin, ns, tg->mount, path, key, req->kv_version, req->version };
+    char probe[URL_CAP];
+    if (build_url(probe, sizeof probe, origin, tg->mount, "data", path, req->version) != VKS_OK)
+        return kv_bad_place(&tg->pl, "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", err);
+    return VKS_OK;
+}
 
-    /* --- token */
-    struct tok t = { VKS_SECRET_EMPTY, 0, false };
-    vks_status st;
+/* Step 2: the token for this read: the request's own vault_token, or the client's. */
+static vks_status kv_token(struct vks_vault *v, const struct vks_kv_request *req, const struct place *pl,
+                           int64_t deadline, struct tok *t, struct vks_kv_result *res, struct vks_err *err)
+{
     if (req->token && req->token->data && req->token->len) {
-        st = vks_secret_dup(req->token->data, req->token->len, &t.secret, err);
+        vks_status st = vks_secret_dup(req->token->data, req->token->len, &t->secret, err);
         if (st == VKS_OK)
-            request_token_accessor(v, &t.secret, origin, ns, deadline, res->token_accessor,
+            request_token_accessor(v, &t->secret, pl->origin, pl->ns, deadline, res->token_accessor,
                                    sizeof res->token_accessor);
-    } else {
-        st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
-        if (st != VKS_OK && err) {
-            char where[640];
-            place_str(&pl, where, sizeof where);
-            size_t l = strlen(err->msg);
-            snprintf(err->msg + l, sizeof err->msg - l, " (reading %s)", where);
-        }
+        return st;
     }
+    vks_status st = client_token(v, deadline, t, res->token_accessor, sizeof res->token_accessor, err);
+    if (st != VKS_OK && err) {
+        char where[640];
+        place_str(pl, where, sizeof where);
+        size_t l = strlen(err->msg);
+        snprintf(err->msg + l, sizeof err->msg - l, " (reading %s)", where);
+    }
+    return st;
+}
+
+/* The client's AppRole token died (expired, revoked): drop it and log in once more. */
+static vks_status kv_relogin(struct vks_vault *v, struct tok *t, int64_t deadline, struct vks_kv_result *res,
+                             struct vks_err *err)
+{
+    mark_invalid(v, t->generation);
+    vks_secret_free(&t->secret);
+    stat_add(v, &v->stats.relogins, 1);
+    return client_token(v, deadline, t, res->token_accessor, sizeof res->token_accessor, err);
+}
+
+/* Step 4: turns Vault's answer to the read into a value or a failure. */
+static vks_status kv_answer(const struct vks_http_response *rs, const struct place *pl, const char *what,
+                            struct vks_kv_result *res, struct vks_err *err)
+{
+    if (rs->status == 200)
+        return parse_ok(rs->body, rs->body_len, pl, res, err);
+    if (rs->status == 404)
+        return parse_404(rs->body, rs->body_len, pl, err);
+    if (rs->status == 204) {
+        char where[640];
+        place_str(pl, where, sizeof where);
+        return vks_err_set(err, VKS_E_NOT_FOUND, "no data at %s (HTTP 204)", where);
+    }
+    return map_status(rs->status, rs->body, rs->body_len, rs->attempts, what, err);
+}
+
+/*
+ * Step 3: one try with token t: KV version (detected unless given), then the read itself.
+ * *relogin is set when the failure is the client's dead AppRole token and may_relogin allows
+ * one more login.
+ */
+static vks_status kv_read_once(struct vks_vault *v, const struct vks_kv_request *req, struct kv_target *tg,
+                               const struct tok *t, bool may_relogin, int64_t deadline, struct vks_kv_result *res,
+                               bool *relogin, struct vks_err *err)
+{
+    struct place *pl = &tg->pl;
+    *relogin = false;
+    int kv = req->kv_version;
+    if (kv == 0) {
+        vks_status st = detect_kv(v, pl->origin, pl->ns, tg->mount, t, deadline, pl, &kv, &res->attempts, err);
+        /* the token died before the detection request: same cure as for a read */
+        if (st == VKS_E_PERMISSION_DENIED && may_relogin && token_is_dead(v, t, NULL, 0, deadline))
+            *relogin = true;
+        if (st != VKS_OK)
+            return st;
+    }
+    pl->kv = kv;
+    res->kv_version = kv;
+    if (kv == 1 && req->version > 0)
+        return kv_bad_place(pl, "vault_version needs a KV v2 mount: %s", err);
+    char url[URL_CAP];
+    if (kv == 2)
+        build_url(url, sizeof url, pl->origin, tg->mount, "data", pl->path, req->version);
+    else
+        build_url(url, sizeof url, pl->origin, tg->mount, pl->path, NULL, 0);
+    char where[640], what[700];
+    place_str(pl, where, sizeof where);
+    snprintf(what, sizeof what, "read of %s", where);
+    struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = pl->ns, .token = t->secret.data,
+                                   .token_len = t->secret.len, .deadline_ms = deadline, .what = what };
+    struct vks_http_response rs = { 0 };
+    struct vks_http_lease *lease = NULL;
+    vks_status st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    res->attempts += rs.attempts; /* counted on failures too */
     if (st != VKS_OK)
         return st;
+    res->http_status = (int)rs.status;
+    if (rs.status == 403 && may_relogin && token_is_dead(v, t, rs.body, rs.body_len, deadline))
+        *relogin = true; /* expired or revoked AppRole token: log in once more and retry once */
+    else
+        st = kv_answer(&rs, pl, what, res, err);
+    vks_http_release(v->http, lease);
+    return st;
+}
 
+/* On failure a result keeps only its diagnostics (status, attempts, KV version, accessor). */
+static void kv_result_reset_keep_diagnostics(struct vks_kv_result *res)
+{
+    int hs = res->http_status, at = res->attempts, kvv = res->kv_version;
+    char acc[64];
+    memcpy(acc, res->token_accessor, sizeof acc);
+    vks_kv_result_free(res);
+    memset(res, 0, sizeof *res);
+    res->http_status = hs;
+    res->attempts = at;
+    res->kv_version = kvv;
+    memcpy(res->token_accessor, acc, sizeof acc);
+}
+
+vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *req, struct vks_kv_result *res,
+                             struct vks_err *err)
+{
+    if (!v || !req || !res)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_kv_read: bad arguments");
+    memset(res, 0, sizeof *res);
+    vks_fork_sync(&v->fork_seen, vault_after_fork, v);
+    stat_add(v, &v->stats.reads, 1);
+    int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
+    struct kv_target tg;
+    vks_status st = kv_target_resolve(v, req, &tg, err);
+    if (st != VKS_OK)
+        return st;
+    struct tok t = { VKS_SECRET_EMPTY, 0, false };
+    st = kv_token(v, req, &tg.pl, deadline, &t, res, err);
+    if (st != VKS_OK)
+        return st;
     bool relogged = false;
-    struct vks_http_lease *lease = NULL;
     for (;;) {
-        /* --- KV version */
-        int kv = req->kv_version;
-        if (kv == 0) {
-            st = detect_kv(v, origin, ns, mount, &t, deadline, &pl, &kv, &res->attempts, err);
-            if (st == VKS_E_PERMISSION_DENIED && t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged &&
-                token_is_dead(v, &t, NULL, 0, deadline)) {
-                /* the token died before the detection request: same cure as for a read */
-                mark_invalid(v, t.generation);
-                vks_secret_free(&t.secret);
-                relogged = true;
-                stat_add(v, &v->stats.relogins, 1);
-                st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
-                if (st != VKS_OK)
-                    goto out;
-                continue;
-            }
-            if (st != VKS_OK)
-                goto out;
-        }
-        pl.kv = kv;
-        res->kv_version = kv;
-        if (kv == 1 && req->version > 0) {
-            char where[640];
-            place_str(&pl, where, sizeof where);
-            st = vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version needs a KV v2 mount: %s", where);
-            goto out;
-        }
-        char url[URL_CAP];
-        if (kv == 2)
-            build_url(url, sizeof url, origin, mount, "data", path, req->version);
-        else
-            build_url(url, sizeof url, origin, mount, path, NULL, 0);
-        char where[640], what[700];
-        place_str(&pl, where, sizeof where);
-        snprintf(what, sizeof what, "read of %s", where);
-        struct vks_http_request rq = { .method = "GET", .url = url, .namespace_ = ns, .token = t.secret.data,
-                                       .token_len = t.secret.len, .deadline_ms = deadline, .what = what };
-        struct vks_http_response rs = { 0 };
-        st = vks_http_do(v->http, &rq, &rs, &lease, err);
-        res->attempts += rs.attempts; /* counted on failures too */
+        bool relogin = false;
+        bool may_relogin = t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged;
+        st = kv_read_once(v, req, &tg, &t, may_relogin, deadline, res, &relogin, err);
+        if (!relogin)
+            break;
+        relogged = true;
+        st = kv_relogin(v, &t, deadline, res, err);
         if (st != VKS_OK)
-            goto out;
-        res->http_status = (int)rs.status;
-        if (rs.status == 200) {
-            st = parse_ok(rs.body, rs.body_len, &pl, res, err);
-        } else if (rs.status == 404) {
-            st = parse_404(rs.body, rs.body_len, &pl, err);
-        } else if (rs.status == 204) {
-            st = vks_err_set(err, VKS_E_NOT_FOUND, "no data at %s (HTTP 204)", where);
-        } else if (rs.status == 403 && t.client && v->cfg.auth == VKS_AUTH_APPROLE && !relogged &&
-                   token_is_dead(v, &t, rs.body, rs.body_len, deadline)) {
-            /* Expired or revoked AppRole token: log in once more and retry once. */
-            vks_http_release(v->http, lease);
-            lease = NULL;
-            mark_invalid(v, t.generation);
-            vks_secret_free(&t.secret);
-            relogged = true;
-            stat_add(v, &v->stats.relogins, 1);
-            st = client_token(v, deadline, &t, res->token_accessor, sizeof res->token_accessor, err);
-            if (st != VKS_OK)
-                goto out;
-            continue;
-        } else {
-            st = map_status(rs.status, rs.body, rs.body_len, rs.attempts, what, err);
-        }
-        break;
+            break;
     }
-out:
-    if (lease)
-        vks_http_release(v->http, lease);
     vks_secret_free(&t.secret);
-    if (st != VKS_OK) {
-        int hs = res->http_status, at = res->attempts, kvv = res->kv_version;
-        char acc[64];
-        memcpy(acc, res->token_accessor, sizeof acc);
-        vks_kv_result_free(res);
-        memset(res, 0, sizeof *res);
-        res->http_status = hs;
-        res->attempts = at;
-        res->kv_version = kvv;
-        memcpy(res->token_accessor, acc, sizeof acc);
-    }
+    if (st != VKS_OK)
+        kv_result_reset_keep_diagnostics(res);
     return st;
 }

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     };
     struct vks_err err;
     vks_status st = vks_json_scan(buf, size, q, 5, "fuzz input", &err);
-    if (st != VKS_OK && st != VKS_E_BAD_RESPONSE)
+    if (st != VKS_OK && st != VKS_E_BAD_RESPONSE && st != VKS_E_NOMEM /* key index */)
         abort();
     if (st == VKS_OK) {
         if (q[0].found.type == VKS_JSON_NONE)

@@ -26,7 +26,7 @@ check "VKS_ENCRYPTION_KEY_FILE (0600, 32 raw bytes) is id default" '[ "${out%%	*
 chmod 644 raw.key
 err=$(run VKS_ENCRYPTION_KEY_FILE="$PWD/raw.key" "$T" keyring 2>&1); rc=$?
 check "a 0644 key file is refused (exit 2)" '[ $rc -eq 2 ]'
-check "... naming the file and its mode" '[[ "$err" == *"refusing key file $PWD/raw.key: mode 0644"* ]]'
+check "... naming the file and its mode" '[[ "$err" == *"key file \"$PWD/raw.key\" is refused: mode 0644"* ]]'
 chmod 600 raw.key
 err=$(run VKS_ENCRYPTION_KEY="not base64!" "$T" keyring 2>&1); rc=$?
 check "bad base64 key: exit 2, names the variable" '[ $rc -eq 2 ] && [[ "$err" == *"VKS_ENCRYPTION_KEY: key is not valid base64"* ]]'

@@ -216,15 +216,18 @@ local ok, err = pcall(function()
     setup()
   end)
 
-  T.test('one 307 to the active node is followed', function()
+  T.test('a 307 to another node (standby to active) is refused: the token stays home', function()
     standby = vaultdev.start { tls = true, args = { '--tls-dir', vd.workdir .. '/tls', '--standby-of', vd.addr } }
-    T.same_secret(vks.resolve(ks('smtp-auth/example.com', { vault_address = standby.addr })), PW1, 'via standby')
+    vd:reset_counters()
+    fails('unavailable', { 'refused', standby.addr, vd.addr },
+          ks('smtp-auth/example.com', { vault_address = standby.addr }))
+    T.eq(vd:count('GET', '/v1/secret/data/smtp-auth/example.com'), 0, 'the active node got no read')
   end)
 
-  T.test('a redirect from https to http is refused with tls', function()
+  T.test('a redirect from https to http is refused with unavailable', function()
     plain = vaultdev.start { tls = false }
     local redir = vaultdev.start { tls = true, args = { '--tls-dir', vd.workdir .. '/tls', '--standby-of', plain.addr } }
-    local ok2, e2 = pcall(fails, 'tls', {}, ks('smtp-auth/example.com', { vault_address = redir.addr }))
+    local ok2, e2 = pcall(fails, 'unavailable', { 'downgrade' }, ks('smtp-auth/example.com', { vault_address = redir.addr }))
     redir:stop()
     if not ok2 then error(e2, 0) end
   end)

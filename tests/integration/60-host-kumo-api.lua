@@ -166,6 +166,13 @@ test('json_parse is strict: no comments, no trailing commas', function()
   raises(function() kumo.json_parse('{"a": 1 // comment\n}') end, 'invalid JSON')
   raises(function() kumo.json_parse('{"a": 1,}') end, 'invalid JSON')
   raises(function() kumo.json_parse('{"a": 1} x') end, 'invalid JSON')
+  -- a repeated key, at any depth, is refused (json-c alone would keep the last)
+  raises(function() kumo.json_parse('{"a": 1, "a": 2}') end, 'repeated')
+  raises(function() kumo.json_parse('{"a": {"b": 1, "c": 2, "b": 3}}') end, 'repeated')
+  raises(function() kumo.json_parse('[{"x": 1}, {"y": {"z": 1, "\\u007a": 2}}]') end, 'repeated')
+  raises(function() kumo.json_parse('{"a": {"k": 1}, "a": {"k": 1}}') end, 'repeated')
+  eq(kumo.json_parse('{"a": {"k": "{:}"}, "b": {"k": [":", {"k": 1}]}, "k": "\\"{"}').b.k[2].k, 1,
+     'the same key in different objects, braces and colons inside strings')
 end)
 
 test('json_encode is deterministic and escapes control characters', function()

@@ -477,6 +477,39 @@ Test(audit, modifying_a_line_is_detected)
     cr_assert_eq(bad, 4);
 }
 
+/* A repeated key (json-c would silently keep the last) is refused as not one of our lines, with
+ * the key and without it (structure only), wherever it sits. */
+Test(audit, a_repeated_key_in_a_line_is_detected)
+{
+    static const char *const dup[] = { "{\"v\":1,", "\"seq\":", "\"chain\":" };
+    for (size_t k = 0; k < sizeof dup / sizeof dup[0]; k++) {
+        char name[40];
+        snprintf(name, sizeof name, "dup%zu.jsonl", k);
+        const char *file = make_log(name, 6);
+        char **lines;
+        size_t n = read_lines(file, &lines);
+        const char *at = strstr(lines[3], dup[k]);
+        cr_assert_not_null(at, "%s", dup[k]);
+        /* repeat the member that starts at `at` (up to its comma) right after it */
+        const char *from = k == 0 ? at + 1 : at;
+        const char *comma = strchr(from, ',');
+        cr_assert_not_null(comma);
+        size_t mlen = (size_t)(comma + 1 - from);
+        char *grown = malloc(strlen(lines[3]) + mlen + 1);
+        size_t pre = (size_t)(comma + 1 - lines[3]);
+        memcpy(grown, lines[3], pre);
+        memcpy(grown + pre, from, mlen);
+        strcpy(grown + pre + mlen, lines[3] + pre);
+        free(lines[3]);
+        lines[3] = grown;
+        write_lines(file, lines, n);
+        free_lines(lines, n);
+        const char *f[1] = { file };
+        cr_assert_eq(verify(f, 1, NULL, NULL, true), 1, "with the key: %s", dup[k]);
+        cr_assert_eq(verify(f, 1, NULL, NULL, false), 1, "structure only: %s", dup[k]);
+    }
+}
+
 Test(audit, inserting_a_forged_or_copied_line_is_detected)
 {
     const char *file = make_log("ins.jsonl", 10);

@@ -142,16 +142,18 @@ Test(envelope, round_trips_both_formats_at_many_lengths)
     static unsigned char plain[VKS_SECRET_MAX];
     for (size_t i = 0; i < sizeof plain; i++)
         plain[i] = (unsigned char)(i * 7 + 3);
-    const size_t lens[] = { 0, 1, 15, 16, 17, 31, 32, 33, 255, 1000, VKS_SECRET_MAX };
+    size_t lens[] = { 0, 1, 15, 16, 17, 31, 32, 33, 255, 1000, 0 /* the longest, per format */ };
     for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
         for (int fmt = 0; fmt < 3; fmt++) {
             const char *id = fmt == 0 ? NULL : fmt == 1 ? "k1" : "k2";
+            if (li == sizeof lens / sizeof lens[0] - 1)
+                lens[li] = vks_envelope_plaintext_max(id);
             char *env = NULL;
             struct vks_err e;
             cr_assert_eq(vks_envelope_encrypt(kr, id, &PLACE, plain, lens[li], &env, &e), VKS_OK,
                          "%s", e.msg);
             cr_assert(vks_envelope_is_encrypted((unsigned char *)env, strlen(env)));
-            cr_assert(strlen(env) <= VKS_ENVELOPE_MAX);
+            cr_assert(strlen(env) <= VKS_ENVELOPE_WRITE_MAX);
             if (id) {
                 char head[16];
                 snprintf(head, sizeof head, "ENC:v2:%s:", id);
@@ -288,12 +290,56 @@ Test(envelope, oversized_values_are_refused)
     static char s[4 + VKS_B64_ENCODED_LEN(sizeof raw) + 1];
     memcpy(s, "ENC:", 4);
     vks_b64_encode(raw, sizeof raw, s + 4);
-    expect_fail(kr, s, &PLACE, "malformed envelope: oversized (plaintext over 4096 bytes)");
+    expect_fail(kr, s, &PLACE, "malformed envelope: oversized (");
     /* and a value longer than any envelope */
     static char huge[VKS_ENVELOPE_MAX + 2];
     memset(huge, 'A', sizeof huge - 1);
     memcpy(huge, "ENC:", 4);
-    expect_fail(kr, huge, &PLACE, "malformed envelope: oversized (8193 bytes, at most 8192)");
+    expect_fail(kr, huge, &PLACE, "malformed envelope: oversized (4097 bytes, at most 4096)");
+    vks_keyring_free(kr);
+}
+
+/* One set of limits (docs/internals/envelope.md, "Size limits"): the longest plaintext gives an
+ * envelope that fits every keysource form with a newline; one byte more is refused at encrypt
+ * time, naming the limit; decrypt takes whatever a keysource can deliver (4096 bytes). */
+Test(envelope, encrypt_refuses_a_plaintext_whose_envelope_would_not_fit)
+{
+    static const char id63[] = "k-63-bytes-id-0123456789012345678901234567890123456789012345678";
+    cr_assert_eq(strlen(id63), 63);
+    struct vks_keyring *kr = ring("default", KEY_A, id63, KEY_B);
+    cr_assert_eq(vks_envelope_plaintext_max(NULL), 3038);
+    cr_assert_eq(vks_envelope_plaintext_max("default"), 3032);
+    cr_assert_eq(vks_envelope_plaintext_max(id63), VKS_PLAINTEXT_MAX_ANY_ID);
+    static unsigned char plain[VKS_SECRET_MAX];
+    memset(plain, 'p', sizeof plain);
+    const char *ids[] = { NULL, "default", id63 };
+    for (size_t i = 0; i < 3; i++) {
+        size_t max = vks_envelope_plaintext_max(ids[i]);
+        char *env = NULL;
+        struct vks_err e;
+        cr_assert_eq(vks_envelope_encrypt(kr, ids[i], &PLACE, plain, max, &env, &e), VKS_OK, "%s", e.msg);
+        cr_assert(strlen(env) <= VKS_ENVELOPE_WRITE_MAX && strlen(env) + 4 > VKS_ENVELOPE_WRITE_MAX,
+                  "max %zu: %zu bytes", max, strlen(env));
+        vks_secret out = VKS_SECRET_EMPTY;
+        cr_assert_eq(dec(kr, env, &PLACE, &out, NULL, &e), VKS_OK, "%s", e.msg);
+        cr_assert_eq(out.len, max);
+        vks_secret_free(&out);
+        free(env);
+        env = NULL;
+        cr_assert_eq(vks_envelope_encrypt(kr, ids[i], &PLACE, plain, max + 1, &env, &e), VKS_E_INVALID_ARG);
+        cr_assert_null(env);
+        char want[64];
+        snprintf(want, sizeof want, "at most %zu bytes", max);
+        cr_assert(strstr(e.msg, want) && strstr(e.msg, "4095"), "%s", e.msg);
+    }
+    /* rekey of the longest legacy value to a longer v2 header is refused the same way */
+    char *leg = NULL, *out = NULL;
+    struct vks_err e;
+    cr_assert_eq(vks_envelope_encrypt(kr, NULL, &PLACE, plain, 3038, &leg, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(vks_envelope_rekey(kr, (unsigned char *)leg, strlen(leg), &PLACE, "default", &out, NULL, &e),
+                 VKS_E_INVALID_ARG, "%s", e.msg);
+    cr_assert_null(out);
+    free(leg);
     vks_keyring_free(kr);
 }
 

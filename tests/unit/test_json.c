@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "vks_json.h"
+#include "vks_restrict.h"
 
 #define S(lit) lit, sizeof(lit) - 1
 
@@ -77,12 +78,86 @@ Test(json, keys_are_compared_after_unescaping)
     cr_assert_not(vks_json_string_equals(body, &q[2].found, ""));
 }
 
-Test(json, duplicate_keys_last_wins)
+/* A repeated key in any object is refused (docs/internals/json.md, "Repeated keys"): Go keeps the
+ * last into a map but merges into a struct's map field, so no reading of such a body is safe. */
+Test(json, repeated_keys_are_refused_anywhere)
 {
-    const char body[] = "{\"k\":\"first\",\"k\":\"second\"}";
-    struct vks_json_span sp;
-    cr_assert_eq(vks_json_find(S(body), "k", &sp, NULL), VKS_OK);
-    cr_assert(vks_json_string_equals(body, &sp, "second"));
+    static const char *const bad[] = {
+        "{\"k\":\"first\",\"k\":\"second\"}",
+        "{\"k\":1,\"k\":1}",
+        "{\"data\":{\"data\":{\"key\":\"a\"}},\"data\":{\"data\":{\"key\":\"b\"}}}",
+        "{\"data\":{\"data\":{\"key\":\"a\"},\"data\":{\"other\":\"b\"}}}",
+        "{\"data\":{\"data\":{\"key\":\"a\",\"key\":\"b\"},\"metadata\":{\"version\":1}}}",
+        "{\"data\":{\"data\":{\"key\":\"a\"},\"metadata\":{\"version\":1,\"version\":2}}}",
+        "{\"data\":{\"metadata\":{\"custom_metadata\":{\"allowed_domains\":\"a\",\"allowed_domains\":\"b\"}}}}",
+        "{\"data\":{\"metadata\":{\"custom_metadata\":null,\"custom_metadata\":{\"x\":\"y\"}}}}",
+        "{\"auth\":{\"client_token\":\"t1\",\"client_token\":\"t2\"}}",
+        "{\"auth\":{\"client_token\":\"t1\"},\"auth\":null}",
+        "[{\"a\":1},{\"b\":2,\"b\":3}]",
+        "{\"k\":1,\"\\u006b\":2}",            /* the same key, once escaped */
+        "{\"\\u00e9\":1,\"\xc3\xa9\":2}",       /* U+00E9 escaped and in UTF-8 */
+        "{\"a\":{\"x\":{\"y\":{\"z\":1,\"z\":2}}}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        struct vks_json_query q[2] = { { .path = { "data", "data" }, .npath = 2 },
+                                       { .path = { "k" }, .npath = 1 } };
+        struct vks_err e;
+        cr_assert_eq(vks_json_scan(bad[i], strlen(bad[i]), q, 2, "response", &e), VKS_E_BAD_RESPONSE, "%s", bad[i]);
+        cr_assert(strstr(e.msg, "repeated"), "%s: %s", bad[i], e.msg);
+        cr_assert_eq(q[0].found.type, VKS_JSON_NONE);
+        cr_assert_eq(q[1].found.type, VKS_JSON_NONE);
+        cr_assert_null(strstr(e.msg, "first"));
+    }
+    /* the same key in different objects, and keys that only look alike, are fine */
+    static const char *const good[] = {
+        "{\"a\":{\"k\":1},\"b\":{\"k\":1},\"k\":{\"k\":{\"k\":1}}}",
+        "[{\"k\":1},{\"k\":2}]",
+        "{\"k\":1,\"K\":2,\"k \":3,\"\\u006b\\u006b\":4}",
+        "{\"\":1,\"\\u0000\":2}",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+        cr_assert_eq(vks_json_scan(good[i], strlen(good[i]), NULL, 0, NULL, NULL), VKS_OK, "%s", good[i]);
+}
+
+/* The restriction reader (json-c) refuses what the scanner refuses: a restriction given twice
+ * must not be read as the last one (the other reader would see the first). */
+Test(json, restriction_metadata_with_a_repeated_key_is_refused)
+{
+    static const char *const md[] = {
+        "{\"allowed_domains\":\"a.example\",\"allowed_domains\":\"*\"}",
+        "{\"allowed_hosts\":\"192.0.2.1\",\"allowed_domains\":\"a.example\",\"allowed_hosts\":\"0.0.0.0/0\"}",
+        "{\"owner\":\"x\",\"owner\":\"y\"}",
+    };
+    for (size_t i = 0; i < sizeof md / sizeof md[0]; i++) {
+        struct vks_restrict_ctx ctx = { .domain = "a.example" };
+        struct vks_err e;
+        vks_status st = vks_restrict_check(md[i], strlen(md[i]), &ctx, &e);
+        cr_assert_eq(st, VKS_E_BAD_RESPONSE, "%s: %s (%s)", md[i], vks_status_code(st), e.msg);
+        cr_assert(strstr(e.msg, "repeated"), "%s", e.msg);
+        bool restricted;
+        cr_assert_eq(vks_restrict_validate(md[i], strlen(md[i]), &restricted, &e), VKS_E_BAD_RESPONSE, "%s", md[i]);
+    }
+}
+
+/* Many keys (the index leaves the stack): every one is checked, in time linear in the keys. */
+Test(json, repeated_key_among_many)
+{
+    enum { N = 50000 };
+    size_t cap = (size_t)N * 16 + 64;
+    char *doc = malloc(cap);
+    cr_assert_not_null(doc);
+    size_t o = 0;
+    doc[o++] = '{';
+    for (int i = 0; i < N; i++)
+        o += (size_t)snprintf(doc + o, cap - o, "%s\"k%d\":%d", i ? "," : "", i, i);
+    doc[o++] = '}';
+    cr_assert_eq(vks_json_scan(doc, o, NULL, 0, NULL, NULL), VKS_OK);
+    o--; /* repeat the first key at the very end */
+    o += (size_t)snprintf(doc + o, cap - o, ",\"k0\":1}");
+    struct vks_err e;
+    cr_assert_eq(vks_json_scan(doc, o, NULL, 0, "big", &e), VKS_E_BAD_RESPONSE);
+    cr_assert(strstr(e.msg, "repeated"), "%s", e.msg);
+    free(doc);
 }
 
 Test(json, unicode_escapes_and_surrogates_like_go)

@@ -192,7 +192,7 @@ Test(keyring, key_file_readable_by_group_or_others_is_refused)
         const char *p = file("loose.key", KEY_A, 32, bad[i]);
         struct fenv f = { { "VKS_ENCRYPTION_KEY_FILE", p } };
         char needle[700];
-        snprintf(needle, sizeof needle, "refusing key file %s: mode %04o gives group/others access",
+        snprintf(needle, sizeof needle, "key file \"%s\" is refused: mode %04o lets group or others access it",
                  p, (unsigned)bad[i]);
         load_fails(&f, NULL, needle);
     }
@@ -210,9 +210,9 @@ Test(keyring, raw_key_file_must_hold_exactly_32_bytes)
     struct fenv h = { { "VKS_ENCRYPTION_KEY_FILE", p } };
     load_fails(&h, NULL, "a base64 key belongs in VKS_ENCRYPTION_KEY");
     struct fenv m = { { "VKS_ENCRYPTION_KEY_FILE", "/nonexistent/vks/key" } };
-    load_fails(&m, NULL, "cannot open key file /nonexistent/vks/key");
+    load_fails(&m, NULL, "cannot open key file \"/nonexistent/vks/key\"");
     struct fenv d = { { "VKS_ENCRYPTION_KEY_FILE", dir } };
-    load_fails(&d, NULL, "is not a regular file");
+    load_fails(&d, NULL, "is a directory, not a regular file");
 }
 
 Test(keyring, key_and_key_file_together_is_ambiguous)
@@ -317,7 +317,7 @@ Test(keyring, keyring_file_errors_name_the_line)
 
     p = sfile("ring-loose", "a:" B64_A "\n", 0644);
     struct fenv h = { { "VKS_ENCRYPTION_KEYRING_FILE", p } };
-    load_fails(&h, NULL, "mode 0644 gives group/others access");
+    load_fails(&h, NULL, "mode 0644 lets group or others access it");
 }
 
 Test(keyring, list_variable_errors_name_the_entry)
