@@ -197,6 +197,11 @@ static void once_init(void)
 {
     init_conds();
     g.lru.next = g.lru.prev = &g.lru;
+    /* fork handlers: prepare handlers run in the reverse order of registration, and a lookup
+     * holding a cache lock takes the arena's (cache -> secmem). The arena registers its own
+     * first (its status call does), so that before fork the cache's locks are taken first. */
+    struct vks_secmem_status ms;
+    vks_secmem_get_status(&ms);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
