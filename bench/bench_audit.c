@@ -114,7 +114,7 @@ static double measure_resolve(int batches, int per)
         return -1;
     }
     struct vks_ctx ctx = { "example.com", "mx-site-1", "relay-user", "mx1.example.com", NULL };
-    struct vks_resolve_req req = { "resolve", &ks, &ctx, NULL };
+    struct vks_resolve_req req = { .api = "resolve", .ks = &ks, .ctx = &ctx, .event = NULL };
     for (int b = 0; b < batches; b++) {
         vks_audit_flush();
         double t0 = now_ns();

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vks_cache.h"
 #include "vks_config.h"
 
 #define KS_BOX "vault_keysource.keysource_box"
@@ -367,10 +368,232 @@ out:
     lua_settop(L, top);
 }
 
+/* ------------------------------------------------------------------ parsed keysource memo */
+
+/*
+ * The hit path's shortcut (docs/internals/lua-module.md, "Keysource memo"): a Vault keysource
+ * table that is passed again, unchanged, is not parsed again. Each lua_State keeps a weak-keyed
+ * table (registry, MEMO_KEY): keysource table -> memo box, a userdata holding the parsed
+ * keysource, its cache identity with the runtime generation it was built under, and a snapshot
+ * of the table's raw contents in lua_next order. A lookup uses the box only when a raw traversal
+ * of the table finds exactly the same keys and values in the same order: the same string objects
+ * (lua_topointer; the box anchors every snapshot string in its user values, so no other string
+ * can take that address while the box lives), equal numbers and booleans. Any change (a value
+ * set, a field added or removed, another string object even with the same text) parses the table
+ * again and replaces the box; a box is never changed once published, so one still on the stack
+ * of an outer call stays valid. The parsed token lives in the arena: after fork() (wipe-on-fork)
+ * every box is stale (fork_gen). Restrictions, ctx and audit are per lookup as before: only the
+ * parse and the identity are remembered.
+ */
+#define MEMO_KEY "vault_keysource.ks_memo"
+#define MEMO_BOX "vault_keysource.memo_box"
+#define MEMO_FIELDS 16
+
+struct memo_val {
+    int type;                /* LUA_TSTRING, LUA_TNUMBER, LUA_TBOOLEAN */
+    int isint;
+    const void *p;           /* string object */
+    lua_Integer i;
+    lua_Number d;
+};
+
+struct memo_box {
+    struct vks_keysource ks; /* first: parsed into while the box is the lookup's keysource box */
+    bool published;          /* complete and in the memo table                                 */
+    unsigned long fork_gen;
+    unsigned long id_gen;
+    char *identity;          /* malloc'ed                                                      */
+    size_t id_len;
+    uint64_t id_hash;        /* vks_cache_identity_hash(identity)                              */
+    int n;
+    const void *key[MEMO_FIELDS];
+    struct memo_val val[MEMO_FIELDS];
+};
+
+static atomic_ulong fork_gen;
+static void memo_atfork_child(void) { atomic_fetch_add(&fork_gen, 1); }
+static pthread_once_t memo_once = PTHREAD_ONCE_INIT;
+static void memo_init(void) { pthread_atfork(NULL, NULL, memo_atfork_child); }
+
+static int memo_box_gc(lua_State *L)
+{
+    struct memo_box *m = luaL_checkudata(L, 1, MEMO_BOX);
+    vks_keysource_clear(&m->ks);
+    free(m->identity);
+    m->identity = NULL;
+    m->published = false;
+    return 0;
+}
+
+/* Pushes a new memo box (unpublished, empty keysource) with room to anchor the snapshot. */
+static struct memo_box *push_memo_box(lua_State *L)
+{
+    struct memo_box *m = lua_newuserdatauv(L, sizeof *m, 2 * MEMO_FIELDS);
+    memset(m, 0, sizeof *m);
+    m->ks.kv_version = VKS_KV_UNSET;
+    luaL_setmetatable(L, MEMO_BOX);
+    return m;
+}
+
+static void memo_read_val(lua_State *L, int idx, struct memo_val *v)
+{
+    memset(v, 0, sizeof *v);
+    v->type = lua_type(L, idx);
+    if (v->type == LUA_TSTRING) {
+        v->p = lua_topointer(L, idx);
+    } else if (v->type == LUA_TNUMBER) {
+        v->isint = lua_isinteger(L, idx);
+        if (v->isint)
+            v->i = lua_tointeger(L, idx);
+        else
+            v->d = lua_tonumber(L, idx);
+    } else if (v->type == LUA_TBOOLEAN) {
+        v->i = lua_toboolean(L, idx);
+    }
+}
+
+static bool memo_same_val(const struct memo_val *a, const struct memo_val *b)
+{
+    if (a->type != b->type)
+        return false;
+    if (a->type == LUA_TSTRING)
+        return a->p == b->p;
+    if (a->type == LUA_TNUMBER)
+        return a->isint == b->isint && (a->isint ? a->i == b->i : a->d == b->d);
+    return a->type == LUA_TBOOLEAN && a->i == b->i;
+}
+
+/* True when the table at t holds exactly m's snapshot (raw traversal, same order). */
+static bool memo_matches(lua_State *L, int t, const struct memo_box *m)
+{
+    int n = 0;
+    bool same = true;
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        /* an anchored string lives at key[n] (and at val[n].p): the same address is the same
+         * string; numbers and booleans have no address and are compared by value */
+        bool ok = n < m->n && lua_topointer(L, -2) == m->key[n];
+        if (ok && m->val[n].type == LUA_TSTRING) {
+            ok = lua_topointer(L, -1) == m->val[n].p;
+        } else if (ok) {
+            struct memo_val v;
+            memo_read_val(L, -1, &v);
+            ok = memo_same_val(&v, &m->val[n]);
+        }
+        if (!ok) {
+            lua_pop(L, 2);
+            same = false;
+            break;
+        }
+        n++;
+        lua_pop(L, 1);
+    }
+    return same && n == m->n;
+}
+
+/* The published box for the keysource table at t when it is still valid: pushed and returned.
+ * Otherwise pushes nothing and returns NULL. */
+static struct memo_box *memo_find(lua_State *L, int t)
+{
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, MEMO_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    lua_pushvalue(L, t);
+    lua_rawget(L, -2);
+    /* the memo table holds only memo boxes (it is private to this file) */
+    struct memo_box *m = lua_touserdata(L, -1);
+    if (m != NULL && lua_rawlen(L, -1) != sizeof(struct memo_box))
+        m = NULL;
+    if (m != NULL && m->published && m->fork_gen == atomic_load_explicit(&fork_gen, memory_order_relaxed) &&
+        m->id_gen == vks_resolver_generation() && memo_matches(L, t, m)) {
+        lua_remove(L, -2);
+        return m;
+    }
+    lua_pop(L, 2);
+    return NULL;
+}
+
+/* Snapshots the table at t into the box at box_idx (whose ks was just parsed from it), builds the
+ * identity and publishes the box as t's memo. Does nothing when the keysource cannot be
+ * remembered (not Vault, too many fields, a value of another type, no identity). */
+static void memo_publish(lua_State *L, int t, int box_idx, struct memo_box *m)
+{
+    if (m->ks.kind != VKS_KS_VAULT)
+        return;
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, t) != 0) {
+        int vt = lua_type(L, -1);
+        if (n == MEMO_FIELDS || lua_type(L, -2) != LUA_TSTRING ||
+            (vt != LUA_TSTRING && vt != LUA_TNUMBER && vt != LUA_TBOOLEAN)) {
+            lua_pop(L, 2);
+            return;
+        }
+        m->key[n] = lua_topointer(L, -2);
+        memo_read_val(L, -1, &m->val[n]);
+        lua_setiuservalue(L, box_idx, 2 * n + 2); /* anchors the value */
+        lua_pushvalue(L, -1);
+        lua_setiuservalue(L, box_idx, 2 * n + 1); /* anchors the key */
+        n++;
+    }
+    m->n = n;
+    char id[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
+    struct vks_err e;
+    vks_err_clear(&e);
+    if (vks_resolver_identity_gen(&m->ks, id, sizeof id, &m->id_gen, &e) != VKS_OK ||
+        (m->identity = strdup(id)) == NULL)
+        return;
+    m->id_len = strlen(id);
+    m->id_hash = vks_cache_identity_hash(id, m->id_len);
+    m->fork_gen = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+    m->published = true;
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, MEMO_KEY) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 4);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "k");
+        lua_setfield(L, -2, "__mode");
+        lua_setmetatable(L, -2);
+        lua_pushvalue(L, -1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, MEMO_KEY);
+    }
+    lua_pushvalue(L, t);
+    lua_pushvalue(L, box_idx);
+    lua_rawset(L, -3);
+    lua_pop(L, 1);
+}
+
 /* ------------------------------------------------------------------ lookups */
 
-vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
-                       struct vks_resolve_info *info, struct vks_err *err)
+/*
+ * The keysource of a lookup, pushed on the stack in a box: a still-valid memo box of the table at
+ * ks_idx (*memo), else a new box parsed from it (*fresh, published as the table's memo when it is
+ * a Vault keysource), else (a path string) a plain keysource box. *ks is always set.
+ */
+static vks_status keysource_for_lookup(lua_State *L, int ks_idx, struct vks_keysource **ks,
+                                       struct memo_box **memo, struct memo_box **fresh, struct vks_err *err)
+{
+    if (lua_type(L, ks_idx) != LUA_TTABLE) {
+        *ks = lvks_push_keysource_box(L);
+        return lvks_to_keysource(L, ks_idx, *ks, err);
+    }
+    luaL_checkstack(L, 8, "keysource memo");
+    if ((*memo = memo_find(L, ks_idx)) != NULL) {
+        *ks = &(*memo)->ks;
+        return VKS_OK;
+    }
+    *fresh = push_memo_box(L);
+    *ks = &(*fresh)->ks;
+    vks_status st = lvks_to_keysource(L, ks_idx, *ks, err);
+    if (st == VKS_OK)
+        memo_publish(L, ks_idx, lua_gettop(L), *fresh);
+    return st;
+}
+
+/* lvks_lookup; reuse_out: *out may hold this caller's own slot (vks_resolve_req.reuse_out). */
+static vks_status lvks_lookup_ex(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
+                                 bool reuse_out, struct vks_resolve_info *info, struct vks_err *err)
 {
     ks_idx = lua_absindex(L, ks_idx);
     ctx_idx = lua_absindex(L, ctx_idx);
@@ -381,13 +604,22 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
     vks_err_clear(err);
     vks_status cst = lvks_check_ctx(L, ctx_idx, &ctx, err);
 
-    struct vks_keysource *ks = lvks_push_keysource_box(L);
-    /* a ctx that cannot be read fails the lookup like a malformed keysource (audited as such) */
-    vks_status pst = cst != VKS_OK ? cst : lvks_to_keysource(L, ks_idx, ks, err);
+    struct memo_box *m = NULL, *fresh = NULL;
+    struct vks_keysource *ks;
+    vks_status pst;
+    if (cst != VKS_OK) {
+        /* a ctx that cannot be read fails the lookup like a malformed keysource (audited as such) */
+        ks = lvks_push_keysource_box(L);
+        pst = cst;
+    } else {
+        /* a Vault keysource table seen before and unchanged: its parse and identity are reused */
+        pst = keysource_for_lookup(L, ks_idx, &ks, &m, &fresh, err);
+    }
+    const struct memo_box *memo = m != NULL ? m : fresh != NULL && fresh->published ? fresh : NULL;
 
     /* the event handler runs before the core (the core never calls Lua); its value is boxed */
-    struct vks_event_result ev;
-    memset(&ev, 0, sizeof ev);
+    struct vks_event_result ev; /* zeroed by run_event_handler, used only for EVENT keysources */
+    ev.value = VKS_SECRET_EMPTY;
     vks_secret *evbox = NULL;
     if (pst == VKS_OK && ks->kind == VKS_KS_EVENT) {
         evbox = lvks_push_secret_box(L);
@@ -400,7 +632,12 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
             exts[i]->before_lookup(L);
 
     struct vks_resolve_req req = { .api = api, .ks = pst == VKS_OK ? ks : NULL, .ctx = &ctx,
-                                   .event = pst == VKS_OK && ks->kind == VKS_KS_EVENT ? &ev : NULL };
+                                   .event = pst == VKS_OK && ks->kind == VKS_KS_EVENT ? &ev : NULL,
+                                   .identity = memo != NULL ? memo->identity : NULL,
+                                   .identity_gen = memo != NULL ? memo->id_gen : 0,
+                                   .identity_len = memo != NULL ? memo->id_len : 0,
+                                   .identity_hash = memo != NULL ? memo->id_hash : 0,
+                                   .reuse_out = reuse_out };
     vks_status st = vks_resolve(&req, out, info, err);
     if (evbox != NULL) {
         /* vks_resolve took the value (or it is still ours): the box must not free it twice */
@@ -422,11 +659,57 @@ vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, v
         }
     }
 
-    vks_keysource_clear(ks);
+    /* a published box keeps its keysource (the memo); any other is cleared now, not at GC */
+    if (m == NULL && (fresh == NULL || !fresh->published))
+        vks_keysource_clear(ks);
     if (evbox != NULL)
         vks_secret_free(evbox);
     lua_settop(L, top);
     return st;
+}
+
+vks_status lvks_lookup(lua_State *L, int ks_idx, int ctx_idx, const char *api, vks_secret *out,
+                       struct vks_resolve_info *info, struct vks_err *err)
+{
+    return lvks_lookup_ex(L, ks_idx, ctx_idx, api, out, false, info, err);
+}
+
+/*
+ * vks.resolve's box: one per module table (upvalue of resolve), reused by every lookup of that
+ * state instead of a new userdata with a finalizer per call (which cost about a third of a cache
+ * hit). While a lookup holds it, it is a to-be-closed value on resolve's stack: on return AND on
+ * any error the value is wiped and the box released (__close). A nested resolve (from an event
+ * handler or audit callback of an outer one) finds it busy and uses a box of its own.
+ */
+#define RESOLVE_BOX "vault_keysource.resolve_box"
+
+struct resolve_box {
+    vks_secret s; /* first: the layout of a secret box */
+    int busy;
+};
+
+/* __close (every lookup): the value is wiped, the slot kept for the next lookup of this state. */
+static int resolve_box_close(lua_State *L)
+{
+    /* only reachable through RESOLVE_BOX's metatable (protected): a size check is enough and
+     * much cheaper than luaL_checkudata on every lookup */
+    if (lua_type(L, 1) != LUA_TUSERDATA || lua_rawlen(L, 1) != sizeof(struct resolve_box))
+        return luaL_argerror(L, 1, "not a resolve box");
+    struct resolve_box *b = lua_touserdata(L, 1);
+    if (b->s.data != NULL)
+        vks_wipe(b->s.data, b->s.cap);
+    b->s.len = 0;
+    b->busy = 0;
+    return 0;
+}
+
+/* __gc: the slot goes back to the arena (wiped). */
+static int resolve_box_gc(lua_State *L)
+{
+    struct resolve_box *b = luaL_checkudata(L, 1, RESOLVE_BOX);
+    vks_secret_free(&b->s);
+    b->busy = 0;
+    return 0;
 }
 
 /* vks.resolve(keysource [, ctx]) -> secret | nil, message, code */
@@ -434,14 +717,25 @@ static int l_resolve(lua_State *L)
 {
     lvks_check_keysource_arg(L, 1);
     lua_settop(L, 2);
-    vks_secret *box = lvks_push_secret_box(L);
+    struct resolve_box *rb = lua_touserdata(L, lua_upvalueindex(1));
+    vks_secret *box;
+    if (rb != NULL && !rb->busy) {
+        lua_pushvalue(L, lua_upvalueindex(1));
+        lua_toclose(L, 3);
+        rb->busy = 1;
+        box = &rb->s;
+    } else {
+        box = lvks_push_secret_box(L);
+    }
     struct vks_err err;
-    vks_status st = lvks_lookup(L, 1, 2, "resolve", box, NULL, &err);
+    vks_status st = lvks_lookup_ex(L, 1, 2, "resolve", box, box == &rb->s, NULL, &err);
     if (st != VKS_OK)
         return lvks_push_failure(L, st, &err);
-    /* the one and only copy into a Lua string, then the slot is wiped */
+    /* the one and only copy into a Lua string, then the slot is wiped (__close for the
+     * module's box, which keeps its slot; freed for a box of a nested lookup) */
     lua_pushlstring(L, (const char *)box->data, box->len);
-    vks_secret_free(box);
+    if (box != &rb->s)
+        vks_secret_free(box);
     return 1;
 }
 
@@ -674,7 +968,6 @@ static pthread_once_t pin_once = PTHREAD_ONCE_INIT;
 
 static const luaL_Reg funcs[] = {
     { "setup", l_setup },
-    { "resolve", l_resolve },
     { "set_event_handler", l_set_event_handler },
     { NULL, NULL },
 };
@@ -685,8 +978,25 @@ __attribute__((visibility("default"))) int luaopen_vault_keysource(lua_State *L)
     new_box_meta(L, KS_BOX, ks_box_gc);
     new_box_meta(L, SECRET_BOX, secret_box_gc);
     new_box_meta(L, SETUP_BOX, setup_box_gc);
+    new_box_meta(L, MEMO_BOX, memo_box_gc);
+    pthread_once(&memo_once, memo_init);
     luaL_newlib(L, funcs);
     int mod = lua_gettop(L);
+    if (luaL_newmetatable(L, RESOLVE_BOX)) {
+        lua_pushcfunction(L, resolve_box_close);
+        lua_setfield(L, -2, "__close");
+        lua_pushcfunction(L, resolve_box_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "__metatable");
+    }
+    lua_pop(L, 1);
+    struct resolve_box *rb = lua_newuserdatauv(L, sizeof *rb, 0);
+    rb->s = VKS_SECRET_EMPTY;
+    rb->busy = 0;
+    luaL_setmetatable(L, RESOLVE_BOX);
+    lua_pushcclosure(L, l_resolve, 1);
+    lua_setfield(L, mod, "resolve");
     lua_pushliteral(L, "vault_keysource 0.1");
     lua_setfield(L, mod, "_VERSION");
     for (int i = 0, n_ext = extensions(); i < n_ext; i++)

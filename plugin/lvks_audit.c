@@ -22,6 +22,9 @@
 
 static const char cb_key = 'a';      /* registry[&cb_key] = this state's callback        */
 static const char active_key = 'b';  /* registry[&active_key] = capture started (boolean) */
+/* Set once any Lua state registers a callback (never cleared): until then the lookup hooks do
+ * nothing, not even a registry read. */
+static atomic_bool any_callback;
 static atomic_ulong callback_errors;
 static atomic_bool callback_warned;
 
@@ -321,10 +324,12 @@ static void audit_discard(void *prepared)
 /* setup succeeded: a callback given in audit = { callback = fn } becomes this state's */
 static void audit_after_setup(lua_State *L)
 {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key) == LUA_TFUNCTION)
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &pending_key) == LUA_TFUNCTION) {
+        atomic_store(&any_callback, true);
         lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
-    else
+    } else {
         lua_pop(L, 1);
+    }
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &pending_key);
 }
@@ -333,12 +338,17 @@ static void audit_after_setup(lua_State *L)
 
 static void audit_before_lookup(lua_State *L)
 {
+    if (!atomic_load_explicit(&any_callback, memory_order_relaxed))
+        return; /* no state ever set a callback: nothing to look up on every lookup */
     int ty = lua_rawgetp(L, LUA_REGISTRYINDEX, &cb_key);
     lua_pop(L, 1);
-    lua_pushboolean(L, ty == LUA_TFUNCTION);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
-    if (ty == LUA_TFUNCTION)
+    /* active_key is true only between a before and an after with a callback (after_lookup
+     * resets it): without a callback nothing is written (this runs on every lookup) */
+    if (ty == LUA_TFUNCTION) {
+        lua_pushboolean(L, 1);
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &active_key);
         vks_audit_capture_begin();
+    }
 }
 
 /* The callback's deadline (this thread): a count hook raises inside the pcall once it passed. */
@@ -408,6 +418,8 @@ static void deliver_lines(lua_State *L, const char *s, size_t n, long timeout_ms
 
 static vks_status audit_after_lookup(lua_State *L, struct vks_err *err)
 {
+    if (!atomic_load_explicit(&any_callback, memory_order_relaxed))
+        return VKS_OK;
     lua_rawgetp(L, LUA_REGISTRYINDEX, &active_key);
     bool active = lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -448,6 +460,8 @@ static int l_set_audit_callback(lua_State *L)
     lua_settop(L, 1);
     if (lua_isnone(L, 1))
         lua_pushnil(L);
+    if (!lua_isnil(L, 1))
+        atomic_store(&any_callback, true);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &cb_key);
     return 0;
 }

@@ -721,11 +721,14 @@ static bool emit_async(const struct vks_audit_event *ev, const struct timespec *
 static vks_status emit_off(struct vks_err *err)
 {
     atomic_fetch_add(&A.unaudited, 1);
+    if (!atomic_load(&A.has_config_error) && !atomic_load(&A.required))
+        return VKS_OK; /* the common case: nothing to refuse, no lock taken */
     bool cfg_err = false;
     char msg[VKS_ERR_MSG_MAX] = "";
     if (audit_lock_until(audit_deadline())) {
         cfg_err = A.has_config_error;
-        snprintf(msg, sizeof msg, "%s", A.config_error);
+        if (cfg_err) /* formatted only when it will be used */
+            snprintf(msg, sizeof msg, "%s", A.config_error);
         pthread_mutex_unlock(&A.lock);
     }
     if (cfg_err && atomic_load(&A.on_failure) != VKS_AUDIT_ALLOW)
@@ -813,6 +816,12 @@ void vks_audit_callback_policy(long *timeout_ms, bool *must_fail)
 void vks_audit_note_timeout(void)
 {
     atomic_fetch_add(&A.timeouts, 1);
+}
+
+bool vks_audit_enabled(void)
+{
+    auto_configure();
+    return atomic_load(&A.enabled);
 }
 
 void vks_audit_get_stats(struct vks_audit_stats *out)

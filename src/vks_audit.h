@@ -165,6 +165,11 @@ vks_status vks_audit_configure(const struct vks_audit_config *cfg, struct vks_er
  */
 vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, struct vks_err *err);
 
+/* True when auditing is on (configuring from the environment on first use, as vks_audit_emit
+ * does). Lock-free: a caller may skip work that only an event would use (the resolver's latency
+ * clock); the answer may change right after. */
+bool vks_audit_enabled(void);
+
 /*
  * Lua callback sink support (per thread). vks_audit_capture_begin marks the calling thread: the
  * next event emitted from it is formatted synchronously (even in async mode) and its line kept;

@@ -72,7 +72,7 @@ struct audit_state {
     _Atomic(struct vks_audit_keys *) keys;
     struct vks_audit_keys *retired;
     char config_error[VKS_ERR_MSG_MAX];
-    bool has_config_error;
+    atomic_bool has_config_error; /* written under lock; read without it by unaudited lookups */
     char last_error[256];
     atomic_bool warned;             /* the allow-policy warning of this failure episode       */
     /* counters */

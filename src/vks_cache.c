@@ -7,6 +7,16 @@
  * ("linked") and by whoever is waiting on it or fetching for it (refs); dropping an entry wipes its
  * value at once and unlinks it, and the last reference frees the heap parts. Callbacks (fetch,
  * clone, free) always run with g.mu released.
+ *
+ * Hit path: a fresh value is served under one shard lock (by identity hash) without g.mu
+ * (fast_hit), so that hits on different keys from different threads do not serialise. Whatever
+ * fast_hit reads is written only with g.mu AND the entry's shard lock held: the bucket chains
+ * (link, unlink; grow and configure take every shard), has_value, value, meta, fetched_at,
+ * hint_ns. Lock order: g.mu, then shard locks (ascending), then the arena's lock. A fast hit does
+ * not move the entry in the LRU list (that needs g.mu): it stores last_used and sets `marked`;
+ * eviction takes marked entries into account (evict_one_locked). Everything else (misses,
+ * expiry, stale, negative answers, refresh-ahead, validator changes, a full arena) goes through
+ * g.mu as before.
  */
 #include "vks_cache.h"
 
@@ -48,7 +58,9 @@ struct entry {
     bool queued;                  /* on the refresh queue                         */
     unsigned refs;                /* waiters + fetchers + queue                   */
     struct meta_ref *meta;
-    int64_t fetched_at, hint_ns, last_used, neg_until, retry_after;
+    int64_t fetched_at, hint_ns, neg_until, retry_after;
+    _Atomic int64_t last_used;    /* time of the last hit (fast hits too)          */
+    atomic_bool marked;           /* hit on the fast path since last placed in LRU */
     vks_status last_status;       /* result of the last fetch                     */
     char *last_msg;               /* its message when it failed (no secrets)      */
     uint64_t gen;                 /* completed fetches                            */
@@ -81,6 +93,33 @@ static struct {
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static atomic_llong g_clock_offset;
+
+/* The hit path's locks (see the top of this file). g_fast: the cache is configured, caching is
+ * on and no fork reset is pending, so fast_hit may look. */
+#define NSHARDS 32
+struct shard {
+    _Alignas(64) pthread_mutex_t mu;
+    _Atomic uint64_t hits; /* fast hits: written under mu, read without it by get_stats */
+};
+#define SHARD_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
+#define SHARD_INIT4 SHARD_INIT, SHARD_INIT, SHARD_INIT, SHARD_INIT
+static struct shard shards[NSHARDS] = { SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4,
+                                        SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4 };
+static atomic_bool g_fast;
+
+static struct shard *shard_of(uint64_t h) { return &shards[h & (NSHARDS - 1)]; }
+
+static void shards_lock_all(void)
+{
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_lock(&shards[i].mu);
+}
+
+static void shards_unlock_all(void)
+{
+    for (int i = NSHARDS - 1; i >= 0; i--)
+        pthread_mutex_unlock(&shards[i].mu);
+}
 
 /* ------------------------------------------------------------------------------------------- */
 
@@ -118,8 +157,17 @@ static uint64_t hash_str(const char *s, size_t n)
 
 /* ---- fork handling ------------------------------------------------------------------------- */
 
-static void atfork_prepare(void) { pthread_mutex_lock(&g.mu); }
-static void atfork_parent(void) { pthread_mutex_unlock(&g.mu); }
+static void atfork_prepare(void)
+{
+    pthread_mutex_lock(&g.mu);
+    shards_lock_all();
+}
+
+static void atfork_parent(void)
+{
+    shards_unlock_all();
+    pthread_mutex_unlock(&g.mu);
+}
 
 static void init_conds(void)
 {
@@ -136,6 +184,9 @@ static void atfork_child(void)
     /* Only this thread exists now; the arena was wiped by the kernel (MADV_WIPEONFORK). The index
      * is forgotten at the next call (fork_reset); the refresh thread does not exist here. */
     pthread_mutex_init(&g.mu, NULL);
+    for (int i = 0; i < NSHARDS; i++)
+        pthread_mutex_init(&shards[i].mu, NULL);
+    atomic_store(&g_fast, false);
     init_conds();
     g.thr_running = false;
     g.thr_stop = false;
@@ -146,6 +197,11 @@ static void once_init(void)
 {
     init_conds();
     g.lru.next = g.lru.prev = &g.lru;
+    /* fork handlers: prepare handlers run in the reverse order of registration, and a lookup
+     * holding a cache lock takes the arena's (cache -> secmem). The arena registers its own
+     * first (its status call does), so that before fork the cache's locks are taken first. */
+    struct vks_secmem_status ms;
+    vks_secmem_get_status(&ms);
     pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 }
 
@@ -219,6 +275,7 @@ static size_t derived_capacity(void)
 
 static void apply_config_locked(const struct vks_cache_config *c)
 {
+    shards_lock_all(); /* fast_hit reads ttl_ns and refresh_fraction */
     g.cfg = *c;
     g.ttl_ns = (int64_t)(c->ttl_s * NS_PER_S);
     g.max_stale_ns = (int64_t)(c->max_stale_s * NS_PER_S);
@@ -226,6 +283,7 @@ static void apply_config_locked(const struct vks_cache_config *c)
     g.capacity = c->capacity ? c->capacity : derived_capacity();
     g.st.capacity = g.capacity;
     g.configured = true;
+    shards_unlock_all();
 }
 
 /* Called with g.mu held: loads defaults + environment the first time. */
@@ -287,16 +345,23 @@ static void withhold_value_locked(struct entry *e)
         return;
     g.value_bytes -= e->value.cap;
     g.nvalues--;
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
     vks_secret_free(&e->value);
     e->has_value = false;
+    pthread_mutex_unlock(&s->mu);
 }
 
 /* Wipes the value and forgets its metadata (also metadata remembered after a refusal). */
 static void wipe_value_locked(struct entry *e)
 {
     withhold_value_locked(e);
-    meta_unref(e->meta);
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
+    struct meta_ref *m = e->meta;
     e->meta = NULL;
+    pthread_mutex_unlock(&s->mu);
+    meta_unref(m);
 }
 
 static void set_msg(struct entry *e, const char *msg)
@@ -336,6 +401,7 @@ static void lru_unlink(struct entry *e)
 
 static void lru_push_front(struct entry *e)
 {
+    atomic_store_explicit(&e->marked, false, memory_order_relaxed);
     e->next = g.lru.next;
     e->prev = &g.lru;
     g.lru.next->prev = e;
@@ -366,11 +432,14 @@ static void drop_locked(struct entry *e, struct entry **dead)
 {
     wipe_value_locked(e);
     if (e->linked) {
+        struct shard *s = shard_of(e->hash);
+        pthread_mutex_lock(&s->mu);
         struct entry **pp = &g.buckets[e->hash & (g.nbuckets - 1)];
         while (*pp != e)
             pp = &(*pp)->hnext;
         *pp = e->hnext;
         e->hnext = NULL;
+        pthread_mutex_unlock(&s->mu);
         lru_unlink(e);
         e->linked = false;
         g.count--;
@@ -390,16 +459,45 @@ static void unref_locked(struct entry *e, struct entry **dead)
     }
 }
 
+/*
+ * Drops the least recently used idle entry (not `keep`). Fast hits mark entries instead of moving
+ * them, so the list is in order of the last slow-path use: walking from the least recent end, the
+ * marked entries met before the first unmarked idle one may have been used less recently than it
+ * (their last_used says); the victim is the idle entry with the oldest last_used among those, and
+ * the marked survivors move to the front, most recent first.
+ */
+#define EVICT_SCAN 64
+
 static bool evict_one_locked(const struct entry *keep, struct entry **dead)
 {
-    for (struct entry *e = g.lru.prev; e != &g.lru; e = e->prev) {
+    struct entry *seen[EVICT_SCAN], *victim = NULL;
+    int n = 0;
+    for (struct entry *e = g.lru.prev; e != &g.lru && n < EVICT_SCAN; e = e->prev) {
         if (e == keep || e->refs > 0 || e->fetching)
             continue;
-        drop_locked(e, dead);
-        g.st.evictions++;
-        return true;
+        if (victim == NULL || e->last_used < victim->last_used)
+            victim = e;
+        if (!atomic_load_explicit(&e->marked, memory_order_relaxed))
+            break;
+        seen[n++] = e;
     }
-    return false;
+    if (victim == NULL)
+        return false;
+    /* survivors to the front in order of last use (insertion sort: n is small) */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && seen[j - 1]->last_used > seen[j]->last_used; j--) {
+            struct entry *t = seen[j];
+            seen[j] = seen[j - 1];
+            seen[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++)
+        if (seen[i] != victim) {
+            lru_unlink(seen[i]);
+            lru_push_front(seen[i]);
+        }
+    drop_locked(victim, dead);
+    g.st.evictions++;
+    return true;
 }
 
 static void grow_locked(void)
@@ -408,6 +506,7 @@ static void grow_locked(void)
     struct entry **b = calloc(nb, sizeof *b);
     if (b == NULL)
         return; /* keep the old table: longer chains, still correct */
+    shards_lock_all();
     for (size_t i = 0; i < g.nbuckets; i++) {
         struct entry *e = g.buckets[i];
         while (e) {
@@ -420,6 +519,7 @@ static void grow_locked(void)
     free(g.buckets);
     g.buckets = b;
     g.nbuckets = nb;
+    shards_unlock_all();
 }
 
 static struct entry *new_entry_locked(uint64_t h, const char *identity, const char *validator,
@@ -445,8 +545,11 @@ static struct entry *new_entry_locked(uint64_t h, const char *identity, const ch
     e->hash = h;
     e->last_status = VKS_OK;
     size_t b = h & (g.nbuckets - 1);
+    struct shard *s = shard_of(h);
+    pthread_mutex_lock(&s->mu);
     e->hnext = g.buckets[b];
     g.buckets[b] = e;
+    pthread_mutex_unlock(&s->mu);
     lru_push_front(e);
     e->linked = true;
     g.count++;
@@ -514,6 +617,7 @@ static void fork_reset_locked(void)
     if (!g.fork_reset)
         return;
     g.fork_reset = false;
+    shards_lock_all();
     for (size_t i = 0; i < g.nbuckets; i++) {
         struct entry *e = g.buckets[i];
         while (e) {
@@ -537,6 +641,7 @@ static void fork_reset_locked(void)
     g.lru.next = g.lru.prev = &g.lru;
     g.qhead = g.qtail = NULL;
     g.count = g.nvalues = g.value_bytes = 0;
+    shards_unlock_all();
 }
 
 /* ---- refresh thread ------------------------------------------------------------------------ */
@@ -566,11 +671,14 @@ static void note_fetch_locked(struct entry *e, const struct vks_cache_fetch *fr,
                               struct meta_ref *meta, int64_t now)
 {
     wipe_value_locked(e);
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu); /* fast_hit reads these */
     e->meta = meta;
     e->fetched_at = now;
     e->hint_ns = fr->ttl_hint_s > 0 ? (int64_t)(fr->ttl_hint_s * NS_PER_S) : 0;
     if (e->hint_ns == 0 && fr->ttl_hint_s > 0)
         e->hint_ns = 1;
+    pthread_mutex_unlock(&s->mu);
     e->neg_until = 0;
     e->retry_after = 0;
     e->last_status = VKS_OK;
@@ -581,9 +689,12 @@ static void install_locked(struct entry *e, struct vks_cache_fetch *fr, struct m
                            int64_t now)
 {
     note_fetch_locked(e, fr, meta, now);
+    struct shard *s = shard_of(e->hash);
+    pthread_mutex_lock(&s->mu);
     e->value = fr->value;
     fr->value = VKS_SECRET_EMPTY;
     e->has_value = true;
+    pthread_mutex_unlock(&s->mu);
     g.nvalues++;
     g.value_bytes += e->value.cap;
 }
@@ -1243,11 +1354,64 @@ static vks_status check_configured_locked(struct vks_cache_info *info, struct vk
 {
     fork_reset_locked();
     ensure_configured_locked();
-    if (g.config_status == VKS_OK)
+    if (g.config_status == VKS_OK) {
+        atomic_store_explicit(&g_fast, g.ttl_ns > 0, memory_order_release);
         return VKS_OK;
+    }
     info->outcome = VKS_CACHE_ERROR;
     info->fetch_status = vks_err_set(err, g.config_status, "%s", g.config_msg);
     return g.config_status;
+}
+
+/*
+ * The common case without g.mu: a fresh value (not yet due for refresh-ahead) under its shard
+ * lock. Returns false, having changed nothing, whenever anything else may apply (no entry, no
+ * value, another validator, expired or refresh due, no arena slot for the copy): the caller then
+ * takes the full path under g.mu.
+ */
+static bool fast_hit(uint64_t h, const char *identity, const char *validator, vks_secret *out,
+                     struct vks_cache_info *info)
+{
+    if (!atomic_load_explicit(&g_fast, memory_order_acquire))
+        return false;
+    struct shard *s = shard_of(h);
+    bool hit = false;
+    pthread_mutex_lock(&s->mu);
+    struct entry *e = find_locked(h, identity);
+    if (e != NULL && e->has_value && same_validator(validator, e->validator)) {
+        int64_t now = now_ns(), ttl = eff_ttl(e);
+        bool fresh = now < e->fetched_at + ttl;
+        bool refresh = g.cfg.refresh_fraction < 1.0 &&
+                       now >= e->fetched_at + (int64_t)((double)ttl * g.cfg.refresh_fraction);
+        bool copied = false;
+        if (fresh && !refresh) {
+            if (out->data != NULL && out->cap >= e->value.len) {
+                /* the caller's own slot (vks_cache_get_hashed): no allocation */
+                memcpy(out->data, e->value.data, e->value.len);
+                out->len = e->value.len;
+                copied = true;
+            } else {
+                vks_secret_free(out);
+                copied = vks_secret_dup(e->value.data, e->value.len, out, NULL) == VKS_OK;
+            }
+        }
+        if (copied) {
+            info->outcome = VKS_CACHE_HIT;
+            info->age_s = (double)(now - e->fetched_at) / NS_PER_S;
+            info_set_meta(info, e->meta);
+            /* written only when it changes by 50 us or more: threads hitting the same entry
+             * would otherwise bounce its cache line on every hit */
+            if (now - atomic_load_explicit(&e->last_used, memory_order_relaxed) >= 50000)
+                atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
+            if (!atomic_load_explicit(&e->marked, memory_order_relaxed))
+                atomic_store_explicit(&e->marked, true, memory_order_relaxed);
+            atomic_store_explicit(&s->hits, atomic_load_explicit(&s->hits, memory_order_relaxed) + 1,
+                                  memory_order_relaxed); /* under s->mu: no read-modify-write needed */
+            hit = true;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return hit;
 }
 
 /* Steps 1-3 for identity (hash h). Entered with g.mu held; returns with it released. Every value
@@ -1281,9 +1445,25 @@ static vks_status lookup_locked(uint64_t h, const char *identity, const char *va
     return rc;
 }
 
+uint64_t vks_cache_identity_hash(const char *identity, size_t len)
+{
+    return hash_str(identity, len);
+}
+
 vks_status vks_cache_get(const char *identity, const char *validator,
                          const struct vks_cache_source_ops *ops, void *source,
                          vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    if (out != NULL)
+        *out = VKS_SECRET_EMPTY; /* (uninitialised on entry) */
+    size_t len = identity != NULL ? strlen(identity) : 0;
+    return vks_cache_get_hashed(identity, len, identity != NULL ? hash_str(identity, len) : 0, validator, ops,
+                                source, out, info, err);
+}
+
+vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
 {
     struct vks_cache_info dummy;
     if (info == NULL)
@@ -1291,23 +1471,30 @@ vks_status vks_cache_get(const char *identity, const char *validator,
     memset(info, 0, sizeof *info);
     if (out == NULL)
         return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no output secret");
-    *out = VKS_SECRET_EMPTY;
-    if (identity == NULL || identity[0] == '\0' || strlen(identity) > IDENTITY_MAX)
+    if (identity == NULL || identity[0] == '\0' || len > IDENTITY_MAX || ops == NULL || ops->fetch == NULL) {
+        vks_secret_free(out);
+        if (ops == NULL || ops->fetch == NULL)
+            return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no fetch callback");
         return vks_err_set(err, VKS_E_INVALID_ARG, "cache: identity must be 1..%d bytes", IDENTITY_MAX);
-    if (ops == NULL || ops->fetch == NULL)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: no fetch callback");
+    }
 
     pthread_once(&g_once, once_init);
-    uint64_t h = hash_str(identity, strlen(identity));
-    vks_status rc;
-    pthread_mutex_lock(&g.mu);
-    if ((rc = check_configured_locked(info, err)) != VKS_OK) {
-        pthread_mutex_unlock(&g.mu);
-    } else if (g.ttl_ns <= 0) {
-        pthread_mutex_unlock(&g.mu);
-        rc = bypass(ops, source, out, info, err);
+    vks_status rc = VKS_OK;
+    if (fast_hit(h, identity, validator, out, info)) {
+        /* served under the shard lock alone; judged for this caller like any HIT (step 2b) */
+        if (ops->admit != NULL)
+            rc = admit_served(h, identity, ops, source, out, info, err);
     } else {
-        rc = lookup_locked(h, identity, validator, ops, source, out, info, err);
+        vks_secret_free(out); /* a caller's slot is only reused by fast_hit */
+        pthread_mutex_lock(&g.mu);
+        if ((rc = check_configured_locked(info, err)) != VKS_OK) {
+            pthread_mutex_unlock(&g.mu);
+        } else if (g.ttl_ns <= 0) {
+            pthread_mutex_unlock(&g.mu);
+            rc = bypass(ops, source, out, info, err);
+        } else {
+            rc = lookup_locked(h, identity, validator, ops, source, out, info, err);
+        }
     }
     if (info == &dummy)
         vks_cache_info_release(info);
@@ -1336,6 +1523,7 @@ vks_status vks_cache_configure(const struct vks_cache_config *cfg, struct vks_er
     fork_reset_locked();
     apply_config_locked(cfg);
     g.config_status = VKS_OK;
+    atomic_store(&g_fast, g.ttl_ns > 0);
     while (g.count > g.capacity && evict_one_locked(NULL, &dead))
         ;
     pthread_mutex_unlock(&g.mu);
@@ -1390,6 +1578,8 @@ void vks_cache_get_stats(struct vks_cache_stats *out)
     fork_reset_locked();
     ensure_configured_locked();
     *out = g.st;
+    for (int i = 0; i < NSHARDS; i++)
+        out->hits += atomic_load_explicit(&shards[i].hits, memory_order_relaxed);
     out->entries = g.count;
     out->values = g.nvalues;
     out->value_bytes = g.value_bytes;
@@ -1416,6 +1606,7 @@ void vks_cache_shutdown(void)
 {
     pthread_once(&g_once, once_init);
     pthread_mutex_lock(&g.mu);
+    atomic_store(&g_fast, false);
     if (g.thr_running) {
         g.thr_stop = true;
         pthread_cond_broadcast(&g.work);
@@ -1436,9 +1627,13 @@ void vks_cache_shutdown(void)
     g.qtail = NULL;
     while (g.lru.next != &g.lru)
         drop_locked(g.lru.next, &dead);
+    shards_lock_all();
     free(g.buckets);
     g.buckets = NULL;
     g.nbuckets = 0;
+    for (int i = 0; i < NSHARDS; i++)
+        atomic_store(&shards[i].hits, 0);
+    shards_unlock_all();
     g.configured = false;
     g.config_status = VKS_OK;
     memset(&g.st, 0, sizeof g.st);

@@ -31,9 +31,11 @@
  * only the metadata (no secret) until it would have expired, so later callers are judged against
  * it without a fetch: refused ones at once (outcome NEGATIVE), admitted ones fetch (MISS).
  *
- * Locks: one internal mutex guards the index; it is never held while a fetch callback, a source
- * clone/free callback, or anything of the caller runs. Callbacks may therefore block, take their
- * own locks and call back into the cache (but see "fetch" below).
+ * Locks: one internal mutex guards the index; a fresh hit takes only one of 32 shard locks
+ * (by identity hash), so hits on different keys from different threads do not serialise. No lock
+ * is held while a fetch callback, a source clone/free callback, an admit callback, or anything of
+ * the caller runs. Callbacks may therefore block, take their own locks and call back into the
+ * cache (but see "fetch" below).
  *
  * Fork: a child process forgets every entry at its next call (the arena is wiped on fork); the
  * refresh thread is not running in a child until an entry is cached there again.
@@ -194,6 +196,15 @@ bool vks_cache_status_is_transient(vks_status s);
 vks_status vks_cache_get(const char *identity, const char *validator,
                          const struct vks_cache_source_ops *ops, void *source,
                          vks_secret *out, struct vks_cache_info *info, struct vks_err *err);
+
+/* vks_cache_get for a caller that keeps an identity and looks it up often: its length and
+ * vks_cache_identity_hash are passed instead of computed on every lookup. Same contract, except
+ * that *out must be initialised: an arena slot of the caller in it (len 0, contents wiped) is
+ * reused for the copy when it is large enough, and freed otherwise; VKS_SECRET_EMPTY is fine. */
+uint64_t vks_cache_identity_hash(const char *identity, size_t len);
+vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t hash, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err);
 
 /* Drops the metadata reference held by info (idempotent; a zeroed info is fine). */
 void vks_cache_info_release(struct vks_cache_info *info);

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,20 @@ struct runtime {
     struct vks_err vault_err;
     struct vks_keyring *keyring;/* NULL when it could not be loaded: keyring_err says why */
     struct vks_err keyring_err;
+    char *vault_addr_shown;     /* cfg.vault.address redacted (vks_redact_url) once, for audit */
     unsigned long born_gen;     /* vks_fork_generation() when built                          */
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct runtime *rt_current;
 static unsigned long rt_generation; /* guarded by rt_lock */
+static _Atomic unsigned long rt_generation_now; /* rt_current's gen (0: none), for lock-free readers */
+
+unsigned long vks_resolver_generation(void)
+{
+    return atomic_load_explicit(&rt_generation_now, memory_order_acquire);
+}
+
 static pthread_once_t rt_atfork_once = PTHREAD_ONCE_INIT;
 
 /* fork: rt_lock is never inherited locked (a child would hang on its first lookup). It is not
@@ -63,6 +72,7 @@ static void runtime_free(struct runtime *rt)
     vks_vault_free(rt->vault);
     vks_keyring_free(rt->keyring);
     vks_config_clear(&rt->cfg);
+    free(rt->vault_addr_shown);
     free(rt);
 }
 
@@ -85,6 +95,16 @@ static vks_status runtime_build(const struct vks_config *cfg, bool strict, struc
     }
     vks_err_clear(&rt->vault_err);
     vks_err_clear(&rt->keyring_err);
+    if (rt->cfg.vault.address != NULL) {
+        /* every audit event shows it: redacted once here rather than on every lookup */
+        const char *a = rt->cfg.vault.address;
+        size_t n = vks_redact_url(a, strlen(a), NULL, 0) + 1;
+        if ((rt->vault_addr_shown = malloc(n)) == NULL) {
+            runtime_free(rt);
+            return vks_err_set(err, VKS_E_NOMEM, "out of memory building the runtime");
+        }
+        vks_redact_url(a, strlen(a), rt->vault_addr_shown, n);
+    }
     rt->born_gen = vks_fork_generation();
     st = vks_vault_new(&rt->cfg.vault, &rt->vault, &rt->vault_err);
     if (st != VKS_OK) {
@@ -135,6 +155,7 @@ static vks_status runtime_acquire(struct runtime **out, struct vks_err *err)
         }
         rt->gen = ++rt_generation;
         rt_current = rt;
+        atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
         vks_fork_set_mode(rt->cfg.fork_mode);
     }
     rt_current->refs++;
@@ -195,6 +216,7 @@ bool vks_resolver_commit(struct vks_resolver_prep *p)
     struct runtime *old = rt_current;
     rt->gen = ++rt_generation;
     rt_current = rt;
+    atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
     vks_fork_set_mode(rt->cfg.fork_mode); /* applied with the rest, never by a failed setup */
@@ -246,6 +268,7 @@ void vks_resolver_shutdown(void)
     pthread_mutex_lock(&rt_lock);
     struct runtime *old = rt_current;
     rt_current = NULL;
+    atomic_store_explicit(&rt_generation_now, 0, memory_order_release);
     bool last = old != NULL && --old->refs == 0;
     pthread_mutex_unlock(&rt_lock);
     if (last)
@@ -374,7 +397,8 @@ static vks_status identity_of(const struct runtime *rt, const struct vks_keysour
     return VKS_OK;
 }
 
-vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+vks_status vks_resolver_identity_gen(const struct vks_keysource *ks, char *buf, size_t n,
+                                     unsigned long *gen, struct vks_err *err)
 {
     if (ks == NULL || buf == NULL || n == 0)
         return vks_err_set(err, VKS_E_INVALID_ARG, "identity: bad arguments");
@@ -383,8 +407,15 @@ vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size
     if (st != VKS_OK)
         return st;
     st = identity_of(rt, ks, buf, n, err);
+    if (gen != NULL)
+        *gen = rt->gen;
     runtime_release(rt);
     return st;
+}
+
+vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n, struct vks_err *err)
+{
+    return vks_resolver_identity_gen(ks, buf, n, NULL, err);
 }
 
 /* ------------------------------------------------------------------ sources */
@@ -687,13 +718,17 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         info = &dummy;
     memset(info, 0, sizeof *info);
     info->outcome = "none";
+    vks_secret keep = req->reuse_out ? *out : VKS_SECRET_EMPTY; /* the caller's slot, if any */
     *out = VKS_SECRET_EMPTY;
-    uint64_t t0 = now_ns();
+    /* the latency is for the audit event only: no clock read when auditing is off */
+    uint64_t t0 = vks_audit_enabled() ? now_ns() : 0;
 
     const struct vks_keysource *ks = req->ks;
     struct runtime *rt = NULL;
-    struct fetched f;
-    memset(&f, 0, sizeof f);
+    struct fetched f; /* zeroed only where it is produced: a cache hit does not pay for it */
+    f.value = VKS_SECRET_EMPTY;
+    f.custom_metadata_json = NULL;
+    f.http_status = 0;
     struct vks_cache_info ci;
     memset(&ci, 0, sizeof ci);
     vks_status st;
@@ -716,11 +751,22 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             goto done;
         }
         char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
-        if ((st = identity_of(rt, ks, identity, sizeof identity, err)) != VKS_OK)
-            goto done;
         /* restrictions are checked by cache_admit on every lookup, cache hits included */
-        struct vsource src = { .rt = rt, .ks = ks, .ctx = req->ctx };
-        st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
+        struct vsource src; /* `own` is only used by clones */
+        src.rt = rt;
+        src.ks = ks;
+        src.ctx = req->ctx;
+        if (req->identity != NULL && req->identity_gen == rt->gen) {
+            /* the front end's copy, built for this ks under this runtime, with its hash */
+            *out = keep;
+            keep = VKS_SECRET_EMPTY;
+            st = vks_cache_get_hashed(req->identity, req->identity_len, req->identity_hash, NULL, &cache_ops,
+                                      &src, out, &ci, err);
+        } else if ((st = identity_of(rt, ks, identity, sizeof identity, err)) == VKS_OK) {
+            st = vks_cache_get(identity, NULL, &cache_ops, &src, out, &ci, err);
+        } else {
+            goto done;
+        }
         info->outcome = vks_cache_outcome_name(ci.outcome);
         info->cached = ci.outcome == VKS_CACHE_HIT || ci.outcome == VKS_CACHE_STALE ||
                        ci.outcome == VKS_CACHE_NEGATIVE;
@@ -731,6 +777,7 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->encrypted = ci.meta->encrypted;
         }
     } else {
+        memset(&f, 0, sizeof f);
         st = produce(rt, ks, req->event, &f, err);
         info->outcome = st == VKS_OK ? "miss" : "error";
         if (st == VKS_OK) {
@@ -757,9 +804,12 @@ done:
             const char *addr = ks->kind == VKS_KS_VAULT ? (ks->address != NULL ? ks->address
                                                                                : rt != NULL ? rt->cfg.vault.address : NULL)
                                                       : NULL;
-            if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
+            if (addr != NULL && rt != NULL && addr == rt->cfg.vault.address && rt->vault_addr_shown != NULL)
+                ev.vault_addr = rt->vault_addr_shown; /* redacted when the runtime was built */
+            else if (addr != NULL) /* addresses with credentials are refused on entry; never print one */
                 vks_redact_url(addr, strlen(addr), addr_shown, sizeof addr_shown);
-            ev.vault_addr = addr != NULL ? addr_shown : NULL;
+            if (addr != NULL && ev.vault_addr == NULL)
+                ev.vault_addr = addr_shown;
             ev.namespace_ = ks->namespace_ != NULL ? ks->namespace_ : rt != NULL && ks->kind == VKS_KS_VAULT ? rt->cfg.vault.namespace_ : NULL;
             ev.mount = ks->mount;
             ev.path = ks->path;
@@ -786,7 +836,7 @@ done:
             ev.value = out->data;
             ev.value_len = out->len;
         }
-        ev.latency_ns = now_ns() - t0;
+        ev.latency_ns = t0 != 0 ? now_ns() - t0 : 0;
         struct vks_err ae;
         vks_err_clear(&ae);
         /* a lookup that failed keeps its own code (the more useful one); a value is withheld */
@@ -803,7 +853,9 @@ done:
         }
     }
     vks_cache_info_release(&ci);
-    fetched_clear(&f);
+    vks_secret_free(&keep);
+    vks_secret_free(&f.value);
+    free(f.custom_metadata_json);
     runtime_release(rt);
     return st;
 }

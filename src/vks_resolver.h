@@ -63,6 +63,18 @@ struct vks_resolve_req {
                                          audited and returned                                   */
     const struct vks_ctx *ctx;        /* may be NULL                                            */
     struct vks_event_result *event;   /* EVENT keysources                                       */
+    /* optional, VAULT only: the cache identity of exactly this ks as vks_resolver_identity_gen
+     * returned it, with its generation. Used when that generation is still the runtime's
+     * (saves building the identity, and the token fingerprint, on every lookup); otherwise
+     * ignored and the identity is built again. NULL: always built.                          */
+    const char *identity;
+    unsigned long identity_gen;
+    size_t identity_len;              /* with identity: strlen(identity) and                    */
+    uint64_t identity_hash;           /* vks_cache_identity_hash(identity, identity_len)        */
+    bool reuse_out;                   /* *out holds the caller's own arena slot (len 0, wiped)
+                                         or is empty: a cache hit may copy into it instead of
+                                         allocating; it is freed when not used. false: *out is
+                                         overwritten (uninitialised is fine)                    */
 };
 
 /* Facts about a lookup, for the front end (no secret). */
@@ -117,6 +129,15 @@ vks_status vks_resolver_get_config(struct vks_config *out, struct vks_err *err);
  */
 vks_status vks_resolver_identity(const struct vks_keysource *ks, char *buf, size_t n,
                                  struct vks_err *err);
+
+/* vks_resolver_identity, and the generation of the runtime it was built under (for
+ * vks_resolve_req.identity: a front end may keep both with its parsed keysource). */
+vks_status vks_resolver_identity_gen(const struct vks_keysource *ks, char *buf, size_t n,
+                                     unsigned long *gen, struct vks_err *err);
+
+/* The generation of the runtime in force (0 before the first one is built): a lock-free read, so
+ * that a front end can tell whether an identity it kept is still current. */
+unsigned long vks_resolver_generation(void);
 
 /* Releases the runtime (tests and exit). Not concurrent with lookups. */
 void vks_resolver_shutdown(void);

@@ -9,7 +9,16 @@
  * (16 << c bytes, c = 0..8, i.e. 16..4096) and split into equal slots. A unit whose last slot is
  * freed goes back to the free-unit stack, so classes share the region without fragmenting it for
  * good. All metadata (class of each unit, free-slot bitmaps, partial-unit lists) lives in ordinary
- * heap memory: the region holds nothing but secret bytes. Every operation is O(1) under one mutex.
+ * heap memory: the region holds nothing but secret bytes. Every operation is O(1).
+ *
+ * Locks: a carved unit belongs to one of NLANES lanes (its own partial lists and counters under
+ * the lane's mutex); a thread allocates from its lane (threads are spread over the lanes) and a
+ * slot is freed under the lane of its unit, so that threads allocating and freeing at the same
+ * time (every cache hit does both) do not share a lock or a cache line. g_lock guards the rest
+ * (mapping, free-unit stack, flags). Carving a unit, a full lane, initialisation, fork and every
+ * status call take every lane then g_lock (lock_arena); freeing the last slot of a unit takes its
+ * lane then g_lock. g_ready (initialised, open, not refused, no fork pending) is written with
+ * every lock held, so a lane holder may trust it.
  *
  * Invariant: every slot that is not handed out is all zeros (fresh pages are zero, and a slot is
  * wiped on free), so allocation needs no memset.
@@ -48,6 +57,14 @@ struct unit {
     uint32_t next, prev;                   /* partial list of the class, or the free-unit stack */
     uint16_t used;
     uint8_t cls;                           /* FREE_UNIT when not carved                        */
+    _Atomic unsigned char lane;            /* owner lane while carved (read before its lock)   */
+};
+
+#define NLANES 8
+struct lane {
+    _Alignas(64) pthread_mutex_t mu;
+    uint32_t partial[NCLASSES];            /* this lane's units with a free slot, per class    */
+    _Atomic size_t in_use, slots_in_use;   /* written under mu; summed without it by status */
 };
 
 static struct arena {
@@ -60,13 +77,17 @@ static struct arena {
     unsigned char *data;   /* start of the data region                   */
     size_t capacity;       /* bytes of data (multiple of UNIT_SIZE)      */
     uint32_t nunits, bump, free_units;
-    uint32_t partial[NCLASSES];
     struct unit *units;
-    size_t in_use, slots_in_use;
     unsigned long alloc_failures;
 } g;
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+#define LANE_INIT { PTHREAD_MUTEX_INITIALIZER, { 0 }, 0, 0 }
+static struct lane lanes[NLANES] = { LANE_INIT, LANE_INIT, LANE_INIT, LANE_INIT,
+                                     LANE_INIT, LANE_INIT, LANE_INIT, LANE_INIT };
+static atomic_bool g_ready;
+static atomic_uint g_lane_next;
+static _Thread_local int t_lane = -1;
 static size_t g_scratch_open, g_scratch_locked;
 static unsigned long g_scratch_lock_failures;
 static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
@@ -250,6 +271,40 @@ static void warn_degraded(void)
             g.locked ? "" : ", mlock failed: ", g.locked ? "" : strerror(g_lock_errno));
 }
 
+/* With every lock held: the lanes forget their units (the mapping is new or gone). */
+static void reset_lanes(void)
+{
+    for (int l = 0; l < NLANES; l++) {
+        for (unsigned c = 0; c < NCLASSES; c++)
+            lanes[l].partial[c] = NONE;
+        atomic_store(&lanes[l].in_use, 0);
+        atomic_store(&lanes[l].slots_in_use, 0);
+    }
+}
+
+/* l->mu held: no read-modify-write needed, the atomics are for readers without the lock */
+static void lane_count(struct lane *l, ptrdiff_t bytes, ptrdiff_t slots)
+{
+    atomic_store_explicit(&l->in_use, atomic_load_explicit(&l->in_use, memory_order_relaxed) + (size_t)bytes,
+                          memory_order_relaxed);
+    atomic_store_explicit(&l->slots_in_use,
+                          atomic_load_explicit(&l->slots_in_use, memory_order_relaxed) + (size_t)slots,
+                          memory_order_relaxed);
+}
+
+static void lane_sums(size_t *in_use, size_t *slots)
+{
+    size_t a = 0, b = 0;
+    for (int l = 0; l < NLANES; l++) {
+        a += atomic_load_explicit(&lanes[l].in_use, memory_order_relaxed);
+        b += atomic_load_explicit(&lanes[l].slots_in_use, memory_order_relaxed);
+    }
+    if (in_use)
+        *in_use = a;
+    if (slots)
+        *slots = b;
+}
+
 static void free_metadata(void)
 {
     free(g.units);
@@ -284,8 +339,7 @@ static vks_status map_arena(size_t cap, struct vks_err *err)
     g.units = units;
     g.nunits = nunits;
     g.free_units = NONE;
-    for (unsigned c = 0; c < NCLASSES; c++)
-        g.partial[c] = NONE;
+    reset_lanes();
     for (uint32_t i = 0; i < nunits; i++)
         units[i].cls = FREE_UNIT;
     g.guard_pages = true; /* the mapping was made PROT_NONE; only the data was opened */
@@ -317,19 +371,41 @@ static void unmap_arena(void)
     munmap(g.map, g.map_len);
     free_metadata();
     memset(&g, 0, sizeof g);
+    reset_lanes();
+    atomic_store(&g_ready, false);
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* fork                                                                                           */
 
+static void lock_all(void)
+{
+    for (int l = 0; l < NLANES; l++)
+        pthread_mutex_lock(&lanes[l].mu);
+    pthread_mutex_lock(&g_lock);
+}
+
+static void unlock_arena(void)
+{
+    pthread_mutex_unlock(&g_lock);
+    for (int l = NLANES - 1; l >= 0; l--)
+        pthread_mutex_unlock(&lanes[l].mu);
+}
+
+/* With every lock held: whether lane holders may allocate and free on their own. */
+static void update_ready(void)
+{
+    atomic_store(&g_ready, g.init && !g.closed && !g.refused && !g_fork_pending);
+}
+
 static void atfork_prepare(void)
 {
-    pthread_mutex_lock(&g_lock);
+    lock_all();
 }
 
 static void atfork_parent(void)
 {
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
 }
 
 /* In the child: the region reads zeros (WIPEONFORK) or is wiped here; locks are not inherited. */
@@ -343,12 +419,13 @@ static void child_after_fork(void)
     }
     g.pid = getpid();
     atomic_fetch_add(&g_generation, 1);
+    update_ready();
 }
 
 static void atfork_child(void)
 {
     child_after_fork();
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
 }
 
 static void register_atfork(void)
@@ -367,13 +444,21 @@ static void check_fork_locked(bool check_pid)
         g_fork_pending = 0;
         try_lock();
         g.refused = g.require_locked && !g.locked;
+        update_ready();
     }
 }
 
 static void lock_arena(void)
 {
     pthread_once(&g_atfork_once, register_atfork);
-    pthread_mutex_lock(&g_lock);
+    lock_all();
+}
+
+static struct lane *my_lane(void)
+{
+    if (t_lane < 0)
+        t_lane = (int)(atomic_fetch_add_explicit(&g_lane_next, 1, memory_order_relaxed) % NLANES);
+    return &lanes[t_lane];
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -399,10 +484,12 @@ static vks_status init_locked(const struct vks_secmem_config *cfg, struct vks_er
         return vks_err_set(err, VKS_E_LOCKED_MEMORY, "secret memory is closed (library unloading)");
     check_fork_locked(true);
     if (g.init && cap != g.capacity) {
-        if (g.slots_in_use > 0)
+        size_t live;
+        lane_sums(NULL, &live);
+        if (live > 0)
             return vks_err_set(err, VKS_E_CONFIG,
                                "locked_bytes cannot change from %zu to %zu while %zu secrets are live", g.capacity,
-                               cap, g.slots_in_use);
+                               cap, live);
         unmap_arena();
     }
     if (!g.init && (st = map_arena(cap, err)) != VKS_OK)
@@ -410,6 +497,7 @@ static vks_status init_locked(const struct vks_secmem_config *cfg, struct vks_er
     try_lock();
     g.require_locked = require;
     g.refused = require && !g.locked;
+    update_ready();
     if (g.refused)
         return refused_error(err);
     warn_degraded();
@@ -420,14 +508,22 @@ vks_status vks_secmem_init(const struct vks_secmem_config *cfg, struct vks_err *
 {
     lock_arena();
     vks_status st = init_locked(cfg, err);
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
     return st;
 }
 
 void vks_secmem_get_status(struct vks_secmem_status *out)
 {
-    lock_arena();
-    check_fork_locked(true);
+    /* g_lock alone is enough to read (every writer of these holds it), unless a fork has to be
+     * noticed first, which takes every lock (vks.stats() calls this: it stays cheap) */
+    pthread_once(&g_atfork_once, register_atfork);
+    pthread_mutex_lock(&g_lock);
+    bool all = g.init && (g_fork_pending || g.pid != getpid());
+    if (all) {
+        pthread_mutex_unlock(&g_lock);
+        lock_arena();
+        check_fork_locked(true);
+    }
     memset(out, 0, sizeof *out);
     out->initialised = g.init && !g.closed;
     out->locked = g.init && g.locked;
@@ -436,13 +532,15 @@ void vks_secmem_get_status(struct vks_secmem_status *out)
     out->wipe_on_fork = g.init && g.wipe_on_fork;
     out->require_locked = g.require_locked;
     out->capacity = g.capacity;
-    out->in_use = g.in_use;
-    out->slots_in_use = g.slots_in_use;
+    lane_sums(&out->in_use, &out->slots_in_use);
     out->alloc_failures = g.alloc_failures;
     out->scratch_open = g_scratch_open;
     out->scratch_locked_bytes = g_scratch_locked;
     out->scratch_lock_failures = g_scratch_lock_failures;
-    pthread_mutex_unlock(&g_lock);
+    if (all)
+        unlock_arena();
+    else
+        pthread_mutex_unlock(&g_lock);
 }
 
 unsigned long vks_secmem_generation(void)
@@ -458,7 +556,7 @@ bool vks_secmem_region(const void **data, size_t *len)
         *data = ok ? g.data : NULL;
     if (len)
         *len = ok ? g.capacity : 0;
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
     return ok;
 }
 
@@ -487,7 +585,8 @@ static void list_push(uint32_t *head, uint32_t u)
     *head = u;
 }
 
-static uint32_t take_unit(unsigned c)
+/* Carves a free unit for class c into lane l. Every lock held (lock_arena). */
+static uint32_t take_unit(struct lane *l, unsigned c)
 {
     uint32_t u;
     if (g.free_units != NONE) {
@@ -507,14 +606,16 @@ static uint32_t take_unit(unsigned c)
         x->freemap[n / 64] = (UINT64_C(1) << (n % 64)) - 1;
     x->used = 0;
     x->cls = (uint8_t)c;
-    list_push(&g.partial[c], u);
+    atomic_store_explicit(&x->lane, (unsigned char)(l - lanes), memory_order_relaxed);
+    list_push(&l->partial[c], u);
     return u;
 }
 
-static unsigned char *slot_alloc(unsigned c)
+/* A slot of class c from one of l's partial units, or NULL. l's lock held. */
+static unsigned char *slot_alloc(struct lane *l, unsigned c)
 {
-    uint32_t u = g.partial[c];
-    if (u == NONE && (u = take_unit(c)) == NONE)
+    uint32_t u = l->partial[c];
+    if (u == NONE)
         return NULL;
     struct unit *x = &g.units[u];
     unsigned w = 0;
@@ -523,9 +624,8 @@ static unsigned char *slot_alloc(unsigned c)
     unsigned b = (unsigned)__builtin_ctzll(x->freemap[w]);
     x->freemap[w] &= ~(UINT64_C(1) << b);
     if (++x->used == class_slots(c))
-        list_remove(&g.partial[c], u);
-    g.in_use += class_bytes(c);
-    g.slots_in_use++;
+        list_remove(&l->partial[c], u);
+    lane_count(l, (ptrdiff_t)class_bytes(c), 1);
     return g.data + (size_t)u * UNIT_SIZE + (size_t)(w * 64 + b) * class_bytes(c);
 }
 
@@ -535,15 +635,24 @@ static void bad_free(const char *why)
     abort();
 }
 
-static void slot_free(unsigned char *p)
+/* The unit of p (aborts when p is not in the arena). Any lane lock or g_lock held. */
+static uint32_t unit_of(const unsigned char *p)
 {
     if (p < g.data || p >= g.data + g.capacity)
         bad_free("pointer is not in the secret arena");
+    return (uint32_t)((size_t)(p - g.data) >> UNIT_SHIFT);
+}
+
+/* Frees p, whose unit belongs to the lane whose lock is held; g_lock too when have_g (else it is
+ * taken to give back a unit that became empty). */
+static void slot_free(unsigned char *p, bool have_g)
+{
     size_t off = (size_t)(p - g.data);
-    uint32_t u = (uint32_t)(off >> UNIT_SHIFT);
+    uint32_t u = unit_of(p);
     struct unit *x = &g.units[u];
     if (x->cls == FREE_UNIT)
         bad_free("slot is not allocated");
+    struct lane *l = &lanes[atomic_load_explicit(&x->lane, memory_order_relaxed)];
     unsigned c = x->cls;
     size_t in = off & (UNIT_SIZE - 1);
     if (in % class_bytes(c) != 0)
@@ -554,27 +663,63 @@ static void slot_free(unsigned char *p)
         bad_free("slot freed twice");
     vks_wipe(p, class_bytes(c));
     if (x->used == class_slots(c))
-        list_push(&g.partial[c], u);
+        list_push(&l->partial[c], u);
     x->freemap[s / 64] |= bit;
-    g.in_use -= class_bytes(c);
-    g.slots_in_use--;
-    if (--x->used == 0) {
-        list_remove(&g.partial[c], u);
+    lane_count(l, -(ptrdiff_t)class_bytes(c), -1);
+    if (--x->used == 0 && !(l->partial[c] == u && x->next == NONE)) {
+        /* an empty unit goes back to the free-unit stack, except the lane's last one of its class:
+         * a thread that allocates and frees one slot at a time (every cache hit) would otherwise
+         * carve a unit under every lock on each allocation. Kept ones are reclaimed when the
+         * stack runs dry (reclaim_empty_units). */
+        list_remove(&l->partial[c], u);
+        if (!have_g)
+            pthread_mutex_lock(&g_lock);
         x->cls = FREE_UNIT;
         x->next = g.free_units;
         g.free_units = u;
+        if (!have_g)
+            pthread_mutex_unlock(&g_lock);
     }
 }
 
-vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err)
+/* Every lock held: the empty units the lanes kept go back to the free-unit stack. */
+static bool reclaim_empty_units(void)
 {
-    if (out == NULL)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_secret_alloc: out is NULL");
-    *out = VKS_SECRET_EMPTY;
-    if (cap == 0 || cap > VKS_SECRET_MAX)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "secret size %zu is out of range (1..%d)", cap, VKS_SECRET_MAX);
-    unsigned c = class_of(cap);
+    bool any = false;
+    for (int l = 0; l < NLANES; l++)
+        for (unsigned c = 0; c < NCLASSES; c++) {
+            uint32_t u = lanes[l].partial[c];
+            while (u != NONE) {
+                uint32_t next = g.units[u].next;
+                if (g.units[u].used == 0) {
+                    list_remove(&lanes[l].partial[c], u);
+                    g.units[u].cls = FREE_UNIT;
+                    g.units[u].next = g.free_units;
+                    g.free_units = u;
+                    any = true;
+                }
+                u = next;
+            }
+        }
+    return any;
+}
+
+/* Every lock held: a slot from the caller's lane, a new unit for it, or any other lane's. */
+static unsigned char *slot_alloc_any(struct lane *mine, unsigned c)
+{
+    unsigned char *p = slot_alloc(mine, c);
+    if (p == NULL && (take_unit(mine, c) != NONE || (reclaim_empty_units() && take_unit(mine, c) != NONE)))
+        p = slot_alloc(mine, c);
+    for (int l = 0; p == NULL && l < NLANES; l++)
+        p = slot_alloc(&lanes[l], c);
+    return p;
+}
+
+/* The slow allocation: initialisation, fork, refusal, a new unit or a full lane. */
+static vks_status alloc_slow(unsigned c, vks_secret *out, struct vks_err *err)
+{
     vks_status st = VKS_OK;
+    struct lane *mine = my_lane();
     lock_arena();
     if (!g.init && !g.closed)
         st = init_locked(NULL, err);
@@ -587,12 +732,14 @@ vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err)
     } else if (g.refused) {
         st = refused_error(err);
     } else {
-        unsigned char *p = slot_alloc(c);
+        unsigned char *p = slot_alloc_any(mine, c);
         if (p == NULL) {
+            size_t in_use, slots;
+            lane_sums(&in_use, &slots);
             st = vks_err_set(err, VKS_E_LOCKED_MEMORY,
                              "secret memory is full (%zu of %zu bytes in use in %zu secrets); raise "
                              "cache.locked_bytes or VKS_LOCKED_BYTES",
-                             g.in_use, g.capacity, g.slots_in_use);
+                             in_use, g.capacity, slots);
         } else {
             out->data = p;
             out->cap = class_bytes(c);
@@ -600,8 +747,29 @@ vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err)
     }
     if (st != VKS_OK)
         g.alloc_failures++;
-    pthread_mutex_unlock(&g_lock);
+    update_ready();
+    unlock_arena();
     return st;
+}
+
+vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err)
+{
+    if (out == NULL)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_secret_alloc: out is NULL");
+    *out = VKS_SECRET_EMPTY;
+    if (cap == 0 || cap > VKS_SECRET_MAX)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "secret size %zu is out of range (1..%d)", cap, VKS_SECRET_MAX);
+    unsigned c = class_of(cap);
+    /* the common case: a free slot in a partial unit of this thread's lane */
+    struct lane *l = my_lane();
+    pthread_mutex_lock(&l->mu);
+    unsigned char *p = atomic_load_explicit(&g_ready, memory_order_relaxed) ? slot_alloc(l, c) : NULL;
+    pthread_mutex_unlock(&l->mu);
+    if (p == NULL)
+        return alloc_slow(c, out, err);
+    out->data = p;
+    out->cap = class_bytes(c);
+    return VKS_OK;
 }
 
 vks_status vks_secret_dup(const void *src, size_t n, vks_secret *out, struct vks_err *err)
@@ -626,11 +794,28 @@ void vks_secret_free(vks_secret *s)
         return;
     }
     if (s->data != NULL) {
-        pthread_mutex_lock(&g_lock);
-        if (g.init && !g.closed)
-            slot_free(s->data);
-        /* else: the arena was shut down or unloaded (and wiped); nothing left to release */
-        pthread_mutex_unlock(&g_lock);
+        /* under the lock of the slot's lane (the mapping cannot change while any lane is held) */
+        struct lane *l = my_lane();
+        pthread_mutex_lock(&l->mu);
+        if (atomic_load_explicit(&g_ready, memory_order_relaxed)) {
+            struct lane *owner = &lanes[atomic_load_explicit(&g.units[unit_of(s->data)].lane, memory_order_relaxed)];
+            if (owner != l) {
+                pthread_mutex_unlock(&l->mu);
+                pthread_mutex_lock(&owner->mu);
+                l = owner;
+            }
+        }
+        if (atomic_load_explicit(&g_ready, memory_order_relaxed)) {
+            slot_free(s->data, false);
+            pthread_mutex_unlock(&l->mu);
+        } else {
+            pthread_mutex_unlock(&l->mu);
+            lock_arena();
+            if (g.init && !g.closed)
+                slot_free(s->data, true);
+            /* else: the arena was shut down or unloaded (and wiped); nothing left to release */
+            unlock_arena();
+        }
     }
     *s = VKS_SECRET_EMPTY;
 }
@@ -649,7 +834,7 @@ void vks_secmem_shutdown(void)
     lock_arena();
     unmap_arena();
     atomic_fetch_add(&g_generation, 1);
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
 }
 
 /* When the library is unloaded (dlclose of the Lua module) or the process exits: wipe every live
@@ -657,7 +842,7 @@ void vks_secmem_shutdown(void)
  * thread reads zeros instead of faulting. */
 __attribute__((destructor)) static void vks_secmem_unload(void)
 {
-    pthread_mutex_lock(&g_lock);
+    lock_all();
     if (g.init && !g.closed) {
         wipe_live_units();
         if (g.locked)
@@ -666,8 +851,9 @@ __attribute__((destructor)) static void vks_secmem_unload(void)
         g.locked = false;
         g.closed = true;
         atomic_fetch_add(&g_generation, 1);
+        update_ready();
     }
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
 }
 
 /* ---------------------------------------------------------------------------------------------- */
@@ -684,7 +870,7 @@ vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err)
     lock_arena();
     if (!g.init && !g.closed)
         (void)init_locked(NULL, NULL);
-    pthread_mutex_unlock(&g_lock);
+    unlock_arena();
     size_t pg = page_size();
     size_t body = round_up(cap, pg);
     size_t total = body + 2 * pg;

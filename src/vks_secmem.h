@@ -10,8 +10,8 @@
  *
  * Thread-safety: every function here is safe to call from any thread at any time. The arena is
  * initialised once per process (explicitly by vks_secmem_init, or lazily with defaults by the first
- * allocation); its internal mutex is held only for O(1) slot operations and never across a call
- * back into the caller.
+ * allocation); its internal mutexes (one per lane of threads, one for the mapping) are held only
+ * for O(1) slot operations and never across a call back into the caller.
  */
 #ifndef VKS_SECMEM_H
 #define VKS_SECMEM_H

@@ -760,6 +760,124 @@ Test(cache, a_full_arena_evicts_idle_values_to_make_room)
     cr_assert_lt(st.values, 32);
 }
 
+/* Hits on the fast path (shard lock only) mark entries instead of moving them in the LRU list;
+ * eviction must still drop the entry used least recently, whatever the order of those hits. */
+static void evict_case(const char *const *uses, size_t nuses, const char *gone, const char *const *kept, size_t nkept)
+{
+    setup_cache(300, 900, 5, 1.0, 3);
+    for (size_t i = 0; i < nuses; i++) {
+        cr_assert_eq(get(uses[i], NULL, NULL, 0), VKS_OK, "use %zu (%s)", i, uses[i]);
+        /* distinct timestamps for every use */
+        struct timespec d = { 0, 200 * 1000 };
+        nanosleep(&d, NULL);
+    }
+    cr_assert_null(vks_cache_test_slot(gone, NULL), "%s should have been evicted", gone);
+    for (size_t i = 0; i < nkept; i++)
+        cr_assert_not_null(vks_cache_test_slot(kept[i], NULL), "%s should have been kept", kept[i]);
+}
+
+Test(cache, eviction_follows_the_last_use_of_fast_hits)
+{
+    const char *a[] = { "e1", "e2", "e3", "e2", "e1", "e4" };
+    const char *ka[] = { "e1", "e2", "e4" };
+    evict_case(a, 6, "e3", ka, 3);
+    const char *b[] = { "e1", "e2", "e3", "e2", "e3", "e1", "e4" };
+    const char *kb[] = { "e1", "e3", "e4" };
+    evict_case(b, 7, "e2", kb, 3);
+    const char *c[] = { "e1", "e2", "e3", "e3", "e2", "e4" };
+    const char *kc[] = { "e2", "e3", "e4" };
+    evict_case(c, 6, "e1", kc, 3);
+    /* two evictions in a row: the survivors of the first are ordered by their last use */
+    const char *d[] = { "e1", "e2", "e3", "e1", "e4", "e3", "e5" };
+    const char *kd[] = { "e3", "e4", "e5" };
+    evict_case(d, 7, "e1", kd, 3);
+    cr_assert_null(vks_cache_test_slot("e2", NULL), "e2 went first");
+    const char *e[] = { "e1", "e2", "e3", "e3", "e1", "e4", "e2", "e5" };
+    const char *ke[] = { "e2", "e4", "e5" };
+    evict_case(e, 8, "e1", ke, 3);
+}
+
+Test(cache, fast_hits_are_counted_and_share_the_metadata)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    cr_assert_eq(get("f1", NULL, NULL, 0), VKS_OK);
+    enum vks_cache_outcome oc;
+    for (int i = 0; i < 25; i++) {
+        cr_assert_eq(get("f1", NULL, &oc, 0), VKS_OK);
+        cr_assert_eq(oc, VKS_CACHE_HIT);
+    }
+    struct vks_cache_stats s = stats();
+    cr_assert_eq(s.hits, 25);
+    cr_assert_eq(s.misses, 1);
+    cr_assert_eq(atomic_load(&fetch_calls), 1);
+    /* a different validator is not a hit: the old value is wiped and read again */
+    cr_assert_eq(get("f1", "v2", &oc, 0), VKS_OK);
+    cr_assert_neq(oc, VKS_CACHE_HIT);
+    cr_assert_eq(atomic_load(&fetch_calls), 2);
+    /* past the refresh point, lookups take the full path (which queues the refresh) */
+    setup_cache(10, 900, 5, 0.5, 100);
+    cr_assert_eq(get("f2", NULL, NULL, 0), VKS_OK);
+    vks_cache_test_advance_clock(6);
+    cr_assert_eq(get("f2", NULL, &oc, 0), VKS_OK);
+    cr_assert_eq(oc, VKS_CACHE_HIT);
+    vks_cache_test_advance_clock(5);
+    cr_assert_eq(get("f2", NULL, &oc, 0), VKS_OK);
+    cr_assert_neq(oc, VKS_CACHE_HIT, "expired: not a fast hit");
+}
+
+/* vks_cache_get_hashed: a caller's own slot is reused for a fast hit, freed on any other path;
+ * the arena's count of live slots says nothing leaks. */
+Test(cache, get_hashed_reuses_the_callers_slot_only_for_a_fast_hit)
+{
+    setup_cache(300, 900, 5, 1.0, 100);
+    cr_assert_eq(get("r1", NULL, NULL, 0), VKS_OK);
+    struct vks_secmem_status m0, m1;
+    vks_secmem_get_status(&m0);
+    struct src s = { "r1" };
+    struct vks_err e;
+    struct vks_cache_info info;
+    vks_secret mine;
+    cr_assert_eq(vks_secret_alloc(64, &mine, &e), VKS_OK);
+    unsigned char *slot = mine.data;
+    uint64_t h = vks_cache_identity_hash("r1", 2);
+    char want[128];
+    value_for("r1", 0, want, sizeof want);
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(vks_cache_get_hashed("r1", 2, h, NULL, &ops, &s, &mine, &info, &e), VKS_OK, "%s", e.msg);
+        cr_assert_eq(info.outcome, VKS_CACHE_HIT);
+        cr_assert_eq(mine.data, slot, "the caller's slot was used");
+        cr_assert_eq(mine.len, strlen(want));
+        cr_assert(memcmp(mine.data, want, mine.len) == 0);
+        vks_cache_info_release(&info);
+        vks_wipe(mine.data, mine.cap);
+        mine.len = 0;
+    }
+    vks_secmem_get_status(&m1);
+    cr_assert_eq(m1.slots_in_use, m0.slots_in_use + 1, "only the caller's slot is live");
+    /* a miss: the caller's slot is given back and a fresh copy returned */
+    struct src s2 = { "r2" };
+    uint64_t h2 = vks_cache_identity_hash("r2", 2);
+    cr_assert_eq(vks_cache_get_hashed("r2", 2, h2, NULL, &ops, &s2, &mine, &info, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(info.outcome, VKS_CACHE_MISS);
+    vks_cache_info_release(&info);
+    vks_secret_free(&mine);
+    /* too small a slot: freed, a fresh one returned */
+    cr_assert_eq(vks_secret_alloc(1, &mine, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get_hashed("r1", 2, h, NULL, &ops, &s, &mine, &info, &e), VKS_OK, "%s", e.msg);
+    cr_assert_eq(mine.len, strlen(want));
+    vks_cache_info_release(&info);
+    vks_secret_free(&mine);
+    /* bad arguments: the slot is freed too */
+    cr_assert_eq(vks_secret_alloc(64, &mine, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get_hashed("", 0, 0, NULL, &ops, &s, &mine, &info, &e), VKS_E_INVALID_ARG);
+    cr_assert_null(mine.data);
+    cr_assert_eq(vks_secret_alloc(64, &mine, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get_hashed("r1", 2, h, NULL, NULL, &s, &mine, &info, &e), VKS_E_INVALID_ARG);
+    cr_assert_null(mine.data);
+    vks_secmem_get_status(&m1);
+    cr_assert_eq(m1.slots_in_use, m0.slots_in_use + 1, "r2's cached value is the only new live slot");
+}
+
 /* ---- refused lookups (ops->admit): nothing is left behind ------------------------------------ */
 
 /* A caller with a context: admitted while the value's secret_version (generation + 1) is at most

@@ -784,3 +784,115 @@ Test(secmem, the_arena_is_locked_before_scratch_buffers_use_the_memlock_budget)
     vks_scratch_close(&a);
     vks_scratch_close(&b);
 }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* lanes: threads allocate from their own lane; a slot is freed wherever it came from            */
+
+struct lane_job {
+    vks_secret *slots;
+    int n;
+    size_t size;
+    unsigned char fill;
+    int errors;
+};
+
+static void *lane_alloc(void *arg)
+{
+    struct lane_job *j = arg;
+    struct vks_err e;
+    for (int i = 0; i < j->n; i++) {
+        if (vks_secret_alloc(j->size, &j->slots[i], &e) != VKS_OK) {
+            j->errors++;
+            continue;
+        }
+        memset(j->slots[i].data, j->fill, j->size);
+        j->slots[i].len = j->size;
+    }
+    return NULL;
+}
+
+static void *lane_free(void *arg)
+{
+    struct lane_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        for (size_t k = 0; k < j->slots[i].len; k++)
+            if (j->slots[i].data[k] != j->fill) {
+                j->errors++;
+                break;
+            }
+        vks_secret_free(&j->slots[i]);
+    }
+    return NULL;
+}
+
+Test(secmem, slots_allocated_by_many_threads_are_freed_by_others_and_counted_exactly)
+{
+    init_default();
+    enum { T = 12, N = 300 };
+    static vks_secret slots[T][N];
+    struct lane_job jobs[T];
+    pthread_t th[T];
+    struct vks_secmem_status s0, s1;
+    vks_secmem_get_status(&s0);
+    for (int t = 0; t < T; t++) {
+        jobs[t] = (struct lane_job){ slots[t], N, (size_t)(16 << (t % 4)), (unsigned char)(0x40 + t), 0 };
+        pthread_create(&th[t], NULL, lane_alloc, &jobs[t]);
+    }
+    size_t want = 0;
+    for (int t = 0; t < T; t++) {
+        pthread_join(th[t], NULL);
+        cr_assert_eq(jobs[t].errors, 0, "thread %d could not allocate", t);
+        want += (size_t)N * jobs[t].size;
+    }
+    vks_secmem_get_status(&s1);
+    cr_assert_eq(s1.slots_in_use - s0.slots_in_use, (size_t)T * N);
+    cr_assert_eq(s1.in_use - s0.in_use, want);
+    /* every thread frees the slots another one allocated (another lane), checking their bytes */
+    for (int t = 0; t < T; t++) {
+        struct lane_job *j = &jobs[(t + 5) % T];
+        pthread_create(&th[t], NULL, lane_free, j);
+    }
+    for (int t = 0; t < T; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < T; t++)
+        cr_assert_eq(jobs[t].errors, 0, "slots of thread %d were overwritten", t);
+    vks_secmem_get_status(&s1);
+    cr_assert_eq(s1.slots_in_use, s0.slots_in_use);
+    cr_assert_eq(s1.in_use, s0.in_use);
+}
+
+static void *alloc_one_16(void *arg)
+{
+    struct lane_job *j = arg;
+    struct vks_err e;
+    j->errors = vks_secret_alloc(16, &j->slots[0], &e) == VKS_OK ? 0 : 1;
+    return NULL;
+}
+
+Test(secmem, a_thread_gets_a_free_slot_of_another_lane_when_no_unit_is_left)
+{
+    /* 16 units of 256 x 16-byte slots; this thread's lane takes them all, then frees one slot */
+    struct vks_secmem_config cfg = { .locked_bytes = 64 << 10 };
+    struct vks_err e;
+    cr_assert_eq(vks_secmem_init(&cfg, &e), VKS_OK, "%s", e.msg);
+    enum { SMALL = (64 << 10) / 16 };
+    static vks_secret s[SMALL];
+    for (int i = 0; i < SMALL; i++)
+        cr_assert_eq(vks_secret_alloc(16, &s[i], &e), VKS_OK, "%d: %s", i, e.msg);
+    vks_secret_free(&s[100]);
+    /* threads started now land on other lanes, which own no unit: the free slot is still theirs */
+    for (int t = 0; t < 9; t++) {
+        vks_secret one = VKS_SECRET_EMPTY;
+        struct lane_job j = { &one, 1, 16, 0, 0 };
+        pthread_t th;
+        pthread_create(&th, NULL, alloc_one_16, &j);
+        pthread_join(th, NULL);
+        cr_assert_eq(j.errors, 0, "thread %d found no slot", t);
+        vks_secret_free(&one);
+    }
+    for (int i = 0; i < SMALL; i++)
+        vks_secret_free(&s[i]);
+    struct vks_secmem_status st;
+    vks_secmem_get_status(&st);
+    cr_assert_eq(st.slots_in_use, 0);
+}
