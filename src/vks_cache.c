@@ -96,15 +96,17 @@ static atomic_llong g_clock_offset;
 
 /* The hit path's locks (see the top of this file). g_fast: the cache is configured, caching is
  * on and no fork reset is pending, so fast_hit may look. */
-#define NSHARDS 32
+#define NSHARDS 1024
 struct shard {
     _Alignas(64) pthread_mutex_t mu;
     _Atomic uint64_t hits; /* fast hits: written under mu, read without it by get_stats */
 };
 #define SHARD_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
 #define SHARD_INIT4 SHARD_INIT, SHARD_INIT, SHARD_INIT, SHARD_INIT
-static struct shard shards[NSHARDS] = { SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4,
-                                        SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4 };
+#define SHARD_INIT16 SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4
+#define SHARD_INIT64 SHARD_INIT16, SHARD_INIT16, SHARD_INIT16, SHARD_INIT16
+#define SHARD_INIT256 SHARD_INIT64, SHARD_INIT64, SHARD_INIT64, SHARD_INIT64
+static struct shard shards[NSHARDS] = { SHARD_INIT256, SHARD_INIT256, SHARD_INIT256, SHARD_INIT256 };
 static atomic_bool g_fast;
 
 static struct shard *shard_of(uint64_t h) { return &shards[h & (NSHARDS - 1)]; }
