@@ -853,6 +853,10 @@ Test(audit, async_queue_full_drops_are_counted_and_reported)
     cfg.mode = VKS_AUDIT_ASYNC;
     cfg.on_failure = VKS_AUDIT_ALLOW;
     cfg.queue_size = 4;
+    /* this test is about a full queue, not the write deadline: on a loaded machine filling the
+     * queue can take longer than the default 1 s, and the stalled FIFO would then be dropped as
+     * a timed-out sink instead (the deadline tests are separate) */
+    cfg.timeout_ms = 120000;
     struct vks_err err;
     cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
     struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
