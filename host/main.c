@@ -27,17 +27,6 @@
 #include "vks_file.h"
 #include "vks_redact.h"
 
-const char *vksh_cstring(lua_State *L, int idx, const char *what, size_t *len)
-{
-    size_t n = 0;
-    const char *s = luaL_checklstring(L, idx, &n);
-    if (memchr(s, '\0', n) != NULL)
-        luaL_error(L, "%s contains a NUL byte", what);
-    if (len != NULL)
-        *len = n;
-    return s;
-}
-
 static int file_exists(const char *p)
 {
     struct stat st;

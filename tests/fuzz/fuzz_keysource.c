@@ -55,10 +55,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct vks_keysource ks, copy;
     if (vks_keysource_from_fields(f, n, &ks, &err) == VKS_OK) {
         char d[512];
-        vks_keysource_describe(&ks, "https://127.0.0.1:8200", d, sizeof d);
+        static const char default_address[] = "https://127.0.0.1:8200";
+        vks_keysource_describe(&ks, default_address, d, sizeof d);
         /* a token must never reach a description (unless the same bytes are also a name in it) */
         if (ks.token.len >= 8 && memmem(d, strlen(d), ks.token.data, ks.token.len) != NULL) {
-            const char *names[] = { ks.mount, ks.path, ks.key, ks.address, ks.namespace_ };
+            const char *names[] = { ks.mount, ks.path, ks.key, ks.address, ks.namespace_,
+                                    default_address };
             bool named = false;
             for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
                 if (names[i] != NULL && memmem(names[i], strlen(names[i]), ks.token.data, ks.token.len) != NULL)

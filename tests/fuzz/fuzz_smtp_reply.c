@@ -4,6 +4,7 @@
  * The input is what the server sends; up to 8 replies are read from a socketpair and their
  * EHLO keywords searched. Reading must end with a reply or a clean error, never overrun.
  */
+#include "../../host/lua_string.c"
 #include "../../host/smtp.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
