@@ -20,7 +20,7 @@ WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
 from smtprelay import Relay  # noqa: E402
-from agent import Agent  # noqa: E402
+from agent import Agent, daemon_workdir  # noqa: E402
 
 OLD = "agent-pw-PFX-OLD-4d2a99"
 NEW = "agent-pw-PFX-NEW-b81c07"
@@ -218,10 +218,8 @@ def main():
         print("postfix is not installed (scripts/bootstrap installs it)")
         print("0 passed, 1 failed")
         sys.exit(1)
-    d = os.path.join(WORK, "pfx")
-    os.makedirs(d, exist_ok=True)
     os.chmod(WORK, 0o755)
-    os.chmod(d, 0o755)
+    d = daemon_workdir(WORK, "pfx")
     agent = relay = None
     etc = None
     with VaultDev() as vd:

@@ -23,7 +23,7 @@ WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
 from smtprelay import Relay  # noqa: E402
-from agent import Agent, exim_query  # noqa: E402
+from agent import Agent, exim_query, daemon_workdir  # noqa: E402
 
 PW = "agent-pw-EXIM-9e0c5a1f"
 PWC = "agent-pw-CARET^-71b3e0"
@@ -229,11 +229,10 @@ def main():
         print(p.stderr.decode())
         T.ok(False, "an Exim binary is available (scripts/exim-unpacked)")
         sys.exit(T.finish())
-    d = os.path.join(WORK, "ex")
+    os.chmod(WORK, 0o755)
+    d = daemon_workdir(WORK, "ex")
     os.makedirs(os.path.join(d, "spool"), exist_ok=True)
     os.makedirs(os.path.join(d, "log"), exist_ok=True)
-    for x in (WORK, d):
-        os.chmod(x, 0o755)
     for x in ("spool", "log"):
         shutil.chown(os.path.join(d, x), "Debian-exim", "Debian-exim")
     agent = relay = None

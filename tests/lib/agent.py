@@ -162,3 +162,31 @@ class Agent:
 def check_config(path):
     p = subprocess.run([AGENT_BIN, "--check-config", "--config", path], capture_output=True, timeout=30)
     return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def daemon_workdir(work, name):
+    """A directory for a test whose daemons drop privileges (postfix, Debian-exim): WORK/name when
+    every directory above it lets others through, else a 0755 directory under /tmp (a clone under
+    /root, which is 0700, is not reachable by those users). Removed at exit when made here."""
+    import atexit
+    import shutil
+    import stat
+    import tempfile
+    path = os.path.abspath(work)
+    reachable = True
+    while True:
+        if not (os.stat(path).st_mode & stat.S_IXOTH):
+            reachable = False
+            break
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    if reachable:
+        d = os.path.join(work, name)
+        os.makedirs(d, exist_ok=True)
+    else:
+        d = tempfile.mkdtemp(prefix="vks-%s-" % name, dir="/tmp")
+        atexit.register(shutil.rmtree, d, True)
+    os.chmod(d, 0o755)
+    return d
