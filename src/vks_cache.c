@@ -96,17 +96,19 @@ static atomic_llong g_clock_offset;
 
 /* The hit path's locks (see the top of this file). g_fast: the cache is configured, caching is
  * on and no fork reset is pending, so fast_hit may look. */
-#define NSHARDS 1024
+#define NSHARDS 32
 struct shard {
     _Alignas(64) pthread_mutex_t mu;
     _Atomic uint64_t hits; /* fast hits: written under mu, read without it by get_stats */
 };
 #define SHARD_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
 #define SHARD_INIT4 SHARD_INIT, SHARD_INIT, SHARD_INIT, SHARD_INIT
-#define SHARD_INIT16 SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4
-#define SHARD_INIT64 SHARD_INIT16, SHARD_INIT16, SHARD_INIT16, SHARD_INIT16
-#define SHARD_INIT256 SHARD_INIT64, SHARD_INIT64, SHARD_INIT64, SHARD_INIT64
-static struct shard shards[NSHARDS] = { SHARD_INIT256, SHARD_INIT256, SHARD_INIT256, SHARD_INIT256 };
+/* NSHARDS must not exceed the smallest bucket table: a shard covers whole hash chains (the bucket
+ * index is the hash's low bits, the shard index fewer of them), so a chain is never guarded by
+ * two locks. */
+static struct shard shards[NSHARDS] = { SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4,
+                                        SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4 };
+_Static_assert(NSHARDS <= 256, "a shard must cover whole chains of the smallest (256) bucket table");
 static atomic_bool g_fast;
 
 static struct shard *shard_of(uint64_t h) { return &shards[h & (NSHARDS - 1)]; }
