@@ -69,9 +69,19 @@ static CURLcode global_rc = CURLE_OK;
 /* libcurl is initialised by vks_curlmem (curl_global_init_mem with wiping allocators), before
  * any other curl call of ours; when the host initialised libcurl first, curl keeps its own malloc
  * (docs/internals/curlmem.md). */
+/* Held from socket() until the new descriptor is in its lease's list (and from close() until it
+ * is out of it), and around fork(): a child can then never inherit a socket that no lease lists
+ * (one opened by another thread at the moment of the fork). A leaf lock: nothing is taken under it. */
+static pthread_mutex_t g_sock_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void sock_fork_prepare(void) { pthread_mutex_lock(&g_sock_lock); }
+static void sock_fork_parent(void) { pthread_mutex_unlock(&g_sock_lock); }
+static void sock_fork_child(void) { pthread_mutex_unlock(&g_sock_lock); }
+
 static void global_init(void)
 {
     global_rc = vks_curlmem_install() == VKS_CURLMEM_FAILED ? CURLE_FAILED_INIT : CURLE_OK;
+    pthread_atfork(sock_fork_prepare, sock_fork_parent, sock_fork_child);
 }
 
 /* Every path into libcurl goes through this first: a curl object allocated before the
@@ -438,22 +448,27 @@ static curl_socket_t on_open_socket(void *u, curlsocktype purpose, struct curl_s
 {
     struct vks_http_lease *l = u;
     (void)purpose;
+    pthread_mutex_lock(&g_sock_lock);
     int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
     for (int i = 0; fd >= 0 && i < N_SOCK; i++)
         if (l->socks[i] < 0) {
             l->socks[i] = fd;
             break;
         }
+    pthread_mutex_unlock(&g_sock_lock);
     return fd >= 0 ? fd : CURL_SOCKET_BAD;
 }
 
 static int on_close_socket(void *u, curl_socket_t fd)
 {
     struct vks_http_lease *l = u;
+    pthread_mutex_lock(&g_sock_lock);
     for (int i = 0; i < N_SOCK; i++)
         if (l->socks[i] == (int)fd)
             l->socks[i] = -1;
-    return close((int)fd);
+    int rc = close((int)fd);
+    pthread_mutex_unlock(&g_sock_lock);
+    return rc;
 }
 
 /* In a forked child: every socket of the lease becomes /dev/null in this process only. */
