@@ -35,7 +35,7 @@ static char dir[256];
 
 static void setup_dir(void)
 {
-    snprintf(dir, sizeof dir, "%s/unit-XXXXXX", getenv("VKS_SUITE_WORK") ? getenv("VKS_SUITE_WORK") : ".");
+    snprintf(dir, sizeof dir, "%s/unit-XXXXXX", getenv("VKS_SUITE_WORK") ? getenv("VKS_SUITE_WORK") : "/tmp");
     cr_assert_not_null(mkdtemp(dir));
     setenv("VKS_AUDIT_KEY", KEY_B64, 1);
     unsetenv("VKS_AUDIT_KEY_FILE");
