@@ -393,11 +393,12 @@ static void parse_agent(struct cerr *e, const struct sect *s, struct ag_conf *c)
 {
     static const char *const known[] = { "workers", "max_connections", "max_request",
                                          "idle_timeout", "read_timeout", "write_timeout",
-                                         "drain_timeout", NULL };
+                                         "drain_timeout", "inline_hits", NULL };
     check_known(e, s, known);
     long long v = c->workers;
     get_int(e, s, "workers", 1, 64, &v);
     c->workers = (int)v;
+    get_bool(e, s, "inline_hits", &c->inline_hits);
     v = (long long)c->max_connections;
     get_int(e, s, "max_connections", 1, 1000000, &v);
     c->max_connections = (size_t)v;
@@ -902,6 +903,7 @@ struct ag_conf *ag_conf_load(const char *file, char *errbuf, size_t errlen)
     atomic_init(&c->refs, 1);
     c->file = strdup(file);
     c->workers = 4;
+    c->inline_hits = true;
     c->max_connections = 1024;
     c->max_request = 64 * 1024;
     c->idle_timeout_ms = 60000;

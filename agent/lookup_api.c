@@ -78,6 +78,9 @@ static void api_error(struct ag_job *job, int status, const char *msg)
     jw_lit(&w, "]}\n");
 }
 
+/* Vault's error shape for a restricted secret: a Vault read names no destination or domain. */
+#define RESTRICTED_MSG "permission denied: this secret is restricted to destinations or domains (allowed_hosts/allowed_domains) and a Vault API read names none"
+
 static int status_of(vks_status st)
 {
     switch (st) {
@@ -101,6 +104,26 @@ static int status_of(vks_status st)
     }
 }
 
+/* The response up to the first field, once per job (an inline try may have written it). */
+static bool api_start(struct ag_job *job)
+{
+    struct vks_err ve;
+    if (job->reply.data != NULL)
+        return true;
+    if (vks_secret_alloc(VKS_SECRET_MAX, &job->reply, &ve) != VKS_OK)
+        return false;
+    char rid[37];
+    uuid4(rid);
+    struct jw w = { &job->reply, false };
+    jw_lit(&w, "{\"request_id\":\"");
+    jw_lit(&w, rid);
+    jw_lit(&w, "\",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":{");
+    if (job->kv_version == 2)
+        jw_lit(&w, "\"data\":{");
+    job->api_overflow = w.overflow;
+    return true;
+}
+
 void ag_lookup_api(struct ag_job *job)
 {
     const struct ag_api_conf *api = &job->conf->api;
@@ -110,44 +133,47 @@ void ag_lookup_api(struct ag_job *job)
     struct vks_ctx ctx = { .tag = tag };
     struct vks_err ve;
     job->result = AG_R_OK;
-    if (vks_secret_alloc(VKS_SECRET_MAX, &job->reply, &ve) != VKS_OK) {
+    if (!api_start(job)) {
         job->result = AG_R_TEMP;
         api_error(job, 500, "out of locked memory");
         return;
     }
-    char rid[37];
-    uuid4(rid);
-    struct jw w = { &job->reply, false };
-    jw_lit(&w, "{\"request_id\":\"");
-    jw_lit(&w, rid);
-    jw_lit(&w, "\",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":{");
-    if (job->kv_version == 2)
-        jw_lit(&w, "\"data\":{");
-    int64_t version = 0;
-    size_t found = 0;
-    for (size_t i = 0; i < api->n_fields; i++) {
+    struct jw w = { &job->reply, job->api_overflow };
+    for (size_t i = job->api_next; i < api->n_fields; i++) {
         vks_secret v = VKS_SECRET_EMPTY;
         int64_t sv = 0;
+        /* the fields after this one come from the same Vault read (cached as siblings) */
         vks_status st = ag_resolve_field(job, &m, job->key, api->fields[i], job->kv_version, job->version,
-                                         &ctx, &v, &sv, &ve);
+                                         &ctx, (const char *const *)api->fields + i + 1, api->n_fields - i - 1,
+                                         &v, &sv, &ve);
+        if (st == VKS_E_NOT_CACHED) { /* inline try: the pool goes on from this field */
+            job->api_next = i;
+            job->api_overflow = w.overflow;
+            job->needs_pool = true;
+            return;
+        }
         if (st == VKS_E_MISSING_KEY)
             continue;
         if (st != VKS_OK) {
             job->result = st == VKS_E_NOT_FOUND ? AG_R_NOTFOUND : AG_R_TEMP;
             snprintf(job->why, sizeof job->why, "%s: %s", vks_status_code(st), ve.msg);
             int code = status_of(st);
-            api_error(job, code, code == 404 ? NULL : code == 403 ? "permission denied" : code == 503 ? "upstream Vault unavailable" : "internal error");
+            api_error(job, code, code == 404 ? NULL
+                                 : st == VKS_E_RESTRICTED ? RESTRICTED_MSG
+                                 : code == 403 ? "permission denied"
+                                 : code == 503 ? "upstream Vault unavailable" : "internal error");
             return;
         }
-        if (version == 0)
-            version = sv;
-        if (found++ > 0)
+        if (job->api_version == 0)
+            job->api_version = sv;
+        if (job->api_found++ > 0)
             jw_lit(&w, ",");
         jw_str(&w, (const unsigned char *)api->fields[i], strlen(api->fields[i]));
         jw_lit(&w, ":");
         jw_str(&w, v.data, v.len);
         vks_secret_free(&v);
     }
+    long long version = job->api_version;
     if (job->kv_version == 2) {
         char meta[200];
         snprintf(meta, sizeof meta, "},\"metadata\":{\"created_time\":\"\",\"custom_metadata\":null,"

@@ -107,6 +107,7 @@ void ag_api_job_done(struct ag_job *j)
         }
     }
     vks_secret_free(&j->reply);
+    ag_job_clear(j);
     ag_conf_unref(j->conf);
     free(p);
     free(j);
@@ -233,7 +234,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     p->req = req;
     p->evcon = evcon;
     evhttp_connection_set_closecb(evcon, on_conn_close, p);
-    ag_pool_submit(j);
+    /* a cache hit is answered at once, on the loop (it cannot block); anything else in the pool */
+    if (ag_inline_allowed(conf) && ag_lookup_inline(j))
+        ag_api_job_done(j);
+    else
+        ag_pool_submit(j);
 }
 
 static struct evhttp *new_http(struct event_base *base, void *arg)

@@ -40,6 +40,8 @@ typedef enum vks_status {
     VKS_E_CONFIG,            /* bad configuration option or environment variable   */
     VKS_E_NOMEM,             /* allocation failed                                   */
     VKS_E_INTERNAL,          /* should not happen                                   */
+    VKS_E_NOT_CACHED,        /* a "hit only" lookup found no fresh cached value: nothing
+                                was fetched, audited or changed (vks_resolve_req.hit_only) */
     VKS_STATUS_COUNT
 } vks_status;
 

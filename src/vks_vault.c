@@ -489,6 +489,8 @@ void vks_kv_result_free(struct vks_kv_result *res)
     if (!res)
         return;
     vks_secret_free(&res->value);
+    for (size_t i = 0; i < VKS_KV_SIBLINGS_MAX; i++)
+        vks_secret_free(&res->siblings[i]);
     free(res->custom_metadata_json);
     res->custom_metadata_json = NULL;
 }
@@ -557,6 +559,8 @@ struct place {
     const char *key;
     int kv;
     int64_t version;
+    const char *const *siblings; /* other keys wanted from the same read (vks_kv_request) */
+    size_t n_siblings;
 };
 
 static void place_str(const struct place *p, char *out, size_t cap)
@@ -1089,12 +1093,25 @@ static vks_status detect_kv(struct vks_vault *v, const char *origin, const char 
 
 /* ------------------------------------------------------------------ KV read */
 
+/* A sibling key's value (vks_kv_request.siblings): a string that fits an arena slot, else left
+ * empty. Never an error: the caller simply does not get that key from this read. */
+static void decode_sibling(const char *body, const struct vks_json_span *sp, vks_secret *out)
+{
+    if (sp->type != VKS_JSON_STRING)
+        return;
+    size_t need = vks_json_string_decoded_len(body, sp);
+    if (need > VKS_SECRET_MAX || vks_secret_alloc(need ? need : 1, out, NULL) != VKS_OK)
+        return;
+    if (vks_json_string_decode(body, sp, out->data, out->cap, &out->len, NULL) != VKS_OK)
+        vks_secret_free(out);
+}
+
 static vks_status parse_ok(const char *body, size_t len, const struct place *pl, struct vks_kv_result *res,
                            struct vks_err *err)
 {
     char where[640];
     place_str(pl, where, sizeof where);
-    struct vks_json_query q[4];
+    struct vks_json_query q[4 + VKS_KV_SIBLINGS_MAX];
     memset(q, 0, sizeof q);
     if (pl->kv == 2) {
         q[0] = (struct vks_json_query){ .path = { "data", "data", pl->key }, .npath = 3 };
@@ -1107,8 +1124,11 @@ static vks_status parse_ok(const char *body, size_t len, const struct place *pl,
         q[2] = (struct vks_json_query){ .npath = 0 };
         q[3] = (struct vks_json_query){ .path = { "data" }, .npath = 1 };
     }
+    for (size_t i = 0; i < pl->n_siblings; i++)
+        q[4 + i] = pl->kv == 2 ? (struct vks_json_query){ .path = { "data", "data", pl->siblings[i] }, .npath = 3 }
+                               : (struct vks_json_query){ .path = { "data", pl->siblings[i] }, .npath = 2 };
     struct vks_err jerr;
-    if (vks_json_scan(body, len, q, 4, "response", &jerr) != VKS_OK)
+    if (vks_json_scan(body, len, q, 4 + pl->n_siblings, "response", &jerr) != VKS_OK)
         return vks_err_set(err, VKS_E_BAD_RESPONSE, "bad answer for %s: %s", where, jerr.msg);
     if (q[3].found.type != VKS_JSON_OBJECT) {
         if (pl->kv == 2 && q[3].found.type == VKS_JSON_NONE && q[1].found.type == VKS_JSON_NONE)
@@ -1149,6 +1169,8 @@ static vks_status parse_ok(const char *body, size_t len, const struct place *pl,
     } else {
         vks_json_int64(body, &q[1].found, &res->lease_duration);
     }
+    for (size_t i = 0; i < pl->n_siblings; i++)
+        decode_sibling(body, &q[4 + i].found, &res->siblings[i]);
     return VKS_OK;
 }
 
@@ -1225,7 +1247,10 @@ static vks_status kv_target_resolve(struct vks_vault *v, const struct vks_kv_req
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_kv_version must be 1, 2 or auto (got %d)", req->kv_version);
     if (req->version < 0)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version must be positive");
-    tg->pl = (struct place){ origin, ns, tg->mount, path, key, req->kv_version, req->version };
+    if (req->n_siblings > VKS_KV_SIBLINGS_MAX || (req->n_siblings > 0 && req->siblings == NULL))
+        return vks_err_set(err, VKS_E_INVALID_ARG, "at most %d sibling keys per read", VKS_KV_SIBLINGS_MAX);
+    tg->pl = (struct place){ origin, ns, tg->mount, path, key, req->kv_version, req->version, req->siblings,
+                             req->n_siblings };
     char probe[URL_CAP];
     if (build_url(probe, sizeof probe, origin, tg->mount, "data", path, req->version) != VKS_OK)
         return kv_bad_place(&tg->pl, "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", err);

@@ -75,7 +75,14 @@ struct vks_kv_request {
     const char *key;        /* the field inside the secret's data; "key" by default           */
     int kv_version;         /* 1, 2, or 0 = auto-detect via sys/internal/ui/mounts (cached)   */
     int64_t version;        /* KV v2 version pin; 0 = latest                                  */
+    /* optional (added): other fields of the same secret wanted from the same read, at most
+     * VKS_KV_SIBLINGS_MAX names (borrowed). Each present string field is returned in
+     * res->siblings[i]; an absent, non-string or oversized one is left empty (not an error). */
+    const char *const *siblings;
+    size_t n_siblings;
 };
+
+#define VKS_KV_SIBLINGS_MAX 8
 
 struct vks_kv_result {
     vks_secret value;            /* (secret) the string at `key`, exactly its UTF-8 bytes       */
@@ -86,6 +93,7 @@ struct vks_kv_result {
     char token_accessor[64];     /* accessor of the token used, "" when unknown (never the token) */
     int http_status;             /* last HTTP status seen (0 when none)                         */
     int attempts;                /* requests made, retries included                             */
+    vks_secret siblings[VKS_KV_SIBLINGS_MAX]; /* (secret) req->siblings[i]'s value, or empty    */
 };
 
 /*
