@@ -89,6 +89,9 @@ struct ag_api_client {
     size_t n_mounts;
     char **prefixes;                /* path prefixes the client may read ("" = every path)      */
     size_t n_prefixes;
+    char *destination;              /* NULL, or the destination host this token is bound to     */
+    char *domain;                   /* NULL, or the sender domain it is bound to: restrictions
+                                       (allowed_hosts / allowed_domains) are judged against them */
 };
 
 struct ag_api_conf {

@@ -664,7 +664,8 @@ static int hexval(int ch)
 
 static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size_t idx, struct ag_api_client *cl)
 {
-    static const char *const known[] = { "name", "token_sha256", "mounts", "path_prefixes", NULL };
+    static const char *const known[] = { "name", "token_sha256", "mounts", "path_prefixes", "destination",
+                                         "domain", NULL };
     char name[48];
     snprintf(name, sizeof name, "vault_api.client[%zu]", idx + 1);
     struct sect s = { t, name, t->line };
@@ -691,6 +692,9 @@ static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size
     cl->prefixes = str_array(e, &s, "path_prefixes", &cl->n_prefixes, true);
     if (cl->n_prefixes == 0)
         cerr_add(e, t->line, name, "path_prefixes is required ([\"\"] for every path of the mounts)");
+    /* optional: the destination / sender domain this token stands for (restrictions, audit) */
+    cl->destination = get_str(e, &s, "destination", false);
+    cl->domain = get_str(e, &s, "domain", false);
 }
 
 static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct ag_api_conf *api)
@@ -789,6 +793,8 @@ static void api_clear(struct ag_api_conf *api)
     free_str_array(api->fields, api->n_fields);
     for (size_t i = 0; i < api->n_clients; i++) {
         free(api->clients[i].name);
+        free(api->clients[i].destination);
+        free(api->clients[i].domain);
         free_str_array(api->clients[i].mounts, api->clients[i].n_mounts);
         free_str_array(api->clients[i].prefixes, api->clients[i].n_prefixes);
     }

@@ -1,10 +1,14 @@
 /*
- * vks-agent vault_api lookups, on worker threads: one GET of a KV secret answered in Vault's
- * response shape from the core (cache, audit). The core resolves one field at a time, so the
- * agent reads the configured `fields` (default "key") and returns those present; each read is one
- * vks_resolve, one audit event (api "agent.vault_api", tag with the client's name and peer).
- * The body is built directly in an arena slot. Restrictions: a Vault-shaped request carries no
- * destination or domain, so a secret restricted by custom_metadata is refused (403), never served.
+ * vks-agent vault_api lookups, on the loop (cache hits, ag_lookup_inline) or on worker threads:
+ * one GET of a KV secret answered in Vault's response shape from the core (cache, audit). The
+ * core resolves one field at a time, so the agent reads the configured `fields` (default "key")
+ * and returns those present; each is one vks_resolve and one audit event (api "agent.vault_api",
+ * tag with the client's name and peer); the first names the others as siblings, so a cold read
+ * is one Vault request. The body is built directly in an arena slot; an inline try that stops at
+ * a field not cached leaves the body and its position in the job for the pool.
+ * Restrictions: a Vault-shaped request carries no destination or domain; the context is the
+ * client's configured `destination`/`domain` (both NULL unless bound), so a restricted secret is
+ * refused (403, a message saying why) to every client not bound to an allowed one.
  */
 #include <stdio.h>
 #include <string.h>
@@ -78,8 +82,9 @@ static void api_error(struct ag_job *job, int status, const char *msg)
     jw_lit(&w, "]}\n");
 }
 
-/* Vault's error shape for a restricted secret: a Vault read names no destination or domain. */
-#define RESTRICTED_MSG "permission denied: this secret is restricted to destinations or domains (allowed_hosts/allowed_domains) and a Vault API read names none"
+/* Vault's error shape for a restricted secret: a Vault read names no destination or domain, so
+ * only a client bound to one in the config (destination, domain) can pass a restriction. */
+#define RESTRICTED_MSG "permission denied: the secret is restricted (allowed_hosts/allowed_domains) and this client token is not bound to an allowed destination or domain"
 
 static int status_of(vks_status st)
 {
@@ -130,7 +135,8 @@ void ag_lookup_api(struct ag_job *job)
     struct ag_cred_map m = { .mount = job->mount, .kv_version = job->kv_version };
     char tag[AG_KEY_MAX + 256];
     snprintf(tag, sizeof tag, "vks-agent vault_api client=%s %s path=%s", job->client->name, job->peer_desc, job->key);
-    struct vks_ctx ctx = { .tag = tag };
+    /* a request names no destination: only a client bound to one (config) has a context */
+    struct vks_ctx ctx = { .tag = tag, .destination = job->client->destination, .domain = job->client->domain };
     struct vks_err ve;
     job->result = AG_R_OK;
     if (!api_start(job)) {

@@ -337,6 +337,58 @@ def test_approle(vd, run, audit, key, mport):
         scan(a3.log(), "the AppRole agent's log")
 
 
+def test_one_read_per_key(vd, run, tok, audit, key, mport, mode):
+    """Cold start: one Vault GET per credential (user name and password are two fields of one
+    secret, read once), with lookups in the pool (audit mode sync) and hits on the loop (async);
+    64 concurrent clients on one key and on 16 keys; a restricted credential stores nothing."""
+    n = 8
+    pre = "cold-%s-" % mode
+    for i in range(n + 1 + 16):
+        vd.kv2_put("smtp-auth/%s%d.example.test" % (pre, i), {"username": "u%d" % i, "password": PW1})
+    cfg = config(vd, run, tok, audit, key, mport).replace('ttl = "2s"', 'ttl = "600s"')
+    cfg = cfg.replace('file = "%s"' % audit, 'file = "%s"\nmode = "%s"' % (audit, mode))
+    sock = os.path.join(run, "sm-%s.sock" % mode)
+    cfg = cfg.replace(f"{run}/sm.sock", sock).replace(f"127.0.0.1:{mport}", "127.0.0.1:%d" % free_port())
+    path = "/v1/secret/data/smtp-auth/" + pre
+
+    def gets():
+        return sum(v for k, v in vd.counters().items() if k.startswith("GET " + path))
+
+    with Agent(run, cfg, name="agent-%s.toml" % mode) as a4:
+        vd.reset_counters()
+        for i in range(n):
+            T.eq(socketmap_query(sock, "sasl", "%s%d.example.test" % (pre, i)), "OK u%d:%s" % (i, PW1),
+                 "%s: cold key %d answered" % (mode, i))
+        T.eq(gets(), n, "%s: cold start of %d credentials = %d Vault GETs (one per key, not per field)" % (mode, n, n))
+        for i in range(n):
+            socketmap_query(sock, "sasl", "[%s%d.example.test]:587" % (pre, i))
+        T.eq(gets(), n, "%s: warm lookups (host and nexthop forms) read nothing more" % mode)
+        for label, keys in [("one key", [n] * 64), ("16 keys", [n + 1 + (k % 16) for k in range(64)])]:
+            vd.reset_counters()
+            barrier = threading.Barrier(len(keys))
+            res = [None] * len(keys)
+
+            def cold(k):
+                with connect(sock) as s:
+                    barrier.wait()
+                    s.sendall(netstring("sasl %s%d.example.test" % (pre, keys[k])))
+                    res[k] = read_netstring(s)
+
+            th = [threading.Thread(target=cold, args=(k,)) for k in range(len(keys))]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join(60)
+            want = len(set(keys))
+            T.ok(all(r == "OK u%d:%s" % (keys[k], PW1) for k, r in enumerate(res)),
+                 "%s: 64 concurrent clients on %s all answered right" % (mode, label), [r for r in res if r and not r.startswith("OK")][:3])
+            T.eq(gets(), want, "%s: 64 concurrent clients on %s = %d Vault GETs" % (mode, label, want))
+        vd.reset_counters()
+        r = socketmap_query(sock, "sasl", "restricted.example.test")
+        T.ok(r.startswith("TEMP ") and PWR not in r, "%s: a restricted credential is still TEMP" % mode, r)
+        scan(a4.log(), "the %s agent's log" % mode)
+
+
 def test_metrics(a, mport):
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
     T.ok('vks_agent_lookups_total{protocol="socketmap",result="OK"}' in body, "metrics: lookups by protocol and result")
@@ -445,6 +497,8 @@ def main():
             T.run(test_reload, a)
             T.run(test_peer_refused, vd, run, tok, audit + ".2", key, mport)
             T.run(test_approle, vd, run, audit + ".3", key, mport)
+            T.run(test_one_read_per_key, vd, run, tok, audit + ".4", key, mport, "sync")
+            T.run(test_one_read_per_key, vd, run, tok, audit + ".5", key, mport, "async")
         finally:
             rc = a.stop()
         T.eq(rc, 0, "SIGTERM: the agent drains and exits 0")

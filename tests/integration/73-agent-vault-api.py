@@ -32,7 +32,11 @@ PW = "agent-pw-KUMO-2f8e61a0"
 PW1 = "agent-pw-KV1-7c3b90d4"
 TOK = "agent-client-token-KUMO-51e0c9aa"
 TOK2 = "agent-client-token-NARROW-d7f3b2"
-SECRETS = [PW, PW1, TOK, TOK2]
+TOK3 = "agent-client-token-BOUND-3e91c07a"
+PW3 = "agent-pw-THREE-6b2d94e1"
+SECRETS = [PW, PW1, TOK, TOK2, TOK3, PW3]
+RESTRICTED_MSG = ("permission denied: the secret is restricted (allowed_hosts/allowed_domains) and this client "
+                  "token is not bound to an allowed destination or domain")
 
 
 class RedactingChecks(Checks):
@@ -92,6 +96,7 @@ def get(port, path, token=TOK, headers=None, method="GET", unix=None):
 def config(vd, d, port, tokf, audit, key, cert, tlskey):
     h1 = hashlib.sha256(TOK.encode()).hexdigest()
     h2 = hashlib.sha256(TOK2.encode()).hexdigest()
+    h3 = hashlib.sha256(TOK3.encode()).hexdigest()
     return f'''[vault]
 address = "{vd.addr}"
 ca_cert = "{vd.cacert}"
@@ -107,6 +112,7 @@ neg_ttl = "1s"
 [audit]
 file = "{audit}"
 key_file = "{key}"
+mode = "async"
 
 [vault_api]
 listen = "127.0.0.1:{port}"
@@ -127,7 +133,37 @@ name = "narrow"
 token_sha256 = "{h2}"
 mounts = ["secret"]
 path_prefixes = ["smtp-auth/other"]
+
+[[vault_api.client]]
+name = "bound"
+token_sha256 = "{h3}"
+mounts = ["secret"]
+path_prefixes = ["smtp-auth/"]
+destination = "192.0.2.1"
 '''
+
+
+def one_read_per_secret(vd, port):
+    """All configured fields of a secret come from one Vault read (the first names the others as
+    siblings); a response whose first field is cached and the next not is finished in the pool,
+    from that field on (one audit event per field, checked in main)."""
+    vd.reset_counters()
+    st, j = get(port, "/v1/secret/data/smtp-auth/three")
+    T.ok(st == 200 and j["data"]["data"] == {"key": PW3, "username": "u3", "password": PW3},
+         "three fields of a cold secret", (st, j))
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/three"), 1, "a cold read of three fields = one Vault GET")
+    for _ in range(5):
+        get(port, "/v1/secret/data/smtp-auth/three")
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/three"), 1, "and hits read nothing more")
+    st, j = get(port, "/v1/secret/data/smtp-auth/grow")
+    T.ok(st == 200 and j["data"]["data"] == {"key": PW3}, "a secret with only the first field", (st, j))
+    vd.kv2_put("smtp-auth/grow", {"key": PW3, "username": "u4", "password": PW3})
+    time.sleep(1.3)  # past neg_ttl: the absent fields are looked up again, the first is still cached
+    vd.reset_counters()
+    st, j = get(port, "/v1/secret/data/smtp-auth/grow")
+    T.ok(st == 200 and j["data"]["data"] == {"key": PW3, "username": "u4", "password": PW3},
+         "first field a hit, the rest read: the response is completed in the pool", (st, j))
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/grow"), 1, "one Vault GET for the two new fields")
 
 
 def checks(vd, d, port, agent):
@@ -186,7 +222,16 @@ def checks(vd, d, port, agent):
     st, j = get(port, "/v1/secret/data/smtp-auth/nothing-here")
     T.ok(st == 404 and j == {"errors": []}, "no secret: 404 {\"errors\":[]} like Vault", (st, j))
     st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
-    T.ok(st == 403 and PW not in json.dumps(j), "a restricted secret: 403 (no destination in a Vault request)", (st, j))
+    T.ok(st == 403 and j == {"errors": [RESTRICTED_MSG]}, "a restricted secret: 403 saying why (no destination in a Vault request)", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
+    T.ok(st == 403 and j == {"errors": [RESTRICTED_MSG]}, "again (remembered, judged without a Vault read): 403", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted", token=TOK3)
+    T.ok(st == 200 and j["data"]["data"]["key"] == PW, "a client token bound to an allowed destination reads it", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
+    T.ok(st == 403 and j == {"errors": [RESTRICTED_MSG]}, "an unbound client after it: still 403 (a hit is judged per client)", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/example.com", token=TOK3)
+    T.ok(st == 200 and j["data"]["data"]["key"] == PW, "the bound client reads unrestricted secrets as usual", (st, j))
+    one_read_per_secret(vd, port)
     st, j = get(port, "/v1/secret/data/smtp-auth/example.com?version=1")
     T.ok(st == 200 and j["data"]["metadata"]["version"] == 1, "?version=N is passed on", (st, j))
     st, j = get(port, "/v1/secret/data/smtp-auth/example.com?list=true")
@@ -271,6 +316,8 @@ def main():
             vd.kv2_put("smtp-auth/example.com", {"key": PW, "username": "kumo-user"})
             vd.kv2_put("smtp-auth/restricted", {"key": PW})
             vd.kv2_put("smtp-auth/cold", {"key": PW})
+            vd.kv2_put("smtp-auth/three", {"key": PW3, "username": "u3", "password": PW3})
+            vd.kv2_put("smtp-auth/grow", {"key": PW3})
             vd.call("POST", "/v1/secret/metadata/smtp-auth/restricted", {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
             vd.kv1_put("smtp-auth/legacy", {"key": PW1})
             tokf = os.path.join(d, "token")
@@ -299,6 +346,15 @@ def main():
     trail = open(audit).read()
     T.ok('"agent.vault_api"' in trail and "client=kumod" in trail, "audit events name the protocol and the client")
     T.ok("peer uid=0" in trail, "the unix-socket peer's uid is audited")
+    evs = [json.loads(x) for x in trail.splitlines() if '"agent.vault_api"' in x]
+    refused = [e for e in evs if e.get("path") == "smtp-auth/restricted" and e.get("code") == "restricted"]
+    T.ok(len(refused) >= 3 and all(e.get("outcome") == "denied" for e in refused),
+         "refused reads of the restricted secret are audited as restricted (denied)", len(refused))
+    bound = [e for e in evs if e.get("path") == "smtp-auth/restricted" and e.get("code") == "ok"]
+    T.ok(len(bound) >= 1 and "client=bound" in json.dumps(bound[0]) and "192.0.2.1" in json.dumps(bound[0]),
+         "the bound client's read is audited with its destination", bound[:1])
+    grow = [e for e in evs if e.get("path") == "smtp-auth/grow" and e.get("key") == "key"]
+    T.eq(len(grow), 2, "a response finished in the pool has one audit event per field (no repeat of the inline hit)")
     log = agent.log() if agent else ""
     print("---- agent log (tail) ----")
     print("\n".join(log.splitlines()[-12:]))
