@@ -12,7 +12,7 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
+#include <openssl/rand.h>
 
 #include "agent.h"
 #include "vks_resolver.h"
@@ -60,7 +60,7 @@ static void jw_str(struct jw *w, const unsigned char *p, size_t n)
 static void uuid4(char out[37])
 {
     unsigned char b[16] = { 0 };
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+    if (RAND_bytes(b, sizeof b) != 1) /* OpenSSL's DRBG: no system call per response */
         memset(b, 0, sizeof b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
