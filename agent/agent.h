@@ -1,8 +1,9 @@
 /*
  * vks-agent internals (docs/internals/agent.md). One process: a libevent loop on the main thread
- * owns every listener and connection; a small pool of worker threads runs the lookups (which may
- * block on Vault) through vks_resolve, the same core operation the Lua module uses; results come
- * back to the loop through a completion queue and event_active().
+ * owns every listener and connection; cache hits are answered on the loop (ag_lookup_inline:
+ * vks_resolve with hit_only, when audit cannot block); a small pool of worker threads runs the
+ * other lookups (which may block on Vault) through vks_resolve, the same core operation the Lua
+ * module uses; results come back to the loop through a completion queue and event_active().
  *
  *   conf.c       --config FILE (TOML via common/vks_toml.h) -> struct ag_conf (immutable, refcounted)
  *   lookup.c     lookup key -> keysource -> vks_resolve (username and password) -> ag_result
@@ -14,8 +15,9 @@
  *   main.c       command line, signals, reload, drain
  *
  * Thread-safety: everything in net.c, socketmap.c, exim.c and main.c runs on the loop thread
- * only. lookup.c runs on worker threads and touches only its job, the conf snapshot the job holds
- * a reference to (read-only), the core (thread-safe) and the metrics counters (atomics).
+ * only. lookup.c runs on worker threads (and, for the inline try, on the loop thread while the
+ * job belongs to no worker) and touches only its job, the conf snapshot the job holds a reference
+ * to (read-only), the core (thread-safe) and the metrics counters (atomics).
  * Secrets: replies holding a password live in arena slots (vks_secret) from the worker until the
  * last byte is written, then are wiped; they never pass through libevent's buffers.
  */
