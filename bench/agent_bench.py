@@ -135,7 +135,7 @@ def hits(work, vd, api_port, cert, label):
     path = "/v1/secret/data/smtp-auth/relay2.example"
     r = {}
     r["socketmap"] = client("socketmap", sm, "sasl relay%d.example", 64, "-n", 3000, "-w", 64)
-    r["exim"] = client("exim", ex, "plain relay3.example\n", "-n", 500)
+    r["exim"] = client("exim", ex, "plain relay3.example\n", "-n", 2000)
     r["api_tls"] = client("http", "https://127.0.0.1:%d%s" % (api_port, path), "--cacert", cert, "--token", TOK,
                           "-n", 2000, "-w", 20)
     r["vd_tls"] = client("http", vd.addr + path, "--cacert", vd.cacert, "--token", vd.root_token, "-n", 2000, "-w", 20)
