@@ -19,7 +19,7 @@
 #   tests/vault-dev/*.c  -> $(BUILD)/vault-dev         (Vault-compatible development server)
 #   tests/unit/test_*.c  -> $(BUILD)/tests/test_*      (Criterion, one binary per file)
 #   tests/helpers/*.c    -> $(BUILD)/tests/helpers/*   (small programs the integration tests run)
-#   bench/bench_*.c      -> $(BUILD)/bench/bench_*
+#   bench/bench_*.c      -> $(BUILD)/bench/bench_*  (each with bench/lib/benchlib.c)
 
 # First pass: a fresh machine may lack the compiler, pkg-config and the -dev packages, and the
 # flags below are discovered with pkg-config when make reads this file. So every goal first runs
@@ -167,9 +167,9 @@ $(BUILD)/tests/helpers/%: tests/helpers/%.c $(BUILD)/libvks.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libvks.a
+$(BUILD)/bench/%: bench/%.c bench/lib/benchlib.c bench/lib/benchlib.h $(BUILD)/libvks.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -Ibench/lib -o $@ $< bench/lib/benchlib.c $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
 # The whole suite: unit tests, integration tests, then the scan of every output for test secrets.
 test: all

@@ -31,7 +31,9 @@ const char vks_cli_envelope_encrypt_usage[] =
     "  Reads the plaintext on stdin (one trailing newline is dropped; echo is off on a terminal)\n"
     "  and prints ENC:v2:<id>:... bound to (M, P, K). K is the keysource's vault_key (default\n"
     "  'key', KumoMTA's default). The key id defaults to the keyring's primary; --legacy writes\n"
-    "  the unbound genro-mail-proxy form.\n";
+    "  the unbound genro-mail-proxy form. The plaintext may be at most 3032 bytes under key id\n"
+    "  'default' (2990 under the longest id, 3038 legacy), so that the envelope fits the 4095\n"
+    "  bytes every keysource form accepts; longer is refused before anything is written.\n";
 const char vks_cli_envelope_check_usage[] =
     "usage: vks envelope check --mount M --path P [--key K]\n"
     "  Reads an envelope on stdin and says whether it decrypts at (M, P, K): format, key id and\n"
