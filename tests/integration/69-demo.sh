@@ -66,8 +66,9 @@ check "the smtp transport ran chrooted and the map is the relative private/ path
 check "vks-agent drained and exited 0 on SIGTERM" 'grep -q "vks-agent drained and exited 0 on SIGTERM" demo.out'
 check "the audit trail lists one event per lookup (4 served, 1 refused, 2 fields read by the agent)" \
   'grep -q "7 lookups," demo.out && [ "$(grep -cE "^ +[0-9]+ +[0-9:.]+ +(miss|hit) +ok +daniel for example" demo.out)" -eq 4 ] && grep -qE "denied +restricted" demo.out'
+# one Vault read for the credential: the user name's read cached the password (a sibling key)
 check "the agent's lookups are in the same trail, naming the peer postfix and the protocol" \
-  'grep -qE "miss +ok +agent: postfix asked socketmap 127.0.0.1 +secret/smtp-auth/127.0.0.1#username v1$" demo.out && grep -qE "miss +ok +agent: postfix asked socketmap 127.0.0.1 +secret/smtp-auth/127.0.0.1#password v1 ENC$" demo.out'
+  'grep -qE "miss +ok +agent: postfix asked socketmap 127.0.0.1 +secret/smtp-auth/127.0.0.1#username v1$" demo.out && grep -qE "hit +ok +agent: postfix asked socketmap 127.0.0.1 +secret/smtp-auth/127.0.0.1#password v1 ENC$" demo.out'
 check "audit events carry who and for what (user, domain, destination, secret, version)" \
   'grep -q "daniel for example.net via 127.0.0.1 *secret/smtp-auth/example.net#password v1 ENC" demo.out'
 check "vks audit verify checks the whole trail" \
