@@ -258,6 +258,7 @@ void ag_metrics_vault_latency(double seconds);        /* one lookup that read Va
 void ag_metrics_conn(enum ag_proto p, int delta);     /* open connections                   */
 void ag_metrics_refused(enum ag_proto p, const char *reason); /* peer refused, too many, bad input */
 void ag_metrics_reload(bool ok);
+void ag_metrics_inline(enum ag_proto p);              /* a request answered on the loop     */
 /* Starts the HTTP listener (NULL host: none). */
 int ag_metrics_listen(struct event_base *base, const char *host, int port, char *err, size_t n);
 void ag_metrics_set_draining(bool draining);

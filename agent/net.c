@@ -202,9 +202,10 @@ static void submit(struct conn *c, const char *item, const char *key, size_t kl)
     c->busy = true;
     event_del(c->tev);
     /* a cache hit is answered here, on the loop (it cannot block); anything else in the pool */
-    if (ag_inline_allowed(j->conf) && ag_lookup_inline(j))
+    if (ag_inline_allowed(j->conf) && ag_lookup_inline(j)) {
+        ag_metrics_inline(j->proto);
         ag_pool_complete(j);
-    else
+    } else
         ag_pool_submit(j);
 }
 

@@ -229,9 +229,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     p->evcon = evcon;
     evhttp_connection_set_closecb(evcon, on_conn_close, p);
     /* a cache hit is answered at once, on the loop (it cannot block); anything else in the pool */
-    if (ag_inline_allowed(conf) && ag_lookup_inline(j))
+    if (ag_inline_allowed(conf) && ag_lookup_inline(j)) {
+        ag_metrics_inline(AG_PROTO_VAULTAPI);
         ag_api_job_done(j);
-    else
+    } else
         ag_pool_submit(j);
 }
 

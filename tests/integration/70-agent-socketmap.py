@@ -312,8 +312,14 @@ def test_one_read_per_key(vd, run, tok, audit, key, mport, mode):
     cfg = config(vd, run, tok, audit, key, mport).replace('ttl = "2s"', 'ttl = "600s"')
     cfg = cfg.replace('file = "%s"' % audit, 'file = "%s"\nmode = "%s"' % (audit, mode))
     sock = os.path.join(run, "sm-%s.sock" % mode)
-    cfg = cfg.replace(f"{run}/sm.sock", sock).replace(f"127.0.0.1:{mport}", "127.0.0.1:%d" % free_port())
+    mp = free_port()
+    cfg = cfg.replace(f"{run}/sm.sock", sock).replace(f"127.0.0.1:{mport}", "127.0.0.1:%d" % mp)
     path = "/v1/secret/data/smtp-auth/" + pre
+
+    def inline_answers():
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mp, timeout=10).read().decode()
+        line = [x for x in body.splitlines() if x.startswith('vks_agent_inline_total{protocol="socketmap"}')]
+        return int(line[0].split()[-1]) if line else -1
 
     def gets():
         return sum(v for k, v in vd.counters().items() if k.startswith("GET " + path))
@@ -327,6 +333,11 @@ def test_one_read_per_key(vd, run, tok, audit, key, mport, mode):
         for i in range(n):
             socketmap_query(sock, "sasl", "[%s%d.example.test]:587" % (pre, i))
         T.eq(gets(), n, "%s: warm lookups (host and nexthop forms) read nothing more" % mode)
+        got = inline_answers()
+        if mode == "async":
+            T.ok(got >= n, "async audit: the %d warm lookups were answered on the event loop" % n, got)
+        else:
+            T.eq(got, 0, "sync audit: nothing is answered on the event loop (every lookup in the pool)")
         for label, keys in [("one key", [n] * 64), ("16 keys", [n + 1 + (k % 16) for k in range(64)])]:
             vd.reset_counters()
             barrier = threading.Barrier(len(keys))

@@ -74,12 +74,24 @@ def get(port, path, token=TOK, headers=None, method="GET", unix=None):
         return r.status, body
 
 
+MPORT = free_port()
+
+
+def inline_answers():
+    import urllib.request
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % MPORT, timeout=10).read().decode()
+    line = [x for x in body.splitlines() if x.startswith('vks_agent_inline_total{protocol="vault_api"}')]
+    return int(line[0].split()[-1]) if line else -1
+
+
 def config(vd, d, port, tokf, audit, key, cert, tlskey):
     h1 = hashlib.sha256(TOK.encode()).hexdigest()
     h2 = hashlib.sha256(TOK2.encode()).hexdigest()
     h3 = hashlib.sha256(TOK3.encode()).hexdigest()
     # [audit] comes last from agent_config: async, so cache hits are answered on the event loop
     return agent_config(vd, tokf, audit, key, ttl="60s") + 'mode = "async"\n' + f'''
+[metrics]
+listen = "127.0.0.1:{MPORT}"
 [vault_api]
 listen = "127.0.0.1:{port}"
 tls_cert = "{cert}"
@@ -118,9 +130,11 @@ def one_read_per_secret(vd, port):
     T.ok(st == 200 and j["data"]["data"] == {"key": PW3, "username": "u3", "password": PW3},
          "three fields of a cold secret", (st, j))
     T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/three"), 1, "a cold read of three fields = one Vault GET")
+    before = inline_answers()
     for _ in range(5):
         get(port, "/v1/secret/data/smtp-auth/three")
     T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/three"), 1, "and hits read nothing more")
+    T.eq(inline_answers() - before, 5, "the 5 hits were answered on the event loop (audit async)")
     st, j = get(port, "/v1/secret/data/smtp-auth/grow")
     T.ok(st == 200 and j["data"]["data"] == {"key": PW3}, "a secret with only the first field", (st, j))
     vd.kv2_put("smtp-auth/grow", {"key": PW3, "username": "u4", "password": PW3})
