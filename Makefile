@@ -263,6 +263,12 @@ uninstall:
 
 # make deb: the Debian package (scripts/build-deb, packaging/deb/, docs/packaging.md): a staged
 # `make install PREFIX=/usr` in Debian's places, Depends from dpkg-shlibdeps, checked by lintian.
+# A sanitizer build is refused before anything is (re)built in it with the normal flags.
+ifneq ($(filter deb,$(MAKECMDGOALS)),)
+ifneq ($(SAN)$(shell ldd $(BUILD)/vks 2>/dev/null | grep -E 'lib(asan|tsan|ubsan)'),)
+$(error make deb packages a normal build, not a sanitizer build ($(BUILD)$(if $(SAN), with SAN=$(SAN))): make deb BUILD=build)
+endif
+endif
 deb: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so $(BUILD)/vks-agent
 	@BUILD=$(BUILD) scripts/build-deb
 

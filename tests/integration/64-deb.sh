@@ -20,7 +20,7 @@ PKG=vault-keysource
 # a sanitizer build (make asan / make tsan) is refused, with the reason
 if ldd "$ROOT/$BUILD/vks" 2> /dev/null | grep -qE 'lib(asan|tsan)\.so'; then
   out=$(timeout 600 make -s -C "$ROOT" BUILD="$BUILD" deb 2>&1); rc=$?
-  check "make deb refuses a sanitizer build and says why" '[ $rc -ne 0 ] && [[ "$out" == *"sanitizer build"* ]]'
+  check "make deb refuses a sanitizer build and says why" '[ $rc -ne 0 ] && [[ "$out" == *"not a sanitizer build"* ]]'
   echo "$pass passed, $fail failed"
   [ "$fail" -eq 0 ]; exit
 fi
@@ -35,6 +35,9 @@ tail -n 3 make.log
 check "make deb succeeds" '[ $rc -eq 0 ] && [ -f "$DEB" ]'
 [ -f "$DEB" ] || { echo "$pass passed, $fail failed"; exit 1; }
 sum1=$(sha256sum < "$DEB")
+out=$(timeout 60 make -s -C "$ROOT" BUILD="$BUILD" SAN=address deb 2>&1); rc=$?
+check "make deb SAN=... is refused before anything is built, and says why" \
+  '[ $rc -ne 0 ] && [[ "$out" == *"not a sanitizer build"* ]] && [ "$(sha256sum < "$DEB")" = "$sum1" ]'
 
 # 1. control
 field() { dpkg-deb -f "$1" "$2"; }
