@@ -80,7 +80,7 @@ const char vks_cli_cred_restrict_usage[] =
     "                         [--prefix P]\n"
     "\n"
     "Changes the domains and IPs a credential may be used for (the resolver enforces them on the\n"
-    "next lookup). --all-* first, then removals, then additions; written with check-and-set.\n"
+    "next lookup). Lifting first, then removals, then additions; written with check-and-set.\n"
     "\n"
     "  --domain D         add an allowed domain (or *.suffix); repeatable\n"
     "  --remove-domain D  remove an allowed domain; repeatable\n"
