@@ -24,13 +24,9 @@ vks_status vks_cred_ctx_init(struct vks_cred_ctx *ctx, struct vks_vault *vault, 
         return vks_err_set(err, VKS_E_INVALID_ARG, "vks_cred_ctx_init: no Vault client");
     mount = mount ? mount : VKS_CRED_DEFAULT_MOUNT;
     prefix = prefix ? prefix : VKS_CRED_DEFAULT_PREFIX;
-    size_t at = 0, ml = strlen(mount);
-    (void)at;
-    if (ml == 0 || ml >= sizeof ctx->mount || strspn(mount, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                           "0123456789._-/") != ml || mount[0] == '/' ||
-        mount[ml - 1] == '/')
-        return vks_err_set(err, VKS_E_INVALID_INPUT, "--mount \"%.64s\" must be 1-127 characters of letters, digits, "
-                           ". _ - and inner '/'", mount);
+    if (strlen(mount) >= sizeof ctx->mount || vks_cred_check_name(mount, "--mount", NULL) != VKS_OK)
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "--mount \"%.64s\" must be 1-127 characters: path segments of "
+                           "letters, digits, '.', '_' and '-', none empty, '.' or '..'", mount);
     vks_status st = vks_cred_check_prefix(prefix, "--prefix", err);
     if (st != VKS_OK)
         return st;
