@@ -140,6 +140,11 @@ def test_create_and_resolve(vd):
          "lifecycle state in custom_metadata", cm)
     T.ok(m["data"]["cas_required"] is True and m["data"]["max_versions"] == 20, "cas_required on the secret")
     T.ok(all(1 <= len(v) <= 512 for v in cm.values()) and len(cm) <= 64, "within Vault's limits")
+    # vault-dev refuses what Vault refuses (vault-http-api.md 1.5), so a writer that broke the
+    # limits would fail here as against Vault
+    for bad in ({"owner": ""}, {"": "x"}, {"owner": "a\nb"}, {"owner": "x" * 513}):
+        st, j = vd.call("POST", "/v1/secret/metadata/smtp-auth/limits-probe", {"custom_metadata": bad})
+        T.eq(st, 400, "vault-dev refuses custom_metadata %r like Vault" % (list(bad.items())[0][0][:8],))
     kind, val = resolve(vd, "smtp-auth/example.com", "mx.example.com", "10.1.2.3:25")
     T.ok(kind == "OK" and val == pw, "the existing resolver resolves the same password via vault_mount/vault_path",
          kind if kind != "OK" else "a different value")
