@@ -183,8 +183,9 @@ vks_status vks_cred_show(struct vks_cred_ctx *ctx, const char *name, struct vks_
 vks_status vks_cred_fingerprint(struct vks_cred_ctx *ctx, const char *name, char hex[33], struct vks_err *err);
 
 /* The password for support: reason is required (1..256 printable characters); one audit event
- * (with the reason) before the password is handed out; an event that cannot be recorded under
- * the 'deny' policy refuses the reveal. *out is an arena slot the caller frees. */
+ * (with the reason) before the password is handed out; no audit sink configured
+ * (VKS_E_AUDIT_UNAVAILABLE, before any request), or an event that cannot be recorded under the
+ * 'deny' policy, refuses the reveal. *out is an arena slot the caller frees. */
 vks_status vks_cred_reveal(struct vks_cred_ctx *ctx, const char *name, const char *reason, vks_secret *out,
                            int64_t *version, struct vks_err *err);
 

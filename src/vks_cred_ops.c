@@ -426,6 +426,9 @@ vks_status vks_cred_reveal(struct vks_cred_ctx *ctx, const char *name, const cha
     vks_status st = full_path(ctx, name, path, sizeof path, err);
     if (st == VKS_OK)
         st = check_reason(reason, err);
+    if (st == VKS_OK && !vks_audit_enabled()) /* a reveal is never unaudited */
+        st = vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE, "reveal is audited and no audit sink is configured "
+                         "(VKS_AUDIT_FILE, VKS_AUDIT_SYSLOG or VKS_AUDIT_STDERR): refused");
     if (st == VKS_OK)
         st = identity(ctx, err);
     if (st != VKS_OK)

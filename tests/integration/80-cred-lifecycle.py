@@ -321,6 +321,12 @@ def test_reveal(vd, pw):
     rc, out, _ = vks(vd, "cred", "reveal", "example.com", "--reason", "ticket 4712", "--force-stdout",
                      keep_stdout=True)
     T.ok(rc == 0 and out.strip() == pw, "--force-stdout prints to a pipe")
+    e = env_for(vd)
+    del e["VKS_AUDIT_FILE"]
+    before = vd.count("GET", "/v1/secret/data/smtp-auth/example.com")
+    rc, out, err = vks(vd, "cred", "reveal", "example.com", "--reason", "t", "--force-stdout", env=e)
+    T.ok(rc == 1 and out == "" and "no audit sink" in err, "no audit sink: reveal refused (exit 1)", err)
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/example.com"), before, "and the password was not even read")
 
 
 def test_delete(vd):
