@@ -216,8 +216,13 @@ static vks_status create_write(struct vks_cred_ctx *ctx, const struct vks_cred_c
     }
     a->version = *version;
     vks_cred_summary(&rec.restrictions, a->detail, sizeof a->detail);
-    if (st == VKS_OK)
-        st = vks_vault_kv2_metadata_write(ctx->vault, ctx->mount, path, meta, err);
+    if (st == VKS_OK && (st = vks_vault_kv2_metadata_write(ctx->vault, ctx->mount, path, meta, err)) != VKS_OK &&
+        err != NULL) {
+        char why[VKS_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        vks_err_set(err, st, "the password was stored (version %lld, it resolves) but not its metadata, so "
+                    "vks cred does not manage it yet: %s", (long long)*version, why);
+    }
     if (env)
         vks_wipe(env, strlen(env));
     free(env);

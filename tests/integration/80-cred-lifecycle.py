@@ -311,6 +311,42 @@ def test_concurrent(vd):
     T.ok(kind == "OK" and val == winner[1].strip(), "the winner's password is the one stored")
 
 
+def test_interrupted(vd):
+    """A writer that dies (or loses Vault) between the data write and the metadata write: the
+    password keeps resolving, nothing is lost, and the next edit says what happened."""
+    rc, out, err = vks(vd, "cred", "create", "cut.example", "--username", "cut", "--domain", "cut.example",
+                       keep_stdout=True)
+    pw = out.strip()
+    SECRETS.append(pw)
+    vd.fault(action="status", status=500, method="POST", path_prefix="/v1/secret/metadata/smtp-auth/cut.example",
+             count=1)
+    rc, out, err = vks(vd, "cred", "restrict", "cut.example", "--domain", "more.example")
+    vd.clear_faults()
+    T.ok(rc == 2 and "unavailable" in err, "the metadata write fails: exit 2", err)
+    kind, val = resolve(vd, "smtp-auth/cut.example", "cut.example", "")
+    T.ok(kind == "OK" and val == pw, "the password still resolves, restrictions as before")
+    kind, rest = resolve(vd, "smtp-auth/cut.example", "more.example", "")
+    T.ok(kind == "ERR" and rest.startswith("restricted"), "the half-done edit granted nothing", rest)
+    rc, _, err = vks(vd, "cred", "restrict", "cut.example", "--domain", "other.example")
+    T.ok(rc == 2 and "interrupted" in err and "describes version 1" in err, "the next edit names the interruption",
+         err)
+    # create whose metadata write fails: the password is still shown once and resolves
+    vd.fault(action="status", status=500, method="POST", path_prefix="/v1/secret/metadata/smtp-auth/half.example",
+             count=1)
+    rc, out, err = vks(vd, "cred", "create", "half.example", "--username", "half", "--all-domains",
+                       keep_stdout=True)
+    vd.clear_faults()
+    pw2 = out.strip()
+    SECRETS.append(pw2)
+    T.ok(rc == 2 and len(pw2) == 32 and "was stored (version 1" in err, "create: password shown, failure said", err)
+    kind, val = resolve(vd, "smtp-auth/half.example", "x.org", "")
+    T.ok(kind == "OK" and val == pw2, "and it resolves")
+    rc, out, _ = vks(vd, "cred", "list", "--state", "unmanaged", "--json")
+    T.ok("half.example" in [r["name"] for r in json.loads(out)], "list shows it as unmanaged")
+    rc, _, err = vks(vd, "cred", "restrict", "half.example", "--all-ips")
+    T.ok(rc == 1 and "not managed" in err, "an unmanaged secret is not edited", err)
+
+
 def test_reveal(vd, pw):
     rc, out, err = vks(vd, "cred", "reveal", "example.com", "--reason", "ticket 4711")
     T.ok(rc == 1 and out == "" and "not a terminal" in err, "reveal to a pipe is refused without --force-stdout", err)
@@ -406,6 +442,7 @@ def main():
             T.run(test_list_and_show, vd, pw)
             T.run(test_restrict_enforced, vd)
             T.run(test_concurrent, vd)
+            T.run(test_interrupted, vd)
             T.run(test_reveal, vd, pw)
             T.run(test_delete, vd)
             tok = test_permission_denied(vd)
