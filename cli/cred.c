@@ -47,7 +47,8 @@ const char vks_cli_cred_create_usage[] =
     "  --password-stdin   read a provider-issued password from stdin instead of generating one\n"
     "                     (echo off on a terminal; never on the command line)\n" COMMON_HELP "\n" EXIT_HELP;
 const char vks_cli_cred_list_usage[] =
-    "usage: vks cred list [--tenant T] [--state S] [--json] [--mount M] [--prefix P]\n"
+    "usage: vks cred list [--tenant T] [--state S] [--due-before DATE] [--json] [--mount M]\n"
+    "                     [--prefix P]\n"
     "\n"
     "Lists every credential under the prefix: name, username, permissions (\"All domains, all\n"
     "IPs\" or \"2 domains, 3 IPs\"), created, last rotated, due and state. Reads metadata only.\n"
@@ -55,6 +56,7 @@ const char vks_cli_cred_list_usage[] =
     "  --tenant T         only credentials of tenant T\n"
     "  --state S          only credentials in state S (active; unmanaged for secrets under the\n"
     "                     prefix that vks cred did not create)\n"
+    "  --due-before DATE  only credentials due before DATE (YYYY-MM-DD, UTC)\n"
     "  --json             one JSON array\n" COMMON_HELP "\n" EXIT_HELP;
 const char vks_cli_cred_show_usage[] =
     "usage: vks cred show NAME [--json] [--mount M] [--prefix P]\n"
@@ -100,14 +102,14 @@ const char vks_cli_cred_delete_usage[] =
 #define MAXL 256
 
 struct copts {
-    const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm;
+    const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm, *due_before;
     bool all_domains, all_ips, json, password_stdin, force_stdout;
     const char *dom[MAXL], *rmdom[MAXL], *ip[MAXL], *rmip[MAXL];
     size_t ndom, nrmdom, nip, nrmip;
 };
 
 enum { O_MOUNT = 256, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_STATE, O_REASON, O_CONFIRM, O_ALLD, O_ALLI, O_JSON,
-       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP };
+       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE };
 
 static int add_to(const char **arr, size_t *n, const char *v, const char *opt)
 {
@@ -131,7 +133,8 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         { "json", no_argument, NULL, O_JSON }, { "password-stdin", no_argument, NULL, O_PWSTDIN },
         { "force-stdout", no_argument, NULL, O_FORCE }, { "domain", required_argument, NULL, O_DOM },
         { "remove-domain", required_argument, NULL, O_RMDOM }, { "ip", required_argument, NULL, O_IP },
-        { "remove-ip", required_argument, NULL, O_RMIP }, { NULL, 0, NULL, 0 },
+        { "remove-ip", required_argument, NULL, O_RMIP }, { "due-before", required_argument, NULL, O_DUE },
+        { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
     o->mount = getenv("VKS_CRED_MOUNT");
@@ -155,6 +158,7 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         case O_STATE: o->state = optarg; break;
         case O_REASON: o->reason = optarg; break;
         case O_CONFIRM: o->confirm = optarg; break;
+        case O_DUE: o->due_before = optarg; break;
         case O_ALLD: o->all_domains = true; break;
         case O_ALLI: o->all_ips = true; break;
         case O_JSON: o->json = true; break;
@@ -356,15 +360,32 @@ static const char *dash(const char *s)
 static bool keep(const struct vks_cred_record *r, const struct copts *o)
 {
     const char *state = r->managed ? (r->state[0] ? r->state : "active") : "unmanaged";
-    return (!o->tenant || strcmp(o->tenant, r->tenant) == 0) && (!o->state || strcmp(o->state, state) == 0);
+    /* due is "YYYY-MM-DDTHH:MM:SSZ": text order is time order; no due date is never "due" */
+    bool due_ok = !o->due_before || (r->due[0] && strncmp(r->due, o->due_before, 10) < 0);
+    return (!o->tenant || strcmp(o->tenant, r->tenant) == 0) && (!o->state || strcmp(o->state, state) == 0) &&
+           due_ok;
+}
+
+static bool date_ok(const char *d)
+{
+    int y, m, dd;
+    char tail;
+    return strlen(d) == 10 && sscanf(d, "%4d-%2d-%2d%c", &y, &m, &dd, &tail) == 3 && d[4] == '-' && d[7] == '-' &&
+           m >= 1 && m <= 12 && dd >= 1 && dd <= 31;
 }
 
 int vks_cli_cred_list(int argc, char **argv)
 {
-    static const int allowed[] = { O_MOUNT, O_PREFIX, O_TENANT, O_STATE, O_JSON, 0 };
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_TENANT, O_STATE, O_JSON, O_DUE, 0 };
     struct copts o;
     struct env v;
-    if (parse(argc, argv, allowed, false, vks_cli_cred_list_usage, &o) != 0 || env_open("list", &o, false, &v) != 0)
+    if (parse(argc, argv, allowed, false, vks_cli_cred_list_usage, &o) != 0)
+        return 1;
+    if (o.due_before && !date_ok(o.due_before)) {
+        fprintf(stderr, "vks cred list: --due-before \"%.32s\" is not a date YYYY-MM-DD\n", o.due_before);
+        return 1;
+    }
+    if (env_open("list", &o, false, &v) != 0)
         return 1;
     struct vks_err e;
     vks_err_clear(&e);
