@@ -17,7 +17,7 @@ static void setup_server(void)
 {
     if (!vd_available())
         cr_skip_test("build/vault-dev is not built");
-    snprintf(tls_dir, sizeof tls_dir, "%s/vault-admin-tls", vd_work_dir());
+    snprintf(tls_dir, sizeof tls_dir, "%s/vault-admin-tls-%d", vd_work_dir(), (int)getpid()); /* one per test process */
     mkdir(tls_dir, 0700);
     vd_start(&srv, tls_dir);
 }
