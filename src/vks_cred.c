@@ -505,13 +505,14 @@ vks_status vks_cred_metadata_body(const struct vks_cred_record *rec, char **out,
     if (st == VKS_OK)
         st = vks_cred_list_join(&rec->restrictions.hosts, "--ip", &hosts, err);
     json_object *cm = json_object_new_object(), *body = json_object_new_object();
-    if (st == VKS_OK && rec->custom && cm) { /* the operator's own keys survive */
+    if (st == VKS_OK && rec->custom && cm) { /* the operator's own keys survive (string values) */
         json_object_object_foreach((json_object *)rec->custom, k, v)
         {
             bool ours = false;
             for (size_t i = 0; i < sizeof our_keys / sizeof our_keys[0]; i++)
                 ours = ours || strcmp(k, our_keys[i]) == 0;
-            if (!ours)
+            /* Vault stores only non-empty strings: anything else could not be written back */
+            if (!ours && json_object_is_type(v, json_type_string) && json_object_get_string_len(v) > 0)
                 json_object_object_add(cm, k, json_object_get(v));
         }
     }
