@@ -16,57 +16,21 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vaultdev import VaultDev, Checks  # noqa: E402
-from agent import Agent, check_config, connect, netstring, read_netstring, socketmap_query  # noqa: E402
+from vaultdev import VaultDev  # noqa: E402
+from agent import (Agent, RedactingChecks, agent_config, audit_key_file, check_config, connect,  # noqa: E402
+                   free_port, netstring, read_netstring, socketmap_query, token_file)
 
 PW1 = "agent-pw-ONE-3c9e71d2"
 PW2 = "agent-pw-TWO-8a41f0b6"
 PWC = "agent-pw-COLON-55e2a9c1"
 PWR = "agent-pw-RESTRICT-0f7d3b"
 SECRETS = [PW1, PW2, PWC, PWR]
-
-
-class RedactingChecks(Checks):
-    """Checks whose failure details never print a test password."""
-
-    def ok(self, cond, name, detail=None):
-        if detail is not None:
-            detail = str(detail)
-            for x in SECRETS:
-                detail = detail.replace(x, "<password>")
-        return Checks.ok(self, cond, name, detail)
-
-
-T = RedactingChecks()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+T = RedactingChecks(SECRETS)
 
 
 def config(vd, run, token_file, audit, key_file, metrics_port, map_name="sasl", extra_sm="",
            allow='allow_users = ["root"]'):
-    return f'''# vks-agent test configuration
-[vault]
-address = "{vd.addr}"
-ca_cert = "{vd.cacert}"
-token_file = "{token_file}"
-timeout = "10s"
-max_retries = 0
-
-[cache]
-ttl = "2s"
-max_stale = "0s"
-neg_ttl = "1s"
-
-[audit]
-file = "{audit}"
-key_file = "{key_file}"
-
+    return "# vks-agent test configuration\n" + agent_config(vd, token_file, audit, key_file, ttl="2s", timeout="10s") + f'''
 [agent]
 workers = 2
 idle_timeout = "3s"
@@ -419,14 +383,8 @@ def main():
         vd.kv2_put("smtp-auth/restricted.example.test", {"username": "r", "password": PWR})
         vd.call("POST", "/v1/secret/metadata/smtp-auth/restricted.example.test",
                 {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
-        tok = os.path.join(run, "token")
-        with open(tok, "w") as f:
-            f.write(vd.root_token + "\n")
-        os.chmod(tok, 0o600)
-        key = os.path.join(run, "audit.key")
-        with open(key, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(key, 0o600)
+        tok = token_file(run, vd.root_token + "\n")
+        key = audit_key_file(run)
         audit = os.path.join(run, "audit.jsonl")
         mport = free_port()
         good = os.path.join(run, "agent.toml")

@@ -25,34 +25,15 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vaultdev import VaultDev, Checks  # noqa: E402
-from agent import Agent  # noqa: E402
+from vaultdev import VaultDev  # noqa: E402
+from agent import Agent, RedactingChecks, agent_config, audit_key_file, free_port, token_file  # noqa: E402
 
 PW = "agent-pw-KUMO-2f8e61a0"
 PW1 = "agent-pw-KV1-7c3b90d4"
 TOK = "agent-client-token-KUMO-51e0c9aa"
 TOK2 = "agent-client-token-NARROW-d7f3b2"
 SECRETS = [PW, PW1, TOK, TOK2]
-
-
-class RedactingChecks(Checks):
-    def ok(self, cond, name, detail=None):
-        if detail is not None:
-            detail = str(detail)
-            for x in SECRETS:
-                detail = detail.replace(x, "<secret>")
-        return Checks.ok(self, cond, name, detail)
-
-
-T = RedactingChecks()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+T = RedactingChecks(SECRETS, "<secret>")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -92,22 +73,7 @@ def get(port, path, token=TOK, headers=None, method="GET", unix=None):
 def config(vd, d, port, tokf, audit, key, cert, tlskey):
     h1 = hashlib.sha256(TOK.encode()).hexdigest()
     h2 = hashlib.sha256(TOK2.encode()).hexdigest()
-    return f'''[vault]
-address = "{vd.addr}"
-ca_cert = "{vd.cacert}"
-token_file = "{tokf}"
-timeout = "3s"
-max_retries = 0
-
-[cache]
-ttl = "60s"
-max_stale = "0s"
-neg_ttl = "1s"
-
-[audit]
-file = "{audit}"
-key_file = "{key}"
-
+    return agent_config(vd, tokf, audit, key, ttl="60s") + f'''
 [vault_api]
 listen = "127.0.0.1:{port}"
 tls_cert = "{cert}"
@@ -273,14 +239,8 @@ def main():
             vd.kv2_put("smtp-auth/cold", {"key": PW})
             vd.call("POST", "/v1/secret/metadata/smtp-auth/restricted", {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
             vd.kv1_put("smtp-auth/legacy", {"key": PW1})
-            tokf = os.path.join(d, "token")
-            with open(tokf, "w") as f:
-                f.write(vd.root_token)
-            os.chmod(tokf, 0o600)
-            key = os.path.join(d, "audit.key")
-            with open(key, "wb") as f:
-                f.write(os.urandom(32))
-            os.chmod(key, 0o600)
+            tokf = token_file(d, vd.root_token)
+            key = audit_key_file(d)
             audit = os.path.join(d, "audit.jsonl")
             port = free_port()
             from smtprelay import ensure_cert
