@@ -108,8 +108,8 @@ static int load(struct vks_keyring **kr)
     return 0;
 }
 
-/* Reads stdin into a fresh slot of cap bytes; one trailing newline (and CR) dropped. */
-static int read_into(vks_secret *s, size_t cap, const char *what)
+/* Reads stdin into a fresh slot of cap bytes; one trailing newline (and CR) dropped (cli/vks.h). */
+int vks_cli_read_secret(vks_secret *s, size_t cap, const char *what)
 {
     struct vks_err e;
     if (vks_secret_alloc(cap, s, &e) != VKS_OK) {
@@ -192,7 +192,7 @@ int vks_cli_envelope_encrypt(int argc, char **argv)
         return 2;
     }
     vks_secret plain = VKS_SECRET_EMPTY;
-    if (read_into(&plain, VKS_SECRET_MAX, "plaintext") != 0) {
+    if (vks_cli_read_secret(&plain, VKS_SECRET_MAX, "plaintext") != 0) {
         vks_keyring_free(kr);
         return 1;
     }

@@ -130,4 +130,41 @@ void vks_vault_advance_clock(struct vks_vault *v, int64_t seconds);
 /* The normalised address this client talks to ("https://host:port"). Never NULL. */
 const char *vks_vault_address(const struct vks_vault *v);
 
+/* ---- administrative calls for `vks cred` (docs/credentials.md, docs/internals/cred.md) ----
+ * All use the client's own token (AppRole logs in when needed) and the client's address,
+ * namespace, TLS settings, retries and deadline. Their request and answer bodies hold no
+ * plaintext secret (an ENC: envelope is not one); answers are copied into a heap reply.
+ * Status mapping: 2xx VKS_OK; 404 VKS_E_NOT_FOUND; 400 with Vault's check-and-set mismatch
+ * VKS_E_CONFLICT, any other 400 VKS_E_REJECTED quoting Vault's errors; 403, 5xx, transport as
+ * for vks_vault_kv_read. Thread-safety: as vks_vault_kv_read (any thread, one client). */
+struct vks_vault_reply {
+    long http_status;
+    char *body;                  /* the answer (NUL-terminated), heap, or NULL when empty        */
+    size_t body_len;
+    char token_accessor[64];     /* accessor of the token used (never the token)                 */
+};
+/* Wipes and frees the body; the reply can be reused. Safe on a zeroed reply. */
+void vks_vault_reply_free(struct vks_vault_reply *r);
+
+/* POST (patch false) or PATCH (merge patch, patch true) <mount>/data/<path> with body
+ * {"options":{"cas":cas},"data":<data_json>}; cas -1 sends no cas. *new_version (optional) is the
+ * version written. data_json is borrowed (may hold an envelope; never plaintext). */
+vks_status vks_vault_kv2_write(struct vks_vault *v, const char *mount, const char *path, const char *data_json,
+                               int64_t cas, bool patch, int64_t *new_version, struct vks_err *err);
+/* GET <mount>/metadata/<path>: the whole answer in *out (caller frees with vks_vault_reply_free). */
+vks_status vks_vault_kv2_metadata_read(struct vks_vault *v, const char *mount, const char *path,
+                                       struct vks_vault_reply *out, struct vks_err *err);
+/* POST <mount>/metadata/<path> with the JSON body (custom_metadata, max_versions, cas_required). */
+vks_status vks_vault_kv2_metadata_write(struct vks_vault *v, const char *mount, const char *path,
+                                        const char *json, struct vks_err *err);
+/* LIST <mount>/metadata/<path>: answer in *out; an empty folder (404) is VKS_OK with out->body NULL. */
+vks_status vks_vault_kv2_list(struct vks_vault *v, const char *mount, const char *path,
+                              struct vks_vault_reply *out, struct vks_err *err);
+/* DELETE <mount>/metadata/<path>: every version and the metadata. */
+vks_status vks_vault_kv2_metadata_delete(struct vks_vault *v, const char *mount, const char *path,
+                                         struct vks_err *err);
+/* auth/token/lookup-self of the client's token: display_name and accessor (never the token). */
+vks_status vks_vault_token_identity(struct vks_vault *v, char *display_name, size_t dn_cap, char *accessor,
+                                    size_t acc_cap, struct vks_err *err);
+
 #endif
