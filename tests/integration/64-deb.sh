@@ -14,6 +14,8 @@ W=$PWD
 pass=0; fail=0
 ok()  { echo "ok   $1"; pass=$((pass + 1)); }
 bad() { echo "FAIL $1"; fail=$((fail + 1)); }
+# a check with a loop runs it in a subshell, so `exit 1` fails that check by name instead of ending
+# the whole suite silently
 check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 PKG=vault-keysource
 
@@ -79,7 +81,7 @@ check "the man pages are compressed" '[ -z "$(grep "^/usr/share/man/.*[^z]$" <<<
 # 3. the control archive
 rm -rf ctl x; dpkg-deb -e "$DEB" ctl; dpkg-deb -x "$DEB" x
 check "postinst, prerm, postrm: 0755, valid sh, set -e" \
-  'for s in postinst prerm postrm; do [ "$(stat -c %a ctl/$s)" = 755 ] && sh -n ctl/$s && grep -qx "set -e" ctl/$s || exit 1; done'
+  '(for s in postinst prerm postrm; do [ "$(stat -c %a ctl/$s)" = 755 ] && sh -n ctl/$s && grep -qx "set -e" ctl/$s || exit 1; done)'
 check "postinst creates the user, enables the unit with deb-systemd-helper, starts it only on systemd" \
   'grep -q "adduser --system" ctl/postinst && grep -q "deb-systemd-helper enable" ctl/postinst &&
    grep -q "^if \[ -d /run/systemd/system \]" ctl/postinst'
@@ -100,7 +102,7 @@ check "the packaged vks-agent runs" '[ $rc -eq 0 ] && [[ "$out" == "usage: vks-a
 check "the programs are stripped (no symbol table)" \
   '! readelf -S x/usr/bin/vks x/usr/sbin/vks-agent x/usr/bin/vks-policy | grep -q "\.symtab"'
 check "the programs are linked with full RELRO" \
-  'for f in x/usr/bin/vks x/usr/bin/vks-policy x/usr/sbin/vks-agent; do readelf -d $f | grep -q "FLAGS.*NOW" || exit 1; done'
+  '(for f in x/usr/bin/vks x/usr/bin/vks-policy x/usr/sbin/vks-agent; do readelf -d $f | grep -q "FLAGS.*NOW" || exit 1; done)'
 SO=$W/x/usr/lib/$MA/lua/5.4/vault_keysource.so
 out=$(cd / && env -u LUA_PATH -u LUA_PATH_5_4 -u LUA_CPATH_5_4 LUA_CPATH="$W/x/usr/lib/$MA/lua/5.4/?.so" lua5.4 -e '
   local v = require "vault_keysource"
