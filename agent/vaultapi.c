@@ -284,6 +284,10 @@ int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, 
     if (!api->enabled)
         return 0;
     if (api->host != NULL) {
+        if (api->tls_cert == NULL && !api->plain_http) { /* conf.c refuses this; fail closed anyway */
+            snprintf(err, n, "vault_api.listen: neither TLS files nor tls = false");
+            return -1;
+        }
         g_tcp = new_http(base, NULL);
         if (g_tcp != NULL && api->tls_cert != NULL) {
             if (tls_setup(api, err, n) != 0)
