@@ -275,6 +275,11 @@ static int tls_setup(const struct ag_api_conf *api, char *err, size_t n)
         return -1;
     }
     SSL_CTX_set_options(g_ssl, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+    /* no TLS 1.3 session tickets: the clients this listener is for do not resume (KumoMTA's
+     * vaultrs builds a new client, with an empty session store, for every read; keep-alive
+     * clients keep their connection), so the two tickets OpenSSL would encrypt and write after
+     * every handshake are wasted work on each new connection (bench section 2k: ~10 % of it) */
+    SSL_CTX_set_num_tickets(g_ssl, 0);
     return 0;
 }
 
