@@ -265,13 +265,17 @@ static bool rt_hazard_on(const struct runtime *rt)
  * it is retired until its holders let go. */
 static bool rt_unreferenced_locked(struct runtime *rt)
 {
-    if (!rt_hazard_on(rt))
+    /* the flag first, then the scan; a holder clears its record, then reads the flag (all
+     * sequentially consistent): a holder the scan sees sees the flag, and reclaims */
+    atomic_store(&rt_have_retired, true);
+    if (!rt_hazard_on(rt)) {
+        atomic_store(&rt_have_retired, rt_retired != NULL);
         return true;
+    }
     if (!rt->retired) {
         rt->retired = true;
         rt->retired_next = rt_retired;
         rt_retired = rt;
-        atomic_store(&rt_have_retired, true);
     }
     return false;
 }
@@ -326,7 +330,7 @@ static bool runtime_hold(struct runtime **out)
 static void runtime_unhold(void)
 {
     atomic_store(&t_hazard->rt, NULL);
-    if (atomic_load_explicit(&rt_have_retired, memory_order_relaxed))
+    if (atomic_load(&rt_have_retired)) /* after the clear (see rt_unreferenced_locked) */
         rt_reclaim();
 }
 
