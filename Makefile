@@ -7,6 +7,7 @@
 #   make asan       the test suite built and run under AddressSanitizer (build-asan/)
 #   make tsan       the concurrency tests under ThreadSanitizer (build-tsan/)
 #   make fuzz       short libFuzzer runs of every parser (build-fuzz/)
+#   make deb        the Debian package, build/vault-keysource_<version>_<arch>.deb (docs/packaging.md)
 #   make clean
 #
 # Directories are discovered by wildcard so that adding a file needs no Makefile edit:
@@ -19,7 +20,7 @@
 #   tests/vault-dev/*.c  -> $(BUILD)/vault-dev         (Vault-compatible development server)
 #   tests/unit/test_*.c  -> $(BUILD)/tests/test_*      (Criterion, one binary per file)
 #   tests/helpers/*.c    -> $(BUILD)/tests/helpers/*   (small programs the integration tests run)
-#   bench/bench_*.c      -> $(BUILD)/bench/bench_*
+#   bench/bench_*.c      -> $(BUILD)/bench/bench_*  (each with bench/lib/benchlib.c)
 
 # First pass: a fresh machine may lack the compiler, pkg-config and the -dev packages, and the
 # flags below are discovered with pkg-config when make reads this file. So every goal first runs
@@ -62,7 +63,7 @@ EVENT_LIBS := $(shell pkg-config --libs libevent libevent_pthreads libevent_open
 CRIT_LIBS  := $(shell pkg-config --libs criterion 2>/dev/null)
 
 CFLAGS   := $(CFLAGS_COMMON) -Isrc $(PKG_CFLAGS)
-LDFLAGS  := $(SANFLAGS) $(EXTRA_LDFLAGS)
+LDFLAGS  := $(SANFLAGS) -Wl,-z,relro,-z,now $(EXTRA_LDFLAGS)
 CORE_LIBS := $(PKG_LIBS) -lpthread
 
 CORE_SRC   := $(wildcard src/*.c)
@@ -104,7 +105,7 @@ ifneq ($(AGENT_SRC),)
 TARGETS += $(BUILD)/vks-agent
 endif
 
-.PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports
+.PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports deb
 
 all: $(TARGETS) $(UNIT_BIN) $(HELPER_BIN)
 
@@ -167,9 +168,9 @@ $(BUILD)/tests/helpers/%: tests/helpers/%.c $(BUILD)/libvks.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libvks.a
+$(BUILD)/bench/%: bench/%.c bench/lib/benchlib.c bench/lib/benchlib.h $(BUILD)/libvks.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LUA_CFLAGS) -o $@ $< $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
+	$(CC) $(CFLAGS) $(LUA_CFLAGS) -Ibench/lib -o $@ $< bench/lib/benchlib.c $(BUILD)/libvks.a $(LUA_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
 # The whole suite: unit tests, integration tests, then the scan of every output for test secrets.
 test: all
@@ -259,6 +260,17 @@ uninstall:
 	  if [ -d '$(DESTDIR)'"$$d" ]; then rmdir '$(DESTDIR)'"$$d" 2>/dev/null || true; fi; \
 	done; \
 	echo "uninstalled from $(DESTDIR)$(PREFIX)"
+
+# make deb: the Debian package (scripts/build-deb, packaging/deb/, docs/packaging.md): a staged
+# `make install PREFIX=/usr` in Debian's places, Depends from dpkg-shlibdeps, checked by lintian.
+# A sanitizer build is refused before anything is (re)built in it with the normal flags.
+ifneq ($(filter deb,$(MAKECMDGOALS)),)
+ifneq ($(SAN)$(shell ldd $(BUILD)/vks 2>/dev/null | grep -E 'lib(asan|tsan|ubsan)'),)
+$(error make deb packages a normal build, not a sanitizer build ($(BUILD)$(if $(SAN), with SAN=$(SAN))): make deb BUILD=build)
+endif
+endif
+deb: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so $(BUILD)/vks-agent
+	@BUILD=$(BUILD) scripts/build-deb
 
 clean:
 	rm -rf build build-asan build-tsan build-fuzz

@@ -1,8 +1,9 @@
 /*
  * vks-agent internals (docs/internals/agent.md). One process: a libevent loop on the main thread
- * owns every listener and connection; a small pool of worker threads runs the lookups (which may
- * block on Vault) through vks_resolve, the same core operation the Lua module uses; results come
- * back to the loop through a completion queue and event_active().
+ * owns every listener and connection; cache hits are answered on the loop (ag_lookup_inline:
+ * vks_resolve with hit_only, when audit cannot block); a small pool of worker threads runs the
+ * other lookups (which may block on Vault) through vks_resolve, the same core operation the Lua
+ * module uses; results come back to the loop through a completion queue and event_active().
  *
  *   conf.c       --config FILE (TOML via common/vks_toml.h) -> struct ag_conf (immutable, refcounted)
  *   lookup.c     lookup key -> keysource -> vks_resolve (username and password) -> ag_result
@@ -14,8 +15,9 @@
  *   main.c       command line, signals, reload, drain
  *
  * Thread-safety: everything in net.c, socketmap.c, exim.c and main.c runs on the loop thread
- * only. lookup.c runs on worker threads and touches only its job, the conf snapshot the job holds
- * a reference to (read-only), the core (thread-safe) and the metrics counters (atomics).
+ * only. lookup.c runs on worker threads (and, for the inline try, on the loop thread while the
+ * job belongs to no worker) and touches only its job, the conf snapshot the job holds a reference
+ * to (read-only), the core (thread-safe) and the metrics counters (atomics).
  * Secrets: replies holding a password live in arena slots (vks_secret) from the worker until the
  * last byte is written, then are wiped; they never pass through libevent's buffers.
  */
@@ -89,6 +91,9 @@ struct ag_api_client {
     size_t n_mounts;
     char **prefixes;                /* path prefixes the client may read ("" = every path)      */
     size_t n_prefixes;
+    char *destination;              /* NULL, or the destination host this token is bound to     */
+    char *domain;                   /* NULL, or the sender domain it is bound to: restrictions
+                                       (allowed_hosts / allowed_domains) are judged against them */
 };
 
 struct ag_api_conf {
@@ -115,6 +120,7 @@ struct ag_conf {
     struct vks_audit_config audit;
     char *audit_file, *audit_key_file, *audit_syslog_socket;
     int workers;
+    bool inline_hits;                  /* answer cache hits on the loop thread (default true)    */
     size_t max_connections;
     size_t max_request;                /* socketmap netstring payload cap (bytes)                 */
     long idle_timeout_ms, read_timeout_ms, write_timeout_ms, drain_timeout_ms;
@@ -165,6 +171,15 @@ struct ag_job {
     long long version;                 /* KV v2 ?version=N, 0 = latest                          */
     const struct ag_api_client *client;/* inside conf                                           */
     char peer_desc[96];                /* "uid=.. pid=.." (unix socket) or "addr=127.0.0.1:port" */
+    /* an inline try on the loop thread (ag_lookup_inline): cache hits only; what it resolved
+     * before something was not cached is kept here for the pool's run */
+    bool hit_only;
+    bool needs_pool;                   /* set by the inline try: run it in the pool             */
+    vks_secret user;                   /* socketmap/exim: the user name, when resolved inline   */
+    bool have_user;
+    size_t api_next, api_found;        /* vault_api: next field to read, fields written so far  */
+    long long api_version;
+    bool api_overflow;
     /* output (set by the worker) */
     int http_status;                   /* vault_api                                             */
     enum ag_result result;
@@ -173,16 +188,28 @@ struct ag_job {
 };
 
 /* Runs one job to completion (fills result, reply, why). Never blocks forever: Vault requests
- * have the configured timeout. */
+ * have the configured timeout. A job an inline try left unfinished continues where it stopped. */
 void ag_lookup_run(struct ag_job *job);
+/* Loop thread: tries the job with cache hits only (vks_resolve_req.hit_only: no Vault read, no
+ * wait). true: finished (result, reply set: hand it to the completion callback); false: something
+ * was not cached, the job keeps what was resolved and must go to the pool (ag_lookup_run). */
+bool ag_lookup_inline(struct ag_job *job);
+/* Whether hits may be answered on the loop thread under this config: agent.inline_hits and an
+ * audit trail that cannot block the loop (no sink, or mode "async"; sync/fsync sinks write on the
+ * caller's thread, so those lookups all go to the pool). */
+bool ag_inline_allowed(const struct ag_conf *c);
+/* Frees what an unfinished job holds (the inline user name); the reply is the caller's. */
+void ag_job_clear(struct ag_job *job);
 /* One vks_resolve of (m->mount, path, field) with the job's api name ("agent.<proto>") and ctx;
  * kv_version VKS_KV_UNSET = the configured default; version 0 = latest. *out owned by the caller;
  * *secret_version (may be NULL) receives the KV v2 version of the value. */
 struct vks_ctx;
+/* siblings: other fields of the same secret to cache from the same Vault read (at most
+ * VKS_KV_SIBLINGS_MAX). With job->hit_only: VKS_E_NOT_CACHED when not a fresh cache hit. */
 vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
                             const char *field, int kv_version, long long version,
-                            const struct vks_ctx *ctx, vks_secret *out, int64_t *secret_version,
-                            struct vks_err *err);
+                            const struct vks_ctx *ctx, const char *const *siblings, size_t n_siblings,
+                            vks_secret *out, int64_t *secret_version, struct vks_err *err);
 /* The vault_api part of ag_lookup_run (lookup_api.c): reads the configured fields, builds the
  * Vault-shaped JSON body in job->reply and sets job->http_status. */
 void ag_lookup_api(struct ag_job *job);
@@ -216,6 +243,9 @@ struct event_base;
 typedef void (*ag_done_fn)(struct ag_job *job);
 int ag_pool_start(struct event_base *base, int workers, ag_done_fn done);
 void ag_pool_submit(struct ag_job *job);
+/* Loop thread: a job finished inline goes through the same completion path (callback on the
+ * next pass of the loop, never from inside the caller: no recursion into the connection). */
+void ag_pool_complete(struct ag_job *job);
 size_t ag_pool_in_flight(void);
 void ag_pool_stop(void);
 
@@ -228,6 +258,7 @@ void ag_metrics_vault_latency(double seconds);        /* one lookup that read Va
 void ag_metrics_conn(enum ag_proto p, int delta);     /* open connections                   */
 void ag_metrics_refused(enum ag_proto p, const char *reason); /* peer refused, too many, bad input */
 void ag_metrics_reload(bool ok);
+void ag_metrics_inline(enum ag_proto p);              /* a request answered on the loop     */
 /* Starts the HTTP listener (NULL host: none). */
 int ag_metrics_listen(struct event_base *base, const char *host, int port, char *err, size_t n);
 void ag_metrics_set_draining(bool draining);

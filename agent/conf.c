@@ -393,11 +393,12 @@ static void parse_agent(struct cerr *e, const struct sect *s, struct ag_conf *c)
 {
     static const char *const known[] = { "workers", "max_connections", "max_request",
                                          "idle_timeout", "read_timeout", "write_timeout",
-                                         "drain_timeout", NULL };
+                                         "drain_timeout", "inline_hits", NULL };
     check_known(e, s, known);
     long long v = c->workers;
     get_int(e, s, "workers", 1, 64, &v);
     c->workers = (int)v;
+    get_bool(e, s, "inline_hits", &c->inline_hits);
     v = (long long)c->max_connections;
     get_int(e, s, "max_connections", 1, 1000000, &v);
     c->max_connections = (size_t)v;
@@ -663,7 +664,8 @@ static int hexval(int ch)
 
 static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size_t idx, struct ag_api_client *cl)
 {
-    static const char *const known[] = { "name", "token_sha256", "mounts", "path_prefixes", NULL };
+    static const char *const known[] = { "name", "token_sha256", "mounts", "path_prefixes", "destination",
+                                         "domain", NULL };
     char name[48];
     snprintf(name, sizeof name, "vault_api.client[%zu]", idx + 1);
     struct sect s = { t, name, t->line };
@@ -690,6 +692,9 @@ static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size
     cl->prefixes = str_array(e, &s, "path_prefixes", &cl->n_prefixes, true);
     if (cl->n_prefixes == 0)
         cerr_add(e, t->line, name, "path_prefixes is required ([\"\"] for every path of the mounts)");
+    /* optional: the destination / sender domain this token stands for (restrictions, audit) */
+    cl->destination = get_str(e, &s, "destination", false);
+    cl->domain = get_str(e, &s, "domain", false);
 }
 
 static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct ag_api_conf *api)
@@ -788,6 +793,8 @@ static void api_clear(struct ag_api_conf *api)
     free_str_array(api->fields, api->n_fields);
     for (size_t i = 0; i < api->n_clients; i++) {
         free(api->clients[i].name);
+        free(api->clients[i].destination);
+        free(api->clients[i].domain);
         free_str_array(api->clients[i].mounts, api->clients[i].n_mounts);
         free_str_array(api->clients[i].prefixes, api->clients[i].n_prefixes);
     }
@@ -902,6 +909,7 @@ struct ag_conf *ag_conf_load(const char *file, char *errbuf, size_t errlen)
     atomic_init(&c->refs, 1);
     c->file = strdup(file);
     c->workers = 4;
+    c->inline_hits = true;
     c->max_connections = 1024;
     c->max_request = 64 * 1024;
     c->idle_timeout_ms = 60000;

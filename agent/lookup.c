@@ -183,8 +183,8 @@ static double mono_s(void)
 
 vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
                             const char *field, int kv_version, long long version,
-                            const struct vks_ctx *ctx, vks_secret *out, int64_t *secret_version,
-                            struct vks_err *err)
+                            const struct vks_ctx *ctx, const char *const *siblings, size_t n_siblings,
+                            vks_secret *out, int64_t *secret_version, struct vks_err *err)
 {
     struct vks_field f[6];
     size_t n = 0;
@@ -211,10 +211,17 @@ vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *
         .api = api[job->proto < AG_PROTO_COUNT ? job->proto : 0],
         .ks = st == VKS_OK ? &ks : NULL,
         .ctx = ctx,
+        .sibling_keys = siblings,
+        .n_sibling_keys = n_siblings > VKS_KV_SIBLINGS_MAX ? VKS_KV_SIBLINGS_MAX : n_siblings,
+        .hit_only = job->hit_only,
     };
     struct vks_resolve_info info;
-    double t0 = mono_s();
+    double t0 = job->hit_only ? 0 : mono_s();
     st = vks_resolve(&req, out, &info, err);
+    if (st == VKS_E_NOT_CACHED) { /* a hit-only try that found nothing: the pool repeats it */
+        vks_keysource_clear(&ks);
+        return st;
+    }
     ag_metrics_outcome(info.outcome);
     if (strcmp(info.outcome, "miss") == 0 || strcmp(info.outcome, "refresh") == 0 ||
         strcmp(info.outcome, "bypass") == 0 || strcmp(info.outcome, "error") == 0 ||
@@ -227,10 +234,11 @@ vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *
 }
 
 static vks_status resolve_field(const struct ag_job *job, const struct ag_cred_map *m, const char *path,
-                                const char *field, const struct vks_ctx *ctx, vks_secret *out,
-                                struct vks_err *err)
+                                const char *field, const struct vks_ctx *ctx, const char *sibling,
+                                vks_secret *out, struct vks_err *err)
 {
-    return ag_resolve_field(job, m, path, field, m->kv_version, 0, ctx, out, NULL, err);
+    return ag_resolve_field(job, m, path, field, m->kv_version, 0, ctx, &sibling, sibling != NULL ? 1 : 0, out,
+                            NULL, err);
 }
 
 static enum ag_result classify(vks_status st)
@@ -317,6 +325,51 @@ static bool job_path(struct ag_job *job, const struct ag_listener_conf *lc, char
     return true;
 }
 
+bool ag_inline_allowed(const struct ag_conf *c)
+{
+    const struct vks_audit_config *a = &c->audit;
+    bool sinks = a->file != NULL || a->syslog || a->stderr_sink;
+    return c->inline_hits && (!sinks || a->mode == VKS_AUDIT_ASYNC);
+}
+
+void ag_job_clear(struct ag_job *job)
+{
+    vks_secret_free(&job->user);
+    job->have_user = false;
+}
+
+bool ag_lookup_inline(struct ag_job *job)
+{
+    job->hit_only = true;
+    job->needs_pool = false;
+    ag_lookup_run(job);
+    job->hit_only = false;
+    return !job->needs_pool;
+}
+
+/* The user name: from an inline try that got it, fixed, or read (with the password as a sibling
+ * of the same Vault read). VKS_E_NOT_CACHED: a hit-only try found nothing. */
+static vks_status job_user(struct ag_job *job, const struct ag_cred_map *m, const char *path,
+                           const struct vks_ctx *ctx, vks_secret *user, const unsigned char **uname,
+                           size_t *ul, struct vks_err *err)
+{
+    *uname = (const unsigned char *)m->username;
+    *ul = m->username != NULL ? strlen(m->username) : 0;
+    if (m->username_field == NULL)
+        return VKS_OK;
+    vks_status st = VKS_OK;
+    if (job->have_user) {
+        *user = job->user;
+        job->user = VKS_SECRET_EMPTY;
+        job->have_user = false;
+    } else {
+        st = resolve_field(job, m, path, m->username_field, ctx, m->password_field, user, err);
+    }
+    *uname = user->data;
+    *ul = user->len;
+    return st;
+}
+
 void ag_lookup_run(struct ag_job *job)
 {
     if (job->proto == AG_PROTO_VAULTAPI) {
@@ -339,13 +392,12 @@ void ag_lookup_run(struct ag_job *job)
                            .tag = tag };
     struct vks_err err;
     vks_secret user = VKS_SECRET_EMPTY, pw = VKS_SECRET_EMPTY;
-    const unsigned char *uname = (const unsigned char *)m->username;
-    size_t ul = m->username != NULL ? strlen(m->username) : 0;
-    vks_status st = VKS_OK;
-    if (m->username_field != NULL) {
-        st = resolve_field(job, m, path, m->username_field, &ctx, &user, &err);
-        uname = user.data;
-        ul = user.len;
+    const unsigned char *uname = NULL;
+    size_t ul = 0;
+    vks_status st = job_user(job, m, path, &ctx, &user, &uname, &ul, &err);
+    if (st == VKS_E_NOT_CACHED) {
+        job->needs_pool = true;
+        return;
     }
     if (st == VKS_OK && ul > 0 && memchr(uname, '\0', ul) == NULL) {
         char ubuf[256];
@@ -354,7 +406,15 @@ void ag_lookup_run(struct ag_job *job)
             ubuf[ul] = '\0';
             ctx.username = ubuf; /* the user name is not a secret; the password never goes here */
         }
-        st = resolve_field(job, m, path, m->password_field, &ctx, &pw, &err);
+        st = resolve_field(job, m, path, m->password_field, &ctx, NULL, &pw, &err);
+        if (st == VKS_E_NOT_CACHED) { /* the pool goes on from here with the user name */
+            job->user = user;
+            job->have_user = m->username_field != NULL;
+            if (!job->have_user)
+                vks_secret_free(&user);
+            job->needs_pool = true;
+            return;
+        }
     } else if (st == VKS_OK) {
         vks_secret_free(&user);
         set_temp(job, "the user name is empty or holds a NUL byte");

@@ -1,14 +1,18 @@
 /*
- * vks-agent vault_api lookups, on worker threads: one GET of a KV secret answered in Vault's
- * response shape from the core (cache, audit). The core resolves one field at a time, so the
- * agent reads the configured `fields` (default "key") and returns those present; each read is one
- * vks_resolve, one audit event (api "agent.vault_api", tag with the client's name and peer).
- * The body is built directly in an arena slot. Restrictions: a Vault-shaped request carries no
- * destination or domain, so a secret restricted by custom_metadata is refused (403), never served.
+ * vks-agent vault_api lookups, on the loop (cache hits, ag_lookup_inline) or on worker threads:
+ * one GET of a KV secret answered in Vault's response shape from the core (cache, audit). The
+ * core resolves one field at a time, so the agent reads the configured `fields` (default "key")
+ * and returns those present; each is one vks_resolve and one audit event (api "agent.vault_api",
+ * tag with the client's name and peer); the first names the others as siblings, so a cold read
+ * is one Vault request. The body is built directly in an arena slot; an inline try that stops at
+ * a field not cached leaves the body and its position in the job for the pool.
+ * Restrictions: a Vault-shaped request carries no destination or domain; the context is the
+ * client's configured `destination`/`domain` (both NULL unless bound), so a restricted secret is
+ * refused (403, a message saying why) to every client not bound to an allowed one.
  */
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
+#include <openssl/rand.h>
 
 #include "agent.h"
 #include "vks_resolver.h"
@@ -56,7 +60,7 @@ static void jw_str(struct jw *w, const unsigned char *p, size_t n)
 static void uuid4(char out[37])
 {
     unsigned char b[16] = { 0 };
-    if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+    if (RAND_bytes(b, sizeof b) != 1) /* OpenSSL's DRBG: no system call per response */
         memset(b, 0, sizeof b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
@@ -77,6 +81,10 @@ static void api_error(struct ag_job *job, int status, const char *msg)
         jw_str(&w, (const unsigned char *)msg, strlen(msg));
     jw_lit(&w, "]}\n");
 }
+
+/* Vault's error shape for a restricted secret: a Vault read names no destination or domain, so
+ * only a client bound to one in the config (destination, domain) can pass a restriction. */
+#define RESTRICTED_MSG "permission denied: the secret is restricted (allowed_hosts/allowed_domains) and this client token is not bound to an allowed destination or domain"
 
 static int status_of(vks_status st)
 {
@@ -101,20 +109,14 @@ static int status_of(vks_status st)
     }
 }
 
-void ag_lookup_api(struct ag_job *job)
+/* The response up to the first field, once per job (an inline try may have written it). */
+static bool api_start(struct ag_job *job)
 {
-    const struct ag_api_conf *api = &job->conf->api;
-    struct ag_cred_map m = { .mount = job->mount, .kv_version = job->kv_version };
-    char tag[AG_KEY_MAX + 256];
-    snprintf(tag, sizeof tag, "vks-agent vault_api client=%s %s path=%s", job->client->name, job->peer_desc, job->key);
-    struct vks_ctx ctx = { .tag = tag };
     struct vks_err ve;
-    job->result = AG_R_OK;
-    if (vks_secret_alloc(VKS_SECRET_MAX, &job->reply, &ve) != VKS_OK) {
-        job->result = AG_R_TEMP;
-        api_error(job, 500, "out of locked memory");
-        return;
-    }
+    if (job->reply.data != NULL)
+        return true;
+    if (vks_secret_alloc(VKS_SECRET_MAX, &job->reply, &ve) != VKS_OK)
+        return false;
     char rid[37];
     uuid4(rid);
     struct jw w = { &job->reply, false };
@@ -123,31 +125,61 @@ void ag_lookup_api(struct ag_job *job)
     jw_lit(&w, "\",\"lease_id\":\"\",\"renewable\":false,\"lease_duration\":0,\"data\":{");
     if (job->kv_version == 2)
         jw_lit(&w, "\"data\":{");
-    int64_t version = 0;
-    size_t found = 0;
-    for (size_t i = 0; i < api->n_fields; i++) {
+    job->api_overflow = w.overflow;
+    return true;
+}
+
+void ag_lookup_api(struct ag_job *job)
+{
+    const struct ag_api_conf *api = &job->conf->api;
+    struct ag_cred_map m = { .mount = job->mount, .kv_version = job->kv_version };
+    char tag[AG_KEY_MAX + 256];
+    snprintf(tag, sizeof tag, "vks-agent vault_api client=%s %s path=%s", job->client->name, job->peer_desc, job->key);
+    /* a request names no destination: only a client bound to one (config) has a context */
+    struct vks_ctx ctx = { .tag = tag, .destination = job->client->destination, .domain = job->client->domain };
+    struct vks_err ve;
+    job->result = AG_R_OK;
+    if (!api_start(job)) {
+        job->result = AG_R_TEMP;
+        api_error(job, 500, "out of locked memory");
+        return;
+    }
+    struct jw w = { &job->reply, job->api_overflow };
+    for (size_t i = job->api_next; i < api->n_fields; i++) {
         vks_secret v = VKS_SECRET_EMPTY;
         int64_t sv = 0;
+        /* the fields after this one come from the same Vault read (cached as siblings) */
         vks_status st = ag_resolve_field(job, &m, job->key, api->fields[i], job->kv_version, job->version,
-                                         &ctx, &v, &sv, &ve);
+                                         &ctx, (const char *const *)api->fields + i + 1, api->n_fields - i - 1,
+                                         &v, &sv, &ve);
+        if (st == VKS_E_NOT_CACHED) { /* inline try: the pool goes on from this field */
+            job->api_next = i;
+            job->api_overflow = w.overflow;
+            job->needs_pool = true;
+            return;
+        }
         if (st == VKS_E_MISSING_KEY)
             continue;
         if (st != VKS_OK) {
             job->result = st == VKS_E_NOT_FOUND ? AG_R_NOTFOUND : AG_R_TEMP;
             snprintf(job->why, sizeof job->why, "%s: %s", vks_status_code(st), ve.msg);
             int code = status_of(st);
-            api_error(job, code, code == 404 ? NULL : code == 403 ? "permission denied" : code == 503 ? "upstream Vault unavailable" : "internal error");
+            api_error(job, code, code == 404 ? NULL
+                                 : st == VKS_E_RESTRICTED ? RESTRICTED_MSG
+                                 : code == 403 ? "permission denied"
+                                 : code == 503 ? "upstream Vault unavailable" : "internal error");
             return;
         }
-        if (version == 0)
-            version = sv;
-        if (found++ > 0)
+        if (job->api_version == 0)
+            job->api_version = sv;
+        if (job->api_found++ > 0)
             jw_lit(&w, ",");
         jw_str(&w, (const unsigned char *)api->fields[i], strlen(api->fields[i]));
         jw_lit(&w, ":");
         jw_str(&w, v.data, v.len);
         vks_secret_free(&v);
     }
+    long long version = job->api_version;
     if (job->kv_version == 2) {
         char meta[200];
         snprintf(meta, sizeof meta, "},\"metadata\":{\"created_time\":\"\",\"custom_metadata\":null,"

@@ -31,6 +31,7 @@ static atomic_uint_fast64_t m_lat_count, m_lat_sum_us;
 static atomic_int_fast64_t m_conns[AG_PROTO_COUNT];
 static atomic_uint_fast64_t m_refused[AG_PROTO_COUNT][NREFUSALS];
 static atomic_uint_fast64_t m_reload_ok, m_reload_fail;
+static atomic_uint_fast64_t m_inline[AG_PROTO_COUNT];
 static atomic_bool m_draining;
 static struct evhttp *m_http;
 
@@ -70,6 +71,12 @@ void ag_metrics_refused(enum ag_proto p, const char *reason)
             atomic_fetch_add_explicit(&m_refused[p][i], 1, memory_order_relaxed);
 }
 
+void ag_metrics_inline(enum ag_proto p)
+{
+    if (p < AG_PROTO_COUNT)
+        atomic_fetch_add_explicit(&m_inline[p], 1, memory_order_relaxed);
+}
+
 void ag_metrics_reload(bool ok)
 {
     atomic_fetch_add_explicit(ok ? &m_reload_ok : &m_reload_fail, 1, memory_order_relaxed);
@@ -90,6 +97,11 @@ static void render(struct evbuffer *b)
         for (int r = 0; r < AG_R_COUNT; r++)
             evbuffer_add_printf(b, "vks_agent_lookups_total{protocol=\"%s\",result=\"%s\"} %llu\n",
                                 ag_proto_name((enum ag_proto)p), ag_result_name((enum ag_result)r), LD(m_lookups[p][r]));
+    evbuffer_add_printf(b, "# HELP vks_agent_inline_total Requests answered on the event loop from the cache (no worker).\n"
+                           "# TYPE vks_agent_inline_total counter\n");
+    for (int p = 0; p < AG_PROTO_COUNT; p++)
+        evbuffer_add_printf(b, "vks_agent_inline_total{protocol=\"%s\"} %llu\n", ag_proto_name((enum ag_proto)p),
+                            LD(m_inline[p]));
     evbuffer_add_printf(b, "# HELP vks_agent_cache_total Core lookups by cache outcome (hit, miss, stale, ...).\n"
                            "# TYPE vks_agent_cache_total counter\n");
     for (size_t i = 0; i < NOUTCOMES; i++)

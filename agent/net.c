@@ -201,7 +201,12 @@ static void submit(struct conn *c, const char *item, const char *key, size_t kl)
     j->conn_id = c->id;
     c->busy = true;
     event_del(c->tev);
-    ag_pool_submit(j);
+    /* a cache hit is answered here, on the loop (it cannot block); anything else in the pool */
+    if (ag_inline_allowed(j->conf) && ag_lookup_inline(j)) {
+        ag_metrics_inline(j->proto);
+        ag_pool_complete(j);
+    } else
+        ag_pool_submit(j);
 }
 
 static void fail_protocol(struct conn *c, const char *why)
@@ -374,6 +379,7 @@ void ag_net_job_done(struct ag_job *j)
         conn_close(c); /* Exim: an empty reply; the documented expansion turns it into a failure */
     }
     vks_secret_free(&j->reply);
+    ag_job_clear(j);
     ag_conf_unref(j->conf);
     free(j);
 }

@@ -105,6 +105,20 @@ void ag_pool_submit(struct ag_job *job)
     pthread_mutex_unlock(&q_mu);
 }
 
+void ag_pool_complete(struct ag_job *job)
+{
+    job->next = NULL;
+    atomic_fetch_add(&in_flight, 1);
+    pthread_mutex_lock(&d_mu);
+    if (d_tail != NULL)
+        d_tail->next = job;
+    else
+        d_head = job;
+    d_tail = job;
+    pthread_mutex_unlock(&d_mu);
+    event_active(done_ev, EV_READ, 0);
+}
+
 size_t ag_pool_in_flight(void)
 {
     return atomic_load(&in_flight);

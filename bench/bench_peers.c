@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchlib.h"
 #include "vks_cache.h"
 #include "vks_config.h"
 #include "vks_keysource.h"
@@ -43,25 +44,6 @@
 #define N_KEEP 600     /* lookups per keep-alive client                                    */
 #define HIT_BATCHES 200
 #define HIT_PER 500
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    return n > 0 ? t[n / 2] : 0;
-}
 
 /* ------------------------------------------------------------------ the KumoMTA-style client */
 
@@ -126,51 +108,16 @@ static int kumo_main(const char *addr, const char *ca)
     for (int i = 0; i < 10; i++)
         fails += kumo_lookup(url, ca) != 0;
     for (int i = 0; i < N_NEWCONN; i++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         fails += kumo_lookup(url, ca) != 0;
-        t[i] = now_us() - t0;
+        t[i] = bench_now_us() - t0;
     }
-    printf("kumo_us %.1f %d\n", median(t, N_NEWCONN), fails);
+    printf("kumo_us %.1f %d\n", bench_median(t, N_NEWCONN), fails);
     curl_global_cleanup();
     return 0;
 }
 
-/* ------------------------------------------------------------------ vault-dev and children */
-
-static pid_t start_server(const char *dir, char *addr, size_t an, char *ca, size_t cn)
-{
-    char bin[1024], out[1100];
-    snprintf(bin, sizeof bin, "%s/%s/vault-dev", getenv("ROOT") ? getenv("ROOT") : ".",
-             getenv("BUILD") ? getenv("BUILD") : "build");
-    snprintf(out, sizeof out, "%s/vault-dev.out", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600), nul = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(nul, 2);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        execl(bin, bin, "--addr", "127.0.0.1:0", "--tls-dir", dir, "--root-token", TOKEN, (char *)NULL);
-        _exit(127);
-    }
-    addr[0] = ca[0] = '\0';
-    for (int i = 0; i < 2000 && !(addr[0] && ca[0]); i++) {
-        FILE *f = fopen(out, "r");
-        char line[1024];
-        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-            line[strcspn(line, "\n")] = '\0';
-            if (strncmp(line, "VAULT_ADDR=", 11) == 0)
-                snprintf(addr, an, "%.200s", line + 11);
-            if (strncmp(line, "VAULT_CACERT=", 13) == 0)
-                snprintf(ca, cn, "%.500s", line + 13);
-        }
-        if (f != NULL)
-            fclose(f);
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(10000);
-    }
-    return addr[0] && ca[0] ? pid : -1;
-}
+/* ------------------------------------------------------------------ children */
 
 /* Runs argv with stdout to a pipe, at most `secs` seconds; collects its output into buf. */
 static int run_child(char *const argv[], char *buf, size_t n, int secs)
@@ -189,7 +136,7 @@ static int run_child(char *const argv[], char *buf, size_t n, int secs)
     }
     close(p[1]);
     size_t len = 0;
-    double deadline = now_us() + secs * 1e6;
+    double deadline = bench_now_us() + secs * 1e6;
     fcntl(p[0], F_SETFL, O_NONBLOCK);
     for (;;) {
         ssize_t r = read(p[0], buf + len, n - 1 - len);
@@ -199,7 +146,7 @@ static int run_child(char *const argv[], char *buf, size_t n, int secs)
                 break;
         } else if (r == 0) {
             break;
-        } else if (now_us() > deadline) {
+        } else if (bench_now_us() > deadline) {
             kill(pid, SIGKILL);
             break;
         } else {
@@ -220,26 +167,6 @@ static double field(const char *out, const char *name)
 }
 
 /* ------------------------------------------------------------------ ours */
-
-static int seed(const char *addr, const char *ca)
-{
-    char url[600];
-    snprintf(url, sizeof url, "%s/v1/secret/data/" SECRET_PATH, addr);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "X-Vault-Token: " TOKEN);
-    struct body b = { NULL, 0 };
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"data\":{\"password\":\"" PASSWORD "\"}}");
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    CURLcode rc = curl_easy_perform(c);
-    free(b.p);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return rc == CURLE_OK ? 0 : -1;
-}
 
 /* One lookup as the module makes it: keysource from fields, vks_resolve. 0 = right value. */
 static int ours_lookup(void)
@@ -306,22 +233,22 @@ static void measure_ours(struct ours *o)
     for (int i = 0; i < 20; i++)
         o->fails += ours_lookup();
     for (int i = 0; i < N_KEEP; i++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         o->fails += ours_lookup();
-        t[i] = now_us() - t0;
+        t[i] = bench_now_us() - t0;
     }
-    o->cold_us = median(t, N_KEEP);
+    o->cold_us = bench_median(t, N_KEEP);
     cc.ttl_s = 300; /* hit: the first lookup fills the cache */
     vks_cache_configure(&cc, &e);
     for (int i = 0; i < 2000; i++)
         o->fails += ours_lookup();
     for (int b = 0; b < HIT_BATCHES; b++) {
-        double t0 = now_us();
+        double t0 = bench_now_us();
         for (int i = 0; i < HIT_PER; i++)
             o->fails += ours_lookup();
-        t[b] = (now_us() - t0) / HIT_PER;
+        t[b] = (bench_now_us() - t0) / HIT_PER;
     }
-    o->hit_us = median(t, HIT_BATCHES);
+    o->hit_us = bench_median(t, HIT_BATCHES);
 }
 
 /* vks_resolve hits from 1 and 2 threads, alternated 5 times (0.2 s each; medians): wall-clock
@@ -429,7 +356,7 @@ int main(int argc, char **argv)
     if (mkdtemp(dir) == NULL)
         return 1;
     char addr[256], ca[600];
-    pid_t server = start_server(dir, addr, sizeof addr, ca, sizeof ca);
+    pid_t server = bench_vault_dev_start(dir, TOKEN, addr, sizeof addr, ca, sizeof ca);
     if (server < 0) {
         printf("bench_peers: build/vault-dev is not available, skipped\n");
         return 0;
@@ -443,7 +370,8 @@ int main(int argc, char **argv)
     char *kargv[] = { self, "--kumo", addr, ca, NULL };
     double kumo = 0;
     int kfails = -1;
-    if (seed(addr, ca) == 0 && run_child(kargv, out, sizeof out, 120) == 0) {
+    if (bench_vault_put(addr, ca, TOKEN, SECRET_PATH, "{\"data\":{\"password\":\"" PASSWORD "\"}}") == 0 &&
+        run_child(kargv, out, sizeof out, 120) == 0) {
         kumo = field(out, "kumo_us ");
         const char *p = strstr(out, "kumo_us ");
         if (p != NULL)
@@ -492,8 +420,7 @@ int main(int argc, char **argv)
     rc = o.fails == 0 && kfails == 0 ? 0 : 1;
     vks_resolver_shutdown();
 out:
-    kill(server, SIGTERM);
-    waitpid(server, NULL, 0);
+    bench_vault_dev_stop(server);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

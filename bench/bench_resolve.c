@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchlib.h"
 #include "vks_config.h"
 #include "vks_curlmem.h"
 #include "vks_envelope.h"
@@ -29,82 +30,11 @@
 #define ROUNDS 8
 #define PER_ROUND 150
 
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 static size_t discard(char *p, size_t s, size_t n, void *ud)
 {
     (void)p;
     (void)ud;
     return s * n;
-}
-
-static pid_t start_server(const char *dir, char *addr, size_t an, char *ca, size_t cn)
-{
-    char bin[1024], out[1100];
-    snprintf(bin, sizeof bin, "%s/%s/vault-dev", getenv("ROOT") ? getenv("ROOT") : ".",
-             getenv("BUILD") ? getenv("BUILD") : "build");
-    snprintf(out, sizeof out, "%s/vault-dev.out", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600), nul = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(nul, 2);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        execl(bin, bin, "--addr", "127.0.0.1:0", "--tls-dir", dir, "--root-token", TOKEN, (char *)NULL);
-        _exit(127);
-    }
-    addr[0] = ca[0] = '\0';
-    for (int i = 0; i < 2000 && !(addr[0] && ca[0]); i++) {
-        FILE *f = fopen(out, "r");
-        char line[1024];
-        while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-            line[strcspn(line, "\n")] = '\0';
-            if (strncmp(line, "VAULT_ADDR=", 11) == 0)
-                snprintf(addr, an, "%.200s", line + 11);
-            if (strncmp(line, "VAULT_CACERT=", 13) == 0)
-                snprintf(ca, cn, "%.500s", line + 13);
-        }
-        if (f != NULL)
-            fclose(f);
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(10000);
-    }
-    return addr[0] && ca[0] ? pid : -1;
-}
-
-static int put(const char *addr, const char *ca, const char *path, const char *json)
-{
-    char url[600];
-    snprintf(url, sizeof url, "%s/v1/secret/data/%s", addr, path);
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "X-Vault-Token: " TOKEN);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, json);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    CURLcode rc = curl_easy_perform(c);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return rc == CURLE_OK ? 0 : -1;
-}
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    return t[n / 2];
 }
 
 int main(void)
@@ -117,7 +47,7 @@ int main(void)
     if (mkdtemp(dir) == NULL)
         return 1;
     char addr[256], ca[600];
-    pid_t pid = start_server(dir, addr, sizeof addr, ca, sizeof ca);
+    pid_t pid = bench_vault_dev_start(dir, TOKEN, addr, sizeof addr, ca, sizeof ca);
     if (pid < 0) {
         printf("bench_resolve: build/vault-dev is not available, skipped\n");
         return 0;
@@ -141,8 +71,8 @@ int main(void)
     }
     char json[1024];
     snprintf(json, sizeof json, "{\"data\":{\"password\":\"%s\"}}", env);
-    if (put(addr, ca, "smtp-auth/example.com", "{\"data\":{\"password\":\"" PASSWORD "\"}}") != 0 ||
-        put(addr, ca, "smtp-auth/enc.example", json) != 0) {
+    if (bench_vault_put(addr, ca, TOKEN, "smtp-auth/example.com", "{\"data\":{\"password\":\"" PASSWORD "\"}}") != 0 ||
+        bench_vault_put(addr, ca, TOKEN, "smtp-auth/enc.example", json) != 0) {
         printf("bench_resolve: could not seed vault-dev\n");
         goto out;
     }
@@ -183,10 +113,10 @@ int main(void)
     int n = 0, failures = 0;
     for (int round = -1; round < ROUNDS; round++) { /* round -1: warm-up */
         for (int i = 0; i < PER_ROUND; i++) {
-            double t0 = now_us();
+            double t0 = bench_now_us();
             if (curl_easy_perform(bare) != CURLE_OK)
                 failures++;
-            double t1 = now_us();
+            double t1 = bench_now_us();
             double tt[2];
             for (int k = 0; k < 2; k++) {
                 struct vks_field f[] = {
@@ -194,7 +124,7 @@ int main(void)
                     { .name = "vault_path", .type = VKS_FT_STRING, .str = paths[k], .len = strlen(paths[k]) },
                     { .name = "vault_key", .type = VKS_FT_STRING, .str = "password", .len = 8 },
                 };
-                double s0 = now_us();
+                double s0 = bench_now_us();
                 struct vks_keysource ks;
                 vks_secret v = VKS_SECRET_EMPTY;
                 vks_status st = vks_keysource_from_fields(f, 3, &ks, &e);
@@ -206,7 +136,7 @@ int main(void)
                     failures++;
                 vks_secret_free(&v);
                 vks_keysource_clear(&ks);
-                tt[k] = now_us() - s0;
+                tt[k] = bench_now_us() - s0;
             }
             if (round >= 0) {
                 tb[n] = t1 - t0;
@@ -216,7 +146,7 @@ int main(void)
             }
         }
     }
-    double mb = median(tb, n), mp = median(tp, n), me = median(te, n);
+    double mb = bench_median(tb, n), mp = bench_median(tp, n), me = bench_median(te, n);
     printf("cold lookup through vks_resolve (cache off, keep-alive HTTPS to vault-dev), %d samples each:\n", n);
     printf("  bare libcurl GET of the same URL:  median %7.1f us\n", mb);
     printf("  vks_resolve, plaintext value:      median %7.1f us  (%.2fx the bare GET; goal <= 1.3x)\n", mp, mp / mb);
@@ -229,8 +159,7 @@ int main(void)
 out:
     free(env);
     vks_keyring_free(kr);
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
+    bench_vault_dev_stop(pid);
     char cmd[200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

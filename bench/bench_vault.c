@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "benchlib.h"
 #include "vks_curlmem.h"
 #include "vks_vault.h"
 
@@ -26,13 +27,6 @@
 #define PASSWORD "smtp-pass-TEST-bench-2c9d"
 #define N_ROUNDS 10
 #define N_PER_ROUND 200
-
-static double now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -58,49 +52,6 @@ static size_t collect(char *ptr, size_t size, size_t nmemb, void *ud)
     return n;
 }
 
-static pid_t start_vault_dev(const char *dir, char *addr, size_t acap, char *ca, size_t ccap)
-{
-    char bin[1024], out[1100];
-    const char *root = getenv("ROOT"), *build = getenv("BUILD");
-    snprintf(bin, sizeof bin, "%s/%s/vault-dev", root ? root : ".", build ? build : "build");
-    snprintf(out, sizeof out, "%s/vault-dev.out", dir);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int nul = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(nul, 2);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        execl(bin, bin, "--addr", "127.0.0.1:0", "--tls-dir", dir, "--root-token", ROOT_TOKEN, (char *)NULL);
-        _exit(127);
-    }
-    addr[0] = ca[0] = '\0';
-    for (int i = 0; i < 3000 && !(addr[0] && ca[0]); i++) {
-        FILE *f = fopen(out, "r");
-        if (f) {
-            char line[1024];
-            while (fgets(line, sizeof line, f)) {
-                line[strcspn(line, "\r\n")] = '\0';
-                if (!strncmp(line, "VAULT_ADDR=", 11))
-                    snprintf(addr, acap, "%.200s", line + 11);
-                if (!strncmp(line, "VAULT_CACERT=", 13))
-                    snprintf(ca, ccap, "%.500s", line + 13);
-            }
-            fclose(f);
-        }
-        if (waitpid(pid, NULL, WNOHANG) == pid)
-            return -1;
-        usleep(10000);
-    }
-    return (addr[0] && ca[0]) ? pid : -1;
-}
-
-static void stop(pid_t pid)
-{
-    kill(pid, SIGTERM);
-    waitpid(pid, NULL, 0);
-}
-
 int main(void)
 {
     char dir[] = "/tmp/bench-vault-XXXXXX";
@@ -109,7 +60,7 @@ int main(void)
         return 1;
     }
     char addr[256], ca[600];
-    pid_t pid = start_vault_dev(dir, addr, sizeof addr, ca, sizeof ca);
+    pid_t pid = bench_vault_dev_start(dir, ROOT_TOKEN, addr, sizeof addr, ca, sizeof ca);
     if (pid < 0) {
         printf("bench_vault: build/vault-dev is not available, skipped\n");
         return 0;
@@ -136,7 +87,7 @@ int main(void)
     curl_easy_setopt(w, CURLOPT_WRITEDATA, &sink);
     if (curl_easy_perform(w) != CURLE_OK) {
         printf("bench_vault: could not seed the secret\n");
-        stop(pid);
+        bench_vault_dev_stop(pid);
         return 1;
     }
     curl_easy_cleanup(w);
@@ -158,13 +109,13 @@ int main(void)
     struct vks_err e;
     if (vks_secret_dup(ROOT_TOKEN, strlen(ROOT_TOKEN), &c.token, &e) != VKS_OK) {
         printf("bench_vault: %s\n", e.msg);
-        stop(pid);
+        bench_vault_dev_stop(pid);
         return 1;
     }
     struct vks_vault *v = NULL;
     if (vks_vault_new(&c, &v, &e) != VKS_OK) {
         printf("bench_vault: %s\n", e.msg);
-        stop(pid);
+        bench_vault_dev_stop(pid);
         return 1;
     }
     vks_vault_config_clear(&c);
@@ -192,9 +143,9 @@ int main(void)
         for (int i = 0; i < N_PER_ROUND; i++) {
             struct buf b = { NULL, 0 };
             curl_easy_setopt(bare, CURLOPT_WRITEDATA, &b);
-            double t0 = now_us();
+            double t0 = bench_now_us();
             CURLcode rc = curl_easy_perform(bare);
-            t_bare[nb++] = now_us() - t0;
+            t_bare[nb++] = bench_now_us() - t0;
             long nc = 0;
             curl_easy_getinfo(bare, CURLINFO_NUM_CONNECTS, &nc);
             bare_connects += nc;
@@ -204,9 +155,9 @@ int main(void)
         }
         for (int i = 0; i < N_PER_ROUND; i++) {
             struct vks_kv_result r;
-            double t0 = now_us();
+            double t0 = bench_now_us();
             vks_status st = vks_vault_kv_read(v, &rq, &r, &e);
-            t_ours[no++] = now_us() - t0;
+            t_ours[no++] = bench_now_us() - t0;
             if (st != VKS_OK || r.value.len != strlen(PASSWORD))
                 failures++;
             vks_kv_result_free(&r);
@@ -228,7 +179,7 @@ int main(void)
     vks_vault_free(v);
     curl_easy_cleanup(bare);
     curl_slist_free_all(h);
-    stop(pid);
+    bench_vault_dev_stop(pid);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)

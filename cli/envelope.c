@@ -31,7 +31,9 @@ const char vks_cli_envelope_encrypt_usage[] =
     "  Reads the plaintext on stdin (one trailing newline is dropped; echo is off on a terminal)\n"
     "  and prints ENC:v2:<id>:... bound to (M, P, K). K is the keysource's vault_key (default\n"
     "  'key', KumoMTA's default). The key id defaults to the keyring's primary; --legacy writes\n"
-    "  the unbound genro-mail-proxy form.\n";
+    "  the unbound genro-mail-proxy form. The plaintext may be at most 3032 bytes under key id\n"
+    "  'default' (2990 under the longest id, 3038 legacy), so that the envelope fits the 4095\n"
+    "  bytes every keysource form accepts; longer is refused before anything is written.\n";
 const char vks_cli_envelope_check_usage[] =
     "usage: vks envelope check --mount M --path P [--key K]\n"
     "  Reads an envelope on stdin and says whether it decrypts at (M, P, K): format, key id and\n"
@@ -106,8 +108,8 @@ static int load(struct vks_keyring **kr)
     return 0;
 }
 
-/* Reads stdin into a fresh slot of cap bytes; one trailing newline (and CR) dropped. */
-static int read_into(vks_secret *s, size_t cap, const char *what)
+/* Reads stdin into a fresh slot of cap bytes; one trailing newline (and CR) dropped (cli/vks.h). */
+int vks_cli_read_secret(vks_secret *s, size_t cap, const char *what)
 {
     struct vks_err e;
     if (vks_secret_alloc(cap, s, &e) != VKS_OK) {
@@ -190,7 +192,7 @@ int vks_cli_envelope_encrypt(int argc, char **argv)
         return 2;
     }
     vks_secret plain = VKS_SECRET_EMPTY;
-    if (read_into(&plain, VKS_SECRET_MAX, "plaintext") != 0) {
+    if (vks_cli_read_secret(&plain, VKS_SECRET_MAX, "plaintext") != 0) {
         vks_keyring_free(kr);
         return 1;
     }

@@ -29,4 +29,19 @@ extern const char vks_cli_envelope_encrypt_usage[], vks_cli_envelope_check_usage
     vks_cli_envelope_inspect_usage[], vks_cli_envelope_rekey_usage[],
     vks_cli_envelope_keys_usage[], vks_cli_envelope_genkey_usage[];
 
+/* cli/envelope.c: reads stdin into a fresh arena slot of cap bytes (echo off on a terminal, one
+ * trailing newline dropped); 0 or -1 after printing why. */
+#include "vks_secmem.h"
+int vks_cli_read_secret(vks_secret *s, size_t cap, const char *what);
+
+/* cli/cred.c */
+int vks_cli_cred_create(int argc, char **argv);
+int vks_cli_cred_list(int argc, char **argv);
+int vks_cli_cred_show(int argc, char **argv);
+int vks_cli_cred_reveal(int argc, char **argv);
+int vks_cli_cred_restrict(int argc, char **argv);
+int vks_cli_cred_delete(int argc, char **argv);
+extern const char vks_cli_cred_create_usage[], vks_cli_cred_list_usage[], vks_cli_cred_show_usage[],
+    vks_cli_cred_reveal_usage[], vks_cli_cred_restrict_usage[], vks_cli_cred_delete_usage[];
+
 #endif

@@ -57,6 +57,7 @@ const char *lvks_code(vks_status st)
     switch (st) {
     case VKS_E_INVALID_ARG:
     case VKS_E_INTERNAL:
+    case VKS_E_NOT_CACHED: /* never reaches Lua (no hit-only lookups there) */
         return "internal";
     default:
         return vks_status_code(st);

@@ -832,6 +832,46 @@ vks_status vks_audit_emit(const struct vks_audit_event *ev, char **line_out, str
     return emit_sync(ev, &ts, fp, capture, line_out, err);
 }
 
+static bool admin_action_ok(const char *a)
+{
+    size_t n = a ? strlen(a) : 0;
+    if (n == 0 || n > 32)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((a[i] >= 'a' && a[i] <= 'z') || a[i] == '_'))
+            return false;
+    return true;
+}
+
+vks_status vks_audit_emit_admin(const struct vks_audit_admin_event *ev, char **line_out,
+                                struct vks_err *err)
+{
+    if (line_out != NULL)
+        *line_out = NULL;
+    if (ev == NULL || !admin_action_ok(ev->action))
+        return vks_err_set(err, VKS_E_INVALID_ARG, "audit: administrative event without a valid action");
+    auto_configure();
+    reload_keys_after_fork();
+    if (!atomic_load(&A.enabled))
+        return emit_off(err);
+    atomic_fetch_add(&A.emitted, 1);
+    if (atomic_load(&A.mode) == VKS_AUDIT_ASYNC)
+        vks_audit_flush(); /* the queued lookups go first: the chain keeps the order of events */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t deadline = audit_deadline();
+    if (!audit_lock_until(deadline)) {
+        atomic_fetch_add(&A.timeouts, 1);
+        atomic_fetch_add(&A.failures, 1);
+        return failed(err, deadline);
+    }
+    audit_chain_set_deadline(deadline);
+    bool recorded = audit_chain_nsinks() > 0 ? audit_chain_admin(ev, &ts, line_out) : false;
+    audit_record_outcome(recorded);
+    pthread_mutex_unlock(&A.lock);
+    return recorded ? VKS_OK : failed(err, deadline);
+}
+
 void vks_audit_callback_policy(long *timeout_ms, bool *must_fail)
 {
     *timeout_ms = atomic_load(&A.timeout_ms);

@@ -287,4 +287,33 @@ void vks_audit_verifier_first_bad(const struct vks_audit_verifier *v, unsigned l
                                   long long *seq);
 void vks_audit_verifier_free(struct vks_audit_verifier *v);
 
+/* ---- administrative events (vks cred; docs/credentials.md "Operator identity and audit") ----
+ * One event per administrative act, type "cred.<action>", in the same chain as lookups (so
+ * `vks audit verify` checks it). Every string is borrowed for the call; NULL is written as null.
+ * Never a password, an envelope or a token in any field. */
+struct vks_audit_admin_event {
+    const char *action;            /* [a-z_]{1,32}: "create", "reveal", "restrict", "delete"     */
+    vks_status status;             /* VKS_OK or the act's failure code                         */
+    const char *error;             /* the vks_err message of a failure (secret-free), or NULL   */
+    const char *operator_name;     /* Vault token display_name (lookup-self)                   */
+    const char *operator_accessor; /* Vault token accessor; NEVER the token                    */
+    const char *source;            /* where the act came from: "cli" (later "admin-api")       */
+    const char *vault_addr;
+    const char *namespace_;
+    const char *mount;
+    const char *path;
+    const char *username;          /* the credential's SMTP AUTH user name                     */
+    int64_t secret_version;        /* the KV v2 version written or read; 0 = none              */
+    const char *reason;            /* reveal: the operator's reason                            */
+    const char *detail;            /* a short, secret-free summary ("2 domains, all IPs")      */
+};
+/*
+ * Writes one administrative event synchronously (in async mode the queue is drained first, so the
+ * chain keeps the order of events). Same failure policy as vks_audit_emit: VKS_E_AUDIT_UNAVAILABLE
+ * under 'deny' when no sink recorded it; VKS_OK when auditing is off (unless required).
+ * VKS_E_INVALID_ARG for a missing or malformed action. Thread-safety: as vks_audit_emit.
+ */
+vks_status vks_audit_emit_admin(const struct vks_audit_admin_event *ev, char **line_out,
+                                struct vks_err *err);
+
 #endif

@@ -453,14 +453,17 @@ bool audit_chain_pending(int capture)
     return audit_chain_dropped_notice(capture);
 }
 
-bool audit_chain_lookup(const struct audit_rec *r, int capture, char **line_out)
+/* One event line: head of `type`, the members `fields` appends, actor, MACs; committed. */
+static bool chain_event(const struct timespec *ts, const char *type,
+                        void (*fields)(struct audit_jb *, const void *), const void *arg, int capture,
+                        char **line_out)
 {
     (void)audit_chain_pending(capture);
     if (!C.started)
         return false;
     struct audit_jb b = { C.line, 0, sizeof C.line, false };
-    line_head(&b, &r->ts, "secret.lookup");
-    audit_ev_lookup_fields(&b, r);
+    line_head(&b, ts, type);
+    fields(&b, arg);
     size_t len = line_finish(&b);
     if (len == 0) {
         snprintf(A.last_error, sizeof A.last_error, "event could not be formatted");
@@ -476,6 +479,28 @@ bool audit_chain_lookup(const struct audit_rec *r, int capture, char **line_out)
         }
     }
     return true;
+}
+
+static void lookup_fields(struct audit_jb *b, const void *r)
+{
+    audit_ev_lookup_fields(b, r);
+}
+
+bool audit_chain_lookup(const struct audit_rec *r, int capture, char **line_out)
+{
+    return chain_event(&r->ts, "secret.lookup", lookup_fields, r, capture, line_out);
+}
+
+static void admin_fields(struct audit_jb *b, const void *ev)
+{
+    audit_ev_admin_fields(b, ev);
+}
+
+bool audit_chain_admin(const struct vks_audit_admin_event *ev, const struct timespec *ts, char **line_out)
+{
+    char type[48];
+    snprintf(type, sizeof type, "cred.%s", ev->action);
+    return chain_event(ts, type, admin_fields, ev, AUDIT_CAP_NONE, line_out);
 }
 
 void vks_audit_capture_begin(void)

@@ -63,6 +63,8 @@ bool audit_chain_probe(void);
  * receives a malloc'd copy of the line without its newline.
  */
 bool audit_chain_lookup(const struct audit_rec *r, int capture, char **line_out);
+/* One administrative event, type "cred.<action>" (after the pending lines); as audit_chain_lookup. */
+bool audit_chain_admin(const struct vks_audit_admin_event *ev, const struct timespec *ts, char **line_out);
 /* audit.dropped when drops or failures are not reported yet (true when nothing to report). */
 bool audit_chain_dropped_notice(int capture);
 /* audit.close: the chain ends (before a key change or at shutdown). */

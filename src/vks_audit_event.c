@@ -4,6 +4,7 @@
  */
 #include "vks_audit_event.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -338,4 +339,46 @@ void audit_ev_lookup_fields(struct audit_jb *b, const struct audit_rec *r)
     } else {
         JB_LIT(b, "null");
     }
+}
+
+static void jb_capped(struct audit_jb *b, const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    audit_jb_str(b, s, n > AUDIT_FIELD_MAX ? AUDIT_FIELD_MAX : n, n > AUDIT_FIELD_MAX);
+}
+
+void audit_ev_admin_fields(struct audit_jb *b, const struct vks_audit_admin_event *ev)
+{
+    static const struct {
+        const char *name;
+        size_t off;
+    } strs[] = {
+        { ",\"error\":", offsetof(struct vks_audit_admin_event, error) },
+        { ",\"operator\":", offsetof(struct vks_audit_admin_event, operator_name) },
+        { ",\"operator_accessor\":", offsetof(struct vks_audit_admin_event, operator_accessor) },
+        { ",\"source\":", offsetof(struct vks_audit_admin_event, source) },
+        { ",\"vault_addr\":", offsetof(struct vks_audit_admin_event, vault_addr) },
+        { ",\"namespace\":", offsetof(struct vks_audit_admin_event, namespace_) },
+        { ",\"mount\":", offsetof(struct vks_audit_admin_event, mount) },
+        { ",\"path\":", offsetof(struct vks_audit_admin_event, path) },
+        { ",\"username\":", offsetof(struct vks_audit_admin_event, username) },
+        { ",\"reason\":", offsetof(struct vks_audit_admin_event, reason) },
+        { ",\"detail\":", offsetof(struct vks_audit_admin_event, detail) },
+    };
+    JB_LIT(b, ",\"action\":");
+    audit_jb_cstr(b, ev->action);
+    JB_LIT(b, ",\"result\":\"");
+    if (ev->status == VKS_OK)
+        JB_LIT(b, "success");
+    else
+        JB_LIT(b, "failure");
+    JB_LIT(b, "\",\"code\":\"");
+    audit_jb_mem(b, vks_status_code(ev->status), strlen(vks_status_code(ev->status)));
+    audit_jb_ch(b, '"');
+    for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
+        audit_jb_mem(b, strs[i].name, strlen(strs[i].name));
+        jb_capped(b, *(const char *const *)((const char *)ev + strs[i].off));
+    }
+    JB_LIT(b, ",\"secret_version\":");
+    jb_opt_int(b, ev->secret_version);
 }

@@ -129,4 +129,9 @@ void audit_rec_release(struct audit_rec *r);
  */
 void audit_ev_lookup_fields(struct audit_jb *b, const struct audit_rec *r);
 
+/* Appends the members of a cred.<action> line (the chain writes the head before and the actor,
+ * key id and MACs after). Strings are read from ev directly (sync path only), each capped at
+ * AUDIT_FIELD_MAX bytes. */
+void audit_ev_admin_fields(struct audit_jb *b, const struct vks_audit_admin_event *ev);
+
 #endif

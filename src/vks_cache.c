@@ -1709,3 +1709,90 @@ void vks_cache_shutdown(void)
     pthread_mutex_unlock(&g.mu);
     free_dead(dead);
 }
+
+/* ---- additions: hit-only lookups, values from a sibling's read ----------------------------- */
+
+vks_status vks_cache_get_cached(const char *identity, size_t len, uint64_t h, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    struct vks_cache_info dummy;
+    if (info == NULL)
+        info = &dummy;
+    memset(info, 0, sizeof *info);
+    if (out == NULL || identity == NULL || identity[0] == '\0' || len > IDENTITY_MAX || ops == NULL) {
+        if (out != NULL)
+            vks_secret_free(out);
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: bad hit-only lookup arguments");
+    }
+    pthread_once(&g_once, once_init);
+    vks_status rc = VKS_OK;
+    if (!fast_hit(h, identity, validator, out, info)) {
+        /* anything but a fresh value not due for refresh: the caller takes the full path */
+        vks_secret_free(out);
+        info->outcome = VKS_CACHE_NONE;
+        rc = vks_err_set(err, VKS_E_NOT_CACHED, "not cached");
+    } else if (ops->admit != NULL) {
+        rc = admit_served(h, identity, ops, source, out, info, err);
+    }
+    if (info == &dummy)
+        vks_cache_info_release(info);
+    return rc;
+}
+
+vks_status vks_cache_put(const char *identity, vks_secret *value, double ttl_hint_s,
+                         const struct vks_cache_meta *meta, const struct vks_cache_source_ops *ops,
+                         const void *source, struct vks_err *err)
+{
+    struct vks_cache_fetch fr;
+    memset(&fr, 0, sizeof fr);
+    if (value == NULL || value->data == NULL || meta == NULL || identity == NULL || identity[0] == '\0' ||
+        strlen(identity) > IDENTITY_MAX) {
+        if (value != NULL)
+            vks_secret_free(value);
+        return vks_err_set(err, VKS_E_INVALID_ARG, "cache: bad put arguments");
+    }
+    fr.value = *value; /* ours now: stored or wiped below */
+    *value = VKS_SECRET_EMPTY;
+    fr.ttl_hint_s = ttl_hint_s;
+    fr.meta = *meta;
+    fr.meta.custom_metadata_json = NULL;
+    struct meta_ref *m = NULL;
+    if ((meta->custom_metadata_json != NULL && (fr.meta.custom_metadata_json = strdup(meta->custom_metadata_json)) == NULL) ||
+        (m = meta_ref_of(&fr.meta)) == NULL) {
+        fetch_clear(&fr);
+        return vks_err_set(err, VKS_E_NOMEM, "cache: out of memory");
+    }
+    fr.meta.custom_metadata_json = NULL; /* owned by m */
+    void *clone = ops != NULL && ops->clone != NULL && source != NULL ? ops->clone(source) : NULL;
+    pthread_once(&g_once, once_init);
+    uint64_t h = hash_str(identity, strlen(identity));
+    struct entry *dead = NULL, *e = NULL;
+    struct vks_cache_info ci;
+    memset(&ci, 0, sizeof ci);
+    pthread_mutex_lock(&g.mu);
+    vks_status rc = check_configured_locked(&ci, err);
+    if (rc == VKS_OK && g.ttl_ns <= 0)
+        rc = vks_err_set(err, VKS_E_CONFIG, "cache: caching is off");
+    if (rc == VKS_OK && (e = find_locked(h, identity)) != NULL && (e->fetching || e->validator != NULL))
+        rc = vks_err_set(err, VKS_E_INVALID_ARG, "cache: a fetch is in flight for it"); /* that one installs */
+    if (rc == VKS_OK && e == NULL && (e = new_entry_locked(h, identity, NULL, &dead)) == NULL)
+        rc = vks_err_set(err, VKS_E_NOMEM, "cache: out of memory");
+    if (rc == VKS_OK) {
+        install_locked(e, &fr, m, now_ns());
+        m = NULL;
+        if (clone != NULL && e->src == NULL) {
+            e->src = clone;
+            e->ops = ops;
+            clone = NULL;
+        }
+        start_thread_locked();
+    }
+    pthread_mutex_unlock(&g.mu);
+    fetch_clear(&fr);
+    meta_unref(m);
+    if (clone != NULL)
+        ops->free(clone);
+    free_dead(dead);
+    return rc;
+}

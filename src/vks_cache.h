@@ -212,6 +212,31 @@ vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t hash,
                                 const struct vks_cache_source_ops *ops, void *source,
                                 vks_secret *out, struct vks_cache_info *info, struct vks_err *err);
 
+/* vks_cache_get_hashed that never fetches, never waits and never takes the index lock: only a
+ * fresh value not yet due for refresh-ahead is served (outcome HIT, judged by ops->admit like any
+ * hit: a refusal wipes the cached value and returns the refusal). Anything else (no entry,
+ * expired, refresh due, a remembered failure, a fetch in flight) returns VKS_E_NOT_CACHED with
+ * *out empty, outcome NONE and nothing changed: the caller then does the full lookup, e.g. on a
+ * thread that may block. ops->fetch is not called (may be NULL). Cheap enough for an event loop. */
+vks_status vks_cache_get_cached(const char *identity, size_t len, uint64_t hash, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err);
+
+/*
+ * Stores a value read by someone else's fetch under `identity` (e.g. another key of the same
+ * Vault secret, read by the same request), as if fetched now: same metadata (copied), same
+ * ttl_hint_s as a fetch would give. Takes ownership of *value (left empty): it is stored or wiped.
+ * Not stored (a status says why, nothing changed): caching off, a fetch in flight for that
+ * identity (it installs its own value), an entry with a validator, out of memory. An existing
+ * value or remembered failure is replaced. ops/source (may be NULL): cloned (ops->clone) for the
+ * entry's refresh-ahead when it has no source yet. The caller must have judged the value for
+ * itself (restrictions) before storing it: nothing refused may be stored.
+ * May be called from a fetch callback for another identity (no cache lock is held there).
+ */
+vks_status vks_cache_put(const char *identity, vks_secret *value, double ttl_hint_s,
+                         const struct vks_cache_meta *meta, const struct vks_cache_source_ops *ops,
+                         const void *source, struct vks_err *err);
+
 /* Releases what info holds (the custom metadata text its copy points at); idempotent; a zeroed
  * info is fine. */
 void vks_cache_info_release(struct vks_cache_info *info);

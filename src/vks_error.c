@@ -28,6 +28,11 @@ static const char *const codes[VKS_STATUS_COUNT] = {
     [VKS_E_CONFIG] = "config",
     [VKS_E_NOMEM] = "out_of_memory",
     [VKS_E_INTERNAL] = "internal",
+    [VKS_E_NOT_CACHED] = "not_cached",
+    [VKS_E_INVALID_INPUT] = "invalid_input",
+    [VKS_E_EXISTS] = "exists",
+    [VKS_E_CONFLICT] = "conflict",
+    [VKS_E_REJECTED] = "rejected",
 };
 
 const char *vks_status_code(vks_status s)

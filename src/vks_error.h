@@ -40,6 +40,13 @@ typedef enum vks_status {
     VKS_E_CONFIG,            /* bad configuration option or environment variable   */
     VKS_E_NOMEM,             /* allocation failed                                   */
     VKS_E_INTERNAL,          /* should not happen                                   */
+    VKS_E_NOT_CACHED,        /* a "hit only" lookup found no fresh cached value: nothing
+                                was fetched, audited or changed (vks_resolve_req.hit_only) */
+    /* administrative codes (vks cred; docs/credentials.md): never returned by a lookup */
+    VKS_E_INVALID_INPUT,     /* an operator's input is malformed (the field is named)  */
+    VKS_E_EXISTS,            /* the credential or username already exists             */
+    VKS_E_CONFLICT,          /* check-and-set lost: edited concurrently, nothing written */
+    VKS_E_REJECTED,          /* Vault refused the request (HTTP 400), its reason quoted */
     VKS_STATUS_COUNT
 } vks_status;
 

@@ -9,6 +9,7 @@
  * many, so no metadata is needed beyond a 1024-bit map in ordinary memory. Free chunks are zero.
  */
 #include "vks_fork.h"
+#include "vks_guard.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -33,12 +34,10 @@ static atomic_ulong g_wiped;           /* generation at which a strict fork wipe
 static atomic_int g_pid;
 
 static _Atomic(unsigned char *) g_data; /* the kept region's data (NULL until first use)         */
-static unsigned char *g_map;
-static size_t g_map_len;
+static struct vks_guarded g_region; /* the kept region's mapping (vks_guard)             */
 static uint64_t g_used[NWORDS];         /* bit set = chunk handed out (g_kept_lock)               */
 static size_t g_in_use;
 static unsigned long g_fallbacks;
-static bool g_locked, g_dontdump;
 
 /* ---------------------------------------------------------------------------------------------- */
 /* mode                                                                                           */
@@ -81,17 +80,6 @@ static enum vks_fork_mode mode_now(void)
 /* ---------------------------------------------------------------------------------------------- */
 /* fork detection (g_kept_lock held, or the only thread of a new child)                           */
 
-static int lock_region(void *p, size_t n)
-{
-#ifdef MLOCK_ONFAULT
-    if (mlock2(p, n, MLOCK_ONFAULT) == 0)
-        return 0;
-    if (errno != ENOSYS && errno != EINVAL)
-        return -1;
-#endif
-    return mlock(p, n);
-}
-
 static void wipe_used_chunks(unsigned char *d)
 {
     for (size_t w = 0; w < NWORDS; w++)
@@ -110,7 +98,7 @@ static void child_after_fork(void)
         atomic_store(&g_wiped, gen);
     }
     if (d)
-        g_locked = lock_region(d, KEPT_BYTES) == 0; /* memory locks are not inherited */
+        (void)vks_guard_lock_region(&g_region); /* memory locks are not inherited */
 }
 
 /* The kept lock is a leaf (nothing else is locked under it), so taking it in prepare cannot
@@ -161,10 +149,8 @@ void vks_fork_set_mode(enum vks_fork_mode m)
     pthread_mutex_lock(&g_kept_lock);
     atomic_store(&g_mode, (int)m);
     unsigned char *d = atomic_load(&g_data);
-#if defined(MADV_WIPEONFORK) && defined(MADV_KEEPONFORK)
     if (d)
-        (void)madvise(d, KEPT_BYTES, m == VKS_FORK_STRICT ? MADV_WIPEONFORK : MADV_KEEPONFORK);
-#endif
+        (void)vks_guard_set_wipe_on_fork(&g_region, m == VKS_FORK_STRICT);
     pthread_mutex_unlock(&g_kept_lock);
 }
 
@@ -205,26 +191,11 @@ static bool map_kept(void)
 {
     if (atomic_load(&g_data))
         return true;
-    long pl = sysconf(_SC_PAGESIZE);
-    size_t pg = pl > 0 ? (size_t)pl : 4096;
-    size_t total = KEPT_BYTES + 2 * pg;
-    void *m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
+    struct vks_guard_failure why;
+    if (vks_guard_map(KEPT_BYTES, mode_now() == VKS_FORK_STRICT, &g_region, &why) != 0)
         return false;
-    unsigned char *d = (unsigned char *)m + pg;
-    if (mprotect(d, KEPT_BYTES, PROT_READ | PROT_WRITE) != 0) {
-        munmap(m, total);
-        return false;
-    }
-    g_dontdump = madvise(m, total, MADV_DONTDUMP) == 0;
-#ifdef MADV_WIPEONFORK
-    if (mode_now() == VKS_FORK_STRICT)
-        (void)madvise(d, KEPT_BYTES, MADV_WIPEONFORK);
-#endif
-    g_locked = lock_region(d, KEPT_BYTES) == 0;
-    g_map = m;
-    g_map_len = total;
-    atomic_store(&g_data, d);
+    (void)vks_guard_lock_region(&g_region);
+    atomic_store(&g_data, g_region.data);
     return true;
 }
 
@@ -268,7 +239,7 @@ vks_status vks_secret_alloc_kept(size_t cap, vks_secret *out, struct vks_err *er
     size_t n = (cap + CHUNK - 1) / CHUNK;
     pthread_mutex_lock(&g_kept_lock);
     size_t first = NCHUNKS;
-    if (map_kept() && (g_locked || !ms.require_locked))
+    if (map_kept() && (g_region.locked || !ms.require_locked))
         first = find_run(n);
     if (first < NCHUNKS) {
         mark(first, n, true);
@@ -286,15 +257,7 @@ vks_status vks_secret_alloc_kept(size_t cap, vks_secret *out, struct vks_err *er
 
 vks_status vks_secret_dup_kept(const void *src, size_t n, vks_secret *out, struct vks_err *err)
 {
-    if (n > 0 && src == NULL)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_secret_dup_kept: src is NULL");
-    vks_status st = vks_secret_alloc_kept(n > 0 ? n : 1, out, err);
-    if (st != VKS_OK)
-        return st;
-    if (n > 0)
-        memcpy(out->data, src, n);
-    out->len = n;
-    return VKS_OK;
+    return vks_secret_dup_with(vks_secret_alloc_kept, "vks_secret_dup_kept", src, n, out, err);
 }
 
 vks_status vks_secret_keep(vks_secret *s, struct vks_err *err)
@@ -343,8 +306,8 @@ void vks_fork_get_status(struct vks_fork_status *out)
     memset(out, 0, sizeof *out);
     out->mode = mode_now();
     out->generation = gen;
-    out->kept_locked = atomic_load(&g_data) != NULL && g_locked;
-    out->kept_dontdump = atomic_load(&g_data) != NULL && g_dontdump;
+    out->kept_locked = atomic_load(&g_data) != NULL && g_region.locked;
+    out->kept_dontdump = atomic_load(&g_data) != NULL && g_region.dontdump;
     out->kept_capacity = KEPT_BYTES;
     out->kept_in_use = g_in_use;
     out->kept_fallbacks = g_fallbacks;

@@ -643,6 +643,7 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
     curl_easy_setopt(l->easy, CURLOPT_HTTPHEADER, NULL);
     curl_easy_setopt(l->easy, CURLOPT_CONNECT_TO, NULL);
     curl_easy_setopt(l->easy, CURLOPT_POSTFIELDS, NULL);
+    curl_easy_setopt(l->easy, CURLOPT_CUSTOMREQUEST, NULL);
     /* memcpy carried the body (and the token) through vector registers of this thread */
     vks_curlmem_scrub_registers();
     pthread_mutex_lock(&h->lock);
@@ -741,7 +742,9 @@ static vks_status set_headers(struct vks_http_lease *l, const struct vks_http_re
         l->nodes[n++].data = l->ns_line;
     }
     if (req->body) {
-        l->nodes[n++].data = (char *)"Content-Type: application/json";
+        l->nodes[n++].data = req->method && strcmp(req->method, "PATCH") == 0
+                                 ? (char *)"Content-Type: application/merge-patch+json"
+                                 : (char *)"Content-Type: application/json";
         l->nodes[n++].data = (char *)"Expect:";
     }
     for (int i = 0; i < n; i++)
@@ -935,7 +938,13 @@ vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
     *lease_out = NULL;
     memset(resp, 0, sizeof *resp);
     const char *what = req->what ? req->what : "Vault request";
-    bool post = req->method && strcmp(req->method, "POST") == 0;
+    bool post = req->method && (strcmp(req->method, "POST") == 0 || strcmp(req->method, "PATCH") == 0);
+    /* PATCH (with a body), DELETE and LIST (without) go through CUSTOMREQUEST; GET/POST reset it,
+       since the handle is reused by the next request */
+    bool custom = req->method && strcmp(req->method, "GET") != 0 && strcmp(req->method, "POST") != 0;
+    if (custom && strcmp(req->method, "PATCH") != 0 && strcmp(req->method, "DELETE") != 0 &&
+        strcmp(req->method, "LIST") != 0)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s: unsupported method", what);
     char url[URL_MAX];
     char origin[256];
     if (strlen(req->url) >= sizeof url)
@@ -959,6 +968,7 @@ vks_status vks_http_do(struct vks_http *h, const struct vks_http_request *req,
     } else {
         curl_easy_setopt(l->easy, CURLOPT_HTTPGET, 1L);
     }
+    curl_easy_setopt(l->easy, CURLOPT_CUSTOMREQUEST, custom ? req->method : NULL);
 
     int retries = 0;
     bool redirected = false;

@@ -46,7 +46,8 @@ vks_status vks_http_new(const struct vks_http_config *cfg, struct vks_http **out
 void vks_http_free(struct vks_http *h);
 
 struct vks_http_request {
-    const char *method;              /* "GET" or "POST"                                       */
+    const char *method;              /* "GET", "POST"; "PATCH" (merge-patch body), "DELETE",
+                                        "LIST" for the administrative calls (vks cred)        */
     const char *url;                 /* absolute http(s) URL                                  */
     const char *namespace_;          /* X-Vault-Namespace, NULL/"" = none                     */
     const unsigned char *token;      /* X-Vault-Token bytes (secret), NULL = none             */

@@ -622,11 +622,17 @@ struct fetched {
     int http_status;
     bool encrypted;
     char token_accessor[64];
+    /* VAULT: other keys wanted from the same read (input), their raw values (output) */
+    const char *const *want;
+    size_t n_want;
+    vks_secret siblings[VKS_KV_SIBLINGS_MAX];
 };
 
 static void fetched_clear(struct fetched *f)
 {
     vks_secret_free(&f->value);
+    for (size_t i = 0; i < VKS_KV_SIBLINGS_MAX; i++)
+        vks_secret_free(&f->siblings[i]);
     free(f->custom_metadata_json);
     memset(f, 0, sizeof *f);
 }
@@ -646,6 +652,8 @@ static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks
         .key = ks->key,
         .kv_version = ks->kv_version != VKS_KV_UNSET ? ks->kv_version : rt->cfg.kv_version,
         .version = ks->version,
+        .siblings = out->want,
+        .n_siblings = out->n_want,
     };
     struct vks_kv_result res;
     memset(&res, 0, sizeof res);
@@ -662,6 +670,10 @@ static vks_status fetch_vault(struct runtime *rt, const struct vks_keysource *ks
     out->kv_version = res.kv_version;
     out->secret_version = res.secret_version;
     out->lease_duration = res.lease_duration;
+    for (size_t i = 0; i < out->n_want; i++) {
+        out->siblings[i] = res.siblings[i];
+        res.siblings[i] = VKS_SECRET_EMPTY;
+    }
     memcpy(out->token_accessor, res.token_accessor, sizeof out->token_accessor);
     out->token_accessor[sizeof out->token_accessor - 1] = '\0';
     vks_kv_result_free(&res);
@@ -756,14 +768,52 @@ struct vsource {
     struct runtime *rt;                /* a reference is held by a clone */
     const struct vks_keysource *ks;
     const struct vks_ctx *ctx;         /* the caller's context (restrictions); NULL in a clone */
+    const char *const *siblings;       /* vks_resolve_req.sibling_keys; none in a clone       */
+    size_t n_siblings;
     struct vks_keysource own;          /* the clone's copy */
 };
+
+static const struct vks_cache_source_ops cache_ops;
+static vks_status cache_admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err);
+
+/*
+ * The other keys this caller asked for (vks_resolve_req.sibling_keys), read by the same request
+ * as its own key: stored under their own identities with the same metadata and ttl, when the
+ * caller is admitted for that metadata (the cache then admits the caller's own value the same
+ * way). Refused: nothing is stored and the values are wiped with f.
+ */
+static void cache_siblings(const struct vsource *s, struct fetched *f, double ttl_hint_s)
+{
+    struct vks_cache_meta meta = { .kv_version = f->kv_version, .secret_version = f->secret_version,
+                                   .custom_metadata_json = f->custom_metadata_json };
+    memcpy(meta.token_accessor, f->token_accessor, sizeof meta.token_accessor);
+    struct vks_err e;
+    vks_err_clear(&e);
+    if (cache_admit((void *)s, &meta, &e) != VKS_OK)
+        return;
+    for (size_t i = 0; i < f->n_want; i++) {
+        if (f->siblings[i].data == NULL)
+            continue; /* absent or not a string: not stored */
+        struct vks_keysource ks = *s->ks; /* shallow: only the key differs */
+        ks.key = (char *)f->want[i];
+        char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
+        if (open_envelope(s->rt, &ks, &f->siblings[i], &meta.encrypted, &e) != VKS_OK ||
+            identity_of(s->rt, &ks, identity, sizeof identity, &e) != VKS_OK) {
+            vks_secret_free(&f->siblings[i]);
+            continue;
+        }
+        const struct vsource sib = { .rt = s->rt, .ks = &ks };
+        vks_cache_put(identity, &f->siblings[i], ttl_hint_s, &meta, &cache_ops, &sib, &e);
+    }
+}
 
 static vks_status cache_fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
 {
     struct vsource *s = source;
     struct fetched f;
     memset(&f, 0, sizeof f);
+    f.want = s->siblings;
+    f.n_want = s->n_siblings;
     vks_status st = produce(s->rt, s->ks, NULL, &f, err);
     if (st != VKS_OK) {
         fetched_clear(&f);
@@ -773,6 +823,8 @@ static vks_status cache_fetch(void *source, struct vks_cache_fetch *out, struct 
     f.value = VKS_SECRET_EMPTY;
     /* KV v1 leases: never keep a value longer than 90% of its lease */
     out->ttl_hint_s = f.kv_version == 1 && f.lease_duration > 0 ? 0.9 * (double)f.lease_duration : 0;
+    if (f.n_want > 0)
+        cache_siblings(s, &f, out->ttl_hint_s);
     out->meta.kv_version = f.kv_version;
     out->meta.secret_version = f.secret_version;
     out->meta.encrypted = f.encrypted;
@@ -869,6 +921,28 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* hit_only: the fresh cached value or VKS_E_NOT_CACHED (vks_cache_get_cached), with the front
+ * end's identity when it is current. */
+static vks_status resolve_cached(struct runtime *rt, const struct vks_resolve_req *req, struct vsource *src,
+                                 vks_secret *keep, vks_secret *out, struct vks_cache_info *ci, struct vks_err *err)
+{
+    char identity[3 * VKS_NAME_MAX + VKS_ADDRESS_MAX + 128];
+    const char *id = req->identity;
+    size_t len = req->identity_len;
+    uint64_t h = req->identity_hash;
+    if (id == NULL || req->identity_gen != rt->gen) {
+        vks_status st = identity_of(rt, req->ks, identity, sizeof identity, err);
+        if (st != VKS_OK)
+            return st;
+        id = identity;
+        len = strlen(identity);
+        h = vks_cache_identity_hash(identity, len);
+    }
+    *out = *keep;
+    *keep = VKS_SECRET_EMPTY;
+    return vks_cache_get_cached(id, len, h, NULL, &cache_ops, src, out, ci, err);
+}
+
 vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struct vks_resolve_info *info,
                        struct vks_err *err)
 {
@@ -916,7 +990,18 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         src.rt = rt;
         src.ks = ks;
         src.ctx = req->ctx;
-        if (req->identity != NULL && req->identity_gen == rt->gen) {
+        src.siblings = req->sibling_keys;
+        src.n_siblings = req->sibling_keys != NULL ? req->n_sibling_keys : 0;
+        if (src.n_siblings > VKS_KV_SIBLINGS_MAX) {
+            st = vks_err_set(err, VKS_E_INVALID_ARG, "%s: more than %d sibling keys", D(rt, ks), VKS_KV_SIBLINGS_MAX);
+            info->outcome = "error";
+            goto done;
+        }
+        if (req->hit_only) {
+            st = resolve_cached(rt, req, &src, &keep, out, &ci, err);
+            if (st == VKS_E_NOT_CACHED)
+                goto quiet; /* nothing happened: no audit event */
+        } else if (req->identity != NULL && req->identity_gen == rt->gen) {
             /* the front end's copy, built for this ks under this runtime, with its hash */
             *out = keep;
             keep = VKS_SECRET_EMPTY;
@@ -936,6 +1021,9 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->secret_version = ci.meta->secret_version;
             info->encrypted = ci.meta->encrypted;
         }
+    } else if (req->hit_only) {
+        st = vks_err_set(err, VKS_E_NOT_CACHED, "%s: not cached", D(rt, ks));
+        goto quiet; /* only Vault values are cached */
     } else {
         memset(&f, 0, sizeof f);
         st = produce(rt, ks, req->event, &f, err);
@@ -1012,6 +1100,9 @@ done:
             info->outcome = "error";
         }
     }
+quiet:
+    if (st != VKS_OK)
+        vks_secret_free(out);
     vks_cache_info_release(&ci);
     vks_secret_free(&keep);
     vks_secret_free(&f.value);

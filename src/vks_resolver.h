@@ -75,6 +75,21 @@ struct vks_resolve_req {
                                          or is empty: a cache hit may copy into it instead of
                                          allocating; it is freed when not used. false: *out is
                                          overwritten (uninitialised is fine)                    */
+    /* optional, VAULT only (added): other keys of the same secret (at most VKS_KV_SIBLINGS_MAX,
+     * borrowed) that this lookup's Vault read caches too, each under its own identity (as if
+     * looked up with the same keysource and that key): one Vault request for a credential whose
+     * user name and password are two fields. Only when the read is admitted for this caller's
+     * ctx (restrictions: a refused lookup keeps no key of the secret); an absent or non-string
+     * key, or one whose envelope does not open, is simply not stored. No audit event for them:
+     * each is audited when it is looked up. A cache hit reads nothing and stores nothing.      */
+    const char *const *sibling_keys;
+    size_t n_sibling_keys;
+    /* optional (added): answer only from a fresh cache entry (vks_cache_get_cached), never read
+     * Vault, a file or anything that may block. Anything else returns VKS_E_NOT_CACHED with no
+     * audit event and nothing changed, so that the caller can repeat the lookup without hit_only
+     * where blocking is fine. A hit (or a hit refused by restrictions) is audited as usual; the
+     * audit sink's mode decides whether that may block (sync file writes do).                 */
+    bool hit_only;
 };
 
 /* Facts about a lookup, for the front end (no secret). */

@@ -563,3 +563,33 @@ vks_status vks_restrict_validate(const char *custom_metadata_json, size_t len, b
         vks_err_clear(err);
     return st;
 }
+
+vks_status vks_restrict_entry(const char *s, size_t n, bool hosts, struct vks_restrict_entry_info *out)
+{
+    if (s == NULL || out == NULL)
+        return VKS_E_INVALID_ARG;
+    struct entry e;
+    memset(&e, 0, sizeof e);
+    memset(out, 0, sizeof *out);
+    bool ok = hosts ? parse_host_entry(s, n, &e) : parse_name_entry(s, n, &e);
+    if (!ok)
+        return VKS_E_INVALID_INPUT;
+    if (e.kind == E_ADDR) {
+        bool full = e.prefix == (e.family == AF_INET ? 32u : 128u);
+        out->type = full ? VKS_RESTRICT_ADDRESS : VKS_RESTRICT_RANGE;
+        out->family = e.family == AF_INET ? 4 : 6;
+        out->prefix = e.prefix;
+        /* the canonical text: the address as inet_ntop writes it, "/prefix" for a range; a
+           mapped IPv6 form becomes its IPv4 address, as the resolver compares it */
+        char a[INET6_ADDRSTRLEN];
+        inet_ntop(e.family, e.addr, a, sizeof a);
+        if (full)
+            snprintf(out->canonical, sizeof out->canonical, "%s", a);
+        else
+            snprintf(out->canonical, sizeof out->canonical, "%s/%u", a, e.prefix);
+        return VKS_OK;
+    }
+    out->type = e.kind == E_SUFFIX ? VKS_RESTRICT_SUFFIX : VKS_RESTRICT_NAME;
+    snprintf(out->canonical, sizeof out->canonical, "%s%s", e.kind == E_SUFFIX ? "*." : "", e.name);
+    return VKS_OK;
+}

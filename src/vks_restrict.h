@@ -75,4 +75,28 @@ vks_status vks_restrict_check(const char *custom_metadata_json, size_t len,
 vks_status vks_restrict_validate(const char *custom_metadata_json, size_t len, bool *restricted,
                                  struct vks_err *err);
 
+/* ---- one list entry, for operator tooling (vks cred) ---- */
+enum vks_restrict_entry_type {
+    VKS_RESTRICT_NAME = 1,   /* a domain / host name                                  */
+    VKS_RESTRICT_SUFFIX,     /* *.suffix                                              */
+    VKS_RESTRICT_ADDRESS,    /* one IPv4/IPv6 address (a /32 or /128 counts as one)   */
+    VKS_RESTRICT_RANGE,      /* a CIDR range                                          */
+};
+struct vks_restrict_entry_info {
+    enum vks_restrict_entry_type type;
+    int family;              /* 4 or 6 for ADDRESS/RANGE, else 0                      */
+    unsigned prefix;         /* bits of a RANGE/ADDRESS                               */
+    char canonical[272];     /* lower-case name / "*.suffix" without trailing dot, or the
+                                address as inet_ntop writes it with "/prefix" for a range;
+                                an IPv4-mapped IPv6 form is its IPv4 address (as matched) */
+};
+/*
+ * Parses one entry of allowed_hosts (hosts true: address, CIDR range, name or *.suffix) or of
+ * allowed_domains (hosts false: name or *.suffix) with exactly the parser the resolver uses, so
+ * whatever this accepts the resolver understands. VKS_OK and *out filled, or VKS_E_INVALID_INPUT
+ * (no message: the caller names its own field). A range's host bits need not be zero (the
+ * resolver ignores them). Pure, reentrant.
+ */
+vks_status vks_restrict_entry(const char *s, size_t n, bool hosts, struct vks_restrict_entry_info *out);
+
 #endif

@@ -25,6 +25,7 @@
  */
 #include "vks_secmem.h"
 #include "vks_fork.h"
+#include "vks_guard.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -72,8 +73,7 @@ static struct arena {
     bool closed; /* the library is being unloaded: refuse, frees only forget */
     bool locked, dontdump, guard_pages, wipe_on_fork, require_locked, refused;
     pid_t pid;
-    unsigned char *map;    /* start of the mapping (leading guard page)  */
-    size_t map_len;
+    struct vks_guarded region; /* the mapping, guard pages included (vks_guard) */
     unsigned char *data;   /* start of the data region                   */
     size_t capacity;       /* bytes of data (multiple of UNIT_SIZE)      */
     uint32_t nunits, bump, free_units;
@@ -108,12 +108,6 @@ bool vks_ct_equal(const void *a, const void *b, size_t n)
     if (n == 0)
         return true;
     return CRYPTO_memcmp(a, b, n) == 0;
-}
-
-static size_t page_size(void)
-{
-    long p = sysconf(_SC_PAGESIZE);
-    return p > 0 ? (size_t)p : 4096;
 }
 
 static size_t round_up(size_t n, size_t to)
@@ -209,23 +203,12 @@ static vks_status resolve_config(const struct vks_secmem_config *cfg, size_t *ca
     if (n < MIN_LOCKED_BYTES || n > MAX_LOCKED_BYTES)
         return vks_err_set(err, VKS_E_CONFIG, "locked_bytes must be between %zu and %zu (got %zu)",
                            MIN_LOCKED_BYTES, MAX_LOCKED_BYTES, n);
-    *cap = round_up(n, page_size() > UNIT_SIZE ? page_size() : UNIT_SIZE);
+    *cap = round_up(n, vks_guard_page_size() > UNIT_SIZE ? vks_guard_page_size() : UNIT_SIZE);
     return VKS_OK;
 }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* mapping and protections (called with g_lock held)                                              */
-
-static int lock_region(void *p, size_t n)
-{
-#ifdef MLOCK_ONFAULT
-    if (mlock2(p, n, MLOCK_ONFAULT) == 0)
-        return 0;
-    if (errno != ENOSYS && errno != EINVAL)
-        return -1;
-#endif
-    return mlock(p, n);
-}
 
 static void describe_memlock(char *buf, size_t n)
 {
@@ -245,7 +228,7 @@ static void try_lock(void)
 {
     if (g.locked)
         return;
-    if (lock_region(g.data, g.capacity) == 0) {
+    if (vks_guard_lock(g.data, g.capacity) == 0) {
         g.locked = true;
         g_lock_errno = 0;
     } else {
@@ -313,30 +296,22 @@ static void free_metadata(void)
 
 static vks_status map_arena(size_t cap, struct vks_err *err)
 {
-    size_t pg = page_size();
-    size_t total = cap + 2 * pg;
-    void *m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return vks_err_set(err, VKS_E_NOMEM, "secret memory: mmap of %zu bytes failed: %s", total, strerror(errno));
+    struct vks_guarded region;
+    struct vks_guard_failure why;
+    if (vks_guard_map(cap, true, &region, &why) != 0)
+        return vks_err_set(err, VKS_E_NOMEM, "secret memory: %s of %zu bytes failed: %s", why.step, cap,
+                           strerror(why.errnum));
     uint32_t nunits = (uint32_t)(cap / UNIT_SIZE);
     struct unit *units = aligned_alloc(_Alignof(struct unit), nunits * sizeof *units);
     if (units != NULL)
         memset(units, 0, nunits * sizeof *units);
     if (units == NULL) {
-        munmap(m, total);
+        vks_guard_unmap(&region);
         return vks_err_set(err, VKS_E_NOMEM, "secret memory: no memory for arena metadata");
     }
-    unsigned char *data = (unsigned char *)m + pg;
-    if (mprotect(data, cap, PROT_READ | PROT_WRITE) != 0) {
-        int e = errno;
-        free(units);
-        munmap(m, total);
-        return vks_err_set(err, VKS_E_NOMEM, "secret memory: mprotect failed: %s", strerror(e));
-    }
     memset(&g, 0, sizeof g);
-    g.map = m;
-    g.map_len = total;
-    g.data = data;
+    g.region = region;
+    g.data = region.data;
     g.capacity = cap;
     g.units = units;
     g.nunits = nunits;
@@ -345,10 +320,8 @@ static vks_status map_arena(size_t cap, struct vks_err *err)
     for (uint32_t i = 0; i < nunits; i++)
         units[i].cls = FREE_UNIT;
     g.guard_pages = true; /* the mapping was made PROT_NONE; only the data was opened */
-    g.dontdump = madvise(m, total, MADV_DONTDUMP) == 0;
-#ifdef MADV_WIPEONFORK
-    g.wipe_on_fork = madvise(data, cap, MADV_WIPEONFORK) == 0;
-#endif
+    g.dontdump = region.dontdump;
+    g.wipe_on_fork = region.wipe_on_fork;
     g.pid = getpid();
     g.init = true;
     try_lock();
@@ -368,9 +341,8 @@ static void unmap_arena(void)
     if (!g.init)
         return;
     wipe_live_units();
-    if (g.locked)
-        munlock(g.data, g.capacity);
-    munmap(g.map, g.map_len);
+    g.region.locked = g.locked;
+    vks_guard_unmap(&g.region);
     free_metadata();
     memset(&g, 0, sizeof g);
     reset_lanes();
@@ -776,9 +748,15 @@ vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err)
 
 vks_status vks_secret_dup(const void *src, size_t n, vks_secret *out, struct vks_err *err)
 {
+    return vks_secret_dup_with(vks_secret_alloc, "vks_secret_dup", src, n, out, err);
+}
+
+vks_status vks_secret_dup_with(vks_secret_alloc_fn alloc, const char *who, const void *src, size_t n,
+                               vks_secret *out, struct vks_err *err)
+{
     if (n > 0 && src == NULL)
-        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_secret_dup: src is NULL");
-    vks_status st = vks_secret_alloc(n > 0 ? n : 1, out, err);
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s: src is NULL", who);
+    vks_status st = alloc(n > 0 ? n : 1, out, err);
     if (st != VKS_OK)
         return st;
     if (n > 0)
@@ -873,23 +851,13 @@ vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err)
     if (!g.init && !g.closed)
         (void)init_locked(NULL, NULL);
     unlock_arena();
-    size_t pg = page_size();
-    size_t body = round_up(cap, pg);
-    size_t total = body + 2 * pg;
-    void *m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED)
-        return vks_err_set(err, VKS_E_NOMEM, "scratch buffer: mmap of %zu bytes failed: %s", total, strerror(errno));
-    unsigned char *data = (unsigned char *)m + pg;
-    if (mprotect(data, body, PROT_READ | PROT_WRITE) != 0) {
-        int e = errno;
-        munmap(m, total);
-        return vks_err_set(err, VKS_E_NOMEM, "scratch buffer: mprotect failed: %s", strerror(e));
-    }
-    (void)madvise(m, total, MADV_DONTDUMP);
-#ifdef MADV_WIPEONFORK
-    (void)madvise(data, body, MADV_WIPEONFORK);
-#endif
-    bool locked = lock_region(data, body) == 0; /* best effort; not counted against the arena */
+    struct vks_guarded region;
+    struct vks_guard_failure why;
+    if (vks_guard_map(cap, true, &region, &why) != 0)
+        return vks_err_set(err, VKS_E_NOMEM, "scratch buffer: %s of %zu bytes failed: %s", why.step, cap,
+                           strerror(why.errnum));
+    bool locked = vks_guard_lock_region(&region); /* best effort; not counted against the arena */
+    size_t body = region.len;
     pthread_mutex_lock(&g_lock);
     g_scratch_open++;
     if (locked)
@@ -897,11 +865,11 @@ vks_status vks_scratch_open(size_t cap, vks_scratch *out, struct vks_err *err)
     else
         g_scratch_lock_failures++;
     pthread_mutex_unlock(&g_lock);
-    out->data = data;
+    out->data = region.data;
     out->locked = locked;
     out->cap = body;
     out->len = 0;
-    out->map_len = total;
+    out->map_len = region.map_len;
     return VKS_OK;
 }
 
@@ -919,10 +887,11 @@ void vks_scratch_close(vks_scratch *s)
         return;
     if (s->data != NULL) {
         vks_wipe(s->data, s->len < s->cap ? s->len : s->cap);
-        size_t pg = page_size();
-        if (s->locked)
-            munlock(s->data, s->cap);
-        munmap(s->data - pg, s->map_len);
+        struct vks_guarded region = {
+            .map = s->data - vks_guard_page_size(), .map_len = s->map_len,
+            .data = s->data, .len = s->cap, .locked = s->locked,
+        };
+        vks_guard_unmap(&region);
         pthread_mutex_lock(&g_lock);
         g_scratch_open--;
         if (s->locked)

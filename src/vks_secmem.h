@@ -86,6 +86,12 @@ vks_status vks_secret_alloc(size_t cap, vks_secret *out, struct vks_err *err);
 /* Allocates and copies n bytes (n may be 0: a valid empty secret with a slot). */
 vks_status vks_secret_dup(const void *src, size_t n, vks_secret *out, struct vks_err *err);
 
+/* vks_secret_dup with another allocation step (vks_secret_alloc_kept for the fork-kept region);
+ * `who` names the caller in the error for a NULL src. Same thread-safety as `alloc`. */
+typedef vks_status (*vks_secret_alloc_fn)(size_t cap, vks_secret *out, struct vks_err *err);
+vks_status vks_secret_dup_with(vks_secret_alloc_fn alloc, const char *who, const void *src, size_t n,
+                               vks_secret *out, struct vks_err *err);
+
 /* Wipes the whole slot, returns it to the arena and zeroes *s. Idempotent. */
 void vks_secret_free(vks_secret *s);
 

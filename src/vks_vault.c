@@ -489,6 +489,8 @@ void vks_kv_result_free(struct vks_kv_result *res)
     if (!res)
         return;
     vks_secret_free(&res->value);
+    for (size_t i = 0; i < VKS_KV_SIBLINGS_MAX; i++)
+        vks_secret_free(&res->siblings[i]);
     free(res->custom_metadata_json);
     res->custom_metadata_json = NULL;
 }
@@ -557,6 +559,8 @@ struct place {
     const char *key;
     int kv;
     int64_t version;
+    const char *const *siblings; /* other keys wanted from the same read (vks_kv_request) */
+    size_t n_siblings;
 };
 
 static void place_str(const struct place *p, char *out, size_t cap)
@@ -1089,12 +1093,25 @@ static vks_status detect_kv(struct vks_vault *v, const char *origin, const char 
 
 /* ------------------------------------------------------------------ KV read */
 
+/* A sibling key's value (vks_kv_request.siblings): a string that fits an arena slot, else left
+ * empty. Never an error: the caller simply does not get that key from this read. */
+static void decode_sibling(const char *body, const struct vks_json_span *sp, vks_secret *out)
+{
+    if (sp->type != VKS_JSON_STRING)
+        return;
+    size_t need = vks_json_string_decoded_len(body, sp);
+    if (need > VKS_SECRET_MAX || vks_secret_alloc(need ? need : 1, out, NULL) != VKS_OK)
+        return;
+    if (vks_json_string_decode(body, sp, out->data, out->cap, &out->len, NULL) != VKS_OK)
+        vks_secret_free(out);
+}
+
 static vks_status parse_ok(const char *body, size_t len, const struct place *pl, struct vks_kv_result *res,
                            struct vks_err *err)
 {
     char where[640];
     place_str(pl, where, sizeof where);
-    struct vks_json_query q[4];
+    struct vks_json_query q[4 + VKS_KV_SIBLINGS_MAX];
     memset(q, 0, sizeof q);
     if (pl->kv == 2) {
         q[0] = (struct vks_json_query){ .path = { "data", "data", pl->key }, .npath = 3 };
@@ -1107,8 +1124,11 @@ static vks_status parse_ok(const char *body, size_t len, const struct place *pl,
         q[2] = (struct vks_json_query){ .npath = 0 };
         q[3] = (struct vks_json_query){ .path = { "data" }, .npath = 1 };
     }
+    for (size_t i = 0; i < pl->n_siblings; i++)
+        q[4 + i] = pl->kv == 2 ? (struct vks_json_query){ .path = { "data", "data", pl->siblings[i] }, .npath = 3 }
+                               : (struct vks_json_query){ .path = { "data", pl->siblings[i] }, .npath = 2 };
     struct vks_err jerr;
-    if (vks_json_scan(body, len, q, 4, "response", &jerr) != VKS_OK)
+    if (vks_json_scan(body, len, q, 4 + pl->n_siblings, "response", &jerr) != VKS_OK)
         return vks_err_set(err, VKS_E_BAD_RESPONSE, "bad answer for %s: %s", where, jerr.msg);
     if (q[3].found.type != VKS_JSON_OBJECT) {
         if (pl->kv == 2 && q[3].found.type == VKS_JSON_NONE && q[1].found.type == VKS_JSON_NONE)
@@ -1149,6 +1169,8 @@ static vks_status parse_ok(const char *body, size_t len, const struct place *pl,
     } else {
         vks_json_int64(body, &q[1].found, &res->lease_duration);
     }
+    for (size_t i = 0; i < pl->n_siblings; i++)
+        decode_sibling(body, &q[4 + i].found, &res->siblings[i]);
     return VKS_OK;
 }
 
@@ -1225,7 +1247,10 @@ static vks_status kv_target_resolve(struct vks_vault *v, const struct vks_kv_req
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_kv_version must be 1, 2 or auto (got %d)", req->kv_version);
     if (req->version < 0)
         return vks_err_set(err, VKS_E_BAD_KEYSOURCE, "vault_version must be positive");
-    tg->pl = (struct place){ origin, ns, tg->mount, path, key, req->kv_version, req->version };
+    if (req->n_siblings > VKS_KV_SIBLINGS_MAX || (req->n_siblings > 0 && req->siblings == NULL))
+        return vks_err_set(err, VKS_E_INVALID_ARG, "at most %d sibling keys per read", VKS_KV_SIBLINGS_MAX);
+    tg->pl = (struct place){ origin, ns, tg->mount, path, key, req->kv_version, req->version, req->siblings,
+                             req->n_siblings };
     char probe[URL_CAP];
     if (build_url(probe, sizeof probe, origin, tg->mount, "data", path, req->version) != VKS_OK)
         return kv_bad_place(&tg->pl, "vault_path/vault_mount has a '.' or '..' segment or is too long: %s", err);
@@ -1374,5 +1399,197 @@ vks_status vks_vault_kv_read(struct vks_vault *v, const struct vks_kv_request *r
     vks_secret_free(&t.secret);
     if (st != VKS_OK)
         kv_result_reset_keep_diagnostics(res);
+    return st;
+}
+
+/* ------------------------------------------------------------------ administrative calls (vks cred) */
+
+void vks_vault_reply_free(struct vks_vault_reply *r)
+{
+    if (r == NULL)
+        return;
+    if (r->body != NULL) {
+        vks_wipe(r->body, r->body_len);
+        free(r->body);
+    }
+    memset(r, 0, sizeof *r);
+}
+
+/* Maps an administrative call's final status: 2xx ok; 404 not found; 400 CAS lost or refused. */
+static vks_status admin_status(long status, const char *body, size_t len, int attempts, const char *what,
+                               struct vks_err *err)
+{
+    if (status >= 200 && status < 300)
+        return VKS_OK;
+    if (status == 404)
+        return vks_err_set(err, VKS_E_NOT_FOUND, "%s: not found (HTTP 404)", what);
+    if (status == 400) {
+        char e[300];
+        vault_errors(body, len, e, sizeof e);
+        if (strstr(e, "check-and-set parameter did not match"))
+            return vks_err_set(err, VKS_E_CONFLICT,
+                               "%s: changed concurrently (check-and-set: the secret is no longer at the "
+                               "version read); nothing was written, read it again and retry", what);
+        return vks_err_set(err, VKS_E_REJECTED, "%s: Vault refused the request (HTTP 400%s%s)", what,
+                           e[0] ? ": " : "", e);
+    }
+    return map_status(status, body, len, attempts, what, err);
+}
+
+/*
+ * One administrative request with the client's own token (an AppRole token is logged in first when
+ * needed). The answer's body is copied to the heap (these answers hold no secret: metadata, key
+ * lists, write receipts); out may be NULL. The status is mapped by admin_status.
+ */
+static vks_status admin_call(struct vks_vault *v, const char *method, const char *mount, const char *section,
+                             const char *path, const char *body, size_t blen, const char *what,
+                             struct vks_vault_reply *out, struct vks_err *err)
+{
+    if (!v || !mount || !*mount || !path)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s: bad arguments", what);
+    vks_fork_sync(&v->fork_seen, vault_after_fork, v);
+    char url[URL_CAP];
+    if (build_url(url, sizeof url, v->origin, mount, section, *path ? path : NULL, 0) != VKS_OK)
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: mount/path has a '.' or '..' segment or is too long", what);
+    int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
+    struct tok t = { VKS_SECRET_EMPTY, 0, false };
+    char acc[64] = "";
+    vks_status st = client_token(v, deadline, &t, acc, sizeof acc, err);
+    if (st != VKS_OK)
+        return st;
+    struct vks_http_request rq = { .method = method, .url = url, .namespace_ = v->cfg.namespace_,
+                                   .token = t.secret.data, .token_len = t.secret.len, .body = body,
+                                   .body_len = blen, .deadline_ms = deadline, .what = what };
+    struct vks_http_response rs = { 0 };
+    struct vks_http_lease *lease = NULL;
+    st = vks_http_do(v->http, &rq, &rs, &lease, err);
+    vks_secret_free(&t.secret);
+    if (st != VKS_OK)
+        return st;
+    st = admin_status(rs.status, rs.body, rs.body_len, rs.attempts, what, err);
+    if (out != NULL) {
+        out->http_status = rs.status;
+        snprintf(out->token_accessor, sizeof out->token_accessor, "%s", acc);
+        if (rs.body_len > 0 && (out->body = malloc(rs.body_len + 1)) == NULL)
+            st = vks_err_set(err, VKS_E_NOMEM, "%s: out of memory", what);
+        else if (rs.body_len > 0) {
+            memcpy(out->body, rs.body, rs.body_len);
+            out->body[rs.body_len] = '\0';
+            out->body_len = rs.body_len;
+        }
+    }
+    vks_http_release(v->http, lease);
+    return st;
+}
+
+static void admin_what(char *out, size_t cap, const char *verb, const char *mount, const char *section,
+                       const char *path)
+{
+    snprintf(out, cap, "%s of %.80s/%s/%.200s at %.100s", verb, mount, section, path, "Vault");
+}
+
+vks_status vks_vault_kv2_write(struct vks_vault *v, const char *mount, const char *path, const char *data_json,
+                               int64_t cas, bool patch, int64_t *new_version, struct vks_err *err)
+{
+    if (!data_json || cas < -1)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_kv2_write: bad arguments");
+    size_t dl = strlen(data_json), cap = dl + 64;
+    char *body = malloc(cap);
+    if (body == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "KV v2 write: out of memory");
+    int n = cas >= 0 ? snprintf(body, cap, "{\"options\":{\"cas\":%lld},\"data\":%s}", (long long)cas, data_json)
+                     : snprintf(body, cap, "{\"data\":%s}", data_json);
+    char what[512];
+    admin_what(what, sizeof what, patch ? "patch" : "write", mount, "data", path);
+    struct vks_vault_reply r = { 0 };
+    vks_status st = admin_call(v, patch ? "PATCH" : "POST", mount, "data", path, body, (size_t)n, what, &r, err);
+    vks_wipe(body, cap); /* an envelope, not plaintext; wiped all the same */
+    free(body);
+    if (st == VKS_OK && new_version != NULL) {
+        struct vks_json_span sp;
+        *new_version = 0;
+        if (r.body == NULL || vks_json_find(r.body, r.body_len, "data.version", &sp, NULL) != VKS_OK ||
+            !vks_json_int64(r.body, &sp, new_version) || *new_version <= 0)
+            st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s: the answer has no data.version", what);
+    }
+    vks_vault_reply_free(&r);
+    return st;
+}
+
+vks_status vks_vault_kv2_metadata_read(struct vks_vault *v, const char *mount, const char *path,
+                                       struct vks_vault_reply *out, struct vks_err *err)
+{
+    char what[512];
+    admin_what(what, sizeof what, "metadata read", mount, "metadata", path);
+    memset(out, 0, sizeof *out);
+    vks_status st = admin_call(v, "GET", mount, "metadata", path, NULL, 0, what, out, err);
+    if (st != VKS_OK)
+        vks_vault_reply_free(out);
+    return st;
+}
+
+vks_status vks_vault_kv2_metadata_write(struct vks_vault *v, const char *mount, const char *path,
+                                        const char *json, struct vks_err *err)
+{
+    char what[512];
+    admin_what(what, sizeof what, "metadata write", mount, "metadata", path);
+    if (!json)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s: no body", what);
+    return admin_call(v, "POST", mount, "metadata", path, json, strlen(json), what, NULL, err);
+}
+
+vks_status vks_vault_kv2_list(struct vks_vault *v, const char *mount, const char *path,
+                              struct vks_vault_reply *out, struct vks_err *err)
+{
+    char what[512];
+    admin_what(what, sizeof what, "LIST", mount, "metadata", path);
+    memset(out, 0, sizeof *out);
+    vks_status st = admin_call(v, "LIST", mount, "metadata", path, NULL, 0, what, out, err);
+    if (st == VKS_E_NOT_FOUND) { /* Vault answers an empty folder with 404 */
+        vks_vault_reply_free(out);
+        vks_err_clear(err);
+        return VKS_OK;
+    }
+    if (st != VKS_OK)
+        vks_vault_reply_free(out);
+    return st;
+}
+
+vks_status vks_vault_kv2_metadata_delete(struct vks_vault *v, const char *mount, const char *path,
+                                         struct vks_err *err)
+{
+    char what[512];
+    admin_what(what, sizeof what, "delete", mount, "metadata", path);
+    return admin_call(v, "DELETE", mount, "metadata", path, NULL, 0, what, NULL, err);
+}
+
+static void json_copy_str(const struct vks_vault_reply *r, const char *dotted, char *out, size_t cap)
+{
+    struct vks_json_span sp;
+    size_t n = 0;
+    out[0] = '\0';
+    if (r->body && vks_json_find(r->body, r->body_len, dotted, &sp, NULL) == VKS_OK && sp.type == VKS_JSON_STRING &&
+        vks_json_string_decode(r->body, &sp, (unsigned char *)out, cap - 1, &n, NULL) == VKS_OK)
+        out[n] = '\0';
+    else
+        out[0] = '\0';
+}
+
+vks_status vks_vault_token_identity(struct vks_vault *v, char *display_name, size_t dn_cap, char *accessor,
+                                    size_t acc_cap, struct vks_err *err)
+{
+    if (!display_name || dn_cap < 2 || !accessor || acc_cap < 2)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_token_identity: bad arguments");
+    struct vks_vault_reply r = { 0 };
+    vks_status st = admin_call(v, "GET", "auth/token", "lookup-self", "", NULL, 0,
+                               "token lookup-self (operator identity)", &r, err);
+    if (st == VKS_OK) {
+        json_copy_str(&r, "data.display_name", display_name, dn_cap);
+        json_copy_str(&r, "data.accessor", accessor, acc_cap);
+        for (char *p = display_name; *p; p++) /* printable only: it goes into lines and events */
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
+    }
+    vks_vault_reply_free(&r);
     return st;
 }

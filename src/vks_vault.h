@@ -75,7 +75,14 @@ struct vks_kv_request {
     const char *key;        /* the field inside the secret's data; "key" by default           */
     int kv_version;         /* 1, 2, or 0 = auto-detect via sys/internal/ui/mounts (cached)   */
     int64_t version;        /* KV v2 version pin; 0 = latest                                  */
+    /* optional (added): other fields of the same secret wanted from the same read, at most
+     * VKS_KV_SIBLINGS_MAX names (borrowed). Each present string field is returned in
+     * res->siblings[i]; an absent, non-string or oversized one is left empty (not an error). */
+    const char *const *siblings;
+    size_t n_siblings;
 };
+
+#define VKS_KV_SIBLINGS_MAX 8
 
 struct vks_kv_result {
     vks_secret value;            /* (secret) the string at `key`, exactly its UTF-8 bytes       */
@@ -86,6 +93,7 @@ struct vks_kv_result {
     char token_accessor[64];     /* accessor of the token used, "" when unknown (never the token) */
     int http_status;             /* last HTTP status seen (0 when none)                         */
     int attempts;                /* requests made, retries included                             */
+    vks_secret siblings[VKS_KV_SIBLINGS_MAX]; /* (secret) req->siblings[i]'s value, or empty    */
 };
 
 /*
@@ -121,5 +129,42 @@ void vks_vault_advance_clock(struct vks_vault *v, int64_t seconds);
 
 /* The normalised address this client talks to ("https://host:port"). Never NULL. */
 const char *vks_vault_address(const struct vks_vault *v);
+
+/* ---- administrative calls for `vks cred` (docs/credentials.md, docs/internals/cred.md) ----
+ * All use the client's own token (AppRole logs in when needed) and the client's address,
+ * namespace, TLS settings, retries and deadline. Their request and answer bodies hold no
+ * plaintext secret (an ENC: envelope is not one); answers are copied into a heap reply.
+ * Status mapping: 2xx VKS_OK; 404 VKS_E_NOT_FOUND; 400 with Vault's check-and-set mismatch
+ * VKS_E_CONFLICT, any other 400 VKS_E_REJECTED quoting Vault's errors; 403, 5xx, transport as
+ * for vks_vault_kv_read. Thread-safety: as vks_vault_kv_read (any thread, one client). */
+struct vks_vault_reply {
+    long http_status;
+    char *body;                  /* the answer (NUL-terminated), heap, or NULL when empty        */
+    size_t body_len;
+    char token_accessor[64];     /* accessor of the token used (never the token)                 */
+};
+/* Wipes and frees the body; the reply can be reused. Safe on a zeroed reply. */
+void vks_vault_reply_free(struct vks_vault_reply *r);
+
+/* POST (patch false) or PATCH (merge patch, patch true) <mount>/data/<path> with body
+ * {"options":{"cas":cas},"data":<data_json>}; cas -1 sends no cas. *new_version (optional) is the
+ * version written. data_json is borrowed (may hold an envelope; never plaintext). */
+vks_status vks_vault_kv2_write(struct vks_vault *v, const char *mount, const char *path, const char *data_json,
+                               int64_t cas, bool patch, int64_t *new_version, struct vks_err *err);
+/* GET <mount>/metadata/<path>: the whole answer in *out (caller frees with vks_vault_reply_free). */
+vks_status vks_vault_kv2_metadata_read(struct vks_vault *v, const char *mount, const char *path,
+                                       struct vks_vault_reply *out, struct vks_err *err);
+/* POST <mount>/metadata/<path> with the JSON body (custom_metadata, max_versions, cas_required). */
+vks_status vks_vault_kv2_metadata_write(struct vks_vault *v, const char *mount, const char *path,
+                                        const char *json, struct vks_err *err);
+/* LIST <mount>/metadata/<path>: answer in *out; an empty folder (404) is VKS_OK with out->body NULL. */
+vks_status vks_vault_kv2_list(struct vks_vault *v, const char *mount, const char *path,
+                              struct vks_vault_reply *out, struct vks_err *err);
+/* DELETE <mount>/metadata/<path>: every version and the metadata. */
+vks_status vks_vault_kv2_metadata_delete(struct vks_vault *v, const char *mount, const char *path,
+                                         struct vks_err *err);
+/* auth/token/lookup-self of the client's token: display_name and accessor (never the token). */
+vks_status vks_vault_token_identity(struct vks_vault *v, char *display_name, size_t dn_cap, char *accessor,
+                                    size_t acc_cap, struct vks_err *err);
 
 #endif

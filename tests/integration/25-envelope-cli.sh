@@ -62,6 +62,13 @@ printf x | run VKS_ENCRYPTION_KEY="$B64_A" VKS_ENCRYPTION_KEY_FILE=/nonexistent 
 check "ambiguous key config: exit 2, named" '[ $rc -eq 2 ] && grep -q "both set" conf.err'
 out=$(printf 'ENC:v2:k1:AA' | run "$V" envelope inspect); rc=$?
 check "inspect of a broken envelope: exit 1, malformed" '[ $rc -eq 1 ] && [[ "$out" == *"malformed envelope"* ]]'
+# the limit --help states is the one encrypt enforces (key id 'default')
+DEF=(VKS_ENCRYPTION_KEY="$B64_A")
+help=$("$V" envelope encrypt --help 2>&1)
+head -c 3032 /dev/zero | tr '\0' x | run "${DEF[@]}" "$V" envelope encrypt "${PL[@]}" >max.out 2>max.err; rc=$?
+check "--help states 3032 bytes under 'default'; 3032 encrypt" '[[ "$help" == *"at most 3032 bytes under key id"* ]] && [ $rc -eq 0 ] && [ "$(head -c 9 max.out)" = "ENC:v2:de" ]'
+head -c 3033 /dev/zero | tr '\0' x | run "${DEF[@]}" "$V" envelope encrypt "${PL[@]}" >over.out 2>over.err; rc=$?
+check "... and 3033 are refused, nothing printed" '[ $rc -eq 1 ] && [ ! -s over.out ] && grep -q "at most 3032 bytes" over.err'
 check "no plaintext in any stderr file" '! grep -qF "$PW" ./*.err'
 
 echo "$pass passed, $fail failed"

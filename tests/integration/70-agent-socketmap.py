@@ -16,57 +16,21 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vaultdev import VaultDev, Checks  # noqa: E402
-from agent import Agent, check_config, connect, netstring, read_netstring, socketmap_query  # noqa: E402
+from vaultdev import VaultDev  # noqa: E402
+from agent import (Agent, RedactingChecks, agent_config, audit_key_file, check_config, connect,  # noqa: E402
+                   free_port, netstring, read_netstring, socketmap_query, token_file)
 
 PW1 = "agent-pw-ONE-3c9e71d2"
 PW2 = "agent-pw-TWO-8a41f0b6"
 PWC = "agent-pw-COLON-55e2a9c1"
 PWR = "agent-pw-RESTRICT-0f7d3b"
 SECRETS = [PW1, PW2, PWC, PWR]
-
-
-class RedactingChecks(Checks):
-    """Checks whose failure details never print a test password."""
-
-    def ok(self, cond, name, detail=None):
-        if detail is not None:
-            detail = str(detail)
-            for x in SECRETS:
-                detail = detail.replace(x, "<password>")
-        return Checks.ok(self, cond, name, detail)
-
-
-T = RedactingChecks()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+T = RedactingChecks(SECRETS)
 
 
 def config(vd, run, token_file, audit, key_file, metrics_port, map_name="sasl", extra_sm="",
            allow='allow_users = ["root"]'):
-    return f'''# vks-agent test configuration
-[vault]
-address = "{vd.addr}"
-ca_cert = "{vd.cacert}"
-token_file = "{token_file}"
-timeout = "10s"
-max_retries = 0
-
-[cache]
-ttl = "2s"
-max_stale = "0s"
-neg_ttl = "1s"
-
-[audit]
-file = "{audit}"
-key_file = "{key_file}"
-
+    return "# vks-agent test configuration\n" + agent_config(vd, token_file, audit, key_file, ttl="2s", timeout="10s") + f'''
 [agent]
 workers = 2
 idle_timeout = "3s"
@@ -337,6 +301,69 @@ def test_approle(vd, run, audit, key, mport):
         scan(a3.log(), "the AppRole agent's log")
 
 
+def test_one_read_per_key(vd, run, tok, audit, key, mport, mode):
+    """Cold start: one Vault GET per credential (user name and password are two fields of one
+    secret, read once), with lookups in the pool (audit mode sync) and hits on the loop (async);
+    64 concurrent clients on one key and on 16 keys; a restricted credential stores nothing."""
+    n = 8
+    pre = "cold-%s-" % mode
+    for i in range(n + 1 + 16):
+        vd.kv2_put("smtp-auth/%s%d.example.test" % (pre, i), {"username": "u%d" % i, "password": PW1})
+    cfg = config(vd, run, tok, audit, key, mport).replace('ttl = "2s"', 'ttl = "600s"')
+    cfg = cfg.replace('file = "%s"' % audit, 'file = "%s"\nmode = "%s"' % (audit, mode))
+    sock = os.path.join(run, "sm-%s.sock" % mode)
+    mp = free_port()
+    cfg = cfg.replace(f"{run}/sm.sock", sock).replace(f"127.0.0.1:{mport}", "127.0.0.1:%d" % mp)
+    path = "/v1/secret/data/smtp-auth/" + pre
+
+    def inline_answers():
+        body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mp, timeout=10).read().decode()
+        line = [x for x in body.splitlines() if x.startswith('vks_agent_inline_total{protocol="socketmap"}')]
+        return int(line[0].split()[-1]) if line else -1
+
+    def gets():
+        return sum(v for k, v in vd.counters().items() if k.startswith("GET " + path))
+
+    with Agent(run, cfg, name="agent-%s.toml" % mode) as a4:
+        vd.reset_counters()
+        for i in range(n):
+            T.eq(socketmap_query(sock, "sasl", "%s%d.example.test" % (pre, i)), "OK u%d:%s" % (i, PW1),
+                 "%s: cold key %d answered" % (mode, i))
+        T.eq(gets(), n, "%s: cold start of %d credentials = %d Vault GETs (one per key, not per field)" % (mode, n, n))
+        for i in range(n):
+            socketmap_query(sock, "sasl", "[%s%d.example.test]:587" % (pre, i))
+        T.eq(gets(), n, "%s: warm lookups (host and nexthop forms) read nothing more" % mode)
+        got = inline_answers()
+        if mode == "async":
+            T.ok(got >= n, "async audit: the %d warm lookups were answered on the event loop" % n, got)
+        else:
+            T.eq(got, 0, "sync audit: nothing is answered on the event loop (every lookup in the pool)")
+        for label, keys in [("one key", [n] * 64), ("16 keys", [n + 1 + (k % 16) for k in range(64)])]:
+            vd.reset_counters()
+            barrier = threading.Barrier(len(keys))
+            res = [None] * len(keys)
+
+            def cold(k):
+                with connect(sock) as s:
+                    barrier.wait()
+                    s.sendall(netstring("sasl %s%d.example.test" % (pre, keys[k])))
+                    res[k] = read_netstring(s)
+
+            th = [threading.Thread(target=cold, args=(k,)) for k in range(len(keys))]
+            for t in th:
+                t.start()
+            for t in th:
+                t.join(60)
+            want = len(set(keys))
+            T.ok(all(r == "OK u%d:%s" % (keys[k], PW1) for k, r in enumerate(res)),
+                 "%s: 64 concurrent clients on %s all answered right" % (mode, label), [r for r in res if r and not r.startswith("OK")][:3])
+            T.eq(gets(), want, "%s: 64 concurrent clients on %s = %d Vault GETs" % (mode, label, want))
+        vd.reset_counters()
+        r = socketmap_query(sock, "sasl", "restricted.example.test")
+        T.ok(r.startswith("TEMP ") and PWR not in r, "%s: a restricted credential is still TEMP" % mode, r)
+        scan(a4.log(), "the %s agent's log" % mode)
+
+
 def test_metrics(a, mport):
     body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=10).read().decode()
     T.ok('vks_agent_lookups_total{protocol="socketmap",result="OK"}' in body, "metrics: lookups by protocol and result")
@@ -419,14 +446,8 @@ def main():
         vd.kv2_put("smtp-auth/restricted.example.test", {"username": "r", "password": PWR})
         vd.call("POST", "/v1/secret/metadata/smtp-auth/restricted.example.test",
                 {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
-        tok = os.path.join(run, "token")
-        with open(tok, "w") as f:
-            f.write(vd.root_token + "\n")
-        os.chmod(tok, 0o600)
-        key = os.path.join(run, "audit.key")
-        with open(key, "wb") as f:
-            f.write(os.urandom(32))
-        os.chmod(key, 0o600)
+        tok = token_file(run, vd.root_token + "\n")
+        key = audit_key_file(run)
         audit = os.path.join(run, "audit.jsonl")
         mport = free_port()
         good = os.path.join(run, "agent.toml")
@@ -445,6 +466,8 @@ def main():
             T.run(test_reload, a)
             T.run(test_peer_refused, vd, run, tok, audit + ".2", key, mport)
             T.run(test_approle, vd, run, audit + ".3", key, mport)
+            T.run(test_one_read_per_key, vd, run, tok, audit + ".4", key, mport, "sync")
+            T.run(test_one_read_per_key, vd, run, tok, audit + ".5", key, mport, "async")
         finally:
             rc = a.stop()
         T.eq(rc, 0, "SIGTERM: the agent drains and exits 0")

@@ -10,153 +10,26 @@ relaying to a loopback relay that requires AUTH PLAIN over STARTTLS (tests/lib/s
 Every process started here is stopped in `finally` blocks (postfix stop, agent, relay, vault-dev).
 The outputs (agent log, Postfix log, relay log) are scanned for the test passwords."""
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 ROOT = os.environ["ROOT"]
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vaultdev import VaultDev, Checks  # noqa: E402
+from vaultdev import VaultDev  # noqa: E402
 from smtprelay import Relay  # noqa: E402
-from agent import Agent, daemon_workdir  # noqa: E402
+from agent import (Agent, Postfix, RedactingChecks, agent_config, daemon_workdir,  # noqa: E402
+                   socketmap_section, token_file, wait_for)
 
 OLD = "agent-pw-PFX-OLD-4d2a99"
 NEW = "agent-pw-PFX-NEW-b81c07"
 SECRETS = [OLD, NEW]
+T = RedactingChecks(SECRETS)
 
 
-class RedactingChecks(Checks):
-    def ok(self, cond, name, detail=None):
-        if detail is not None:
-            detail = str(detail)
-            for x in SECRETS:
-                detail = detail.replace(x, "<password>")
-        return Checks.ok(self, cond, name, detail)
-
-
-T = RedactingChecks()
-
-
-def sh(*args, timeout=60, check=False):
-    p = subprocess.run(list(args), capture_output=True, timeout=timeout)
-    out = (p.stdout + p.stderr).decode("utf-8", "replace")
-    if check and p.returncode != 0:
-        raise RuntimeError("%s failed (%d): %s" % (args, p.returncode, out))
-    return p.returncode, out
-
-
-def write_postfix(d, relay):
-    etc = os.path.join(d, "etc")
-    for sub in ("etc", "spool", "data", "log"):
-        os.makedirs(os.path.join(d, sub), exist_ok=True)
-    shutil.chown(os.path.join(d, "data"), "postfix", "postfix")
-    with open(os.path.join(etc, "main.cf"), "w") as f:
-        f.write(f"""# private test instance (tests/integration/71-agent-postfix.py)
-compatibility_level = 3.6
-queue_directory = {d}/spool
-data_directory = {d}/data
-mail_owner = postfix
-setgid_group = postdrop
-inet_interfaces = loopback-only
-inet_protocols = ipv4
-myhostname = pfx.test
-myorigin = example.test
-mydestination =
-alias_maps =
-alias_database =
-local_recipient_maps =
-relayhost = [127.0.0.1]:{relay.port}
-smtp_tls_security_level = encrypt
-smtp_tls_CAfile = {relay.cafile}
-smtp_sasl_auth_enable = yes
-smtp_sasl_password_maps = socketmap:unix:private/vks:sasl
-smtp_sasl_security_options = noanonymous
-smtp_sasl_tls_security_options = noanonymous
-smtp_connection_cache_on_demand = no
-smtpd_peername_lookup = no
-maillog_file = {d}/log/maillog
-maillog_file_prefixes = /var, /dev/stdout, {d}
-delay_warning_time = 0
-""")
-    out = []
-    for line in open("/usr/share/postfix/master.cf.dist"):
-        f = line.split()
-        if line[:1].strip() and not line.startswith("#") and len(f) >= 8:
-            if f[0] == "smtp" and f[1] == "inet":
-                out.append("#" + line)  # no listener: messages come in through sendmail
-                continue
-            f[4] = "n"
-            line = "  ".join(f) + "\n"
-        out.append(line)
-    with open(os.path.join(etc, "master.cf"), "w") as f:
-        f.writelines(out)
-    return etc
-
-
-def submit(etc, n):
-    msg = f"From: sender@example.test\nTo: rcpt@example.net\nSubject: vks-agent test {n}\n\nmessage {n}\n"
-    p = subprocess.run(["/usr/sbin/sendmail", "-C", etc, "-f", "sender@example.test", "rcpt@example.net"],
-                       input=msg.encode(), capture_output=True, timeout=60)
-    return p.returncode
-
-
-def wait_for(fn, timeout=40):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return None
-
-
-def queue(etc):
-    return sh("/usr/sbin/postqueue", "-c", etc, "-p")[1]
-
-
-def maillog(d):
-    try:
-        return open(os.path.join(d, "log", "maillog"), errors="replace").read()
-    except OSError:
-        return ""
-
-
-def agent_config(vd, d, tok, audit):
-    return f'''[vault]
-address = "{vd.addr}"
-ca_cert = "{vd.cacert}"
-token_file = "{tok}"
-timeout = "3s"
-max_retries = 0
-
-[cache]
-ttl = "1s"
-max_stale = "0s"
-neg_ttl = "1s"
-
-[audit]
-file = "{audit}"
-
-[socketmap]
-socket = "{d}/spool/private/vks"
-mode = "0660"
-group = "postfix"
-allow_users = ["postfix"]
-map = "sasl"
-
-[socketmap.credential]
-mount = "secret"
-path = "smtp-auth/{{host}}"
-username_field = "username"
-key = "password"
-'''
-
-
-def scenario(vd, relay, d, etc, agent):
+def scenario(vd, relay, pf, d, agent):
     # 1. delivered with the right credentials
-    T.eq(submit(etc, 1), 0, "sendmail accepts message 1")
+    T.eq(pf.submit(1), 0, "sendmail accepts message 1")
     got = wait_for(lambda: relay.messages())
     T.ok(got and got[0]["user"] == "relay-user" and got[0]["tls"], "message 1 delivered over TLS, authenticated as relay-user", got)
     auth = relay.auth_events()
@@ -172,7 +45,7 @@ def scenario(vd, relay, d, etc, agent):
     vd.kv2_put("smtp-auth/127.0.0.1", {"username": "relay-user", "password": NEW})
     relay.set_creds([("relay-user", NEW)])
     time.sleep(1.3)  # the agent's cache ttl
-    T.eq(submit(etc, 2), 0, "sendmail accepts message 2")
+    T.eq(pf.submit(2), 0, "sendmail accepts message 2")
     got = wait_for(lambda: len(relay.messages()) >= 2 and relay.messages())
     T.ok(got and len(got) == 2, "message 2 delivered after the change, without postfix reload", got)
     auth = relay.auth_events()
@@ -182,83 +55,70 @@ def scenario(vd, relay, d, etc, agent):
     time.sleep(1.3)
     vd.fault(action="close", path_prefix="/v1/secret/data/smtp-auth/", duration_seconds=120)
     n_auth, n_msg = len(relay.auth_events()), len(relay.messages())
-    T.eq(submit(etc, 3), 0, "sendmail accepts message 3")
-    T.ok(wait_for(lambda: "status=deferred" in maillog(d)), "message 3 is deferred while Vault is unreachable")
+    T.eq(pf.submit(3), 0, "sendmail accepts message 3")
+    T.ok(wait_for(lambda: "status=deferred" in pf.maillog()), "message 3 is deferred while Vault is unreachable")
     time.sleep(1.0)
-    q = queue(etc)
+    q = pf.queue()
     T.ok("rcpt@example.net" in q, "message 3 stays in the queue", q)
     T.eq((len(relay.auth_events()), len(relay.messages())), (n_auth, n_msg), "nothing reached the relay (no AUTH-less send, no bounce)")
-    T.ok("bounced" not in maillog(d), "nothing bounced")
+    T.ok("bounced" not in pf.maillog(), "nothing bounced")
     T.ok("TEMP" in agent.log() or "unavailable" in agent.log(), "the agent logs why it answered TEMP")
     vd.clear_faults()
     time.sleep(1.3)  # neg_ttl
-    sh("/usr/sbin/postqueue", "-c", etc, "-f")
+    pf.flush()
     got = wait_for(lambda: len(relay.messages()) > n_msg)
     T.ok(got, "message 3 delivered by a queue flush once Vault is back")
-    T.ok(wait_for(lambda: "Mail queue is empty" in queue(etc), 20), "the queue is empty again")
+    T.ok(wait_for(lambda: "Mail queue is empty" in pf.queue(), 20), "the queue is empty again")
 
     # 4. restricted credential (allowed_hosts excludes 127.0.0.1): deferred; delivered when lifted
     vd.call("POST", "/v1/secret/metadata/smtp-auth/127.0.0.1", {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
     time.sleep(1.3)
-    deferred_before = maillog(d).count("status=deferred")
+    deferred_before = pf.maillog().count("status=deferred")
     n_auth, n_msg = len(relay.auth_events()), len(relay.messages())
-    T.eq(submit(etc, 4), 0, "sendmail accepts message 4")
-    T.ok(wait_for(lambda: maillog(d).count("status=deferred") > deferred_before), "a restricted credential: deferred")
+    T.eq(pf.submit(4), 0, "sendmail accepts message 4")
+    T.ok(wait_for(lambda: pf.maillog().count("status=deferred") > deferred_before), "a restricted credential: deferred")
     T.eq((len(relay.auth_events()), len(relay.messages())), (n_auth, n_msg), "restricted: nothing reached the relay")
     T.ok("restricted" in agent.log(), "the agent logs the restriction")
     vd.call("POST", "/v1/secret/metadata/smtp-auth/127.0.0.1", {"custom_metadata": {"note": "lifted"}})
     time.sleep(1.3)
-    sh("/usr/sbin/postqueue", "-c", etc, "-f")
+    pf.flush()
     T.ok(wait_for(lambda: len(relay.messages()) > n_msg), "message 4 delivered once the restriction is lifted")
     T.ok(not any(m["from"] in ("", "<>") for m in relay.messages()), "no bounce message ever reached the relay")
 
 
 def main():
-    if shutil.which("postfix") is None and not os.path.exists("/usr/sbin/postfix"):
+    if not os.path.exists("/usr/sbin/postfix"):
         print("postfix is not installed (scripts/bootstrap installs it)")
         print("0 passed, 1 failed")
         sys.exit(1)
     os.chmod(WORK, 0o755)
     d = daemon_workdir(WORK, "pfx")
-    agent = relay = None
-    etc = None
+    agent = relay = pf = None
     with VaultDev() as vd:
         try:
             vd.kv2_put("smtp-auth/127.0.0.1", {"username": "relay-user", "password": OLD})
             relay = Relay(d, creds=[("relay-user", OLD)], tls=True, accept=True)
-            etc = write_postfix(d, relay)
-            rc, out = sh("/usr/sbin/postfix", "-c", etc, "start", timeout=120)
+            pf = Postfix(d, relay.port, relay.cafile, sasl_maps="socketmap:unix:private/vks:sasl")
+            rc, out = pf.start()
             T.eq(rc, 0, "private postfix instance starts")
             if rc != 0:
                 print(out)
-                print(sh("script", "-qec", "/usr/sbin/postfix -c %s check" % etc, "/dev/null")[1])
                 return
-            tok = os.path.join(d, "token")
-            with open(tok, "w") as f:
-                f.write(vd.root_token)
-            os.chmod(tok, 0o600)
-            agent = Agent(d, agent_config(vd, d, tok, os.path.join(d, "audit.jsonl")))
+            agent = Agent(d, agent_config(vd, token_file(d, vd.root_token), audit=os.path.join(d, "audit.jsonl"))
+                          + socketmap_section(os.path.join(d, "spool", "private", "vks")))
             st = os.stat(os.path.join(d, "spool", "private", "vks"))
             import grp
             T.ok(oct(st.st_mode & 0o777) == "0o660" and st.st_gid == grp.getgrnam("postfix").gr_gid,
                  "socket 0660, group postfix", (oct(st.st_mode), st.st_gid))
-            T.run(scenario, vd, relay, d, etc, agent)
+            T.run(scenario, vd, relay, pf, d, agent)
         finally:
-            if etc is not None:
-                sh("/usr/sbin/postfix", "-c", etc, "stop", timeout=60)
-                pidf = os.path.join(d, "spool", "pid", "master.pid")
-                if os.path.exists(pidf):
-                    try:
-                        pid = int(open(pidf).read().split()[0])
-                        os.kill(pid, 0)
-                        os.kill(pid, 9)
-                    except (OSError, ValueError):
-                        pass
+            if pf is not None:
+                pf.stop()
             if agent is not None:
                 T.eq(agent.stop(), 0, "the agent exits 0 on SIGTERM")
             if relay is not None:
                 relay.stop()
-    log = maillog(d)
+    log = pf.maillog() if pf else ""
     print("---- postfix log (smtp lines) ----")
     print("\n".join(l for l in log.splitlines() if "postfix/smtp[" in l or "status=" in l)[-3000:])
     texts = {"agent log": agent.log() if agent else "", "postfix log": log,

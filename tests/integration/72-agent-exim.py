@@ -21,25 +21,15 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vaultdev import VaultDev, Checks  # noqa: E402
+from vaultdev import VaultDev  # noqa: E402
 from smtprelay import Relay  # noqa: E402
-from agent import Agent, exim_query, daemon_workdir  # noqa: E402
+from agent import (Agent, RedactingChecks, agent_config, credential_section, daemon_workdir,  # noqa: E402
+                   exim_query, token_file, wait_for)
 
 PW = "agent-pw-EXIM-9e0c5a1f"
 PWC = "agent-pw-CARET^-71b3e0"
 SECRETS = [PW, PWC, PWC.replace("^", "^^")]
-
-
-class RedactingChecks(Checks):
-    def ok(self, cond, name, detail=None):
-        if detail is not None:
-            detail = str(detail)
-            for x in SECRETS:
-                detail = detail.replace(x, "<password>")
-        return Checks.ok(self, cond, name, detail)
-
-
-T = RedactingChecks()
+T = RedactingChecks(SECRETS)
 
 
 def exim_conf(d, exim, relay):
@@ -92,22 +82,8 @@ def be(exim, conf, expr):
     return (p.stdout + p.stderr).decode("utf-8", "replace").strip()
 
 
-def agent_config(vd, d, tok):
-    return f'''[vault]
-address = "{vd.addr}"
-ca_cert = "{vd.cacert}"
-token_file = "{tok}"
-timeout = "3s"
-max_retries = 0
-
-[cache]
-ttl = "1s"
-max_stale = "0s"
-neg_ttl = "1s"
-
-[audit]
-file = "{d}/audit.jsonl"
-
+def exim_agent_config(vd, d):
+    return agent_config(vd, token_file(d, vd.root_token), audit=os.path.join(d, "audit.jsonl")) + f'''
 [agent]
 read_timeout = "1s"
 
@@ -116,13 +92,7 @@ socket = "{d}/exim.sock"
 mode = "0660"
 group = "Debian-exim"
 allow_users = ["Debian-exim"]
-
-[exim.credential]
-mount = "secret"
-path = "smtp-auth/{{host}}"
-username_field = "username"
-key = "password"
-'''
+''' + credential_section("exim")
 
 
 def mainlog(d):
@@ -137,16 +107,6 @@ def submit(exim, conf, n):
     p = subprocess.run([exim, "-C", conf, "-odf", "-f", "sender@example.test", "rcpt@example.net"],
                        input=msg, capture_output=True, timeout=120)
     return p.returncode, (p.stdout + p.stderr).decode("utf-8", "replace")
-
-
-def wait_for(fn, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    return None
 
 
 def checks(vd, d, exim, conf, sock, relay, agent):
@@ -245,11 +205,7 @@ def main():
             relay = Relay(d, creds=[("exim-user", PW)], tls=True, accept=True)
             os.chmod(relay.dir, 0o755)
             conf, sock = exim_conf(d, exim, relay)
-            tok = os.path.join(d, "token")
-            with open(tok, "w") as f:
-                f.write(vd.root_token)
-            os.chmod(tok, 0o600)
-            agent = Agent(d, agent_config(vd, d, tok))
+            agent = Agent(d, exim_agent_config(vd, d))
             T.run(checks, vd, d, exim, conf, sock, relay, agent)
         finally:
             if agent is not None:

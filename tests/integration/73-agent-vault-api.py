@@ -25,34 +25,19 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from vaultdev import VaultDev, Checks  # noqa: E402
-from agent import Agent  # noqa: E402
+from vaultdev import VaultDev  # noqa: E402
+from agent import Agent, RedactingChecks, agent_config, audit_key_file, free_port, token_file  # noqa: E402
 
 PW = "agent-pw-KUMO-2f8e61a0"
 PW1 = "agent-pw-KV1-7c3b90d4"
 TOK = "agent-client-token-KUMO-51e0c9aa"
 TOK2 = "agent-client-token-NARROW-d7f3b2"
-SECRETS = [PW, PW1, TOK, TOK2]
-
-
-class RedactingChecks(Checks):
-    def ok(self, cond, name, detail=None):
-        if detail is not None:
-            detail = str(detail)
-            for x in SECRETS:
-                detail = detail.replace(x, "<secret>")
-        return Checks.ok(self, cond, name, detail)
-
-
-T = RedactingChecks()
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+TOK3 = "agent-client-token-BOUND-3e91c07a"
+PW3 = "agent-pw-THREE-6b2d94e1"
+SECRETS = [PW, PW1, TOK, TOK2, TOK3, PW3]
+T = RedactingChecks(SECRETS, "<secret>")
+RESTRICTED_MSG = ("permission denied: the secret is restricted (allowed_hosts/allowed_domains) and this client "
+                  "token is not bound to an allowed destination or domain")
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -89,25 +74,24 @@ def get(port, path, token=TOK, headers=None, method="GET", unix=None):
         return r.status, body
 
 
+MPORT = free_port()
+
+
+def inline_answers():
+    import urllib.request
+    body = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % MPORT, timeout=10).read().decode()
+    line = [x for x in body.splitlines() if x.startswith('vks_agent_inline_total{protocol="vault_api"}')]
+    return int(line[0].split()[-1]) if line else -1
+
+
 def config(vd, d, port, tokf, audit, key, cert, tlskey):
     h1 = hashlib.sha256(TOK.encode()).hexdigest()
     h2 = hashlib.sha256(TOK2.encode()).hexdigest()
-    return f'''[vault]
-address = "{vd.addr}"
-ca_cert = "{vd.cacert}"
-token_file = "{tokf}"
-timeout = "3s"
-max_retries = 0
-
-[cache]
-ttl = "60s"
-max_stale = "0s"
-neg_ttl = "1s"
-
-[audit]
-file = "{audit}"
-key_file = "{key}"
-
+    h3 = hashlib.sha256(TOK3.encode()).hexdigest()
+    # [audit] comes last from agent_config: async, so cache hits are answered on the event loop
+    return agent_config(vd, tokf, audit, key, ttl="60s") + 'mode = "async"\n' + f'''
+[metrics]
+listen = "127.0.0.1:{MPORT}"
 [vault_api]
 listen = "127.0.0.1:{port}"
 tls_cert = "{cert}"
@@ -127,7 +111,39 @@ name = "narrow"
 token_sha256 = "{h2}"
 mounts = ["secret"]
 path_prefixes = ["smtp-auth/other"]
+
+[[vault_api.client]]
+name = "bound"
+token_sha256 = "{h3}"
+mounts = ["secret"]
+path_prefixes = ["smtp-auth/"]
+destination = "192.0.2.1"
 '''
+
+
+def one_read_per_secret(vd, port):
+    """All configured fields of a secret come from one Vault read (the first names the others as
+    siblings); a response whose first field is cached and the next not is finished in the pool,
+    from that field on (one audit event per field, checked in main)."""
+    vd.reset_counters()
+    st, j = get(port, "/v1/secret/data/smtp-auth/three")
+    T.ok(st == 200 and j["data"]["data"] == {"key": PW3, "username": "u3", "password": PW3},
+         "three fields of a cold secret", (st, j))
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/three"), 1, "a cold read of three fields = one Vault GET")
+    before = inline_answers()
+    for _ in range(5):
+        get(port, "/v1/secret/data/smtp-auth/three")
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/three"), 1, "and hits read nothing more")
+    T.eq(inline_answers() - before, 5, "the 5 hits were answered on the event loop (audit async)")
+    st, j = get(port, "/v1/secret/data/smtp-auth/grow")
+    T.ok(st == 200 and j["data"]["data"] == {"key": PW3}, "a secret with only the first field", (st, j))
+    vd.kv2_put("smtp-auth/grow", {"key": PW3, "username": "u4", "password": PW3})
+    time.sleep(1.3)  # past neg_ttl: the absent fields are looked up again, the first is still cached
+    vd.reset_counters()
+    st, j = get(port, "/v1/secret/data/smtp-auth/grow")
+    T.ok(st == 200 and j["data"]["data"] == {"key": PW3, "username": "u4", "password": PW3},
+         "first field a hit, the rest read: the response is completed in the pool", (st, j))
+    T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/grow"), 1, "one Vault GET for the two new fields")
 
 
 def checks(vd, d, port, agent):
@@ -186,7 +202,16 @@ def checks(vd, d, port, agent):
     st, j = get(port, "/v1/secret/data/smtp-auth/nothing-here")
     T.ok(st == 404 and j == {"errors": []}, "no secret: 404 {\"errors\":[]} like Vault", (st, j))
     st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
-    T.ok(st == 403 and PW not in json.dumps(j), "a restricted secret: 403 (no destination in a Vault request)", (st, j))
+    T.ok(st == 403 and j == {"errors": [RESTRICTED_MSG]}, "a restricted secret: 403 saying why (no destination in a Vault request)", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
+    T.ok(st == 403 and j == {"errors": [RESTRICTED_MSG]}, "again (remembered, judged without a Vault read): 403", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted", token=TOK3)
+    T.ok(st == 200 and j["data"]["data"]["key"] == PW, "a client token bound to an allowed destination reads it", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/restricted")
+    T.ok(st == 403 and j == {"errors": [RESTRICTED_MSG]}, "an unbound client after it: still 403 (a hit is judged per client)", (st, j))
+    st, j = get(port, "/v1/secret/data/smtp-auth/example.com", token=TOK3)
+    T.ok(st == 200 and j["data"]["data"]["key"] == PW, "the bound client reads unrestricted secrets as usual", (st, j))
+    one_read_per_secret(vd, port)
     st, j = get(port, "/v1/secret/data/smtp-auth/example.com?version=1")
     T.ok(st == 200 and j["data"]["metadata"]["version"] == 1, "?version=N is passed on", (st, j))
     st, j = get(port, "/v1/secret/data/smtp-auth/example.com?list=true")
@@ -271,16 +296,12 @@ def main():
             vd.kv2_put("smtp-auth/example.com", {"key": PW, "username": "kumo-user"})
             vd.kv2_put("smtp-auth/restricted", {"key": PW})
             vd.kv2_put("smtp-auth/cold", {"key": PW})
+            vd.kv2_put("smtp-auth/three", {"key": PW3, "username": "u3", "password": PW3})
+            vd.kv2_put("smtp-auth/grow", {"key": PW3})
             vd.call("POST", "/v1/secret/metadata/smtp-auth/restricted", {"custom_metadata": {"allowed_hosts": "192.0.2.1"}})
             vd.kv1_put("smtp-auth/legacy", {"key": PW1})
-            tokf = os.path.join(d, "token")
-            with open(tokf, "w") as f:
-                f.write(vd.root_token)
-            os.chmod(tokf, 0o600)
-            key = os.path.join(d, "audit.key")
-            with open(key, "wb") as f:
-                f.write(os.urandom(32))
-            os.chmod(key, 0o600)
+            tokf = token_file(d, vd.root_token)
+            key = audit_key_file(d)
             audit = os.path.join(d, "audit.jsonl")
             port = free_port()
             from smtprelay import ensure_cert
@@ -299,6 +320,15 @@ def main():
     trail = open(audit).read()
     T.ok('"agent.vault_api"' in trail and "client=kumod" in trail, "audit events name the protocol and the client")
     T.ok("peer uid=0" in trail, "the unix-socket peer's uid is audited")
+    evs = [json.loads(x) for x in trail.splitlines() if '"agent.vault_api"' in x]
+    refused = [e for e in evs if e.get("path") == "smtp-auth/restricted" and e.get("code") == "restricted"]
+    T.ok(len(refused) >= 3 and all(e.get("outcome") == "denied" for e in refused),
+         "refused reads of the restricted secret are audited as restricted (denied)", len(refused))
+    bound = [e for e in evs if e.get("path") == "smtp-auth/restricted" and e.get("code") == "ok"]
+    T.ok(len(bound) >= 1 and "client=bound" in json.dumps(bound[0]) and "192.0.2.1" in json.dumps(bound[0]),
+         "the bound client's read is audited with its destination", bound[:1])
+    grow = [e for e in evs if e.get("path") == "smtp-auth/grow" and e.get("key") == "key"]
+    T.eq(len(grow), 2, "a response finished in the pool has one audit event per field (no repeat of the inline hit)")
     log = agent.log() if agent else ""
     print("---- agent log (tail) ----")
     print("\n".join(log.splitlines()[-12:]))

@@ -513,6 +513,24 @@ static bool custom_md_ok(struct json_object *cm, char *msg, size_t ml)
             snprintf(msg, ml, "custom_metadata values must be strings");
             return false;
         }
+        /* Vault (path_metadata.go, vault-http-api.md 1.5): keys 1-128 and values 1-512
+           characters, printable only; an empty key or value is refused, not stored */
+        const char *sv = json_object_get_string(v);
+        if (k[0] == '\0' || sv[0] == '\0') {
+            snprintf(msg, ml, "1 error occurred:\n\t* length of %s \"%.20s\" is 0 but must be 0 < len <= %d\n\n",
+                     k[0] ? "value for key" : "key", k, k[0] ? 512 : 128);
+            return false;
+        }
+        for (const char *c = k; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                snprintf(msg, ml, "1 error occurred:\n\t* key contains unprintable characters\n\n");
+                return false;
+            }
+        for (const char *c = sv; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f) {
+                snprintf(msg, ml, "1 error occurred:\n\t* value for key \"%.20s\" contains unprintable characters\n\n", k);
+                return false;
+            }
         if (strlen(json_object_get_string(v)) > 512) {
             snprintf(msg, ml, "1 error occurred:\n\t* length of value for key \"%s\" is %zu but max is 512\n\n", k,
                      strlen(json_object_get_string(v)));

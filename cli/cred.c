@@ -1,0 +1,584 @@
+/*
+ * `vks cred ...`: managed SMTP credentials (docs/credentials.md; man/vks-cred.1 — keep the two in
+ * step: tests/integration/63-install-man.sh). Thin over src/vks_cred*.c: parse options, build the
+ * Vault client and keyring from the environment, call the core, print.
+ *
+ * Exit status: 0 ok; 1 a local problem (usage, invalid input, configuration, keys, audit sink);
+ * 2 a remote one (Vault refused, could not be reached, not found, exists, conflict).
+ */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vks.h"
+#include "vks_cred.h"
+#include "vks_envelope.h"
+#include "vks_vault.h"
+
+#define COMMON_HELP \
+    "  --mount M          KV v2 mount (default $VKS_CRED_MOUNT, else secret)\n" \
+    "  --prefix P         path prefix of the credentials (default $VKS_CRED_PREFIX, else smtp-auth/)\n"
+#define EXIT_HELP \
+    "Vault address, token and TLS come from VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT etc.; keys from\n" \
+    "VKS_ENCRYPTION_KEY*; audit from VKS_AUDIT_* (docs/audit.md).\n" \
+    "exit status: 0 ok; 1 local problem (usage, invalid input, keys, audit); 2 Vault refused or\n" \
+    "could not be reached (not found, exists, conflict, permission denied, unavailable).\n"
+
+const char vks_cli_cred_create_usage[] =
+    "usage: vks cred create NAME --username U (--domain D... | --all-domains) [--ip A...]\n"
+    "                       [--owner O] [--tenant T] [--password-stdin] [--mount M] [--prefix P]\n"
+    "\n"
+    "Creates the credential NAME at <mount>/<prefix>NAME: the password (generated: 32 letters and\n"
+    "digits from the kernel CSPRNG) stored as an ENC: envelope in field 'key', the username beside\n"
+    "it, restrictions and lifecycle state in custom_metadata. The generated password is printed\n"
+    "once on stdout and never again (reveal is audited).\n"
+    "\n"
+    "  --username U       SMTP AUTH user name: 1-255 of letters, digits and + = , . @ _ -, unique\n"
+    "                     under the prefix\n"
+    "  --domain D         allow this recipient domain (or *.suffix); repeatable\n"
+    "  --all-domains      no domain restriction (the default is specific domains)\n"
+    "  --ip A             allow this relay address or CIDR range (IPv4 or IPv6); repeatable;\n"
+    "                     without it all IPs are allowed\n"
+    "  --owner O          who to ask about the credential (free text)\n"
+    "  --tenant T         tenant label (a-z 0-9 . _ -) for list --tenant\n"
+    "  --password-stdin   read a provider-issued password from stdin instead of generating one\n"
+    "                     (echo off on a terminal; never on the command line)\n" COMMON_HELP "\n" EXIT_HELP;
+const char vks_cli_cred_list_usage[] =
+    "usage: vks cred list [--tenant T] [--state S] [--due-before DATE] [--json] [--mount M]\n"
+    "                     [--prefix P]\n"
+    "\n"
+    "Lists every credential under the prefix: name, username, permissions (\"All domains, all\n"
+    "IPs\" or \"2 domains, 3 IPs\"), created, last rotated, due and state. Reads metadata only.\n"
+    "\n"
+    "  --tenant T         only credentials of tenant T\n"
+    "  --state S          only credentials in state S (active; unmanaged for secrets under the\n"
+    "                     prefix that vks cred did not create)\n"
+    "  --due-before DATE  only credentials due before DATE (YYYY-MM-DD, UTC)\n"
+    "  --json             one JSON array\n" COMMON_HELP "\n" EXIT_HELP;
+const char vks_cli_cred_show_usage[] =
+    "usage: vks cred show NAME [--json] [--mount M] [--prefix P]\n"
+    "\n"
+    "Shows a credential's metadata, restrictions, version history and the keyed fingerprint of\n"
+    "its password (HMAC with the audit key's fingerprint subkey: the fp of lookup audit events;\n"
+    "without VKS_AUDIT_KEY or VKS_AUDIT_KEY_FILE no fingerprint is shown).\n"
+    "\n"
+    "  --json             one JSON object\n" COMMON_HELP "\n" EXIT_HELP;
+const char vks_cli_cred_reveal_usage[] =
+    "usage: vks cred reveal NAME --reason TEXT [--force-stdout] [--mount M] [--prefix P]\n"
+    "\n"
+    "Prints the credential's password, for support. The reason and the operator's Vault identity\n"
+    "are audited before the password is printed.\n"
+    "\n"
+    "  --reason TEXT      why the password is revealed (required, 1-256 characters)\n"
+    "  --force-stdout     print even when stdout is not a terminal (a pipe or a file): refused\n"
+    "                     without it, so a password does not end up in a file by accident\n" COMMON_HELP
+    "\n" EXIT_HELP;
+const char vks_cli_cred_restrict_usage[] =
+    "usage: vks cred restrict NAME [--domain D...] [--remove-domain D...] [--all-domains]\n"
+    "                         [--ip A...] [--remove-ip A...] [--all-ips] [--json] [--mount M]\n"
+    "                         [--prefix P]\n"
+    "\n"
+    "Changes the domains and IPs a credential may be used for (the resolver enforces them on the\n"
+    "next lookup). Lifting first, then removals, then additions; written with check-and-set.\n"
+    "\n"
+    "  --domain D         add an allowed domain (or *.suffix); repeatable\n"
+    "  --remove-domain D  remove an allowed domain; repeatable\n"
+    "  --all-domains      lift the domain restriction\n"
+    "  --ip A             add an allowed address or CIDR range; repeatable\n"
+    "  --remove-ip A      remove an allowed address or range; repeatable\n"
+    "  --all-ips          lift the IP restriction\n"
+    "  --json             print the resulting credential as JSON\n" COMMON_HELP "\n" EXIT_HELP;
+const char vks_cli_cred_delete_usage[] =
+    "usage: vks cred delete NAME [--confirm USERNAME] [--mount M] [--prefix P]\n"
+    "\n"
+    "Deletes the credential: every version and its metadata. Asks to type the credential's\n"
+    "username on a terminal.\n"
+    "\n"
+    "  --confirm USERNAME the credential's username, instead of typing it\n" COMMON_HELP "\n" EXIT_HELP;
+
+#define MAXL 256
+
+struct copts {
+    const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm, *due_before;
+    bool all_domains, all_ips, json, password_stdin, force_stdout;
+    const char *dom[MAXL], *rmdom[MAXL], *ip[MAXL], *rmip[MAXL];
+    size_t ndom, nrmdom, nip, nrmip;
+};
+
+enum { O_MOUNT = 256, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_STATE, O_REASON, O_CONFIRM, O_ALLD, O_ALLI, O_JSON,
+       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE };
+
+static int add_to(const char **arr, size_t *n, const char *v, const char *opt)
+{
+    if (*n == MAXL) {
+        fprintf(stderr, "vks cred: at most %d %s options\n", MAXL, opt);
+        return -1;
+    }
+    arr[(*n)++] = v;
+    return 0;
+}
+
+/* `allowed`: the option codes this command takes (0-terminated). NAME is required when want_name. */
+static int parse(int argc, char **argv, const int *allowed, bool want_name, const char *usage, struct copts *o)
+{
+    static const struct option all[] = {
+        { "mount", required_argument, NULL, O_MOUNT }, { "prefix", required_argument, NULL, O_PREFIX },
+        { "username", required_argument, NULL, O_USER }, { "owner", required_argument, NULL, O_OWNER },
+        { "tenant", required_argument, NULL, O_TENANT }, { "state", required_argument, NULL, O_STATE },
+        { "reason", required_argument, NULL, O_REASON }, { "confirm", required_argument, NULL, O_CONFIRM },
+        { "all-domains", no_argument, NULL, O_ALLD }, { "all-ips", no_argument, NULL, O_ALLI },
+        { "json", no_argument, NULL, O_JSON }, { "password-stdin", no_argument, NULL, O_PWSTDIN },
+        { "force-stdout", no_argument, NULL, O_FORCE }, { "domain", required_argument, NULL, O_DOM },
+        { "remove-domain", required_argument, NULL, O_RMDOM }, { "ip", required_argument, NULL, O_IP },
+        { "remove-ip", required_argument, NULL, O_RMIP }, { "due-before", required_argument, NULL, O_DUE },
+        { NULL, 0, NULL, 0 },
+    };
+    memset(o, 0, sizeof *o);
+    o->mount = getenv("VKS_CRED_MOUNT");
+    o->prefix = getenv("VKS_CRED_PREFIX");
+    int c;
+    optind = 1;
+    opterr = 1;
+    while ((c = getopt_long(argc, argv, "", all, NULL)) != -1) {
+        bool ok = false;
+        for (const int *a = allowed; *a; a++)
+            ok = ok || *a == c;
+        if (!ok && c != '?')
+            fprintf(stderr, "vks cred %s: option '%s' does not apply here\n", argv[0], argv[optind - 1]);
+        int r = 0;
+        switch (ok ? c : '?') {
+        case O_MOUNT: o->mount = optarg; break;
+        case O_PREFIX: o->prefix = optarg; break;
+        case O_USER: o->username = optarg; break;
+        case O_OWNER: o->owner = optarg; break;
+        case O_TENANT: o->tenant = optarg; break;
+        case O_STATE: o->state = optarg; break;
+        case O_REASON: o->reason = optarg; break;
+        case O_CONFIRM: o->confirm = optarg; break;
+        case O_DUE: o->due_before = optarg; break;
+        case O_ALLD: o->all_domains = true; break;
+        case O_ALLI: o->all_ips = true; break;
+        case O_JSON: o->json = true; break;
+        case O_PWSTDIN: o->password_stdin = true; break;
+        case O_FORCE: o->force_stdout = true; break;
+        case O_DOM: r = add_to(o->dom, &o->ndom, optarg, "--domain"); break;
+        case O_RMDOM: r = add_to(o->rmdom, &o->nrmdom, optarg, "--remove-domain"); break;
+        case O_IP: r = add_to(o->ip, &o->nip, optarg, "--ip"); break;
+        case O_RMIP: r = add_to(o->rmip, &o->nrmip, optarg, "--remove-ip"); break;
+        default: fputs(usage, stderr); return -1;
+        }
+        if (r != 0)
+            return -1;
+    }
+    int rest = argc - optind;
+    if (rest != (want_name ? 1 : 0)) {
+        fprintf(stderr, "vks cred %s: %s\n\n", argv[0], want_name ? "give exactly one NAME" : "unexpected argument");
+        fputs(usage, stderr);
+        return -1;
+    }
+    o->name = want_name ? argv[optind] : NULL;
+    return 0;
+}
+
+/* 1 for a local problem, 2 for a remote one (docs: exit status). */
+static int exit_code(vks_status st)
+{
+    switch (st) {
+    case VKS_OK: return 0;
+    case VKS_E_INVALID_INPUT: case VKS_E_INVALID_ARG: case VKS_E_CONFIG: case VKS_E_NOMEM: case VKS_E_INTERNAL:
+    case VKS_E_LOCKED_MEMORY: case VKS_E_AUDIT_UNAVAILABLE: case VKS_E_DECRYPT_FAILED: case VKS_E_BAD_KEYSOURCE:
+        return 1;
+    default: return 2;
+    }
+}
+
+static int fail(const char *cmd, vks_status st, const struct vks_err *e)
+{
+    fprintf(stderr, "vks cred %s: %s (%s)\n", cmd, e->msg[0] ? e->msg : vks_status_code(st), vks_status_code(st));
+    return exit_code(st);
+}
+
+struct env {
+    struct vks_vault *vault;
+    struct vks_keyring *kr;
+    struct vks_cred_ctx ctx;
+};
+
+static void env_close(struct env *v)
+{
+    vks_vault_free(v->vault);
+    vks_keyring_free(v->kr);
+}
+
+static int env_open(const char *cmd, const struct copts *o, bool keys, struct env *v)
+{
+    memset(v, 0, sizeof *v);
+    struct vks_vault_config cfg;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_vault_config_from_env(&cfg, &e);
+    if (st == VKS_OK) {
+        st = vks_vault_new(&cfg, &v->vault, &e);
+        vks_vault_config_clear(&cfg);
+    }
+    if (st == VKS_OK && keys)
+        st = vks_keyring_load_env(&v->kr, &e);
+    if (st == VKS_OK)
+        st = vks_cred_ctx_init(&v->ctx, v->vault, v->kr, o->mount, o->prefix, "cli", &e);
+    if (st != VKS_OK) {
+        env_close(v);
+        fail(cmd, st, &e);
+        return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------ create */
+
+static vks_status build_lists(const struct copts *o, struct vks_cred_restrictions *r, struct vks_err *e)
+{
+    memset(r, 0, sizeof *r);
+    r->domains.all = o->all_domains;
+    r->hosts.all = o->nip == 0;
+    vks_status st = VKS_OK;
+    if (o->all_domains && o->ndom)
+        return vks_err_set(e, VKS_E_INVALID_INPUT, "--domain and --all-domains exclude each other");
+    for (size_t i = 0; st == VKS_OK && i < o->ndom; i++)
+        st = vks_cred_list_add(&r->domains, false, o->dom[i], "--domain", e);
+    for (size_t i = 0; st == VKS_OK && i < o->nip; i++)
+        st = vks_cred_list_add(&r->hosts, true, o->ip[i], "--ip", e);
+    return st;
+}
+
+int vks_cli_cred_create(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_ALLD, O_DOM, O_IP, O_PWSTDIN, 0 };
+    struct copts o;
+    if (parse(argc, argv, allowed, true, vks_cli_cred_create_usage, &o) != 0)
+        return 1;
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_restrictions r;
+    vks_status st = build_lists(&o, &r, &e);
+    if (st == VKS_OK && !o.username)
+        st = vks_err_set(&e, VKS_E_INVALID_INPUT, "--username is required");
+    if (st != VKS_OK) {
+        vks_cred_restrictions_free(&r);
+        return fail("create", st, &e);
+    }
+    vks_secret given = VKS_SECRET_EMPTY;
+    if (o.password_stdin && vks_cli_read_secret(&given, VKS_CRED_PROVIDED_MAX + 2, "password") != 0) {
+        vks_cred_restrictions_free(&r);
+        return 1;
+    }
+    struct env v;
+    int rc = 1;
+    if (env_open("create", &o, true, &v) == 0) {
+        struct vks_cred_create_req req = { o.name, o.username, o.owner, o.tenant, &r,
+                                           o.password_stdin ? &given : NULL };
+        vks_secret pw = VKS_SECRET_EMPTY;
+        int64_t version = 0;
+        st = vks_cred_create(&v.ctx, &req, &pw, &version, &e);
+        if (version > 0) {
+            char sum[64];
+            vks_cred_summary(&r, sum, sizeof sum);
+            fprintf(stderr, "created %s/%s%s version %lld (username %s; %s)\n", v.ctx.mount, v.ctx.prefix, o.name,
+                    (long long)version, o.username, sum);
+            if (!o.password_stdin) {
+                fprintf(stderr, "the password is shown once, below; it is not stored anywhere in clear:\n");
+                fwrite(pw.data, 1, pw.len, stdout);
+                fputc('\n', stdout);
+                fflush(stdout);
+            }
+        }
+        vks_secret_free(&pw);
+        rc = st == VKS_OK ? 0 : fail("create", st, &e);
+        env_close(&v);
+    }
+    vks_secret_free(&given);
+    vks_cred_restrictions_free(&r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ list, show */
+
+static json_object *lst_json(const struct vks_cred_list *l)
+{
+    if (l->all)
+        return NULL;
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < l->n; i++)
+        json_object_array_add(a, json_object_new_string(l->v[i]));
+    return a;
+}
+
+static void jset(json_object *o, const char *k, const char *v)
+{
+    json_object_object_add(o, k, v && v[0] ? json_object_new_string(v) : NULL);
+}
+
+static json_object *rec_json(const struct vks_cred_record *r, bool full)
+{
+    char sum[64];
+    vks_cred_summary(&r->restrictions, sum, sizeof sum);
+    json_object *o = json_object_new_object();
+    jset(o, "name", r->name);
+    jset(o, "username", r->username);
+    jset(o, "state", r->managed ? (r->state[0] ? r->state : "active") : "unmanaged");
+    jset(o, "permissions", r->restrictions_bad ? "unreadable restrictions (refused by the resolver)" : sum);
+    json_object_object_add(o, "allowed_domains", lst_json(&r->restrictions.domains));
+    json_object_object_add(o, "allowed_ips", lst_json(&r->restrictions.hosts));
+    jset(o, "created", r->created);
+    jset(o, "rotated", r->rotated);
+    jset(o, "due", r->due);
+    jset(o, "owner", r->owner);
+    jset(o, "tenant", r->tenant);
+    json_object_object_add(o, "version", json_object_new_int64(r->vault_version));
+    if (full) {
+        json_object *vs = json_object_new_array();
+        for (size_t i = 0; i < r->nversions; i++) {
+            json_object *x = json_object_new_object();
+            json_object_object_add(x, "version", json_object_new_int64(r->versions[i].version));
+            jset(x, "created", r->versions[i].created);
+            jset(x, "deleted", r->versions[i].deleted);
+            json_object_object_add(x, "destroyed", json_object_new_boolean(r->versions[i].destroyed));
+            json_object_array_add(vs, x);
+        }
+        json_object_object_add(o, "versions", vs);
+    }
+    return o;
+}
+
+static const char *dash(const char *s)
+{
+    return s && s[0] ? s : "-";
+}
+
+static bool keep(const struct vks_cred_record *r, const struct copts *o)
+{
+    const char *state = r->managed ? (r->state[0] ? r->state : "active") : "unmanaged";
+    /* due is "YYYY-MM-DDTHH:MM:SSZ": text order is time order; no due date is never "due" */
+    bool due_ok = !o->due_before || (r->due[0] && strncmp(r->due, o->due_before, 10) < 0);
+    return (!o->tenant || strcmp(o->tenant, r->tenant) == 0) && (!o->state || strcmp(o->state, state) == 0) &&
+           due_ok;
+}
+
+static bool date_ok(const char *d)
+{
+    int y, m, dd;
+    char tail;
+    return strlen(d) == 10 && sscanf(d, "%4d-%2d-%2d%c", &y, &m, &dd, &tail) == 3 && d[4] == '-' && d[7] == '-' &&
+           m >= 1 && m <= 12 && dd >= 1 && dd <= 31;
+}
+
+int vks_cli_cred_list(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_TENANT, O_STATE, O_JSON, O_DUE, 0 };
+    struct copts o;
+    struct env v;
+    if (parse(argc, argv, allowed, false, vks_cli_cred_list_usage, &o) != 0)
+        return 1;
+    if (o.due_before && !date_ok(o.due_before)) {
+        fprintf(stderr, "vks cred list: --due-before \"%.32s\" is not a date YYYY-MM-DD\n", o.due_before);
+        return 1;
+    }
+    if (env_open("list", &o, false, &v) != 0)
+        return 1;
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_record *recs = NULL;
+    size_t n = 0;
+    vks_status st = vks_cred_list(&v.ctx, &recs, &n, &e);
+    if (st == VKS_OK && o.json) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; i < n; i++)
+            if (keep(&recs[i], &o))
+                json_object_array_add(a, rec_json(&recs[i], false));
+        puts(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(a);
+    } else if (st == VKS_OK) {
+        printf("%-32s %-24s %-22s %-20s %-20s %-20s %s\n", "NAME", "USERNAME", "PERMISSIONS", "CREATED", "ROTATED",
+               "DUE", "STATE");
+        for (size_t i = 0; i < n; i++) {
+            const struct vks_cred_record *r = &recs[i];
+            if (!keep(r, &o))
+                continue;
+            char sum[64];
+            vks_cred_summary(&r->restrictions, sum, sizeof sum);
+            printf("%-32s %-24s %-22s %-20s %-20s %-20s %s\n", r->name, dash(r->username),
+                   r->restrictions_bad ? "unreadable (refused)" : sum, dash(r->created), dash(r->rotated),
+                   dash(r->due), r->managed ? dash(r->state) : "unmanaged");
+        }
+    }
+    vks_cred_records_free(recs, n);
+    env_close(&v);
+    return st == VKS_OK ? 0 : fail("list", st, &e);
+}
+
+static void show_text(const struct vks_cred_ctx *ctx, const struct vks_cred_record *r, const char *fp,
+                      const char *fp_note)
+{
+    char sum[64];
+    vks_cred_summary(&r->restrictions, sum, sizeof sum);
+    printf("name:         %s\npath:         %s/%s%s\n", r->name, ctx->mount, ctx->prefix, r->name);
+    printf("username:     %s\nstate:        %s\n", dash(r->username), r->managed ? dash(r->state) : "unmanaged");
+    printf("permissions:  %s\n", r->restrictions_bad ? "unreadable restrictions: the resolver refuses this secret"
+                                                     : sum);
+    for (int k = 0; k < 2; k++) {
+        const struct vks_cred_list *l = k ? &r->restrictions.hosts : &r->restrictions.domains;
+        printf("%s", k ? "allowed IPs:  " : "domains:      ");
+        if (l->all)
+            printf("all");
+        for (size_t i = 0; i < l->n; i++)
+            printf("%s%s", i ? ", " : "", l->v[i]);
+        printf("\n");
+    }
+    printf("created:      %s\nrotated:      %s\ndue:          %s\nowner:        %s\ntenant:       %s\n",
+           dash(r->created), dash(r->rotated), dash(r->due), dash(r->owner), dash(r->tenant));
+    printf("version:      %lld\nfingerprint:  %s%s%s\nversions:\n", (long long)r->vault_version, fp[0] ? fp : "-",
+           fp_note[0] ? "  " : "", fp_note);
+    for (size_t i = 0; i < r->nversions; i++)
+        printf("  %-4lld %s%s%s\n", (long long)r->versions[i].version, r->versions[i].created,
+               r->versions[i].deleted[0] ? "  deleted " : "", r->versions[i].destroyed ? "  destroyed" : "");
+}
+
+int vks_cli_cred_show(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_JSON, 0 };
+    struct copts o;
+    struct env v;
+    if (parse(argc, argv, allowed, true, vks_cli_cred_show_usage, &o) != 0 || env_open("show", &o, true, &v) != 0)
+        return 1;
+    struct vks_err e, fe;
+    vks_err_clear(&e);
+    vks_err_clear(&fe);
+    struct vks_cred_record r;
+    vks_status st = vks_cred_show(&v.ctx, o.name, &r, &e);
+    if (st == VKS_OK) {
+        char fp[33] = "", note[VKS_ERR_MSG_MAX + 4] = "";
+        if (vks_cred_fingerprint(&v.ctx, o.name, fp, &fe) != VKS_OK)
+            snprintf(note, sizeof note, "(%s)", fe.msg);
+        if (o.json) {
+            json_object *j = rec_json(&r, true);
+            jset(j, "fingerprint", fp);
+            if (note[0])
+                jset(j, "fingerprint_unavailable", fe.msg);
+            puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+            json_object_put(j);
+        } else {
+            show_text(&v.ctx, &r, fp, note);
+        }
+        vks_cred_record_free(&r);
+    }
+    env_close(&v);
+    return st == VKS_OK ? 0 : fail("show", st, &e);
+}
+
+/* ------------------------------------------------------------------ reveal, restrict, delete */
+
+int vks_cli_cred_reveal(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_REASON, O_FORCE, 0 };
+    struct copts o;
+    if (parse(argc, argv, allowed, true, vks_cli_cred_reveal_usage, &o) != 0)
+        return 1;
+    if (!o.reason) {
+        fprintf(stderr, "vks cred reveal: --reason TEXT is required (it is audited)\n");
+        return 1;
+    }
+    if (!isatty(1) && !o.force_stdout) {
+        fprintf(stderr, "vks cred reveal: stdout is not a terminal; refusing to write a password to a pipe or "
+                        "file (use --force-stdout if that is what you want)\n");
+        return 1;
+    }
+    struct env v;
+    if (env_open("reveal", &o, true, &v) != 0)
+        return 1;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_secret pw = VKS_SECRET_EMPTY;
+    int64_t version = 0;
+    vks_status st = vks_cred_reveal(&v.ctx, o.name, o.reason, &pw, &version, &e);
+    if (st == VKS_OK) {
+        fwrite(pw.data, 1, pw.len, stdout);
+        fputc('\n', stdout);
+        fflush(stdout);
+    }
+    vks_secret_free(&pw);
+    env_close(&v);
+    return st == VKS_OK ? 0 : fail("reveal", st, &e);
+}
+
+int vks_cli_cred_restrict(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_DOM, O_RMDOM, O_ALLD, O_IP, O_RMIP, O_ALLI, O_JSON, 0 };
+    struct copts o;
+    if (parse(argc, argv, allowed, true, vks_cli_cred_restrict_usage, &o) != 0)
+        return 1;
+    if (!o.ndom && !o.nrmdom && !o.nip && !o.nrmip && !o.all_domains && !o.all_ips) {
+        fprintf(stderr, "vks cred restrict: nothing to change (give --domain, --remove-domain, --all-domains, "
+                        "--ip, --remove-ip or --all-ips)\n");
+        return 1;
+    }
+    struct env v;
+    if (env_open("restrict", &o, false, &v) != 0)
+        return 1;
+    struct vks_cred_change ch = { o.all_domains, o.all_ips, o.dom, o.rmdom, o.ip, o.rmip,
+                                  o.ndom, o.nrmdom, o.nip, o.nrmip };
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_record r;
+    vks_status st = vks_cred_restrict(&v.ctx, o.name, &ch, &r, &e);
+    if (st == VKS_OK) {
+        if (o.json) {
+            json_object *j = rec_json(&r, false);
+            puts(json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+            json_object_put(j);
+        } else {
+            char sum[64];
+            vks_cred_summary(&r.restrictions, sum, sizeof sum);
+            printf("%s: %s (version %lld)\n", o.name, sum, (long long)r.vault_version);
+        }
+        vks_cred_record_free(&r);
+    }
+    env_close(&v);
+    return st == VKS_OK ? 0 : fail("restrict", st, &e);
+}
+
+/* Reads one line from the terminal (the username is not secret: echo stays on). */
+static int ask_username(const char *name, char *out, size_t cap)
+{
+    if (!isatty(0)) {
+        fprintf(stderr, "vks cred delete: stdin is not a terminal: give --confirm USERNAME\n");
+        return -1;
+    }
+    fprintf(stderr, "Deleting credential '%s' removes every version. Type its username to confirm: ", name);
+    if (fgets(out, (int)cap, stdin) == NULL)
+        return -1;
+    out[strcspn(out, "\r\n")] = '\0';
+    return 0;
+}
+
+int vks_cli_cred_delete(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_CONFIRM, 0 };
+    struct copts o;
+    if (parse(argc, argv, allowed, true, vks_cli_cred_delete_usage, &o) != 0)
+        return 1;
+    char typed[VKS_CRED_USERNAME_MAX + 2] = "";
+    if (!o.confirm && ask_username(o.name, typed, sizeof typed) != 0)
+        return 1;
+    struct env v;
+    if (env_open("delete", &o, false, &v) != 0)
+        return 1;
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_cred_delete(&v.ctx, o.name, o.confirm ? o.confirm : typed, &e);
+    if (st == VKS_OK)
+        fprintf(stderr, "deleted %s/%s%s (every version)\n", v.ctx.mount, v.ctx.prefix, o.name);
+    env_close(&v);
+    return st == VKS_OK ? 0 : fail("delete", st, &e);
+}
