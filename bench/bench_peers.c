@@ -10,14 +10,18 @@
  *  - python3-hvac (bench/peer_hvac.py): one reused client, and a new client per lookup;
  *  - ours, cold: vks_resolve with the cache off (every lookup reads Vault over the keep-alive
  *    connection), keysource validation from fields included;
- *  - ours, hit: the same vks_resolve with the cache on (every lookup after the first is a hit).
+ *  - ours, hit: the same vks_resolve with the cache on (every lookup after the first is a hit);
+ *    and the same hits from 2 threads against 1 (the whole resolver: runtime, cache, audit off),
+ *    with the share-nothing control of bench_cache beside it.
  * Medians per lookup; ratios = peer / ours. Not a test: prints numbers, never fails the build.
  * Runs in well under a minute (the new-connection clients dominate).
  */
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -247,6 +251,90 @@ static void measure_ours(struct ours *o)
     o->hit_us = bench_median(t, HIT_BATCHES);
 }
 
+/* vks_resolve hits from 1 and 2 threads, alternated 5 times (0.2 s each; medians): wall-clock
+ * ratio and per CPU-second ratio; the control does work that shares nothing (hashing the path). */
+static atomic_bool th_go, th_halt, th_control;
+static atomic_ullong th_total, th_cpu_ns, th_sink;
+
+static unsigned long long thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+static void *hit_worker(void *arg)
+{
+    (void)arg;
+    bool control = atomic_load(&th_control);
+    unsigned long long n = 0, acc = 0;
+    while (!atomic_load(&th_go))
+        ;
+    unsigned long long c0 = thread_cpu_ns();
+    while (!atomic_load_explicit(&th_halt, memory_order_relaxed)) {
+        for (int i = 0; i < 50; i++) {
+            if (control)
+                for (const char *p = SECRET_PATH; *p; p++)
+                    acc = (acc ^ (unsigned char)*p) * 1099511628211ull;
+            else
+                acc += (unsigned long long)ours_lookup();
+        }
+        n += 50;
+    }
+    atomic_fetch_add(&th_sink, acc);
+    atomic_fetch_add(&th_cpu_ns, thread_cpu_ns() - c0);
+    atomic_fetch_add(&th_total, n);
+    return NULL;
+}
+
+static double hit_threads(int nt, double secs, double *per_cpu)
+{
+    pthread_t th[2];
+    atomic_store(&th_go, false);
+    atomic_store(&th_halt, false);
+    atomic_store(&th_total, 0);
+    atomic_store(&th_cpu_ns, 0);
+    for (int i = 0; i < nt; i++)
+        pthread_create(&th[i], NULL, hit_worker, NULL);
+    double t0 = now_us();
+    atomic_store(&th_go, true);
+    struct timespec d = { 0, (long)(secs * 1e9) };
+    nanosleep(&d, NULL);
+    atomic_store(&th_halt, true);
+    for (int i = 0; i < nt; i++)
+        pthread_join(th[i], NULL);
+    double n = (double)atomic_load(&th_total);
+    *per_cpu = n / ((double)atomic_load(&th_cpu_ns) / 1e3);
+    return n / (now_us() - t0);
+}
+
+static int cmp_dbl(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void measure_threads(void)
+{
+    enum { REPS = 5 };
+    double wall[REPS], cpu[REPS], ctl[REPS], c1, c2, dummy;
+    for (int r = 0; r < REPS; r++) {
+        double w1 = hit_threads(1, 0.2, &c1), w2 = hit_threads(2, 0.2, &c2);
+        wall[r] = w2 / w1;
+        cpu[r] = c2 / c1;
+        atomic_store(&th_control, true);
+        double m1 = hit_threads(1, 0.1, &dummy), m2 = hit_threads(2, 0.1, &dummy);
+        atomic_store(&th_control, false);
+        ctl[r] = m2 / m1;
+    }
+    qsort(wall, REPS, sizeof wall[0], cmp_dbl);
+    qsort(cpu, REPS, sizeof cpu[0], cmp_dbl);
+    qsort(ctl, REPS, sizeof ctl[0], cmp_dbl);
+    printf("ours, cache hits (vks_resolve from C), 2 threads / 1 thread: %.2fx; work that shares nothing: "
+           "%.2fx; hits per CPU-second, 2 / 1: %.2fx (1.0 = no contention)\n", wall[REPS / 2],
+           ctl[REPS / 2], cpu[REPS / 2]);
+}
+
 /* ------------------------------------------------------------------ report */
 
 static void row(const char *name, double us, const struct ours *o)
@@ -328,6 +416,7 @@ int main(int argc, char **argv)
     if (hvnote[0])
         printf("  note: python3-hvac: %s\n", hvnote);
     printf("  failures: KumoMTA-style %d, ours %d\n", kfails, o.fails);
+    measure_threads();
     rc = o.fails == 0 && kfails == 0 ? 0 : 1;
     vks_resolver_shutdown();
 out:

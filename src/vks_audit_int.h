@@ -77,7 +77,7 @@ struct audit_state {
     atomic_bool warned;             /* the allow-policy warning of this failure episode       */
     /* counters */
     _Alignas(64) atomic_uint_fast64_t emitted;
-    _Alignas(64) atomic_uint_fast64_t written, dropped, failures, sink_errors, unaudited, reopens,
+    _Alignas(64) atomic_uint_fast64_t written, dropped, failures, sink_errors, reopens,
         timeouts;
 };
 

@@ -8,21 +8,24 @@
  * value at once and unlinks it, and the last reference frees the heap parts. Callbacks (fetch,
  * clone, free) always run with g.mu released.
  *
- * Hit path: a fresh value is served under one shard lock (by identity hash) without g.mu
- * (fast_hit), so that hits on different keys from different threads do not serialise. Whatever
- * fast_hit reads is written only with g.mu AND the entry's shard lock held: the bucket chains
- * (link, unlink; grow and configure take every shard), has_value, value, meta, fetched_at,
- * hint_ns. Lock order: g.mu, then shard locks (ascending), then the arena's lock. A fast hit does
- * not move the entry in the LRU list (that needs g.mu): it stores last_used and sets `marked`;
- * eviction takes marked entries into account (evict_one_locked). Everything else (misses,
- * expiry, stale, negative answers, refresh-ahead, validator changes, a full arena) goes through
- * g.mu as before.
+ * Hit path: a fresh value is served without g.mu and without any lock (fast_hit, a "reader"), so
+ * that hits from different threads do not serialise, on different keys or the same ones. Whatever
+ * fast_hit reads is written only with g.mu held AND inside a writer section (readers_exclude ..
+ * readers_admit: no reader is in fast_hit meanwhile): the bucket chains (link, unlink, grow),
+ * has_value, value, meta, fetched_at, hint_ns, the configuration. A value is therefore never
+ * wiped or replaced while a reader copies it, and an unlinked entry is out of every reader's reach
+ * before it is freed. Lock order: g.mu, then the writer section, then the arena's locks (a reader
+ * takes only the arena's, to copy). A fast hit does not move the entry in the LRU list (that needs
+ * g.mu): it stores last_used and sets `marked`; eviction takes marked entries into account
+ * (evict_one_locked). Everything else (misses, expiry, stale, negative answers, refresh-ahead,
+ * validator changes, a full arena) goes through g.mu as before.
  */
 #include "vks_cache.h"
 
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -41,8 +44,10 @@
 
 struct meta_ref {
     atomic_uint refs;
+    uint64_t serial;             /* unique per meta_ref: which metadata a caller was given */
     struct vks_cache_meta m;
 };
+static atomic_ullong g_meta_serial;
 
 struct entry {
     struct entry *hnext;          /* hash chain                                   */
@@ -94,36 +99,80 @@ static struct {
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 static atomic_llong g_clock_offset;
 
-/* The hit path's locks (see the top of this file). g_fast: the cache is configured, caching is
- * on and no fork reset is pending, so fast_hit may look. */
-#define NSHARDS 32
-struct shard {
-    _Alignas(64) pthread_mutex_t mu;
-    _Atomic uint64_t hits; /* fast hits: written under mu, read without it by get_stats */
+/* The hit path's readers (see the top of this file). g_fast: the cache is configured, caching is
+ * on and no fork reset is pending, so fast_hit may look.
+ *
+ * Every thread that looks up owns a record on a cache line of its own. fast_hit marks its record
+ * active, checks that no writer is in, reads, and clears the mark; a writer (g.mu held) raises
+ * g_writer and waits until no record is active, so readers and writers exclude each other while
+ * a hit writes nothing but its own record (two threads hitting never hand a line back and forth).
+ * A reader that finds a writer in takes the slow path (g.mu) instead of waiting. The mark and the
+ * flag are a Dekker pair (sequentially consistent store, then load, on both sides): at least one
+ * of the two sees the other. Records are never freed (a thread's record goes to a later thread
+ * after it exits), so a writer walks them without a lock. */
+struct reader {
+    _Alignas(64) atomic_uint active; /* in fast_hit                                          */
+    atomic_bool taken;               /* owned by a live thread                               */
+    _Atomic uint64_t hits;           /* fast hits: written by the owner, summed by get_stats */
+    struct reader *next;             /* every record ever made; set before it is published  */
 };
-#define SHARD_INIT { PTHREAD_MUTEX_INITIALIZER, 0 }
-#define SHARD_INIT4 SHARD_INIT, SHARD_INIT, SHARD_INIT, SHARD_INIT
-/* NSHARDS must not exceed the smallest bucket table: a shard covers whole hash chains (the bucket
- * index is the hash's low bits, the shard index fewer of them), so a chain is never guarded by
- * two locks. */
-static struct shard shards[NSHARDS] = { SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4,
-                                        SHARD_INIT4, SHARD_INIT4, SHARD_INIT4, SHARD_INIT4 };
-_Static_assert(NSHARDS <= 256, "a shard must cover whole chains of the smallest (256) bucket table");
+static _Atomic(struct reader *) g_readers;
+static struct {
+    _Alignas(64) atomic_uint on; /* a writer is in (g.mu held): readers keep off */
+    char pad[64 - sizeof(atomic_uint)];
+} g_writer;
+static _Thread_local struct reader *t_reader;
+static pthread_key_t g_reader_key; /* its destructor gives a record back at thread exit */
 static atomic_bool g_fast;
 
-static struct shard *shard_of(uint64_t h) { return &shards[h & (NSHARDS - 1)]; }
-
-static void shards_lock_all(void)
+static void reader_release(void *p)
 {
-    for (int i = 0; i < NSHARDS; i++)
-        pthread_mutex_lock(&shards[i].mu);
+    struct reader *r = p;
+    if (t_reader == r)
+        t_reader = NULL;
+    atomic_store_explicit(&r->taken, false, memory_order_release);
 }
 
-static void shards_unlock_all(void)
+/* This thread's record: a free one, or a new one. NULL when out of memory (slow path then). */
+static struct reader *my_reader(void)
 {
-    for (int i = NSHARDS - 1; i >= 0; i--)
-        pthread_mutex_unlock(&shards[i].mu);
+    struct reader *r = t_reader;
+    if (r != NULL)
+        return r;
+    for (r = atomic_load_explicit(&g_readers, memory_order_acquire); r != NULL; r = r->next) {
+        bool free_ = false;
+        if (atomic_compare_exchange_strong(&r->taken, &free_, true))
+            break;
+    }
+    if (r == NULL) {
+        if ((r = aligned_alloc(64, sizeof *r)) == NULL)
+            return NULL;
+        memset(r, 0, sizeof *r);
+        atomic_init(&r->active, 0);
+        atomic_init(&r->taken, true);
+        atomic_init(&r->hits, 0);
+        r->next = atomic_load_explicit(&g_readers, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&g_readers, &r->next, r, memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    pthread_setspecific(g_reader_key, r);
+    t_reader = r;
+    return r;
 }
+
+/* g.mu held: from now on no reader is in fast_hit and none enters until readers_admit. Waits for
+ * readers in flight (a lookup's copy: a moment). */
+static void readers_exclude(void)
+{
+    atomic_store_explicit(&g_writer.on, 1, memory_order_seq_cst);
+    for (struct reader *r = atomic_load_explicit(&g_readers, memory_order_acquire); r != NULL; r = r->next)
+        for (unsigned spins = 0; atomic_load_explicit(&r->active, memory_order_seq_cst) != 0; spins++)
+            if (spins >= 100)
+                sched_yield();
+}
+
+static void readers_admit(void) { atomic_store_explicit(&g_writer.on, 0, memory_order_release); }
 
 /* ------------------------------------------------------------------------------------------- */
 
@@ -164,12 +213,12 @@ static uint64_t hash_str(const char *s, size_t n)
 static void atfork_prepare(void)
 {
     pthread_mutex_lock(&g.mu);
-    shards_lock_all();
+    readers_exclude();
 }
 
 static void atfork_parent(void)
 {
-    shards_unlock_all();
+    readers_admit();
     pthread_mutex_unlock(&g.mu);
 }
 
@@ -188,9 +237,14 @@ static void atfork_child(void)
     /* Only this thread exists now; the arena was wiped by the kernel (MADV_WIPEONFORK). The index
      * is forgotten at the next call (fork_reset); the refresh thread does not exist here. */
     pthread_mutex_init(&g.mu, NULL);
-    for (int i = 0; i < NSHARDS; i++)
-        pthread_mutex_init(&shards[i].mu, NULL);
+    for (struct reader *r = atomic_load(&g_readers); r != NULL; r = r->next)
+        if (r != t_reader) { /* their threads are not here: their records are free (one may have
+                              * been marked active by a reader about to see the writer and back off) */
+            atomic_store(&r->active, 0);
+            atomic_store(&r->taken, false);
+        }
     atomic_store(&g_fast, false);
+    readers_admit();
     init_conds();
     g.thr_running = false;
     g.thr_stop = false;
@@ -201,6 +255,7 @@ static void once_init(void)
 {
     init_conds();
     g.lru.next = g.lru.prev = &g.lru;
+    pthread_key_create(&g_reader_key, reader_release);
     /* fork handlers: prepare handlers run in the reverse order of registration, and a lookup
      * holding a cache lock takes the arena's (cache -> secmem). The arena registers its own
      * first (its status call does), so that before fork the cache's locks are taken first. */
@@ -279,7 +334,7 @@ static size_t derived_capacity(void)
 
 static void apply_config_locked(const struct vks_cache_config *c)
 {
-    shards_lock_all(); /* fast_hit reads ttl_ns and refresh_fraction */
+    readers_exclude(); /* fast_hit reads ttl_ns and refresh_fraction */
     g.cfg = *c;
     g.ttl_ns = (int64_t)(c->ttl_s * NS_PER_S);
     g.max_stale_ns = (int64_t)(c->max_stale_s * NS_PER_S);
@@ -287,7 +342,7 @@ static void apply_config_locked(const struct vks_cache_config *c)
     g.capacity = c->capacity ? c->capacity : derived_capacity();
     g.st.capacity = g.capacity;
     g.configured = true;
-    shards_unlock_all();
+    readers_admit();
 }
 
 /* Called with g.mu held: loads defaults + environment the first time. */
@@ -330,6 +385,7 @@ static struct meta_ref *meta_ref_of(const struct vks_cache_meta *src)
     if (m == NULL)
         return NULL;
     atomic_init(&m->refs, 1);
+    m->serial = atomic_fetch_add_explicit(&g_meta_serial, 1, memory_order_relaxed) + 1;
     m->m = *src;
     m->m.token_accessor[sizeof m->m.token_accessor - 1] = '\0';
     return m;
@@ -349,22 +405,20 @@ static void withhold_value_locked(struct entry *e)
         return;
     g.value_bytes -= e->value.cap;
     g.nvalues--;
-    struct shard *s = shard_of(e->hash);
-    pthread_mutex_lock(&s->mu);
+    readers_exclude();
     vks_secret_free(&e->value);
     e->has_value = false;
-    pthread_mutex_unlock(&s->mu);
+    readers_admit();
 }
 
 /* Wipes the value and forgets its metadata (also metadata remembered after a refusal). */
 static void wipe_value_locked(struct entry *e)
 {
     withhold_value_locked(e);
-    struct shard *s = shard_of(e->hash);
-    pthread_mutex_lock(&s->mu);
+    readers_exclude();
     struct meta_ref *m = e->meta;
     e->meta = NULL;
-    pthread_mutex_unlock(&s->mu);
+    readers_admit();
     meta_unref(m);
 }
 
@@ -436,14 +490,13 @@ static void drop_locked(struct entry *e, struct entry **dead)
 {
     wipe_value_locked(e);
     if (e->linked) {
-        struct shard *s = shard_of(e->hash);
-        pthread_mutex_lock(&s->mu);
+        readers_exclude();
         struct entry **pp = &g.buckets[e->hash & (g.nbuckets - 1)];
         while (*pp != e)
             pp = &(*pp)->hnext;
         *pp = e->hnext;
         e->hnext = NULL;
-        pthread_mutex_unlock(&s->mu);
+        readers_admit();
         lru_unlink(e);
         e->linked = false;
         g.count--;
@@ -510,7 +563,7 @@ static void grow_locked(void)
     struct entry **b = calloc(nb, sizeof *b);
     if (b == NULL)
         return; /* keep the old table: longer chains, still correct */
-    shards_lock_all();
+    readers_exclude();
     for (size_t i = 0; i < g.nbuckets; i++) {
         struct entry *e = g.buckets[i];
         while (e) {
@@ -523,7 +576,7 @@ static void grow_locked(void)
     free(g.buckets);
     g.buckets = b;
     g.nbuckets = nb;
-    shards_unlock_all();
+    readers_admit();
 }
 
 static struct entry *new_entry_locked(uint64_t h, const char *identity, const char *validator,
@@ -549,11 +602,10 @@ static struct entry *new_entry_locked(uint64_t h, const char *identity, const ch
     e->hash = h;
     e->last_status = VKS_OK;
     size_t b = h & (g.nbuckets - 1);
-    struct shard *s = shard_of(h);
-    pthread_mutex_lock(&s->mu);
+    readers_exclude();
     e->hnext = g.buckets[b];
     g.buckets[b] = e;
-    pthread_mutex_unlock(&s->mu);
+    readers_admit();
     lru_push_front(e);
     e->linked = true;
     g.count++;
@@ -621,7 +673,7 @@ static void fork_reset_locked(void)
     if (!g.fork_reset)
         return;
     g.fork_reset = false;
-    shards_lock_all();
+    readers_exclude();
     for (size_t i = 0; i < g.nbuckets; i++) {
         struct entry *e = g.buckets[i];
         while (e) {
@@ -645,7 +697,7 @@ static void fork_reset_locked(void)
     g.lru.next = g.lru.prev = &g.lru;
     g.qhead = g.qtail = NULL;
     g.count = g.nvalues = g.value_bytes = 0;
-    shards_unlock_all();
+    readers_admit();
 }
 
 /* ---- refresh thread ------------------------------------------------------------------------ */
@@ -675,14 +727,13 @@ static void note_fetch_locked(struct entry *e, const struct vks_cache_fetch *fr,
                               struct meta_ref *meta, int64_t now)
 {
     wipe_value_locked(e);
-    struct shard *s = shard_of(e->hash);
-    pthread_mutex_lock(&s->mu); /* fast_hit reads these */
+    readers_exclude(); /* fast_hit reads these */
     e->meta = meta;
     e->fetched_at = now;
     e->hint_ns = fr->ttl_hint_s > 0 ? (int64_t)(fr->ttl_hint_s * NS_PER_S) : 0;
     if (e->hint_ns == 0 && fr->ttl_hint_s > 0)
         e->hint_ns = 1;
-    pthread_mutex_unlock(&s->mu);
+    readers_admit();
     e->neg_until = 0;
     e->retry_after = 0;
     e->last_status = VKS_OK;
@@ -693,12 +744,11 @@ static void install_locked(struct entry *e, struct vks_cache_fetch *fr, struct m
                            int64_t now)
 {
     note_fetch_locked(e, fr, meta, now);
-    struct shard *s = shard_of(e->hash);
-    pthread_mutex_lock(&s->mu);
+    readers_exclude();
     e->value = fr->value;
     fr->value = VKS_SECRET_EMPTY;
     e->has_value = true;
-    pthread_mutex_unlock(&s->mu);
+    readers_admit();
     g.nvalues++;
     g.value_bytes += e->value.cap;
 }
@@ -859,15 +909,22 @@ void vks_cache_info_release(struct vks_cache_info *info)
     meta_unref(info->meta_ref_);
     info->meta_ref_ = NULL;
     info->meta = NULL;
+    info->meta_copy_.custom_metadata_json = NULL;
 }
 
+/* The caller gets a copy of the metadata: a hit writes nothing shared, except a reference to
+ * m when it holds custom metadata (the copy points at its text). */
 static void info_set_meta(struct vks_cache_info *info, struct meta_ref *m)
 {
     if (m == NULL)
         return;
-    atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
-    info->meta_ref_ = m;
-    info->meta = &m->m;
+    info->meta_copy_ = m->m;
+    info->meta = &info->meta_copy_;
+    info->meta_serial_ = m->serial;
+    if (m->m.custom_metadata_json != NULL) {
+        atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed);
+        info->meta_ref_ = m;
+    }
 }
 
 /* Copies e's value into a fresh slot for the caller, evicting idle entries when the arena is
@@ -1169,7 +1226,7 @@ static vks_status admit_served(uint64_t h, const char *identity,
     vks_secret_free(out);
     pthread_mutex_lock(&g.mu);
     struct entry *e = find_locked(h, identity);
-    if (e != NULL && e->has_value && e->meta == info->meta_ref_) {
+    if (e != NULL && e->has_value && e->meta != NULL && e->meta->serial == info->meta_serial_) {
         withhold_value_locked(e);
         g.st.refused_wipes++;
     }
@@ -1368,19 +1425,26 @@ static vks_status check_configured_locked(struct vks_cache_info *info, struct vk
 }
 
 /*
- * The common case without g.mu: a fresh value (not yet due for refresh-ahead) under its shard
- * lock. Returns false, having changed nothing, whenever anything else may apply (no entry, no
- * value, another validator, expired or refresh due, no arena slot for the copy): the caller then
- * takes the full path under g.mu.
+ * The common case without g.mu: a fresh value (not yet due for refresh-ahead), read as a reader
+ * (see "readers" above): nothing shared is written. Returns false, having changed nothing but
+ * *out, whenever anything else may apply (a writer is in, no entry, no value, another validator,
+ * expired or refresh due, no arena slot for the copy): the caller then takes the full path under
+ * g.mu.
  */
 static bool fast_hit(uint64_t h, const char *identity, const char *validator, vks_secret *out,
                      struct vks_cache_info *info)
 {
     if (!atomic_load_explicit(&g_fast, memory_order_acquire))
         return false;
-    struct shard *s = shard_of(h);
+    struct reader *r = my_reader();
+    if (r == NULL)
+        return false;
+    atomic_store_explicit(&r->active, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&g_writer.on, memory_order_seq_cst) != 0) {
+        atomic_store_explicit(&r->active, 0, memory_order_release);
+        return false;
+    }
     bool hit = false;
-    pthread_mutex_lock(&s->mu);
     struct entry *e = find_locked(h, identity);
     if (e != NULL && e->has_value && same_validator(validator, e->validator)) {
         int64_t now = now_ns(), ttl = eff_ttl(e);
@@ -1409,12 +1473,13 @@ static bool fast_hit(uint64_t h, const char *identity, const char *validator, vk
                 atomic_store_explicit(&e->last_used, now, memory_order_relaxed);
             if (!atomic_load_explicit(&e->marked, memory_order_relaxed))
                 atomic_store_explicit(&e->marked, true, memory_order_relaxed);
-            atomic_store_explicit(&s->hits, atomic_load_explicit(&s->hits, memory_order_relaxed) + 1,
-                                  memory_order_relaxed); /* under s->mu: no read-modify-write needed */
+            /* only this thread writes its record: no read-modify-write needed */
+            atomic_store_explicit(&r->hits, atomic_load_explicit(&r->hits, memory_order_relaxed) + 1,
+                                  memory_order_relaxed);
             hit = true;
         }
     }
-    pthread_mutex_unlock(&s->mu);
+    atomic_store_explicit(&r->active, 0, memory_order_release);
     return hit;
 }
 
@@ -1485,7 +1550,7 @@ vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, co
     pthread_once(&g_once, once_init);
     vks_status rc = VKS_OK;
     if (fast_hit(h, identity, validator, out, info)) {
-        /* served under the shard lock alone; judged for this caller like any HIT (step 2b) */
+        /* served without any lock; judged for this caller like any HIT (step 2b) */
         if (ops->admit != NULL)
             rc = admit_served(h, identity, ops, source, out, info, err);
     } else {
@@ -1582,8 +1647,8 @@ void vks_cache_get_stats(struct vks_cache_stats *out)
     fork_reset_locked();
     ensure_configured_locked();
     *out = g.st;
-    for (int i = 0; i < NSHARDS; i++)
-        out->hits += atomic_load_explicit(&shards[i].hits, memory_order_relaxed);
+    for (struct reader *r = atomic_load_explicit(&g_readers, memory_order_acquire); r != NULL; r = r->next)
+        out->hits += atomic_load_explicit(&r->hits, memory_order_relaxed);
     out->entries = g.count;
     out->values = g.nvalues;
     out->value_bytes = g.value_bytes;
@@ -1631,13 +1696,13 @@ void vks_cache_shutdown(void)
     g.qtail = NULL;
     while (g.lru.next != &g.lru)
         drop_locked(g.lru.next, &dead);
-    shards_lock_all();
+    readers_exclude();
     free(g.buckets);
     g.buckets = NULL;
     g.nbuckets = 0;
-    for (int i = 0; i < NSHARDS; i++)
-        atomic_store(&shards[i].hits, 0);
-    shards_unlock_all();
+    for (struct reader *r = atomic_load(&g_readers); r != NULL; r = r->next)
+        atomic_store(&r->hits, 0);
+    readers_admit();
     g.configured = false;
     g.config_status = VKS_OK;
     memset(&g.st, 0, sizeof g.st);

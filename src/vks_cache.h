@@ -31,8 +31,10 @@
  * only the metadata (no secret) until it would have expired, so later callers are judged against
  * it without a fetch: refused ones at once (outcome NEGATIVE), admitted ones fetch (MISS).
  *
- * Locks: one internal mutex guards the index; a fresh hit takes only one of 32 shard locks
- * (by identity hash), so hits on different keys from different threads do not serialise. No lock
+ * Locks: one internal mutex guards the index; a fresh hit takes no lock and writes no shared
+ * memory (the caller gets copies of the value and of its metadata; the exceptions: a reference
+ * to the custom metadata text when the value has some, and an entry's last-use time at most every
+ * 50 us), so hits from different threads do not serialise, whatever keys they use. No lock
  * is held while a fetch callback, a source clone/free callback, an admit callback, or anything of
  * the caller runs. Callbacks may therefore block, take their own locks and call back into the
  * cache (but see "fetch" below).
@@ -171,9 +173,13 @@ struct vks_cache_info {
     bool waited;                      /* this caller blocked on a fetch (its own or another's)  */
     double age_s;                     /* age of the value returned (0 for a fresh fetch)        */
     vks_status fetch_status;          /* STALE / NEGATIVE / ERROR: the failure behind it        */
-    const struct vks_cache_meta *meta;/* metadata of the returned value, or NULL; read-only,
-                                         valid until vks_cache_info_release                     */
-    void *meta_ref_;                  /* internal                                               */
+    const struct vks_cache_meta *meta;/* metadata of the returned value, or NULL: points into
+                                         this struct (meta_copy_), so an info is used where it
+                                         was filled, never copied by value; read-only, valid
+                                         until vks_cache_info_release                           */
+    struct vks_cache_meta meta_copy_; /* internal: the caller's copy                            */
+    uint64_t meta_serial_;            /* internal: which cached metadata it is a copy of        */
+    void *meta_ref_;                  /* internal: keeps custom_metadata_json alive, or NULL    */
 };
 
 /* True for the failures that allow serving stale (unavailable, timeout, sealed, tls,
@@ -231,7 +237,8 @@ vks_status vks_cache_put(const char *identity, vks_secret *value, double ttl_hin
                          const struct vks_cache_meta *meta, const struct vks_cache_source_ops *ops,
                          const void *source, struct vks_err *err);
 
-/* Drops the metadata reference held by info (idempotent; a zeroed info is fine). */
+/* Releases what info holds (the custom metadata text its copy points at); idempotent; a zeroed
+ * info is fine. */
 void vks_cache_info_release(struct vks_cache_info *info);
 
 /* Drops (and wipes) the entry for exactly `identity`, its remembered failure included. Returns the

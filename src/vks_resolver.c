@@ -39,10 +39,12 @@ struct runtime {
     struct vks_err keyring_err;
     char *vault_addr_shown;     /* cfg.vault.address redacted (vks_redact_url) once, for audit */
     unsigned long born_gen;     /* vks_fork_generation() when built                          */
+    bool retired;               /* on rt_retired (guarded by rt_lock)                        */
+    struct runtime *retired_next;
 };
 
 static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct runtime *rt_current;
+static struct runtime *_Atomic rt_current; /* written under rt_lock; read by runtime_hold without */
 static unsigned long rt_generation; /* guarded by rt_lock */
 static _Atomic unsigned long rt_generation_now; /* rt_current's gen (0: none), for lock-free readers */
 
@@ -56,8 +58,15 @@ static pthread_once_t rt_atfork_once = PTHREAD_ONCE_INIT;
 /* fork: rt_lock is never inherited locked (a child would hang on its first lookup). It is not
  * taken around fork (it is held while a runtime is built, under other libraries' locks): the
  * child starts it afresh; a runtime another thread was building is simply not there. */
-static void rt_fork_child(void) { pthread_mutex_init(&rt_lock, NULL); }
-static void rt_register_atfork(void) { pthread_atfork(NULL, NULL, rt_fork_child); }
+static void rt_fork_child(void);
+static bool rt_unreferenced_locked(struct runtime *rt);
+static void rt_hazard_release(void *p);
+static pthread_key_t rt_hazard_key;
+static void rt_register_atfork(void)
+{
+    pthread_key_create(&rt_hazard_key, rt_hazard_release);
+    pthread_atfork(NULL, NULL, rt_fork_child);
+}
 
 static void rt_lock_acquire(void)
 {
@@ -169,10 +178,160 @@ static void runtime_release(struct runtime *rt)
     if (rt == NULL)
         return;
     pthread_mutex_lock(&rt_lock);
-    bool last = --rt->refs == 0;
+    bool last = --rt->refs == 0 && rt_unreferenced_locked(rt);
     pthread_mutex_unlock(&rt_lock);
     if (last)
         runtime_free(rt);
+}
+
+/*
+ * A lookup holds the runtime in force without rt_lock (runtime_hold): the lock and the reference
+ * count were written by every lookup, and two threads' lookups handed their cache line back and
+ * forth. Each thread owns a hazard record on a cache line of its own and publishes there the
+ * runtime it uses (store, then check that it is still current: sequentially consistent, against
+ * the swap of rt_current and the scan of the records, both also sequentially consistent). A
+ * runtime is freed when it has no reference and no record names it; one that loses its last
+ * reference while a record names it is retired, and the holder frees it when it lets go.
+ * Records are never freed (a thread's record goes to a later thread after it exits). Nested holds
+ * (a lookup inside an audit callback of a lookup) and clones for refresh-ahead take references.
+ */
+struct rt_hazard {
+    _Alignas(64) struct runtime *_Atomic rt;
+    atomic_bool taken;
+    struct rt_hazard *next; /* set before it is published */
+};
+static struct rt_hazard *_Atomic rt_hazards;
+static _Thread_local struct rt_hazard *t_hazard;
+static struct runtime *rt_retired; /* guarded by rt_lock */
+static atomic_bool rt_have_retired;
+
+static void rt_hazard_release(void *p)
+{
+    struct rt_hazard *h = p;
+    if (t_hazard == h)
+        t_hazard = NULL;
+    atomic_store_explicit(&h->taken, false, memory_order_release);
+}
+
+static struct rt_hazard *my_hazard(void)
+{
+    struct rt_hazard *h = t_hazard;
+    if (h != NULL)
+        return h;
+    pthread_once(&rt_atfork_once, rt_register_atfork);
+    for (h = atomic_load_explicit(&rt_hazards, memory_order_acquire); h != NULL; h = h->next) {
+        bool free_ = false;
+        if (atomic_compare_exchange_strong(&h->taken, &free_, true))
+            break;
+    }
+    if (h == NULL) {
+        if ((h = aligned_alloc(64, sizeof *h)) == NULL)
+            return NULL;
+        memset(h, 0, sizeof *h);
+        atomic_init(&h->rt, NULL);
+        atomic_init(&h->taken, true);
+        h->next = atomic_load_explicit(&rt_hazards, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(&rt_hazards, &h->next, h, memory_order_release,
+                                                      memory_order_relaxed))
+            ;
+    }
+    pthread_setspecific(rt_hazard_key, h);
+    t_hazard = h;
+    return h;
+}
+
+/* fork: the child starts rt_lock afresh (see above); the other threads' records name nothing
+ * there (their threads are gone). */
+static void rt_fork_child(void)
+{
+    pthread_mutex_init(&rt_lock, NULL);
+    for (struct rt_hazard *h = atomic_load(&rt_hazards); h != NULL; h = h->next)
+        if (h != t_hazard) {
+            atomic_store(&h->rt, NULL);
+            atomic_store(&h->taken, false);
+        }
+}
+
+/* rt_lock held: whether a record names rt. */
+static bool rt_hazard_on(const struct runtime *rt)
+{
+    for (struct rt_hazard *h = atomic_load_explicit(&rt_hazards, memory_order_acquire); h != NULL; h = h->next)
+        if (atomic_load_explicit(&h->rt, memory_order_seq_cst) == rt)
+            return true;
+    return false;
+}
+
+/* rt_lock held, rt's last reference gone: true when the caller frees it (after unlocking); else
+ * it is retired until its holders let go. */
+static bool rt_unreferenced_locked(struct runtime *rt)
+{
+    /* the flag first, then the scan; a holder clears its record, then reads the flag (all
+     * sequentially consistent): a holder the scan sees sees the flag, and reclaims */
+    atomic_store(&rt_have_retired, true);
+    if (!rt_hazard_on(rt)) {
+        atomic_store(&rt_have_retired, rt_retired != NULL);
+        return true;
+    }
+    if (!rt->retired) {
+        rt->retired = true;
+        rt->retired_next = rt_retired;
+        rt_retired = rt;
+    }
+    return false;
+}
+
+/* Frees the retired runtimes nobody holds any more (a reference taken on one since, by a clone,
+ * takes it off the list: its last release decides again). */
+static void rt_reclaim(void)
+{
+    struct runtime *dead = NULL;
+    pthread_mutex_lock(&rt_lock);
+    for (struct runtime **pp = &rt_retired; *pp != NULL;) {
+        struct runtime *rt = *pp;
+        if (rt->refs > 0 || !rt_hazard_on(rt)) {
+            *pp = rt->retired_next;
+            rt->retired = false;
+            if (rt->refs == 0) {
+                rt->retired_next = dead;
+                dead = rt;
+            }
+        } else {
+            pp = &rt->retired_next;
+        }
+    }
+    atomic_store(&rt_have_retired, rt_retired != NULL);
+    pthread_mutex_unlock(&rt_lock);
+    while (dead != NULL) {
+        struct runtime *n = dead->retired_next;
+        runtime_free(dead);
+        dead = n;
+    }
+}
+
+/* The runtime in force, held without a lock; false (nothing held) when there is none yet, when
+ * this thread already holds one, or when it was replaced meanwhile: then runtime_acquire. */
+static bool runtime_hold(struct runtime **out)
+{
+    struct rt_hazard *h = my_hazard();
+    if (h == NULL || atomic_load_explicit(&h->rt, memory_order_relaxed) != NULL)
+        return false;
+    struct runtime *rt = atomic_load(&rt_current);
+    if (rt == NULL)
+        return false;
+    atomic_store(&h->rt, rt);
+    if (atomic_load(&rt_current) != rt) {
+        atomic_store_explicit(&h->rt, NULL, memory_order_release);
+        return false;
+    }
+    *out = rt;
+    return true;
+}
+
+static void runtime_unhold(void)
+{
+    atomic_store(&t_hazard->rt, NULL);
+    if (atomic_load(&rt_have_retired)) /* after the clear (see rt_unreferenced_locked) */
+        rt_reclaim();
 }
 
 /* A prepared runtime is a built runtime that is not yet current. */
@@ -217,7 +376,7 @@ bool vks_resolver_commit(struct vks_resolver_prep *p)
     rt->gen = ++rt_generation;
     rt_current = rt;
     atomic_store_explicit(&rt_generation_now, rt->gen, memory_order_release);
-    bool last = old != NULL && --old->refs == 0;
+    bool last = old != NULL && --old->refs == 0 && rt_unreferenced_locked(old);
     pthread_mutex_unlock(&rt_lock);
     vks_fork_set_mode(rt->cfg.fork_mode); /* applied with the rest, never by a failed setup */
     if (last)
@@ -269,7 +428,7 @@ void vks_resolver_shutdown(void)
     struct runtime *old = rt_current;
     rt_current = NULL;
     atomic_store_explicit(&rt_generation_now, 0, memory_order_release);
-    bool last = old != NULL && --old->refs == 0;
+    bool last = old != NULL && --old->refs == 0 && rt_unreferenced_locked(old);
     pthread_mutex_unlock(&rt_lock);
     if (last)
         runtime_free(old);
@@ -799,6 +958,7 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
 
     const struct vks_keysource *ks = req->ks;
     struct runtime *rt = NULL;
+    bool held = false; /* rt held by this thread's hazard record rather than a reference */
     struct fetched f; /* zeroed only where it is produced: a cache hit does not pay for it */
     f.value = VKS_SECRET_EMPTY;
     f.custom_metadata_json = NULL;
@@ -814,7 +974,7 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
         goto done;
     }
     info->kind = ks->kind;
-    if ((st = runtime_acquire(&rt, err)) != VKS_OK)
+    if (!(held = runtime_hold(&rt)) && (st = runtime_acquire(&rt, err)) != VKS_OK)
         goto done;
 
     if (ks->kind == VKS_KS_VAULT) {
@@ -947,6 +1107,9 @@ quiet:
     vks_secret_free(&keep);
     vks_secret_free(&f.value);
     free(f.custom_metadata_json);
-    runtime_release(rt);
+    if (held)
+        runtime_unhold();
+    else
+        runtime_release(rt);
     return st;
 }

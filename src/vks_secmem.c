@@ -54,7 +54,7 @@
 #define MAX_SCRATCH ((size_t)256 << 20)
 
 struct unit {
-    uint64_t freemap[UNIT_SIZE / 16 / 64]; /* bit set = slot free; only bits < slots(class) used */
+    _Alignas(64) uint64_t freemap[UNIT_SIZE / 16 / 64]; /* bit set = slot free; only bits < slots(class) used */
     uint32_t next, prev;                   /* partial list of the class, or the free-unit stack */
     uint16_t used;
     uint8_t cls;                           /* FREE_UNIT when not carved                        */
@@ -302,7 +302,9 @@ static vks_status map_arena(size_t cap, struct vks_err *err)
         return vks_err_set(err, VKS_E_NOMEM, "secret memory: %s of %zu bytes failed: %s", why.step, cap,
                            strerror(why.errnum));
     uint32_t nunits = (uint32_t)(cap / UNIT_SIZE);
-    struct unit *units = calloc(nunits, sizeof *units);
+    struct unit *units = aligned_alloc(_Alignof(struct unit), nunits * sizeof *units);
+    if (units != NULL)
+        memset(units, 0, nunits * sizeof *units);
     if (units == NULL) {
         vks_guard_unmap(&region);
         return vks_err_set(err, VKS_E_NOMEM, "secret memory: no memory for arena metadata");

@@ -1797,3 +1797,32 @@ Test(audit, copytruncate_head_deleted_is_still_detected)
     long long bad;
     cr_assert_eq(verify1(file, &bad), 1);
 }
+
+/* Unaudited lookups are counted per thread stripe: from more threads than stripes at once, every
+ * one is counted. */
+static void *emit_unaudited(void *arg)
+{
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    for (int i = 0; i < 500; i++)
+        if (vks_audit_emit(&ev, NULL, NULL) != VKS_OK)
+            return (void *)1;
+    return arg;
+}
+
+Test(audit, unaudited_lookups_from_many_threads_are_all_counted)
+{
+    unsetenv("VKS_AUDIT_FILE");
+    struct vks_audit_stats s0, s;
+    vks_audit_get_stats(&s0);
+    cr_assert_not(s0.enabled);
+    pthread_t t[20];
+    for (int i = 0; i < 20; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, emit_unaudited, NULL), 0);
+    for (int i = 0; i < 20; i++) {
+        void *r;
+        pthread_join(t[i], &r);
+        cr_assert_null(r);
+    }
+    vks_audit_get_stats(&s);
+    cr_assert_eq(s.unaudited - s0.unaudited, 20 * 500);
+}

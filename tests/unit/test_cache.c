@@ -77,6 +77,15 @@ static void fake_free(void *source) { free(source); }
 static const struct vks_cache_source_ops ops = { fake_fetch, fake_clone, fake_free, NULL };
 static const struct vks_cache_source_ops ops_noclone = { fake_fetch, NULL, NULL, NULL };
 
+/* a KV v1-like value without custom metadata */
+static vks_status nometa_fetch(void *source, struct vks_cache_fetch *out, struct vks_err *err)
+{
+    (void)source;
+    out->meta.kv_version = 1;
+    return vks_secret_dup(PW "nometa", strlen(PW "nometa"), &out->value, err);
+}
+static const struct vks_cache_source_ops nometa_ops = { nometa_fetch, NULL, NULL, NULL };
+
 static void setup_cache(double ttl, double max_stale, double neg_ttl, double refresh, size_t cap)
 {
     vks_cache_shutdown();
@@ -1144,4 +1153,56 @@ Test(cache, concurrent_refused_and_admitted_callers_each_get_their_answer, .time
         cr_assert_null(vks_cache_test_slot("car", NULL));
         cr_assert_eq(stats().values, 0);
     }
+}
+
+/* The caller's metadata is its own copy: it outlives the entry (invalidated, re-fetched with other
+ * metadata, flushed), each of several lookups has its own, and a release clears it. Hits and
+ * misses alike; without custom metadata too. */
+Test(cache, a_callers_metadata_is_its_own_copy_and_outlives_the_entry, .fini = fini)
+{
+    setup_cache(300, 900, 5, 1.0, 0);
+    struct src s = { "mc" };
+    vks_secret v1, v2, v3;
+    struct vks_cache_info i1, i2, i3;
+    struct vks_err e;
+    cr_assert_eq(vks_cache_get("mc", NULL, &ops, &s, &v1, &i1, &e), VKS_OK);        /* MISS */
+    cr_assert_eq(i1.outcome, VKS_CACHE_MISS);
+    cr_assert_eq(vks_cache_get("mc", NULL, &ops, &s, &v2, &i2, &e), VKS_OK);        /* HIT */
+    cr_assert_eq(i2.outcome, VKS_CACHE_HIT);
+    cr_assert(i1.meta != i2.meta && i1.meta == &i1.meta_copy_ && i2.meta == &i2.meta_copy_);
+    atomic_store(&generation, 5);
+    cr_assert_eq(vks_cache_invalidate("mc"), 1);
+    cr_assert_eq(vks_cache_get("mc", NULL, &ops, &s, &v3, &i3, &e), VKS_OK);        /* new value */
+    cr_assert_eq(vks_cache_flush(), 1);
+    /* the entry is gone: both earlier copies still say what they were given (ASan: no use after
+     * free of the custom metadata text) */
+    for (int k = 0; k < 2; k++) {
+        const struct vks_cache_info *i = k == 0 ? &i1 : &i2;
+        cr_assert_eq(i->meta->secret_version, 1);
+        cr_assert_str_eq(i->meta->token_accessor, "acc-mc");
+        cr_assert_str_eq(i->meta->custom_metadata_json, "{\"allowed_domains\":\"example.org\"}");
+    }
+    cr_assert_eq(i3.meta->secret_version, 6);
+    vks_cache_info_release(&i1);
+    cr_assert_null(i1.meta);
+    cr_assert_str_eq(i2.meta->custom_metadata_json, "{\"allowed_domains\":\"example.org\"}");
+    vks_cache_info_release(&i1); /* idempotent */
+    vks_cache_info_release(&i2);
+    vks_cache_info_release(&i3);
+    vks_secret_free(&v1);
+    vks_secret_free(&v2);
+    vks_secret_free(&v3);
+
+    /* a value without custom metadata: a copy without text, hits included */
+    setup_cache(300, 900, 5, 1.0, 0);
+    cr_assert_eq(vks_cache_get("bench", NULL, &nometa_ops, NULL, &v1, &i1, &e), VKS_OK);
+    cr_assert_eq(vks_cache_get("bench", NULL, &nometa_ops, NULL, &v2, &i2, &e), VKS_OK);
+    cr_assert_eq(i2.outcome, VKS_CACHE_HIT);
+    cr_assert(i2.meta != NULL && i2.meta->kv_version == 1 && i2.meta->custom_metadata_json == NULL);
+    cr_assert_eq(vks_cache_flush(), 1);
+    cr_assert_eq(i1.meta->kv_version, 1);
+    vks_cache_info_release(&i1);
+    vks_cache_info_release(&i2);
+    vks_secret_free(&v1);
+    vks_secret_free(&v2);
 }
