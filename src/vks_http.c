@@ -70,8 +70,10 @@ static CURLcode global_rc = CURLE_OK;
  * any other curl call of ours; when the host initialised libcurl first, curl keeps its own malloc
  * (docs/internals/curlmem.md). */
 /* Held from socket() until the new descriptor is in its lease's list (and from close() until it
- * is out of it), and around fork(): a child can then never inherit a socket that no lease lists
- * (one opened by another thread at the moment of the fork). A leaf lock: nothing is taken under it. */
+ * is out of it), while a lease moves between a client's idle and handed-out lists, and around
+ * fork(): a child can then never inherit a socket that no lease lists (one opened by another
+ * thread at the moment of the fork), nor a lease that is on neither list or half-linked.
+ * A leaf lock: nothing is taken under it (it is taken inside h->lock, never the other way). */
 static pthread_mutex_t g_sock_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void sock_fork_prepare(void) { pthread_mutex_lock(&g_sock_lock); }
@@ -594,27 +596,42 @@ static void http_after_fork(void *arg)
     }
 }
 
-static vks_status lease_get(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
+/* Puts l on the handed-out list (h->lock and g_sock_lock held). */
+static void out_push_locked(struct vks_http *h, struct vks_http_lease *l)
 {
-    vks_fork_sync(&h->fork_seen, http_after_fork, h);
-    pthread_mutex_lock(&h->lock);
-    struct vks_http_lease *l = h->idle;
-    if (l)
-        h->idle = l->next;
-    pthread_mutex_unlock(&h->lock);
-    if (!l) {
-        vks_status st = lease_create(h, &l, err);
-        if (st != VKS_OK)
-            return st;
-    }
     l->next = NULL;
-    pthread_mutex_lock(&h->lock);
     l->out_prev = NULL;
     l->out_next = h->out;
     if (h->out)
         h->out->out_prev = l;
     h->out = l;
+}
+
+/* An idle lease moves to the handed-out list in one critical section that fork also excludes
+ * (g_sock_lock), so a child always finds it on one list or the other; a new lease has no socket
+ * yet (curl opens one during the transfer, when the lease is already listed). */
+static vks_status lease_get(struct vks_http *h, struct vks_http_lease **out, struct vks_err *err)
+{
+    vks_fork_sync(&h->fork_seen, http_after_fork, h);
+    pthread_mutex_lock(&h->lock);
+    pthread_mutex_lock(&g_sock_lock);
+    struct vks_http_lease *l = h->idle;
+    if (l) {
+        h->idle = l->next;
+        out_push_locked(h, l);
+    }
+    pthread_mutex_unlock(&g_sock_lock);
     pthread_mutex_unlock(&h->lock);
+    if (!l) {
+        vks_status st = lease_create(h, &l, err);
+        if (st != VKS_OK)
+            return st;
+        pthread_mutex_lock(&h->lock);
+        pthread_mutex_lock(&g_sock_lock);
+        out_push_locked(h, l);
+        pthread_mutex_unlock(&g_sock_lock);
+        pthread_mutex_unlock(&h->lock);
+    }
     *out = l;
     return VKS_OK;
 }
@@ -647,6 +664,7 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
     /* memcpy carried the body (and the token) through vector registers of this thread */
     vks_curlmem_scrub_registers();
     pthread_mutex_lock(&h->lock);
+    pthread_mutex_lock(&g_sock_lock); /* fork sees the lease on exactly one list */
     if (l->out_prev)
         l->out_prev->out_next = l->out_next;
     else
@@ -656,6 +674,7 @@ void vks_http_release(struct vks_http *h, struct vks_http_lease *l)
     l->out_prev = l->out_next = NULL;
     l->next = h->idle;
     h->idle = l;
+    pthread_mutex_unlock(&g_sock_lock);
     pthread_mutex_unlock(&h->lock);
 }
 
