@@ -198,6 +198,9 @@ static int exit_code(vks_status st)
 static int fail(const char *cmd, vks_status st, const struct vks_err *e)
 {
     fprintf(stderr, "vks cred %s: %s (%s)\n", cmd, e->msg[0] ? e->msg : vks_status_code(st), vks_status_code(st));
+    if (st == VKS_E_PERMISSION_DENIED)
+        fprintf(stderr, "vks cred %s: permission denied: the token's Vault policies do not allow this; what each "
+                "command needs: vks-cred(1) ACCESS CONTROL, docs/credentials.md\n", cmd);
     return exit_code(st);
 }
 

@@ -179,7 +179,9 @@ vks_status vks_cred_show(struct vks_cred_ctx *ctx, const char *name, struct vks_
                          struct vks_err *err);
 /* The keyed fingerprint of the current password as 32 hex characters (docs/credentials.md
  * "Fingerprint"): reads and decrypts the latest version, HMACs it with the audit key's
- * fingerprint subkey, wipes it. VKS_E_CONFIG when no audit key is configured. */
+ * fingerprint subkey, wipes it. VKS_E_CONFIG when no audit key is configured;
+ * VKS_E_PERMISSION_DENIED, without any data request, when sys/capabilities-self says the token may
+ * not read <mount>/data/<path> (a metadata-only role: show still works, without fingerprint). */
 vks_status vks_cred_fingerprint(struct vks_cred_ctx *ctx, const char *name, char hex[33], struct vks_err *err);
 
 /* The password for support: reason is required (1..256 printable characters); one audit event

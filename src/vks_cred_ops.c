@@ -397,6 +397,17 @@ vks_status vks_cred_fingerprint(struct vks_cred_ctx *ctx, const char *name, char
     vks_audit_get_stats(&as);
     if (as.ephemeral_key)
         return vks_err_set(err, VKS_E_CONFIG, "no audit key (VKS_AUDIT_KEY or VKS_AUDIT_KEY_FILE): no fingerprint");
+    /* show is a metadata act (the auditor and cred-operator roles may not read data/): the password is
+       read only when the token may read it, asked of Vault first so no refused read is made */
+    char full[VKS_CRED_NAME_MAX * 2 + 160];
+    bool can = false;
+    snprintf(full, sizeof full, "%s/data/%s", ctx->mount, path);
+    st = vks_vault_token_can(ctx->vault, full, "read", &can, err);
+    if (st == VKS_OK && !can)
+        return vks_err_set(err, VKS_E_PERMISSION_DENIED, "this token may not read the password (no read on %s): "
+                           "no fingerprint", full);
+    if (st != VKS_OK)
+        return st;
     vks_secret pw = VKS_SECRET_EMPTY;
     int64_t version = 0;
     st = read_password(ctx, path, &pw, &version, err);
