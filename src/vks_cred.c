@@ -611,27 +611,39 @@ static const char *raw(const struct vks_cred_record *rec, const char *k)
     return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
 }
 
+/* At most 40 characters of a stored value for a message, non-printable bytes as '?' (the message
+   goes to a terminal). */
+static const char *quote40(const char *v, char out[41])
+{
+    size_t i = 0;
+    for (; v[i] && i < 40; i++)
+        out[i] = (unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f ? '?' : v[i];
+    out[i] = '\0';
+    return out;
+}
+
 void vks_cred_due_eval(const struct vks_cred_record *rec, int64_t now, int64_t within, int default_days,
                        struct vks_cred_due *out)
 {
+    char q[41];
     memset(out, 0, sizeof *out);
     out->status = VKS_CRED_DUE_INVALID;
     out->days = default_days;
     const char *rot = raw(rec, "rotated"), *due = raw(rec, "due"), *days = raw(rec, "rotation_days");
     int64_t r = 0, d = 0;
     if (days != NULL && !vks_cred_parse_days(days, &out->days)) {
-        snprintf(out->why, sizeof out->why, "rotation_days \"%.40s\" is not a number of days 1-%d", days,
+        snprintf(out->why, sizeof out->why, "rotation_days \"%s\" is not a number of days 1-%d", quote40(days, q),
                  VKS_CRED_DAYS_MAX);
         return;
     }
     out->per_credential = days != NULL;
     if (rot == NULL || !vks_cred_parse_time(rot, &r)) {
-        snprintf(out->why, sizeof out->why, rot ? "rotated \"%.40s\" is not a time YYYY-MM-DDTHH:MM:SSZ"
-                                                : "rotated is missing%.0s", rot ? rot : "");
+        snprintf(out->why, sizeof out->why, rot ? "rotated \"%s\" is not a time YYYY-MM-DDTHH:MM:SSZ"
+                                                : "rotated is missing%.0s", quote40(rot ? rot : "", q));
         return;
     }
     if (due != NULL && !vks_cred_parse_time(due, &d)) {
-        snprintf(out->why, sizeof out->why, "due \"%.40s\" is not a time YYYY-MM-DDTHH:MM:SSZ", due);
+        snprintf(out->why, sizeof out->why, "due \"%s\" is not a time YYYY-MM-DDTHH:MM:SSZ", quote40(due, q));
         return;
     }
     out->due = r + (int64_t)out->days * 86400;

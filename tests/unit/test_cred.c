@@ -355,3 +355,14 @@ Test(cred, due_fails_closed)
         cr_assert(strstr(d.why, field[i]) != NULL, "case %zu names %s: %s", i, field[i], d.why);
     }
 }
+
+Test(cred, due_reason_is_printable)
+{
+    /* a value Vault would refuse (control characters) from a misbehaving server: the reason that goes
+       to the terminal shows '?' instead */
+    struct vks_cred_due d = eval("\"rotated\":\"\\u001b[2J2026\\u0007\"", 1796319000, 0, 180);
+    cr_assert_eq(d.status, VKS_CRED_DUE_INVALID);
+    for (const char *p = d.why; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f, "printable: %s", d.why);
+    cr_assert(strstr(d.why, "\"?[2J2026?\"") != NULL, "%s", d.why);
+}
