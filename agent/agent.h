@@ -101,6 +101,8 @@ struct ag_api_conf {
     char *host;                     /* loopback address of the TCP listener, or NULL            */
     int port;
     char *tls_cert, *tls_key;       /* PEM files: the TCP listener speaks HTTPS (both or none)   */
+    bool plain_http;                /* tls = false: plain HTTP, only on a loopback IP literal
+                                       (conf.c refuses it otherwise); tls_cert/tls_key are NULL  */
     char *socket;                   /* unix socket path, or NULL                                */
     unsigned mode;
     bool has_group;

@@ -8,12 +8,14 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -697,10 +699,74 @@ static void parse_api_client(struct cerr *e, const struct vks_toml_node *t, size
     cl->domain = get_str(e, &s, "domain", false);
 }
 
+/* Classifies the host part of a listen address: 1 a loopback IP literal (127.0.0.0/8, ::1),
+ * 2 "localhost" (a name: loopback only as far as /etc/hosts says), 0 anything else. */
+static int loopback_kind(const char *h)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, h, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127 ? 1 : 0;
+    if (inet_pton(AF_INET6, h, &a6) == 1)
+        return IN6_IS_ADDR_LOOPBACK(&a6) ? 1 : 0;
+    return strcmp(h, "localhost") == 0 ? 2 : 0;
+}
+
+/* [vault_api] listen, tls, tls_cert, tls_key. The TCP listener speaks HTTPS (tls_cert + tls_key),
+ * or plain HTTP only when asked for with tls = false AND bound to a loopback IP literal. */
+static void parse_api_listen(struct cerr *e, const struct sect *s, struct ag_api_conf *api)
+{
+    const struct vks_toml_node *t = s->t, *ln = vks_toml_get(t, "listen"), *tn = vks_toml_get(t, "tls");
+    bool tls = true;
+    get_bool(e, s, "tls", &tls);
+    api->plain_http = !tls;
+    api->tls_cert = get_str(e, s, "tls_cert", false);
+    api->tls_key = get_str(e, s, "tls_key", false);
+    if ((api->tls_cert == NULL) != (api->tls_key == NULL))
+        cerr_add(e, t->line, "vault_api", "tls_cert and tls_key go together");
+    for (int i = 0; i < 2; i++) {
+        const char *f = i == 0 ? api->tls_cert : api->tls_key;
+        if (f != NULL && access(f, R_OK) != 0)
+            cerr_add(e, vks_toml_get(t, i == 0 ? "tls_cert" : "tls_key")->line,
+                     i == 0 ? "vault_api.tls_cert" : "vault_api.tls_key", "cannot read %s: %s", f, strerror(errno));
+    }
+    if (!tls && api->tls_cert != NULL)
+        cerr_add(e, tn->line, "vault_api.tls", "tls = false contradicts tls_cert/tls_key: choose one");
+    char *l = get_str(e, s, "listen", false);
+    if (l == NULL) {
+        if (tn != NULL && ln == NULL)
+            cerr_add(e, tn->line, "vault_api.tls", "applies to listen, which is not set");
+        return;
+    }
+    char *colon = strrchr(l, ':'), *end = NULL, *h = l;
+    long port = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (colon != NULL)
+        *colon = '\0';
+    size_t hl = strlen(h);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') { /* [::1]:PORT */
+        h[hl - 1] = '\0';
+        h++;
+    }
+    int kind = colon != NULL && end != colon + 1 && *end == '\0' && port >= 1 && port <= 65535 ? loopback_kind(h) : 0;
+    if (kind == 0)
+        cerr_add(e, ln->line, "vault_api.listen", "expected \"127.0.0.1:PORT\" or \"[::1]:PORT\" (loopback only)");
+    else if (!tls && kind != 1)
+        cerr_add(e, ln->line, "vault_api.listen",
+                 "plain HTTP (tls = false) is served only on a loopback IP address (127.0.0.0/8 or ::1), not a name");
+    else if (tls && api->tls_cert == NULL)
+        cerr_add(e, ln->line, "vault_api.listen",
+                 "needs tls_cert and tls_key (HTTPS), or tls = false for plain HTTP on a loopback address");
+    else {
+        api->host = strdup(h);
+        api->port = (int)port;
+    }
+    free(l);
+}
+
 static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct ag_api_conf *api)
 {
     static const char *const known[] = { "listen", "socket", "mode", "group", "fields", "client",
-                                         "tls_cert", "tls_key", NULL };
+                                         "tls", "tls_cert", "tls_key", NULL };
     const struct vks_toml_node *t = vks_toml_get(root, "vault_api");
     api->mode = 0660;
     if (t == NULL)
@@ -712,30 +778,7 @@ static void parse_api(struct cerr *e, const struct vks_toml_node *root, struct a
     struct sect s = { t, "vault_api", t->line };
     api->enabled = true;
     check_known(e, &s, known);
-    char *l = get_str(e, &s, "listen", false);
-    if (l != NULL) {
-        char *colon = strrchr(l, ':'), *end = NULL;
-        long port = colon ? strtol(colon + 1, &end, 10) : -1;
-        if (colon == NULL || end == colon + 1 || *end != '\0' || port < 1 || port > 65535 ||
-            (*colon = '\0', strncmp(l, "127.", 4) != 0 && strcmp(l, "localhost") != 0))
-            cerr_add(e, vks_toml_get(t, "listen")->line, "vault_api.listen",
-                     "expected \"127.0.0.1:PORT\" (loopback only)");
-        else {
-            api->host = strdup(l);
-            api->port = (int)port;
-        }
-        free(l);
-    }
-    api->tls_cert = get_str(e, &s, "tls_cert", false);
-    api->tls_key = get_str(e, &s, "tls_key", false);
-    if ((api->tls_cert == NULL) != (api->tls_key == NULL))
-        cerr_add(e, t->line, "vault_api", "tls_cert and tls_key go together");
-    for (int i = 0; i < 2; i++) {
-        const char *f = i == 0 ? api->tls_cert : api->tls_key;
-        if (f != NULL && access(f, R_OK) != 0)
-            cerr_add(e, vks_toml_get(t, i == 0 ? "tls_cert" : "tls_key")->line,
-                     i == 0 ? "vault_api.tls_cert" : "vault_api.tls_key", "cannot read %s: %s", f, strerror(errno));
-    }
+    parse_api_listen(e, &s, api);
     api->socket = get_str(e, &s, "socket", false);
     if (api->socket != NULL && (api->socket[0] != '/' || strlen(api->socket) > 100))
         cerr_add(e, vks_toml_get(t, "socket")->line, "vault_api.socket", "must be an absolute path of at most 100 bytes");

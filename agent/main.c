@@ -177,7 +177,9 @@ static int run(void)
         if (g_conf->lst[p].enabled)
             ag_log("info", "%s listening on %s", ag_proto_name((enum ag_proto)p), g_conf->lst[p].socket);
     if (g_conf->api.enabled && g_conf->api.host != NULL)
-        ag_log("info", "vault_api on http://%s:%d", g_conf->api.host, g_conf->api.port);
+        ag_log("info", "vault_api on %s://%s%s%s:%d%s", g_conf->api.plain_http ? "http" : "https",
+               strchr(g_conf->api.host, ':') ? "[" : "", g_conf->api.host, strchr(g_conf->api.host, ':') ? "]" : "",
+               g_conf->api.port, g_conf->api.plain_http ? " (plain HTTP, loopback only)" : "");
     if (g_conf->api.enabled && g_conf->api.socket != NULL)
         ag_log("info", "vault_api on unix:%s", g_conf->api.socket);
     if (g_conf->metrics_host != NULL)

@@ -14,6 +14,12 @@ Two agents, one after the other, same config except `agent.inline_hits`:
   2. hits with the lean client: socketmap (persistent connection), Exim readsocket (a connection
      per request), [vault_api] over loopback TLS and over its unix socket, and the same KV v2
      read straight from vault-dev over loopback TLS (goal: a vault_api hit at least 5x faster).
+  2k. KumoMTA's real pattern: vaultrs builds a new VaultClient on every keysource call, i.e. a NEW
+     connection (and a full TLS handshake) per read, once per outbound connection that does AUTH.
+     The lean client with a new libcurl handle per request (no TLS session reuse), the exact
+     request KumoMTA sends (GET /v1/<mount>/data/<path>, X-Vault-Request: true, X-Vault-Token):
+     vault-dev over TLS vs the agent over loopback TLS vs a second agent (same cache and audit
+     settings) whose [vault_api] listener is plain HTTP on 127.0.0.1 (tls = false).
   3. 64 concurrent clients: throughput and p99 (socketmap, vault_api).
   4. cold starts, counted by vault-dev: N credentials one after the other, 64 clients on one key,
      64 clients on 16 keys, a three-field vault_api read (goal: one Vault request per key).
@@ -127,6 +133,58 @@ token_sha256 = "{h}"
 mounts = ["secret"]
 path_prefixes = ["smtp-auth/"]
 '''
+
+
+def plain_config(vd, work, tok, port, audit_key):
+    h = hashlib.sha256(TOK.encode()).hexdigest()
+    return f'''[vault]
+address = "{vd.addr}"
+ca_cert = "{vd.cacert}"
+token_file = "{tok}"
+[cache]
+ttl = "600s"
+[audit]
+file = "{work}/audit-plain.jsonl"
+key_file = "{audit_key}"
+mode = "async"
+[agent]
+workers = 4
+max_connections = 4096
+[vault_api]
+listen = "127.0.0.1:{port}"
+tls = false
+fields = ["password"]
+[[vault_api.client]]
+name = "bench"
+token_sha256 = "{h}"
+mounts = ["secret"]
+path_prefixes = ["smtp-auth/"]
+'''
+
+
+def kumomta_pattern(work, vd, api_port, plain_port, cert):
+    """Section 2k: a new connection per read (see the module's docstring). Returns the numbers."""
+    path = "/v1/secret/data/smtp-auth/relay2.example"
+    n = int(os.environ.get("AGENT_BENCH_NEWCONN_N", "500"))
+    r = {}
+    # interleaved in two halves so a load change on the shared machine hits every side alike
+    for half in range(2):
+        for name, args in [("vd", (vd.addr + path, "--cacert", vd.cacert, "--token", vd.root_token)),
+                           ("api_tls", ("https://127.0.0.1:%d%s" % (api_port, path), "--cacert", cert, "--token", TOK)),
+                           ("api_plain", ("http://127.0.0.1:%d%s" % (plain_port, path), "--token", TOK))]:
+            x = client("http", *args, "--new-conn", 1, "-n", n // 2, "-w", 10)
+            r.setdefault(name, []).append(x)
+    out = {k: {"p50_us": sum(x["p50_us"] for x in v) / 2, "p99_us": max(x["p99_us"] for x in v)} for k, v in r.items()}
+    out["api_plain_keepalive"] = client("http", "http://127.0.0.1:%d%s" % (plain_port, path), "--token", TOK,
+                                        "-n", 2000, "-w", 20)
+    print("2k. KumoMTA's pattern: a NEW connection per read (new libcurl handle, no TLS session reuse), %d each:" % n)
+    print("   vault-dev direct over TLS            %s" % us(out["vd"]))
+    print("   agent over loopback TLS              %s" % us(out["api_tls"]))
+    print("   agent over plain HTTP on 127.0.0.1   %s" % us(out["api_plain"]))
+    print("   speed-up vs vault-dev, p50: agent TLS %.1fx, agent plain %.1fx (goal >= 5x)" %
+          (out["vd"]["p50_us"] / out["api_tls"]["p50_us"], out["vd"]["p50_us"] / out["api_plain"]["p50_us"]))
+    print("   (plain HTTP, keep-alive, for comparison: %s)" % us(out["api_plain_keepalive"]))
+    return out
 
 
 def hits(work, vd, api_port, cert, label):
@@ -255,6 +313,9 @@ def main():
                               (ms(pct(t_lmdb, 50)), ms(pct(t_lmdb, 99)), pct(t_sm, 50) / pct(t_lmdb, 50)))
                 results[label] = hits(work, vd, api_port, cert, label)
                 if label == "inline":
+                    plain_port = free_port()
+                    with Agent(work, plain_config(vd, work, tok, plain_port, audit_key), name="plain.toml"):
+                        kumomta_pattern(work, vd, api_port, plain_port, cert)
                     concurrent(work, api_port, cert)
                     cold(work, vd, api_port, cert)
         a, b = results["inline"], results["pool"]

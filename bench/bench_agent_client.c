@@ -4,7 +4,12 @@
  * cost is the same on both sides and small:
  *
  *   http URL [--unix PATH] [--cacert FILE] [--token TOKEN]   GET with one reused libcurl handle per
- *                                                            thread (keep-alive, TLS session kept)
+ *        [--new-conn 1]                                      thread (keep-alive, TLS session kept);
+ *                                                            with --new-conn 1 a NEW handle per
+ *                                                            request: new connection, full TLS
+ *                                                            handshake, no session resumption
+ *                                                            (what KumoMTA does: vaultrs builds a
+ *                                                            new VaultClient on every keysource call)
  *   socketmap PATH KEYFMT NKEYS                              netstring requests on one persistent
  *                                                            connection per thread ("sasl k%d.x")
  *   exim PATH REQUEST                                        one connection per request, as Exim
@@ -27,7 +32,7 @@ enum mode { M_HTTP, M_SOCKETMAP, M_EXIM };
 
 static enum mode mode;
 static const char *url, *unix_path, *cacert, *token, *keyfmt, *request;
-static int nkeys = 1, nreq = 1000, nthreads = 1, warmup = 10;
+static int nkeys = 1, nreq = 1000, nthreads = 1, warmup = 10, new_conn;
 static double *lat; /* nthreads * nreq */
 static long errors_total;
 static pthread_mutex_t err_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -107,6 +112,27 @@ static int exim_once(void)
     return rc;
 }
 
+/* One libcurl handle with the Vault request's headers (X-Vault-Token, X-Vault-Request: true). */
+static CURL *http_handle(struct curl_slist *h, size_t *bytes)
+{
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, bytes);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (new_conn) /* a fresh client each time: no TLS session cache shared between handles */
+        curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    if (cacert)
+        curl_easy_setopt(c, CURLOPT_CAINFO, cacert);
+    if (unix_path)
+        curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path);
+    return c;
+}
+
 static void *run(void *arg)
 {
     int t = (int)(long)arg;
@@ -116,21 +142,12 @@ static void *run(void *arg)
     size_t bytes = 0;
     long errs = 0;
     if (mode == M_HTTP) {
-        c = curl_easy_init();
         char th[512];
         snprintf(th, sizeof th, "X-Vault-Token: %s", token ? token : "");
         h = curl_slist_append(h, th);
         h = curl_slist_append(h, "X-Vault-Request: true");
-        curl_easy_setopt(c, CURLOPT_URL, url);
-        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-        curl_easy_setopt(c, CURLOPT_WRITEDATA, &bytes);
-        curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-        if (cacert)
-            curl_easy_setopt(c, CURLOPT_CAINFO, cacert);
-        if (unix_path)
-            curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, unix_path);
+        if (!new_conn)
+            c = http_handle(h, &bytes);
     } else if (mode == M_SOCKETMAP && (fd = unix_connect(unix_path)) < 0) {
         fprintf(stderr, "connect %s failed\n", unix_path);
         return NULL;
@@ -140,8 +157,14 @@ static void *run(void *arg)
         int rc;
         if (mode == M_HTTP) {
             long code = 0;
-            rc = curl_easy_perform(c) == CURLE_OK && curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK &&
-                         code == 200 ? 0 : -1;
+            if (new_conn)
+                c = http_handle(h, &bytes);
+            rc = c != NULL && curl_easy_perform(c) == CURLE_OK &&
+                         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK && code == 200 ? 0 : -1;
+            if (new_conn && c != NULL) {
+                curl_easy_cleanup(c); /* closes the connection: timed, as vaultrs drops its client */
+                c = NULL;
+            }
         } else if (mode == M_SOCKETMAP) {
             rc = socketmap_once(fd, i + t);
         } else {
@@ -207,6 +230,8 @@ int main(int argc, char **argv)
             nthreads = atoi(v);
         else if (strcmp(o, "-w") == 0)
             warmup = atoi(v);
+        else if (strcmp(o, "--new-conn") == 0)
+            new_conn = atoi(v) != 0;
     }
     if (nreq < 1 || nthreads < 1 || nthreads > 1024 || nkeys < 1) {
         fprintf(stderr, "bad -n/-c/NKEYS\n");

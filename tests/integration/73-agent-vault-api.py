@@ -10,7 +10,12 @@
     granted, '..' in the path: 403 in Vault's error shape; POST: 405; no secret: 404 {"errors":[]};
     a restricted secret (no destination in a Vault request): 403; Vault unreachable: 503;
   - the TCP listener speaks HTTPS (loopback TLS, verified against its certificate by every client);
-  - the unix-socket listener, with the peer's uid in the audit trail; `vks audit verify` passes.
+  - the unix-socket listener, with the peer's uid in the audit trail; `vks audit verify` passes;
+  - `tls = false`: plain HTTP on a loopback address (KumoMTA builds a new Vault client per read):
+    KumoMTA's request shape, hvac over http://, the KumoMTA policy example (its
+    vault_address = 'http://127.0.0.1:PORT' form) all read the same bytes; no or a wrong token:
+    403; --check-config refuses it on a non-loopback address or a name (FILE:LINE: key:), a TCP
+    listener with neither TLS files nor tls = false, and tls = false with TLS files.
 The agent's output and audit trail are scanned for the test passwords and client tokens."""
 import hashlib
 import http.client
@@ -268,13 +273,19 @@ def checks(vd, d, port, agent):
 
 def policy_example(vd, d, port):
     """policy-examples/kumomta-via-agent.lua in the project's KumoMTA-style host: its Vault client
-    (the module) talks to the agent as to Vault, and the relay accepts the AUTH."""
+    (the module) talks to the agent (plain HTTP on loopback: the example's vault_address, with the
+    test's port) as to Vault, and the relay accepts the AUTH."""
     from smtprelay import Relay
     relay = Relay(d, creds=[("kumo-user", PW)], tls=True)
     try:
+        src = open(os.path.join(ROOT, "policy-examples", "kumomta-via-agent.lua")).read()
+        T.ok("vault_address = 'http://127.0.0.1:8207'" in src, "the example shows the plain loopback vault_address form")
+        pol = os.path.join(d, "kumomta-via-agent.lua")
+        with open(pol, "w") as f:
+            f.write(src.replace("127.0.0.1:8207", "127.0.0.1:%d" % port))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "VKS_"))}
-        env.update(VAULT_ADDR="https://127.0.0.1:%d" % port, VAULT_TOKEN=TOK, VAULT_CACERT=CAFILE)
-        p = subprocess.run([os.path.join(ROOT, BUILD, "vks-policy"), os.path.join(ROOT, "policy-examples", "kumomta-via-agent.lua"),
+        env.update(VAULT_TOKEN=TOK)
+        p = subprocess.run([os.path.join(ROOT, BUILD, "vks-policy"), pol,
                             "--domain", "example.com", "--relay", "127.0.0.1:%d" % relay.port, "--check-auth",
                             "--cafile", relay.cafile, "--timeout-ms", "20000"], capture_output=True, env=env, timeout=120)
         out = (p.stdout + p.stderr).decode("utf-8", "replace")
@@ -284,6 +295,114 @@ def policy_example(vd, d, port):
         T.ok(not any(x in out for x in SECRETS), "no secret in vks-policy's output")
     finally:
         relay.stop()
+
+
+def plain_section(listen, extra="tls = false\n"):
+    h1 = hashlib.sha256(TOK.encode()).hexdigest()
+    return f'''
+[vault_api]
+listen = "{listen}"
+{extra}fields = ["key", "username"]
+
+[[vault_api.client]]
+name = "kumod"
+token_sha256 = "{h1}"
+mounts = ["secret", "kv"]
+path_prefixes = ["smtp-auth/"]
+'''
+
+
+def plain_check_config(vd, d, tokf, key, cert, tlskey):
+    """--check-config: plain HTTP only on a loopback IP address, and only when asked for."""
+    from agent import check_config
+    base = agent_config(vd, tokf, os.path.join(d, "audit-cc.jsonl"), key)
+    path = os.path.join(d, "plain-cc.toml")
+    tls_files = 'tls_cert = "%s"\ntls_key = "%s"\n' % (cert, tlskey)
+    for listen, extra, want_key, want in [
+            ("0.0.0.0:8207", "tls = false\n", "vault_api.listen", "loopback only"),
+            ("192.0.2.10:8207", "tls = false\n", "vault_api.listen", "loopback only"),
+            ("[::]:8207", "tls = false\n", "vault_api.listen", "loopback only"),
+            ("[::ffff:127.0.0.1]:8207", "tls = false\n", "vault_api.listen", "loopback only"),
+            ("127.evil.example:8207", "tls = false\n", "vault_api.listen", "loopback only"),
+            ("localhost:8207", "tls = false\n", "vault_api.listen", "only on a loopback IP address"),
+            ("127.0.0.1:8207", "", "vault_api.listen", "tls = false for plain HTTP"),
+            ("127.0.0.1:8207", "tls = false\n" + tls_files, "vault_api.tls", "contradicts"),
+            ("127.0.0.1:8207", 'tls = "off"\n', "vault_api.tls", "expected a boolean")]:
+        text = base + plain_section(listen, extra)
+        with open(path, "w") as f:
+            f.write(text)
+        rc, out = check_config(path)
+        lines = text.splitlines()
+        keyword = want_key.split(".")[1] + " ="
+        lineno = [i + 1 for i, ln in enumerate(lines) if ln.startswith(keyword)][0]
+        T.ok(rc == 2 and "%s:%d: %s: " % (path, lineno, want_key) in out and want in out,
+             "--check-config refuses listen %s %s with FILE:LINE: %s" % (
+                 listen, "tls = false + TLS files" if "tls_cert" in extra else extra.strip() or "(no TLS, no tls = false)",
+                 want_key),
+             (rc, out))
+    for listen in ("127.0.0.2:8207", "[::1]:8207"):
+        with open(path, "w") as f:
+            f.write(base + plain_section(listen))
+        rc, out = check_config(path)
+        T.ok(rc == 0, "--check-config accepts tls = false on " + listen, (rc, out))
+    with open(path, "w") as f:
+        f.write(base + plain_section("localhost:8207", tls_files))
+    rc, out = check_config(path)
+    T.ok(rc == 0, "HTTPS on localhost:PORT is still accepted", (rc, out))
+
+
+def plain_http(vd, d, tokf, key):
+    """A second agent with [vault_api] tls = false on 127.0.0.1: KumoMTA's request, hvac, 403s."""
+    pd = os.path.join(d, "plain")
+    os.makedirs(pd, exist_ok=True)
+    port = free_port()
+    audit = os.path.join(pd, "audit.jsonl")
+    a = Agent(pd, agent_config(vd, tokf, audit, key) + plain_section("127.0.0.1:%d" % port), name="plain.toml")
+    try:
+        T.ok("vault_api on http://127.0.0.1:%d (plain HTTP, loopback only)" % port in a.log(),
+             "the log says the listener is plain HTTP, loopback only")
+
+        def plain_get(path, token=TOK, headers=None):
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            h = dict(headers or {})
+            if token is not None:
+                h["X-Vault-Token"] = token
+            c.request("GET", path, headers=h)
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+            try:
+                return r.status, json.loads(body)
+            except ValueError:
+                return r.status, body
+        st, j = plain_get("/v1/secret/data/smtp-auth/example.com", headers={"X-Vault-Request": "true"})
+        vst, vj = vd.kv2_get("smtp-auth/example.com")
+        T.ok(st == 200 and j["data"]["data"]["key"] == vj["data"]["data"]["key"] and j.get("lease_id") == "" and
+             j.get("renewable") is False and isinstance(j.get("request_id"), str),
+             "KumoMTA's request over plain loopback HTTP: 200, Vault's shape, the same bytes as Vault", (st, j if st != 200 else "ok"))
+        import hvac
+        client = hvac.Client(url="http://127.0.0.1:%d" % port, token=TOK)
+        r = client.secrets.kv.v2.read_secret_version(path="smtp-auth/example.com", mount_point="secret")
+        T.eq(r["data"]["data"]["key"], vj["data"]["data"]["key"], "hvac over http:// KV v2: same value")
+        r = client.secrets.kv.v1.read_secret(path="smtp-auth/legacy", mount_point="kv")
+        T.eq(r["data"]["key"], vd.kv1_get("smtp-auth/legacy")[1]["data"]["key"], "hvac over http:// KV v1: same value")
+        for name, tok in [("no token", None), ("a wrong token", "wrong-token-123456"),
+                          ("the agent's own Vault token", vd.root_token), ("an empty token", "")]:
+            st, j = plain_get("/v1/secret/data/smtp-auth/example.com", token=tok, headers={"X-Vault-Request": "true"})
+            T.ok(st == 403 and j == {"errors": ["permission denied"]}, "plain HTTP, %s: 403 permission denied" % name, (st, j))
+        st, j = plain_get("/v1/secret/data/other/x")
+        T.eq(st, 403, "plain HTTP, a path outside the client's prefixes: 403")
+        policy_example(vd, pd, port)
+        T.ok(a.proc.poll() is None, "the plain-HTTP agent is still running")
+    finally:
+        T.eq(a.stop(), 0, "the plain-HTTP agent exits 0 on SIGTERM")
+    p = subprocess.run([os.path.join(ROOT, BUILD, "vks"), "audit", "verify", audit, "--key-file", key],
+                       capture_output=True, timeout=60)
+    T.eq(p.returncode, 0, "vks audit verify accepts the plain-HTTP agent's trail")
+    trail = open(audit).read()
+    T.ok("client=kumod" in trail and "peer addr=127.0.0.1:" in trail, "its audit events name the client and the peer address")
+    for name, text in (("plain agent's log", a.log()), ("plain agent's audit trail", trail)):
+        T.ok(not any(x in text for x in SECRETS), "no password or client token in the " + name)
 
 
 def main():
@@ -310,7 +429,8 @@ def main():
             CAFILE = cert
             agent = Agent(d, config(vd, d, port, tokf, audit, key, cert, tlskey))
             T.run(checks, vd, d, port, agent)
-            T.run(policy_example, vd, d, port)
+            T.run(plain_check_config, vd, d, tokf, key, cert, tlskey)
+            T.run(plain_http, vd, d, tokf, key)
         finally:
             if agent is not None:
                 T.eq(agent.stop(), 0, "the agent exits 0 on SIGTERM")
