@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vks.h"
@@ -58,6 +59,20 @@ const char vks_cli_cred_list_usage[] =
     "                     prefix that vks cred did not create)\n"
     "  --due-before DATE  only credentials due before DATE (YYYY-MM-DD, UTC)\n"
     "  --json             one JSON array\n" COMMON_HELP "\n" EXIT_HELP;
+const char vks_cli_cred_due_usage[] =
+    "usage: vks cred due [--within DURATION] [--tenant T] [--json] [--mount M] [--prefix P]\n"
+    "\n"
+    "Lists the credentials that are past their due date or due within DURATION (default 30d), and\n"
+    "those whose dates cannot be read (invalid: listed, never skipped). A credential is due at the\n"
+    "earlier of its stored due date and last rotation + the rotation policy: custom_metadata\n"
+    "rotation_days, else $VKS_CRED_ROTATION_DAYS, else 180 days. Reads metadata only.\n"
+    "\n"
+    "  --within DURATION  also list what falls due within DURATION: 0, Nd, Nw or Nh (at most 3650d)\n"
+    "  --tenant T         only credentials of tenant T\n"
+    "  --json             one JSON array\n" COMMON_HELP "\n"
+    "exit status (fit for a systemd timer): 0 nothing overdue, invalid or due within DURATION;\n"
+    "3 something overdue or invalid; 4 something due within DURATION, nothing overdue; 1 local\n"
+    "problem; 2 Vault refused or could not be reached.\n";
 const char vks_cli_cred_show_usage[] =
     "usage: vks cred show NAME [--json] [--mount M] [--prefix P]\n"
     "\n"
@@ -102,14 +117,14 @@ const char vks_cli_cred_delete_usage[] =
 #define MAXL 256
 
 struct copts {
-    const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm, *due_before;
+    const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm, *due_before, *within;
     bool all_domains, all_ips, json, password_stdin, force_stdout;
     const char *dom[MAXL], *rmdom[MAXL], *ip[MAXL], *rmip[MAXL];
     size_t ndom, nrmdom, nip, nrmip;
 };
 
 enum { O_MOUNT = 256, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_STATE, O_REASON, O_CONFIRM, O_ALLD, O_ALLI, O_JSON,
-       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE };
+       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE, O_WITHIN };
 
 static int add_to(const char **arr, size_t *n, const char *v, const char *opt)
 {
@@ -134,6 +149,7 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         { "force-stdout", no_argument, NULL, O_FORCE }, { "domain", required_argument, NULL, O_DOM },
         { "remove-domain", required_argument, NULL, O_RMDOM }, { "ip", required_argument, NULL, O_IP },
         { "remove-ip", required_argument, NULL, O_RMIP }, { "due-before", required_argument, NULL, O_DUE },
+        { "within", required_argument, NULL, O_WITHIN },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -159,6 +175,7 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         case O_REASON: o->reason = optarg; break;
         case O_CONFIRM: o->confirm = optarg; break;
         case O_DUE: o->due_before = optarg; break;
+        case O_WITHIN: o->within = optarg; break;
         case O_ALLD: o->all_domains = true; break;
         case O_ALLI: o->all_ips = true; break;
         case O_JSON: o->json = true; break;
@@ -198,6 +215,9 @@ static int exit_code(vks_status st)
 static int fail(const char *cmd, vks_status st, const struct vks_err *e)
 {
     fprintf(stderr, "vks cred %s: %s (%s)\n", cmd, e->msg[0] ? e->msg : vks_status_code(st), vks_status_code(st));
+    if (st == VKS_E_PERMISSION_DENIED)
+        fprintf(stderr, "vks cred %s: permission denied: the token's Vault policies do not allow this; what each "
+                "command needs: vks-cred(1) ACCESS CONTROL, docs/credentials.md\n", cmd);
     return exit_code(st);
 }
 
@@ -211,6 +231,17 @@ static void env_close(struct env *v)
 {
     vks_vault_free(v->vault);
     vks_keyring_free(v->kr);
+}
+
+/* The rotation policy: $VKS_CRED_ROTATION_DAYS (1-3650), else 180 days. */
+static vks_status policy_days(int *days, struct vks_err *e)
+{
+    const char *s = getenv("VKS_CRED_ROTATION_DAYS");
+    *days = VKS_CRED_DUE_DAYS;
+    if (s != NULL && !vks_cred_parse_days(s, days))
+        return vks_err_set(e, VKS_E_CONFIG, "VKS_CRED_ROTATION_DAYS \"%.16s\" must be a number of days 1-%d", s,
+                           VKS_CRED_DAYS_MAX);
+    return VKS_OK;
 }
 
 static int env_open(const char *cmd, const struct copts *o, bool keys, struct env *v)
@@ -228,6 +259,8 @@ static int env_open(const char *cmd, const struct copts *o, bool keys, struct en
         st = vks_keyring_load_env(&v->kr, &e);
     if (st == VKS_OK)
         st = vks_cred_ctx_init(&v->ctx, v->vault, v->kr, o->mount, o->prefix, "cli", &e);
+    if (st == VKS_OK)
+        st = policy_days(&v->ctx.rotation_days, &e);
     if (st != VKS_OK) {
         env_close(v);
         fail(cmd, st, &e);
@@ -581,4 +614,133 @@ int vks_cli_cred_delete(int argc, char **argv)
         fprintf(stderr, "deleted %s/%s%s (every version)\n", v.ctx.mount, v.ctx.prefix, o.name);
     env_close(&v);
     return st == VKS_OK ? 0 : fail("delete", st, &e);
+}
+
+/* ------------------------------------------------------------------ due */
+
+static const char *const due_names[] = { "ok", "due-soon", "overdue", "invalid" };
+
+struct due_row {
+    const struct vks_cred_record *r;
+    struct vks_cred_due d;
+};
+
+static int due_cmp(const void *a, const void *b)
+{
+    const struct due_row *x = a, *y = b;
+    bool xi = x->d.status == VKS_CRED_DUE_INVALID, yi = y->d.status == VKS_CRED_DUE_INVALID;
+    if (xi != yi)
+        return xi ? -1 : 1;
+    if (x->d.due != y->d.due)
+        return x->d.due < y->d.due ? -1 : 1;
+    return strcmp(x->r->name, y->r->name);
+}
+
+/* Whole days until due (negative: whole days overdue; the status tells overdue from due today). */
+static int64_t days_left(int64_t due, int64_t now)
+{
+    return (due - now) / 86400;
+}
+
+static json_object *due_json(const struct due_row *w, int64_t now)
+{
+    json_object *o = json_object_new_object();
+    char due[40] = "";
+    if (w->d.status != VKS_CRED_DUE_INVALID)
+        vks_cred_time(w->d.due, 0, due);
+    jset(o, "name", w->r->name);
+    jset(o, "username", w->r->username);
+    jset(o, "tenant", w->r->tenant);
+    jset(o, "status", due_names[w->d.status]);
+    jset(o, "rotated", w->r->rotated);
+    jset(o, "due", due);
+    json_object_object_add(o, "days_left", w->d.status == VKS_CRED_DUE_INVALID ? NULL :
+                           json_object_new_int64(days_left(w->d.due, now)));
+    json_object_object_add(o, "rotation_days", json_object_new_int(w->d.days));
+    jset(o, "policy", w->d.per_credential ? "rotation_days" : "default");
+    json_object_object_add(o, "stored_due_earlier", json_object_new_boolean(w->d.stored_earlier));
+    jset(o, "invalid", w->d.why);
+    return o;
+}
+
+static void due_print(const struct due_row *rows, size_t n, int64_t now, bool json)
+{
+    if (json) {
+        json_object *a = json_object_new_array();
+        for (size_t i = 0; i < n; i++)
+            json_object_array_add(a, due_json(&rows[i], now));
+        puts(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(a);
+        return;
+    }
+    if (n > 0)
+        printf("%-32s %-24s %-9s %-20s %-20s %s\n", "NAME", "USERNAME", "STATUS", "ROTATED", "DUE", "DAYS LEFT");
+    for (size_t i = 0; i < n; i++) {
+        const struct due_row *w = &rows[i];
+        char due[40] = "-";
+        if (w->d.status == VKS_CRED_DUE_INVALID) {
+            printf("%-32s %-24s %-9s %s\n", w->r->name, dash(w->r->username), "invalid", w->d.why);
+            continue;
+        }
+        vks_cred_time(w->d.due, 0, due);
+        printf("%-32s %-24s %-9s %-20s %-20s %lld (%d-day policy%s%s)\n", w->r->name, dash(w->r->username),
+               due_names[w->d.status], dash(w->r->rotated), due, (long long)days_left(w->d.due, now), w->d.days,
+               w->d.per_credential ? " of the credential" : "", w->d.stored_earlier ? "; stored due earlier" : "");
+    }
+}
+
+int vks_cli_cred_due(int argc, char **argv)
+{
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_TENANT, O_JSON, O_WITHIN, 0 };
+    struct copts o;
+    struct env v;
+    int64_t within = 30 * 86400;
+    if (parse(argc, argv, allowed, false, vks_cli_cred_due_usage, &o) != 0)
+        return 1;
+    if (o.within && !vks_cred_parse_duration(o.within, &within)) {
+        fprintf(stderr, "vks cred due: --within \"%.32s\" is not a duration: 0, Nd, Nw or Nh, at most %dd\n",
+                o.within, VKS_CRED_DAYS_MAX);
+        return 1;
+    }
+    if (env_open("due", &o, false, &v) != 0)
+        return 1;
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_record *recs = NULL;
+    size_t n = 0, nrows = 0, unmanaged = 0, count[4] = { 0 };
+    int64_t now = (int64_t)time(NULL);
+    vks_status st = vks_cred_list(&v.ctx, &recs, &n, &e);
+    struct due_row *rows = st == VKS_OK ? calloc(n ? n : 1, sizeof *rows) : NULL;
+    if (st == VKS_OK && rows == NULL)
+        st = vks_err_set(&e, VKS_E_NOMEM, "out of memory");
+    for (size_t i = 0; st == VKS_OK && i < n; i++) {
+        if (o.tenant && strcmp(o.tenant, recs[i].tenant) != 0)
+            continue;
+        if (!recs[i].managed) { /* not under the policy: counted and said, not judged */
+            unmanaged++;
+            continue;
+        }
+        struct due_row w = { &recs[i], { 0 } };
+        vks_cred_due_eval(&recs[i], now, within, v.ctx.rotation_days, &w.d);
+        count[w.d.status]++;
+        if (w.d.status != VKS_CRED_DUE_OK)
+            rows[nrows++] = w;
+    }
+    int rc;
+    if (st == VKS_OK) {
+        qsort(rows, nrows, sizeof *rows, due_cmp);
+        due_print(rows, nrows, now, o.json);
+        fprintf(stderr, "vks cred due: %zu overdue, %zu invalid, %zu due within %s, %zu not due; policy %d days; "
+                "%zu secret%s under %s/%s not managed by vks cred (not checked)\n", count[VKS_CRED_DUE_OVERDUE],
+                count[VKS_CRED_DUE_INVALID], count[VKS_CRED_DUE_SOON], o.within ? o.within : "30d",
+                count[VKS_CRED_DUE_OK], v.ctx.rotation_days, unmanaged, unmanaged == 1 ? "" : "s", v.ctx.mount,
+                v.ctx.prefix);
+        rc = count[VKS_CRED_DUE_OVERDUE] + count[VKS_CRED_DUE_INVALID] ? 3 : count[VKS_CRED_DUE_SOON] ? 4 : 0;
+    } else {
+        rc = fail("due", st, &e);
+    }
+    free(rows);
+    vks_cred_records_free(recs, n);
+    env_close(&v);
+    return rc;
 }

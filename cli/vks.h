@@ -41,7 +41,9 @@ int vks_cli_cred_show(int argc, char **argv);
 int vks_cli_cred_reveal(int argc, char **argv);
 int vks_cli_cred_restrict(int argc, char **argv);
 int vks_cli_cred_delete(int argc, char **argv);
+int vks_cli_cred_due(int argc, char **argv);
 extern const char vks_cli_cred_create_usage[], vks_cli_cred_list_usage[], vks_cli_cred_show_usage[],
-    vks_cli_cred_reveal_usage[], vks_cli_cred_restrict_usage[], vks_cli_cred_delete_usage[];
+    vks_cli_cred_reveal_usage[], vks_cli_cred_restrict_usage[], vks_cli_cred_delete_usage[],
+    vks_cli_cred_due_usage[];
 
 #endif

@@ -541,3 +541,116 @@ vks_status vks_cred_metadata_body(const struct vks_cred_record *rec, char **out,
     json_object_put(body);
     return st;
 }
+
+/* ------------------------------------------------------------------ the due-date policy */
+
+static bool digits(const char *s, size_t n, int *v)
+{
+    *v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+        *v = *v * 10 + (s[i] - '0');
+    }
+    return true;
+}
+
+bool vks_cred_parse_time(const char *s, int64_t *t)
+{
+    int y, mo, d, h, mi, se;
+    size_t n = s ? strlen(s) : 0;
+    if (n < 20 || n > 40 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' ||
+        !digits(s, 4, &y) || !digits(s + 5, 2, &mo) || !digits(s + 8, 2, &d) || !digits(s + 11, 2, &h) ||
+        !digits(s + 14, 2, &mi) || !digits(s + 17, 2, &se) || s[n - 1] != 'Z')
+        return false;
+    if (n > 20) { /* a fraction: '.' and 1..9 digits */
+        int f;
+        if (s[19] != '.' || n - 21 < 1 || n - 21 > 9 || !digits(s + 20, n - 21, &f))
+            return false;
+    }
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || h > 23 || mi > 59 || se > 59)
+        return false;
+    struct tm tm = { .tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = se };
+    time_t tt = timegm(&tm);
+    struct tm back;
+    if (tt == (time_t)-1 || gmtime_r(&tt, &back) == NULL || back.tm_mday != d || back.tm_mon != mo - 1)
+        return false; /* February 30th and the like */
+    *t = (int64_t)tt;
+    return true;
+}
+
+bool vks_cred_parse_days(const char *s, int *days)
+{
+    size_t n = s ? strlen(s) : 0;
+    return n >= 1 && n <= 4 && digits(s, n, days) && *days >= 1 && *days <= VKS_CRED_DAYS_MAX;
+}
+
+bool vks_cred_parse_duration(const char *s, int64_t *seconds)
+{
+    size_t n = s ? strlen(s) : 0;
+    int v;
+    if (n == 1 && s[0] == '0') {
+        *seconds = 0;
+        return true;
+    }
+    if (n < 2 || n > 6 || !digits(s, n - 1, &v))
+        return false;
+    int64_t unit = s[n - 1] == 'd' ? 86400 : s[n - 1] == 'w' ? 7 * 86400 : s[n - 1] == 'h' ? 3600 : 0;
+    if (unit == 0 || (int64_t)v * unit > (int64_t)VKS_CRED_DAYS_MAX * 86400)
+        return false;
+    *seconds = (int64_t)v * unit;
+    return true;
+}
+
+/* A custom_metadata string as stored: NULL when absent; "" for a value that is not a string. */
+static const char *raw(const struct vks_cred_record *rec, const char *k)
+{
+    json_object *v = NULL;
+    if (rec->custom == NULL || !json_object_object_get_ex((json_object *)rec->custom, k, &v))
+        return NULL;
+    return json_object_is_type(v, json_type_string) ? json_object_get_string(v) : "";
+}
+
+/* At most 40 characters of a stored value for a message, non-printable bytes as '?' (the message
+   goes to a terminal). */
+static const char *quote40(const char *v, char out[41])
+{
+    size_t i = 0;
+    for (; v[i] && i < 40; i++)
+        out[i] = (unsigned char)v[i] < 0x20 || (unsigned char)v[i] >= 0x7f ? '?' : v[i];
+    out[i] = '\0';
+    return out;
+}
+
+void vks_cred_due_eval(const struct vks_cred_record *rec, int64_t now, int64_t within, int default_days,
+                       struct vks_cred_due *out)
+{
+    char q[41];
+    memset(out, 0, sizeof *out);
+    out->status = VKS_CRED_DUE_INVALID;
+    out->days = default_days;
+    const char *rot = raw(rec, "rotated"), *due = raw(rec, "due"), *days = raw(rec, "rotation_days");
+    int64_t r = 0, d = 0;
+    if (days != NULL && !vks_cred_parse_days(days, &out->days)) {
+        snprintf(out->why, sizeof out->why, "rotation_days \"%s\" is not a number of days 1-%d", quote40(days, q),
+                 VKS_CRED_DAYS_MAX);
+        return;
+    }
+    out->per_credential = days != NULL;
+    if (rot == NULL || !vks_cred_parse_time(rot, &r)) {
+        snprintf(out->why, sizeof out->why, rot ? "rotated \"%s\" is not a time YYYY-MM-DDTHH:MM:SSZ"
+                                                : "rotated is missing%.0s", quote40(rot ? rot : "", q));
+        return;
+    }
+    if (due != NULL && !vks_cred_parse_time(due, &d)) {
+        snprintf(out->why, sizeof out->why, "due \"%s\" is not a time YYYY-MM-DDTHH:MM:SSZ", quote40(due, q));
+        return;
+    }
+    out->due = r + (int64_t)out->days * 86400;
+    if (due != NULL && d < out->due) {
+        out->due = d;
+        out->stored_earlier = true;
+    }
+    out->status = out->due <= now ? VKS_CRED_DUE_OVERDUE : out->due <= now + within ? VKS_CRED_DUE_SOON
+                                                                                      : VKS_CRED_DUE_OK;
+}

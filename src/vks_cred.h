@@ -1,5 +1,5 @@
 /*
- * vks_cred: managed SMTP credentials (issue 12, phase 1). The stored shape is the contract in
+ * vks_cred: managed SMTP credentials (issue 12, phases 1 and 2). The stored shape is the contract in
  * docs/credentials.md; the design is docs/internals/cred.md.
  *
  * Each administrative act exists once, here, so that the CLI (cli/cred.c) now and the agent's
@@ -46,7 +46,8 @@
 #define VKS_CRED_PROVIDED_MAX 1024 /* a provider-issued password (--password-stdin)               */
 #define VKS_CRED_VALUE_MAX 512     /* Vault's custom_metadata value limit                        */
 #define VKS_CRED_MAX_VERSIONS 20
-#define VKS_CRED_DUE_DAYS 180      /* due = rotated + this at create (the policy phase replaces it) */
+#define VKS_CRED_DUE_DAYS 180      /* the default rotation policy: due = rotated + 180 days         */
+#define VKS_CRED_DAYS_MAX 3650     /* longest policy (VKS_CRED_ROTATION_DAYS, rotation_days)        */
 #define VKS_CRED_SCHEMA "1"
 
 /* ================================ pure parts ================================================ */
@@ -134,6 +135,33 @@ vks_status vks_cred_metadata_body(const struct vks_cred_record *rec, char **out,
 /* Vault's RFC 3339 "YYYY-MM-DDTHH:MM:SSZ" of t (+days). */
 void vks_cred_time(int64_t t, int days, char out[40]);
 
+/*
+ * The due-date policy (docs/credentials.md "The rotation policy"). A credential is due at the
+ * earlier of rotated + days and its stored `due`, where days is custom_metadata.rotation_days
+ * (1..VKS_CRED_DAYS_MAX, a per-credential decision) or default_days. Fail closed: a managed
+ * credential whose rotated is absent or unparseable, or whose due or rotation_days is present
+ * but unparseable, is INVALID (reported with the due ones, never skipped). Values are read from
+ * rec->custom as stored (not the truncated record fields). Pure, reentrant.
+ */
+enum vks_cred_due_status { VKS_CRED_DUE_OK, VKS_CRED_DUE_SOON, VKS_CRED_DUE_OVERDUE, VKS_CRED_DUE_INVALID };
+struct vks_cred_due {
+    enum vks_cred_due_status status;
+    int64_t due;                   /* effective due time (Unix seconds); 0 when INVALID          */
+    int days;                      /* the policy applied                                         */
+    bool per_credential;           /* days came from custom_metadata.rotation_days              */
+    bool stored_earlier;           /* the stored due is earlier than rotated + days             */
+    char why[200];                 /* INVALID: the field and what is wrong with it              */
+};
+/* now, within: seconds; SOON when due <= now + within, OVERDUE when due <= now. */
+void vks_cred_due_eval(const struct vks_cred_record *rec, int64_t now, int64_t within, int default_days,
+                       struct vks_cred_due *out);
+/* "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (UTC, a real date) -> Unix seconds; false otherwise. */
+bool vks_cred_parse_time(const char *s, int64_t *t);
+/* "0", "<N>d", "<N>w" or "<N>h" (N decimal, at most VKS_CRED_DAYS_MAX days) -> seconds. */
+bool vks_cred_parse_duration(const char *s, int64_t *seconds);
+/* Decimal days 1..VKS_CRED_DAYS_MAX; false otherwise. */
+bool vks_cred_parse_days(const char *s, int *days);
+
 /* ================================ operations (vks_cred_ops.c) =============================== */
 
 /*
@@ -152,6 +180,7 @@ struct vks_cred_ctx {
     char operator_name[128];
     char operator_accessor[64];
     bool identity_known;
+    int rotation_days;             /* create's due = now + this; ctx_init sets VKS_CRED_DUE_DAYS   */
 };
 vks_status vks_cred_ctx_init(struct vks_cred_ctx *ctx, struct vks_vault *vault, const struct vks_keyring *kr,
                              const char *mount, const char *prefix, const char *source, struct vks_err *err);
@@ -179,7 +208,9 @@ vks_status vks_cred_show(struct vks_cred_ctx *ctx, const char *name, struct vks_
                          struct vks_err *err);
 /* The keyed fingerprint of the current password as 32 hex characters (docs/credentials.md
  * "Fingerprint"): reads and decrypts the latest version, HMACs it with the audit key's
- * fingerprint subkey, wipes it. VKS_E_CONFIG when no audit key is configured. */
+ * fingerprint subkey, wipes it. VKS_E_CONFIG when no audit key is configured;
+ * VKS_E_PERMISSION_DENIED, without any data request, when sys/capabilities-self says the token may
+ * not read <mount>/data/<path> (a metadata-only role: show still works, without fingerprint). */
 vks_status vks_cred_fingerprint(struct vks_cred_ctx *ctx, const char *name, char hex[33], struct vks_err *err);
 
 /* The password for support: reason is required (1..256 printable characters); one audit event

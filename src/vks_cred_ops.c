@@ -35,6 +35,7 @@ vks_status vks_cred_ctx_init(struct vks_cred_ctx *ctx, struct vks_vault *vault, 
     ctx->vault = vault;
     ctx->keyring = kr;
     ctx->source = source ? source : "cli";
+    ctx->rotation_days = VKS_CRED_DUE_DAYS;
     ctx->vault_addr = vks_vault_address(vault);
     return VKS_OK;
 }
@@ -161,14 +162,14 @@ static vks_status create_checks(const struct vks_cred_create_req *req, struct vk
 }
 
 /* The record of a new credential at version 1 (or v). */
-static void new_record(struct vks_cred_record *rec, const struct vks_cred_create_req *req, int64_t v)
+static void new_record(struct vks_cred_record *rec, const struct vks_cred_create_req *req, int64_t v, int days)
 {
     int64_t now = (int64_t)time(NULL);
     snprintf(rec->username, sizeof rec->username, "%s", req->username);
     snprintf(rec->state, sizeof rec->state, "active");
     vks_cred_time(now, 0, rec->created);
     vks_cred_time(now, 0, rec->rotated);
-    vks_cred_time(now, VKS_CRED_DUE_DAYS, rec->due);
+    vks_cred_time(now, days, rec->due);
     snprintf(rec->owner, sizeof rec->owner, "%s", req->owner ? req->owner : "");
     snprintf(rec->tenant, sizeof rec->tenant, "%s", req->tenant ? req->tenant : "");
     rec->rev = rec->current_version = v;
@@ -202,7 +203,7 @@ static vks_status create_write(struct vks_cred_ctx *ctx, const struct vks_cred_c
         st = data_json(env, req->username, &data, err);
     struct vks_cred_record rec;
     memset(&rec, 0, sizeof rec);
-    new_record(&rec, req, 1);
+    new_record(&rec, req, 1, ctx->rotation_days > 0 ? ctx->rotation_days : VKS_CRED_DUE_DAYS);
     if (st == VKS_OK)
         st = copy_lists(&rec.restrictions, req->restrictions, err);
     if (st == VKS_OK) /* the lists are checked against Vault's limits before anything is written */
@@ -397,6 +398,17 @@ vks_status vks_cred_fingerprint(struct vks_cred_ctx *ctx, const char *name, char
     vks_audit_get_stats(&as);
     if (as.ephemeral_key)
         return vks_err_set(err, VKS_E_CONFIG, "no audit key (VKS_AUDIT_KEY or VKS_AUDIT_KEY_FILE): no fingerprint");
+    /* show is a metadata act (the auditor and cred-operator roles may not read data/): the password is
+       read only when the token may read it, asked of Vault first so no refused read is made */
+    char full[VKS_CRED_NAME_MAX * 2 + 160];
+    bool can = false;
+    snprintf(full, sizeof full, "%s/data/%s", ctx->mount, path);
+    st = vks_vault_token_can(ctx->vault, full, "read", &can, err);
+    if (st == VKS_OK && !can)
+        return vks_err_set(err, VKS_E_PERMISSION_DENIED, "this token may not read the password (no read on %s): "
+                           "no fingerprint", full);
+    if (st != VKS_OK)
+        return st;
     vks_secret pw = VKS_SECRET_EMPTY;
     int64_t version = 0;
     st = read_password(ctx, path, &pw, &version, err);

@@ -1593,3 +1593,31 @@ vks_status vks_vault_token_identity(struct vks_vault *v, char *display_name, siz
     vks_vault_reply_free(&r);
     return st;
 }
+
+vks_status vks_vault_token_can(struct vks_vault *v, const char *path, const char *cap, bool *can,
+                               struct vks_err *err)
+{
+    *can = false;
+    if (!path || !cap || !*cap || strlen(path) > 1024 || strpbrk(path, "\"\\") || strpbrk(cap, "\"\\"))
+        return vks_err_set(err, VKS_E_INVALID_ARG, "vks_vault_token_can: bad arguments");
+    char body[1100], what[1200], want[40], root[] = "\"root\"";
+    int n = snprintf(body, sizeof body, "{\"paths\":[\"%s\"]}", path);
+    snprintf(what, sizeof what, "capabilities-self of %.1024s", path);
+    snprintf(want, sizeof want, "\"%.32s\"", cap);
+    struct vks_vault_reply r = { 0 };
+    vks_status st = admin_call(v, "POST", "sys", "capabilities-self", "", body, (size_t)n, what, &r, err);
+    struct vks_json_span sp;
+    if (st == VKS_OK && (r.body == NULL || vks_json_find(r.body, r.body_len, "data.capabilities", &sp, NULL) != VKS_OK ||
+                         sp.type != VKS_JSON_ARRAY))
+        st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s: the answer has no data.capabilities list", what);
+    if (st == VKS_OK) { /* a list of plain capability names: look for the quoted name */
+        char *list = strndup(r.body + sp.off, sp.len);
+        if (list == NULL)
+            st = vks_err_set(err, VKS_E_NOMEM, "%s: out of memory", what);
+        else
+            *can = strstr(list, want) != NULL || strstr(list, root) != NULL;
+        free(list);
+    }
+    vks_vault_reply_free(&r);
+    return st;
+}

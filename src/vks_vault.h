@@ -166,5 +166,10 @@ vks_status vks_vault_kv2_metadata_delete(struct vks_vault *v, const char *mount,
 /* auth/token/lookup-self of the client's token: display_name and accessor (never the token). */
 vks_status vks_vault_token_identity(struct vks_vault *v, char *display_name, size_t dn_cap, char *accessor,
                                     size_t acc_cap, struct vks_err *err);
+/* POST sys/capabilities-self {"paths":[path]} (Vault's default policy grants it): *can is true when
+ * the client's token holds `cap` (or "root") on `path` ("<mount>/data/<p>"). Lets a caller skip a
+ * request the token may not make instead of making it and being refused (vks cred show). */
+vks_status vks_vault_token_can(struct vks_vault *v, const char *path, const char *cap, bool *can,
+                               struct vks_err *err);
 
 #endif

@@ -4,13 +4,17 @@
  *     parse (restrictions_bad false) and vks_cred_metadata_body succeeds, the custom_metadata it
  *     would write must pass vks_restrict_validate (what vks cred writes, the resolver understands)
  *     and stay within Vault's limits (64 keys, values 1..512).
+ *     The due-date policy on it: not INVALID means `rotated` parses and the due date is no later
+ *     than rotated + the policy; the reason of an INVALID one is printable and names a field.
  *  1: the rest is lines of operator input: each goes through the username, name and tenant rules
  *     and into a domain and a host list; an accepted entry's canonical form is accepted again and
- *     maps to itself; messages are printable.
+ *     maps to itself; messages are printable. Each line is also a time, a duration and a number of
+ *     days: an accepted time without a fraction prints back as itself.
  */
 #include <json-c/json.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +26,29 @@ static void printable(const struct vks_err *e)
     for (const char *m = e->msg; *m; m++)
         if ((unsigned char)*m < 0x20 || (unsigned char)*m >= 0x7f)
             abort();
+}
+
+static void due(const struct vks_cred_record *r)
+{
+    struct vks_cred_due d;
+    const int64_t now = 1796319000;
+    vks_cred_due_eval(r, now, 30 * 86400, 180, &d);
+    json_object *v = NULL;
+    int64_t rot = 0;
+    if (d.status != VKS_CRED_DUE_INVALID) {
+        if (!r->custom || !json_object_object_get_ex((json_object *)r->custom, "rotated", &v) ||
+            !vks_cred_parse_time(json_object_get_string(v), &rot) || d.due > rot + (int64_t)d.days * 86400 ||
+            d.days < 1 || d.days > VKS_CRED_DAYS_MAX)
+            abort();
+        if ((d.status == VKS_CRED_DUE_OVERDUE) != (d.due <= now))
+            abort();
+    } else {
+        struct vks_err e = { 0 };
+        snprintf(e.msg, sizeof e.msg, "%s", d.why);
+        printable(&e);
+        if (!strstr(d.why, "rotated") && !strstr(d.why, "due") && !strstr(d.why, "rotation_days"))
+            abort();
+    }
 }
 
 static void metadata(const char *p, size_t n)
@@ -49,12 +76,25 @@ static void metadata(const char *p, size_t n)
         json_object_put(o);
     }
     free(body);
+    due(&r);
     vks_cred_record_free(&r);
 }
 
 static void one_input(const char *s)
 {
     struct vks_err e;
+    int64_t t, secs;
+    int days;
+    char back[40];
+    if (vks_cred_parse_time(s, &t) && strlen(s) == 20) {
+        vks_cred_time(t, 0, back);
+        if (strcmp(back, s) != 0)
+            abort();
+    }
+    if (vks_cred_parse_duration(s, &secs) && (secs < 0 || secs > (int64_t)VKS_CRED_DAYS_MAX * 86400))
+        abort();
+    if (vks_cred_parse_days(s, &days) && (days < 1 || days > VKS_CRED_DAYS_MAX))
+        abort();
     if (vks_cred_check_username(s, strlen(s), "--username", &e) != VKS_OK)
         printable(&e);
     if (vks_cred_check_name(s, "NAME", &e) != VKS_OK)

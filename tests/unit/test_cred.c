@@ -252,3 +252,117 @@ Test(cred, record_round_trip_keeps_operator_keys)
     vks_cred_record_free(&r);
     cr_assert_eq(vks_cred_record_parse("[1]", 3, "z", &r, &e), VKS_E_BAD_RESPONSE);
 }
+
+/* ------------------------------------------------------------------ the due-date policy */
+
+Test(cred, time_parse_is_strict)
+{
+    int64_t t = -1;
+    cr_assert(vks_cred_parse_time("1970-01-01T00:00:00Z", &t) && t == 0);
+    cr_assert(vks_cred_parse_time("2026-12-03T17:30:00Z", &t) && t == 1796319000);
+    cr_assert(vks_cred_parse_time("2024-02-29T23:59:59Z", &t), "a leap day");
+    cr_assert(vks_cred_parse_time("2026-12-03T17:30:00.123456789Z", &t) && t == 1796319000, "Vault's fraction");
+    const char *bad[] = { "", "2026-12-03", "2026-12-03T17:30:00", "2026-12-03 17:30:00Z", "2026-13-01T00:00:00Z",
+                          "2026-02-30T00:00:00Z", "2025-02-29T00:00:00Z", "2026-12-03T24:00:00Z",
+                          "2026-12-03T17:60:00Z", "2026-12-03T17:30:60Z", "1969-12-31T23:59:59Z",
+                          "2026-12-03T17:30:00+01:00", "2026-12-03T17:30:00.Z", "2026-12-03T17:30:00.1234567890Z",
+                          "+026-12-03T17:30:00Z", "2026-1a-03T17:30:00Z", "2026-12-03T17:30:00Zjunk", "soon" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert(!vks_cred_parse_time(bad[i], &t), "\"%s\" must not parse", bad[i]);
+    cr_assert(!vks_cred_parse_time(NULL, &t));
+}
+
+Test(cred, durations_and_days)
+{
+    int64_t s = -1;
+    int d = 0;
+    cr_assert(vks_cred_parse_duration("0", &s) && s == 0);
+    cr_assert(vks_cred_parse_duration("30d", &s) && s == 30 * 86400);
+    cr_assert(vks_cred_parse_duration("2w", &s) && s == 14 * 86400);
+    cr_assert(vks_cred_parse_duration("12h", &s) && s == 12 * 3600);
+    cr_assert(vks_cred_parse_duration("3650d", &s));
+    const char *bad[] = { "", "d", "30", "30m", "-1d", "3651d", "522w", "1.5d", "30 d", "99999d", "0d0" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        cr_assert(!vks_cred_parse_duration(bad[i], &s), "\"%s\" must not parse", bad[i]);
+    cr_assert(vks_cred_parse_days("180", &d) && d == 180);
+    cr_assert(vks_cred_parse_days("1", &d) && vks_cred_parse_days("3650", &d));
+    const char *badd[] = { "", "0", "3651", "-5", "90d", "1e3", " 90", "00000090" };
+    for (size_t i = 0; i < sizeof badd / sizeof *badd; i++)
+        cr_assert(!vks_cred_parse_days(badd[i], &d), "\"%s\" must not parse", badd[i]);
+}
+
+/* A record with the given custom_metadata members (JSON text after the managed mark). */
+static void rec_with(struct vks_cred_record *r, const char *members)
+{
+    char answer[1024];
+    snprintf(answer, sizeof answer, "{\"data\":{\"current_version\":1,\"custom_metadata\":{\"vks_cred\":\"1\","
+             "\"username\":\"u\",\"rev\":\"1\"%s%s}}}", members[0] ? "," : "", members);
+    struct vks_err e;
+    cr_assert_eq(vks_cred_record_parse(answer, strlen(answer), "n", r, &e), VKS_OK, "%s", e.msg);
+}
+
+static struct vks_cred_due eval(const char *members, int64_t now, int64_t within, int days)
+{
+    struct vks_cred_record r;
+    struct vks_cred_due d;
+    rec_with(&r, members);
+    vks_cred_due_eval(&r, now, within, days, &d);
+    vks_cred_record_free(&r);
+    return d;
+}
+
+Test(cred, due_policy)
+{
+    const int64_t t0 = 1796319000, day = 86400; /* 2026-12-03T17:30:00Z */
+    const char *rot = "\"rotated\":\"2026-12-03T17:30:00Z\"";
+    struct vks_cred_due d = eval(rot, t0 + 100 * day, 30 * day, 180);
+    cr_assert(d.status == VKS_CRED_DUE_OK && d.due == t0 + 180 * day && !d.per_credential);
+    d = eval(rot, t0 + 151 * day, 30 * day, 180);
+    cr_assert_eq(d.status, VKS_CRED_DUE_SOON, "29 days left, 30-day window");
+    d = eval(rot, t0 + 149 * day, 30 * day, 180);
+    cr_assert_eq(d.status, VKS_CRED_DUE_OK, "31 days left");
+    d = eval(rot, t0 + 180 * day, 0, 180);
+    cr_assert_eq(d.status, VKS_CRED_DUE_OVERDUE, "due at the very second: overdue");
+    d = eval(rot, t0 + 100 * day, 0, 90);
+    cr_assert(d.status == VKS_CRED_DUE_OVERDUE && d.days == 90, "the default policy applies");
+    char m[256];
+    snprintf(m, sizeof m, "%s,\"rotation_days\":\"30\"", rot);
+    d = eval(m, t0 + 31 * day, 0, 180);
+    cr_assert(d.status == VKS_CRED_DUE_OVERDUE && d.days == 30 && d.per_credential, "per-credential policy");
+    snprintf(m, sizeof m, "%s,\"due\":\"2026-12-10T00:00:00Z\"", rot);
+    d = eval(m, t0 + 8 * day, 0, 180);
+    cr_assert(d.status == VKS_CRED_DUE_OVERDUE && d.stored_earlier, "an earlier stored due wins");
+    snprintf(m, sizeof m, "%s,\"due\":\"2036-01-01T00:00:00Z\"", rot);
+    d = eval(m, t0 + 181 * day, 0, 180);
+    cr_assert(d.status == VKS_CRED_DUE_OVERDUE && !d.stored_earlier, "a later stored due never extends the policy");
+}
+
+Test(cred, due_fails_closed)
+{
+    const int64_t t0 = 1796319000;
+    const char *bad[] = { "",                                                     /* rotated missing   */
+                          "\"rotated\":\"yesterday\"",
+                          "\"rotated\":\"2026-02-30T00:00:00Z\"",
+                          "\"rotated\":\"2026-12-03T17:30:00Z\",\"due\":\"never\"",
+                          "\"rotated\":\"2026-12-03T17:30:00Z\",\"due\":\"2026-12-03T17:30:00Z"
+                          "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"",       /* too long: not cut */
+                          "\"rotated\":\"2026-12-03T17:30:00Z\",\"rotation_days\":\"0\"",
+                          "\"rotated\":\"2026-12-03T17:30:00Z\",\"rotation_days\":\"90d\"" };
+    const char *field[] = { "rotated", "rotated", "rotated", "due", "due", "rotation_days", "rotation_days" };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        struct vks_cred_due d = eval(bad[i], t0, 0, 180);
+        cr_assert_eq(d.status, VKS_CRED_DUE_INVALID, "case %zu is invalid, not skipped", i);
+        cr_assert(strstr(d.why, field[i]) != NULL, "case %zu names %s: %s", i, field[i], d.why);
+    }
+}
+
+Test(cred, due_reason_is_printable)
+{
+    /* a value Vault would refuse (control characters) from a misbehaving server: the reason that goes
+       to the terminal shows '?' instead */
+    struct vks_cred_due d = eval("\"rotated\":\"\\u001b[2J2026\\u0007\"", 1796319000, 0, 180);
+    cr_assert_eq(d.status, VKS_CRED_DUE_INVALID);
+    for (const char *p = d.why; *p; p++)
+        cr_assert((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f, "printable: %s", d.why);
+    cr_assert(strstr(d.why, "\"?[2J2026?\"") != NULL, "%s", d.why);
+}

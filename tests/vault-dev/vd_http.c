@@ -649,7 +649,16 @@ static void logical(struct vd_req *q, struct vd_resp *r)
             mount = vd_mount_match(q->nsobj, q->path, &mpath);
         if (q->op == VD_OP_UPDATE && mount && !vd_kv_exists(q, mount, mpath))
             cap = "create";
-        if (!vd_acl_allowed(q, q->path, cap)) {
+        /* Vault gives a list request's path a trailing '/' before the ACL check (http/logical.go
+           buildLogicalRequestNoAuth; vault-http-api.md section 0.3, Methods): a glob rule under
+           secret/metadata/x/ allows LIST secret/metadata/x, a rule for secret/metadata/x does not */
+        size_t pl = strlen(q->path);
+        char *acl_path = NULL;
+        if (q->op == VD_OP_LIST && (pl == 0 || q->path[pl - 1] != '/') && (acl_path = malloc(pl + 2)) != NULL)
+            snprintf(acl_path, pl + 2, "%s/", q->path);
+        bool allowed = vd_acl_allowed(q, acl_path ? acl_path : q->path, cap);
+        free(acl_path);
+        if (!allowed) {
             vd_reply_error(r, 403, "permission denied");
             return;
         }

@@ -1,0 +1,17 @@
+# Vault ACL policy `cred-tenant-acme`: everything `vks cred` does, for tenant `acme` only: its
+# credentials live under the prefix smtp-auth/acme/ (`vks cred ... --prefix smtp-auth/acme/` or
+# VKS_CRED_PREFIX=smtp-auth/acme/), and nothing outside it is readable, listable or writable, not even
+# the names of other tenants' credentials (docs/credentials.md "Per-tenant prefixes").
+#   vault policy write cred-tenant-acme cred-tenant-acme.hcl
+# One such policy per tenant (copy it, replacing "acme" everywhere), or one templated policy for all
+# tenants with Vault's identity templating (docs/credentials.md shows that form). For a tenant's MTA
+# keep only the first block's "read".
+# Mount `secret`, prefix `smtp-auth/` are the defaults; change the paths if yours differ.
+
+path "secret/data/smtp-auth/acme/*" {
+  capabilities = ["create", "read", "update", "patch"]
+}
+
+path "secret/metadata/smtp-auth/acme/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}

@@ -1,0 +1,17 @@
+# Vault ACL policy `cred-tenant-globex`: everything `vks cred` does, for tenant `globex` only: its
+# credentials live under the prefix smtp-auth/globex/ (`vks cred ... --prefix smtp-auth/globex/` or
+# VKS_CRED_PREFIX=smtp-auth/globex/), and nothing outside it is readable, listable or writable, not even
+# the names of other tenants' credentials (docs/credentials.md "Per-tenant prefixes").
+#   vault policy write cred-tenant-globex cred-tenant-globex.hcl
+# One such policy per tenant (copy it, replacing "globex" everywhere), or one templated policy for all
+# tenants with Vault's identity templating (docs/credentials.md shows that form). For a tenant's MTA
+# keep only the first block's "read".
+# Mount `secret`, prefix `smtp-auth/` are the defaults; change the paths if yours differ.
+
+path "secret/data/smtp-auth/globex/*" {
+  capabilities = ["create", "read", "update", "patch"]
+}
+
+path "secret/metadata/smtp-auth/globex/*" {
+  capabilities = ["create", "read", "update", "delete", "list"]
+}
