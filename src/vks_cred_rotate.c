@@ -727,8 +727,8 @@ vks_status vks_cred_rollback(struct vks_cred_ctx *ctx, const char *name, const c
     vks_status st = vks_cred_int_path(ctx, name, r.path, sizeof r.path, err);
     if (st == VKS_OK)
         st = vks_cred_int_identity(ctx, err);
-    if (st == VKS_OK)
-        st = vks_cred_int_load(ctx, name, r.path, &r.rec, err);
+    if (st == VKS_OK && (st = vks_cred_int_load(ctx, name, r.path, &r.rec, err)) != VKS_OK)
+        return vks_cred_int_audit(ctx, "rollback", r.path, NULL, 0, reason, NULL, st, err); /* refused: audited */
     if (st != VKS_OK)
         return st;
     int64_t back = r.rec.previous_version, nv = 0, old = r.rec.current_version;
