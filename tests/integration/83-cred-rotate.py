@@ -341,6 +341,18 @@ def test_relay_checks(vd):
         plain.stop()
 
 
+def test_delete_in_flight(vd):
+    path = "smtp-auth/gone.example"
+    new_cred("gone.example", "gone-user")
+    rc, _, _ = rotate("gone.example", "--set-hook", hook_cmd(), VKS_CRED_ROTATE_STOP_AFTER="set")
+    C.secret(relay_passwords("gone-user")[-1])
+    T.ok(rc == 137 and pending_status(vd, path) == 200, "a rotation in flight with its pending record")
+    rc, _, err = C.vks("cred", "delete", "gone.example", "--confirm", "gone-user")
+    T.eq(rc, 0, "delete during a rotation")
+    T.eq((meta(vd, path), vd.call("GET", "/v1/secret/metadata/vks-rotation/" + path)[0]), (None, 404),
+         "the credential and its pending record are both gone")
+
+
 def test_provided(vd):
     path = "smtp-auth/prov.example"
     new_cred("prov.example", "prov-user")
@@ -499,6 +511,7 @@ def main():
             T.run(test_hook_failures, vd)
             T.run(test_relay_checks, vd)
             T.run(test_provided, vd)
+            T.run(test_delete_in_flight, vd)
             T.run(test_bad_input, vd)
             T.run(test_roles, vd)
             T.run(test_rollback, vd, new, newer)
