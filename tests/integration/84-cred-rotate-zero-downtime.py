@@ -25,7 +25,7 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from policyloop import PolicyLoop, write_vault_policy  # noqa: E402
+from policyloop import POLICY_BIN, PolicyLoop, write_vault_policy  # noqa: E402
 from smtprelay import Relay  # noqa: E402
 from vaultdev import VaultDev, Checks  # noqa: E402
 
@@ -78,7 +78,7 @@ def show(vd):
 def one_shot(vd, policy, relay, ehlo):
     """A fresh vks-policy process (empty cache): one lookup + AUTH; returns (rc, relay event)."""
     n = len(events_of(relay, ehlo))
-    p = subprocess.run([os.path.join(ROOT, BUILD, "vks-policy"), policy, "--domain", DOMAIN, "--relay",
+    p = subprocess.run([POLICY_BIN, policy, "--domain", DOMAIN, "--relay",
                         f"127.0.0.1:{relay.port}", "--check-auth", "--cafile", relay.cafile, "--ehlo", ehlo,
                         "--brief"], capture_output=True, timeout=120, env=env_for(vd, VKS_CACHE_TTL=str(TTL)))
     OUTPUTS.append(p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace"))
