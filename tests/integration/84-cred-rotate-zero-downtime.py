@@ -25,12 +25,12 @@ ROOT = os.environ["ROOT"]
 BUILD = os.environ.get("BUILD", "build")
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+from credtest import Cred  # noqa: E402
 from policyloop import POLICY_BIN, PolicyLoop, write_vault_policy  # noqa: E402
 from smtprelay import Relay  # noqa: E402
 from vaultdev import VaultDev, Checks  # noqa: E402
 
 T = Checks()
-VKS = os.path.join(BUILD, "vks") if os.path.isabs(BUILD) else os.path.join(ROOT, BUILD, "vks")
 # tests/test-secrets.d/smtp.txt
 ENC_KEY = "emQ4NC1lbmMta2V5LVRFU1QtMDEyMzQ1Njc4OWFiY2Q="
 AUDIT_KEY = "emQ4NC1hdWRpdC1rZXktVEVTVC0wMTIzNDU2Nzg5YWI="
@@ -38,7 +38,7 @@ NAME, USER, DOMAIN = "example.com", "zd-relay@example.com", "example.com"
 TTL = 2            # seconds: the processes' cache ttl
 HOSTS = ("host-1", "host-2", "host-3")
 WAIT = 120         # an upper bound for a state to be reached, not a timing assertion
-OUTPUTS, SECRETS = [], []
+C = None           # the Cred of the run (tests/lib/credtest.py): vks, its outputs, the secrets
 
 
 def wait_for(pred, what):
@@ -51,23 +51,8 @@ def wait_for(pred, what):
     return False
 
 
-def env_for(vd, **extra):
-    e = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "VKS_"))}
-    e.update(VAULT_ADDR=vd.addr, VAULT_CACERT=vd.cacert, VAULT_TOKEN=vd.root_token, HOME=vd.workdir,
-             VKS_ENCRYPTION_KEY=ENC_KEY, VKS_AUDIT_KEY=AUDIT_KEY, VAULT_MAX_RETRIES="0",
-             VKS_AUDIT_FILE=os.path.join(WORK, "audit.log"))
-    e.update(extra)
-    return e
-
-
 def vks(vd, *args, keep_stdout=False):
-    p = subprocess.run([VKS, *args], capture_output=True, timeout=180, env=env_for(vd),
-                       stdin=subprocess.DEVNULL)
-    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
-    OUTPUTS.append(err)
-    if not keep_stdout:
-        OUTPUTS.append(out)
-    return p.returncode, out, err
+    return C.vks(*args, keep_stdout=keep_stdout, timeout=180)
 
 
 def show(vd):
@@ -80,8 +65,8 @@ def one_shot(vd, policy, relay, ehlo):
     n = len(events_of(relay, ehlo))
     p = subprocess.run([POLICY_BIN, policy, "--domain", DOMAIN, "--relay",
                         f"127.0.0.1:{relay.port}", "--check-auth", "--cafile", relay.cafile, "--ehlo", ehlo,
-                        "--brief"], capture_output=True, timeout=120, env=env_for(vd, VKS_CACHE_TTL=str(TTL)))
-    OUTPUTS.append(p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace"))
+                        "--brief"], capture_output=True, timeout=120, env=C.env(VKS_CACHE_TTL=str(TTL)))
+    C.outputs.append(p.stdout.decode(errors="replace") + p.stderr.decode(errors="replace"))
     ev = events_of(relay, ehlo)[n:]
     return p.returncode, ev[0] if len(ev) == 1 else None
 
@@ -147,7 +132,7 @@ def good_rotation(vd, relay, loops, policy, before):
     T.ok(len(creds) == 2 and creds[1][0] == 2 and creds[1][1] == USER,
          "the hook added the new password on line 2 (overlap: both accepted)", [c[:2] for c in creds])
     if len(creds) == 2:
-        SECRETS.append(creds[1][2])
+        C.secret(creds[1][2])
     test_ev = events_of(relay, "rotate-test")
     T.ok(len(test_ev) == 1 and test_ev[0]["ok"] and test_ev[0]["line"] == 2,
          "the test step authenticated with the pending password", test_ev)
@@ -189,15 +174,16 @@ def good_rotation(vd, relay, loops, policy, before):
 
 
 def main():
+    global C
     with VaultDev() as vd, Relay(WORK, creds=[]) as relay:
+        C = Cred(vd, ENC_KEY, AUDIT_KEY, audit_file=os.path.join(WORK, "audit.log"))
         rc, out, err = vks(vd, "cred", "create", NAME, "--username", USER, "--domain", DOMAIN,
                            "--ip", "127.0.0.1", "--relay", f"127.0.0.1:{relay.port}", keep_stdout=True)
-        old = out.strip()
-        SECRETS.append(old)
+        old = C.secret(out.strip())
         T.ok(rc == 0 and len(old) == 32, "create: the managed credential with its relay", err[-300:])
         relay.set_creds([(USER, old)])
         policy = write_vault_policy(os.path.join(WORK, "loop-policy.lua"), USER)
-        env = env_for(vd, VKS_CACHE_TTL=str(TTL))
+        env = C.env(VKS_CACHE_TTL=str(TTL))
         loops = [PolicyLoop(WORK, h, policy, relay, env, domain=DOMAIN, interval_ms=150) for h in HOSTS]
         try:
             T.ok(wait_for(lambda: all(len(l.records()) >= 3 for l in loops) or
@@ -223,21 +209,26 @@ def main():
                  [e for e in ev if not e["ok"]][:3])
             T.eq(len(ev), len(recs), "%s: every round reached the relay" % l.name)
             T.ok(ev and all(e["line"] == 2 for e in ev[-3:]), "%s: its last rounds use the new password" % l.name)
-            OUTPUTS.append("\n".join(l.lines()))
+            C.outputs.append("\n".join(l.lines()))
             with open(l.rec_path) as f:
-                OUTPUTS.append(f.read())
+                C.outputs.append(f.read())
         rc, e = one_shot(vd, policy, relay, "fresh-after-rotate")
         T.ok(rc == 0 and e is not None and e["ok"] and e["line"] == 2, "a fresh process resolves the new password", e)
-        rc, out, err = vks(vd, "audit", "verify", os.path.join(WORK, "audit.log"))
-        T.ok(rc == 0, "the audit trail of the rotations verifies", (out + err)[-300:])
-        for path in (relay.log_path, os.path.join(relay.dir, "relay.out"), os.path.join(WORK, "audit.log"),
-                     os.path.join(vd.workdir, "vault-dev.err")):
-            if os.path.exists(path):
-                with open(path, errors="replace") as f:
-                    OUTPUTS.append(f.read())
-    leaks = [i for i, o in enumerate(OUTPUTS) for s in SECRETS if s and s in o]
-    T.ok(len(SECRETS) == 2 and not leaks, "no password in any output, record, log or audit line",
-         "%d secrets, %d leaks" % (len(SECRETS), len(leaks)))
+        kind, value = C.resolve("smtp-auth/" + NAME, domain=DOMAIN, dest="127.0.0.1")
+        T.ok(kind == "OK" and value == C.secrets[-1], "the resolver returns the new password (the hook's)")
+        ok, detail = C.audit_verify()
+        T.ok(ok, "the audit trail of the rotations and the lookups verifies", detail)
+        kinds = [(e.get("type"), e.get("result")) for e in C.audit_lines()]
+        T.ok(("cred.rotate.finish", "success") in kinds and ("cred.rotate.abort", "success") in kinds and
+             any(k == "cred.rotate.test" and r != "success" for k, r in kinds),
+             "the trail holds the failed test step, the abort and the finish", sorted(set(kinds)))
+        relay_texts = []
+        for path in (relay.log_path, os.path.join(relay.dir, "relay.out")):
+            with open(path, errors="replace") as f:
+                relay_texts.append(f.read())
+        leaks = C.leaks(relay_texts)
+    T.ok(len(C.secrets) == 2 and not leaks, "no password in any output, record, log or audit line",
+         "%d secrets, %d leaks" % (len(C.secrets), len(leaks)))
     return T.finish()
 
 
