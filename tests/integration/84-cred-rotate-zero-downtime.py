@@ -117,6 +117,8 @@ def failed_rotation(vd, relay, loops, policy, before):
     rc, e = one_shot(vd, policy, relay, "fresh-after-fail")
     T.ok(rc == 0 and e is not None and e["ok"] and e["line"] == 1,
          "a fresh process resolves the unchanged current password", e)
+    kind, value = C.resolve("smtp-auth/" + NAME, domain=DOMAIN, dest="127.0.0.1")
+    T.ok(kind == "OK" and value == C.secrets[0], "the resolver returns the current password, not the pending one")
     rc, _, err = vks(vd, "cred", "rotate", "--abort", NAME)
     T.ok(rc == 0, "--abort ends the failed rotation", err[-300:])
     T.ok(show(vd).get("state") == "active", "state is active again")
