@@ -2,7 +2,7 @@
 --
 --   vks-policy POLICY --domain D [--site S] [--source SRC] [--relay HOST[:PORT]] [--check-auth]
 --              [--cafile PEM] [--ehlo NAME] [--timeout-ms N] [--stats]
---              [--rounds N] [--interval-ms N] [--until-file PATH]
+--              [--rounds N] [--interval-ms N] [--until-file PATH] [--record FILE]
 --
 -- Loads a KumoMTA-style policy, fires `init` (if registered) and `get_egress_path_config`,
 -- resolves smtp_auth_plain_password through vault_keysource with the lookup context filled
@@ -29,6 +29,7 @@ usage: vks-policy POLICY --domain DOMAIN [options]
   --rounds N          repeat lookup (+ AUTH) N times in this process (default 1)
   --interval-ms N     pause between rounds (default 1000)
   --until-file PATH   stop before a round once PATH exists (with --rounds)
+  --record FILE       append one JSON line per round to FILE (times, outcome; never a secret)
   --script FILE ...   run FILE in the host environment (kumo API, shaping) and exit
 ]]
 
@@ -77,6 +78,8 @@ local function parse_args(argv)
       o.interval_ms = number(a)
     elseif a == '--until-file' then
       o.until_file = value(a)
+    elseif a == '--record' then
+      o.record = value(a)
     elseif a == '--script' then
       -- run a Lua file in the host environment (kumo, shaping, builtins); the rest of argv is
       -- passed to it as `...`. Used by the tests of the kumo API.
@@ -210,8 +213,50 @@ local function run_script(o)
   return math.tointeger(rc) or 0
 end
 
+-- --record FILE: one JSON line per round, for drills and tests that must account for every
+-- attempt: {"round", "t0_ms", "t1_ms" (monotonic), "wall" (Unix seconds), "lookup" ("ok" or the
+-- error code), "auth" ("ok", "rejected", "not_attempted" or absent), "code", "stage", "peer"}.
+-- Only codes, stages and addresses are written, never a value or a server's text.
+local function json_str(v)
+  return '"' .. tostring(v):gsub('[%c"\\]', function(c)
+    return string.format('\\u%04x', c:byte())
+  end) .. '"'
+end
+
+local function open_record(path)
+  if not path then
+    return nil
+  end
+  local f, err = io.open(path, 'a')
+  if not f then
+    error({ usage = '--record: ' .. tostring(err) })
+  end
+  return f
+end
+
+local function write_record(f, rec)
+  if not f then
+    return
+  end
+  local keys = { 'round', 't0_ms', 't1_ms', 'wall', 'lookup', 'auth', 'code', 'stage', 'peer' }
+  local parts = {}
+  for _, k in ipairs(keys) do
+    local v = rec[k]
+    if v ~= nil then
+      parts[#parts + 1] = json_str(k) .. ':' .. (math.type(v) and tostring(v) or json_str(v))
+    end
+  end
+  f:write('{', table.concat(parts, ','), '}\n')
+  f:flush()
+end
+
 local function run(o)
   local sys = require 'vks_host.sys'
+  local okr, record = pcall(open_record, o.record)
+  if not okr then
+    io.stderr:write('vks-policy: ', redact(record.usage or tostring(record)), '\n')
+    return 2
+  end
   local kumo = setup_env()
 
   local ok_vks, vks = pcall(require, 'vault_keysource')
@@ -273,6 +318,7 @@ local function run(o)
       end
     end
     local tag = o.rounds > 1 and string.format('round %d: ', round) or ''
+    local rec = { round = round, t0_ms = sys.monotonic_ms(), wall = os.time() }
 
     kumo._host.ctx = { domain = o.domain, site_name = o.site }
     local okp, path = pcall(kumo._fire, 'get_egress_path_config', o.domain, o.source, o.site)
@@ -315,11 +361,14 @@ local function run(o)
       if password == nil then
         out('%spassword: FAILED %s: %s', tag, tostring(code), tostring(perr2))
         failed = true
+        rec.lookup = tostring(code)
       elseif not utf8.len(password) then
         password = nil
         out('%spassword: FAILED bad_keysource: smtp_auth_plain_password is not UTF8', tag)
         failed = true
+        rec.lookup = 'bad_keysource'
       else
+        rec.lookup = 'ok'
         out('%spassword: resolved for %s (redacted)', tag, username)
       end
     elseif username ~= nil then
@@ -345,6 +394,8 @@ local function run(o)
         timeout_ms = o.timeout_ms,
       }
       password = nil
+      rec.auth = r.ok and 'ok' or (r.auth_attempted and 'rejected' or 'not_attempted')
+      rec.code, rec.stage, rec.peer = r.code, r.stage, r.peer
       if round == 1 and not o.brief then
         out('smtp: %s port %d, enable_tls=%s', relay_host, relay_port, path.enable_tls)
         for line in r.transcript:gmatch('[^\n]+') do
@@ -369,6 +420,8 @@ local function run(o)
     end
     password = nil
     collectgarbage()
+    rec.t1_ms = sys.monotonic_ms()
+    write_record(record, rec)
     if failed then
       rounds_failed = rounds_failed + 1
       last_rc = 1

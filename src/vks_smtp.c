@@ -392,8 +392,10 @@ static int connect_one(struct conn *c, const struct addrinfo *ai)
     if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
         return fd;
     if (errno == EINPROGRESS) {
-        c->fd = fd;
-        if (wait_io(c, POLLOUT)) {
+        c->fd = fd; /* for wait_io only: the caller owns fd */
+        int ready = wait_io(c, POLLOUT);
+        c->fd = -1;
+        if (ready) {
             int soerr = 0;
             socklen_t sl = sizeof soerr;
             if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) == 0 && soerr == 0)
@@ -402,7 +404,6 @@ static int connect_one(struct conn *c, const struct addrinfo *ai)
         } else {
             errno = ETIMEDOUT;
         }
-        c->fd = -1;
     }
     int saved = errno;
     close(fd);

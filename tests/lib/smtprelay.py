@@ -14,12 +14,18 @@ Command line (for shell tests and scripts/demo):
     /usr/bin/python3 tests/lib/smtprelay.py --creds FILE --dir DIR [--log FILE] [--no-tls]
   prints `SMTP_PORT=<port>` and `SMTP_CAFILE=<DIR>/cert.pem` (flushed), then serves until
   SIGTERM/SIGINT.
+    /usr/bin/python3 tests/lib/smtprelay.py --creds FILE --append-stdin-as USER
+  appends `USER:<the first line of stdin>` to FILE (atomically) and exits: a rotation set hook
+  (`vks cred rotate --set-hook`) that makes the relay accept the new password beside the old.
 
 Python API (for tests/integration/*.py; add tests/lib to sys.path):
     from smtprelay import Relay
     r = Relay(workdir, creds=[("daniel", "pw...")], tls=True)   # started
     r.port, r.cafile, r.log_path
     r.set_creds([("daniel", "old"), ("daniel", "new")])          # takes effect at the next AUTH
+    r.read_creds()   -> [(line, user, password)] as the relay reads them (str)
+    r.retire_line(n) replaces line n with a comment (the other lines keep their numbers)
+    r.hook_command(user) -> a shell command for `vks cred rotate --set-hook` (see above)
     r.auth_events()  -> list of dicts {"user", "ok", "line", "tls", "ts", "ehlo"}: ts is the
                         Unix time (float) of the attempt, ehlo the client's EHLO name
     Relay(..., accept=True): DATA is accepted (250) and each message is logged as
@@ -167,6 +173,23 @@ class Relay:
                 f.write(user.encode() + b":" + pw.encode() + b"\n")
         os.replace(tmp, self.creds_path)
 
+    def read_creds(self):
+        return [(n, u.decode(), p.decode()) for n, u, p in read_creds(self.creds_path)]
+
+    def retire_line(self, n):
+        with open(self.creds_path, "rb") as f:
+            lines = f.read().split(b"\n")
+        lines[n - 1] = b"# retired"
+        tmp = self.creds_path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(b"\n".join(lines))
+        os.replace(tmp, self.creds_path)
+
+    def hook_command(self, user):
+        q = lambda a: "'" + a.replace("'", "'\\''") + "'"
+        return " ".join(q(a) for a in ["/usr/bin/python3", os.path.abspath(__file__), "--creds",
+                                       self.creds_path, "--append-stdin-as", user])
+
     def _events(self):
         try:
             with open(self.log_path) as f:
@@ -199,14 +222,40 @@ class Relay:
         self.stop()
 
 
+def append_from_stdin(creds_path, user):
+    """Appends user:<first line of stdin> to the credentials file (write + rename); prints nothing."""
+    pw = sys.stdin.buffer.readline().rstrip(b"\r\n")
+    if not pw or b"\n" in pw:
+        sys.stderr.write("smtprelay: no password on stdin\n")
+        return 1
+    try:
+        with open(creds_path, "rb") as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = b""
+    if old and not old.endswith(b"\n"):
+        old += b"\n"
+    tmp = creds_path + ".hook.tmp"
+    with open(tmp, "wb") as f:
+        f.write(old + user.encode() + b":" + pw + b"\n")
+    os.replace(tmp, creds_path)
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description="AUTH PLAIN test relay (aiosmtpd)")
     ap.add_argument("--creds", required=True)
-    ap.add_argument("--dir", required=True)
+    ap.add_argument("--append-stdin-as", metavar="USER",
+                    help="append USER:<stdin's first line> to --creds and exit (a rotation set hook)")
+    ap.add_argument("--dir")
     ap.add_argument("--log")
     ap.add_argument("--no-tls", action="store_true")
     ap.add_argument("--accept", action="store_true", help="accept messages (250) and log them")
     a = ap.parse_args()
+    if a.append_stdin_as is not None:
+        sys.exit(append_from_stdin(a.creds, a.append_stdin_as))
+    if not a.dir:
+        ap.error("--dir is required to serve")
     serve(a.creds, a.dir, a.log, not a.no_tls, a.accept)
 
 
