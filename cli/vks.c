@@ -17,6 +17,9 @@ static const struct vks_cli_command commands[] = {
       vks_cli_cred_list_usage, vks_cli_cred_list },
     { "cred", "due", "list credentials past or near their due date (exit 3/4 when some are)",
       vks_cli_cred_due_usage, vks_cli_cred_due },
+    /* TEMPORARY (branch rotate-due): until branch rotate registers `cred rotate` and hands --due on */
+    { "cred", "rotate", "rotate every due credential (--due)",
+      vks_cli_cred_rotate_due_usage, vks_cli_cred_rotate_due },
     { "cred", "show", "show a credential's metadata, restrictions, versions, fingerprint",
       vks_cli_cred_show_usage, vks_cli_cred_show },
     { "cred", "reveal", "print a credential's password for support (reason audited)",
