@@ -48,7 +48,10 @@ static bool classify(const struct vks_cred_record *r, const struct vks_cred_due_
     } else if (!in_flight && strcmp(r->state, "active") != 0) {
         /* fail closed: a state this program does not know is not rotated on a guess */
         it->action = VKS_CRED_DUE_REFUSE;
-        snprintf(it->due.why, sizeof it->due.why, "state \"%.24s\" is neither active nor rotating", r->state);
+        if (r->state[0] == '\0')
+            snprintf(it->due.why, sizeof it->due.why, "state is missing (neither active nor rotating)");
+        else
+            snprintf(it->due.why, sizeof it->due.why, "state \"%.24s\" is neither active nor rotating", r->state);
         for (char *p = it->due.why; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';
