@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "vks.h"
+#include "cred_int.h"
 #include "vks_cred.h"
 #include "vks_envelope.h"
 #include "vks_vault.h"
@@ -30,7 +31,8 @@
 
 const char vks_cli_cred_create_usage[] =
     "usage: vks cred create NAME --username U (--domain D... | --all-domains) [--ip A...]\n"
-    "                       [--owner O] [--tenant T] [--password-stdin] [--mount M] [--prefix P]\n"
+    "                       [--owner O] [--tenant T] [--relay HOST:PORT] [--password-stdin]\n"
+    "                       [--mount M] [--prefix P]\n"
     "\n"
     "Creates the credential NAME at <mount>/<prefix>NAME: the password (generated: 32 letters and\n"
     "digits from the kernel CSPRNG) stored as an ENC: envelope in field 'key', the username beside\n"
@@ -45,6 +47,8 @@ const char vks_cli_cred_create_usage[] =
     "                     without it all IPs are allowed\n"
     "  --owner O          who to ask about the credential (free text)\n"
     "  --tenant T         tenant label (a-z 0-9 . _ -) for list --tenant\n"
+    "  --relay HOST:PORT  the relay (submission port, STARTTLS) that `vks cred rotate` tests a\n"
+    "                     new password against ([IPv6]:PORT for an address)\n"
     "  --password-stdin   read a provider-issued password from stdin instead of generating one\n"
     "                     (echo off on a terminal; never on the command line)\n" COMMON_HELP "\n" EXIT_HELP;
 const char vks_cli_cred_list_usage[] =
@@ -93,8 +97,8 @@ const char vks_cli_cred_reveal_usage[] =
     "\n" EXIT_HELP;
 const char vks_cli_cred_restrict_usage[] =
     "usage: vks cred restrict NAME [--domain D...] [--remove-domain D...] [--all-domains]\n"
-    "                         [--ip A...] [--remove-ip A...] [--all-ips] [--json] [--mount M]\n"
-    "                         [--prefix P]\n"
+    "                         [--ip A...] [--remove-ip A...] [--all-ips]\n"
+    "                         [--relay HOST:PORT | --no-relay] [--json] [--mount M] [--prefix P]\n"
     "\n"
     "Changes the domains and IPs a credential may be used for (the resolver enforces them on the\n"
     "next lookup). Lifting first, then removals, then additions; written with check-and-set.\n"
@@ -105,7 +109,10 @@ const char vks_cli_cred_restrict_usage[] =
     "  --ip A             add an allowed address or CIDR range; repeatable\n"
     "  --remove-ip A      remove an allowed address or range; repeatable\n"
     "  --all-ips          lift the IP restriction\n"
-    "  --json             print the resulting credential as JSON\n" COMMON_HELP "\n" EXIT_HELP;
+    "  --relay HOST:PORT  the relay `vks cred rotate` tests new passwords against\n"
+    "  --no-relay         forget the stored relay\n"
+    "  --json             print the resulting credential as JSON\n" COMMON_HELP "\n"
+    "Refused (exit 2, conflict) while a rotation is in flight: resume or abort it first.\n" EXIT_HELP;
 const char vks_cli_cred_delete_usage[] =
     "usage: vks cred delete NAME [--confirm USERNAME] [--mount M] [--prefix P]\n"
     "\n"
@@ -118,13 +125,14 @@ const char vks_cli_cred_delete_usage[] =
 
 struct copts {
     const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm, *due_before, *within;
-    bool all_domains, all_ips, json, password_stdin, force_stdout;
+    const char *relay;
+    bool all_domains, all_ips, json, password_stdin, force_stdout, no_relay;
     const char *dom[MAXL], *rmdom[MAXL], *ip[MAXL], *rmip[MAXL];
     size_t ndom, nrmdom, nip, nrmip;
 };
 
 enum { O_MOUNT = 256, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_STATE, O_REASON, O_CONFIRM, O_ALLD, O_ALLI, O_JSON,
-       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE, O_WITHIN };
+       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE, O_WITHIN, O_RELAY, O_NORELAY };
 
 static int add_to(const char **arr, size_t *n, const char *v, const char *opt)
 {
@@ -149,7 +157,8 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         { "force-stdout", no_argument, NULL, O_FORCE }, { "domain", required_argument, NULL, O_DOM },
         { "remove-domain", required_argument, NULL, O_RMDOM }, { "ip", required_argument, NULL, O_IP },
         { "remove-ip", required_argument, NULL, O_RMIP }, { "due-before", required_argument, NULL, O_DUE },
-        { "within", required_argument, NULL, O_WITHIN },
+        { "within", required_argument, NULL, O_WITHIN }, { "relay", required_argument, NULL, O_RELAY },
+        { "no-relay", no_argument, NULL, O_NORELAY },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -176,6 +185,8 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         case O_CONFIRM: o->confirm = optarg; break;
         case O_DUE: o->due_before = optarg; break;
         case O_WITHIN: o->within = optarg; break;
+        case O_RELAY: o->relay = optarg; break;
+        case O_NORELAY: o->no_relay = true; break;
         case O_ALLD: o->all_domains = true; break;
         case O_ALLI: o->all_ips = true; break;
         case O_JSON: o->json = true; break;
@@ -288,7 +299,8 @@ static vks_status build_lists(const struct copts *o, struct vks_cred_restriction
 
 int vks_cli_cred_create(int argc, char **argv)
 {
-    static const int allowed[] = { O_MOUNT, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_ALLD, O_DOM, O_IP, O_PWSTDIN, 0 };
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_ALLD, O_DOM, O_IP, O_PWSTDIN,
+                                   O_RELAY, 0 };
     struct copts o;
     if (parse(argc, argv, allowed, true, vks_cli_cred_create_usage, &o) != 0)
         return 1;
@@ -311,7 +323,7 @@ int vks_cli_cred_create(int argc, char **argv)
     int rc = 1;
     if (env_open("create", &o, true, &v) == 0) {
         struct vks_cred_create_req req = { o.name, o.username, o.owner, o.tenant, &r,
-                                           o.password_stdin ? &given : NULL };
+                                           o.password_stdin ? &given : NULL, o.relay };
         vks_secret pw = VKS_SECRET_EMPTY;
         int64_t version = 0;
         st = vks_cred_create(&v.ctx, &req, &pw, &version, &e);
@@ -369,8 +381,17 @@ static json_object *rec_json(const struct vks_cred_record *r, bool full)
     jset(o, "due", r->due);
     jset(o, "owner", r->owner);
     jset(o, "tenant", r->tenant);
+    jset(o, "relay", r->relay);
     json_object_object_add(o, "version", json_object_new_int64(r->vault_version));
     if (full) {
+        jset(o, "rotation_id", r->rotation_id);
+        jset(o, "rotation_started", r->rotation_started);
+        json_object_object_add(o, "current_version", r->current_version ? json_object_new_int64(r->current_version)
+                                                                         : NULL);
+        json_object_object_add(o, "previous_version", r->previous_version ?
+                               json_object_new_int64(r->previous_version) : NULL);
+        json_object_object_add(o, "pending_version", r->pending_version ? json_object_new_int64(r->pending_version)
+                                                                         : NULL);
         json_object *vs = json_object_new_array();
         for (size_t i = 0; i < r->nversions; i++) {
             json_object *x = json_object_new_object();
@@ -471,6 +492,14 @@ static void show_text(const struct vks_cred_ctx *ctx, const struct vks_cred_reco
     }
     printf("created:      %s\nrotated:      %s\ndue:          %s\nowner:        %s\ntenant:       %s\n",
            dash(r->created), dash(r->rotated), dash(r->due), dash(r->owner), dash(r->tenant));
+    printf("relay:        %s\n", dash(r->relay));
+    if (r->rotation_id[0])
+        printf("rotation:     %s (started %s; pending record version %lld)\n", r->rotation_id,
+               dash(r->rotation_started), (long long)r->pending_version);
+    if (r->current_version || r->previous_version)
+        printf("current:      version %lld%s", (long long)r->current_version, r->previous_version ? "" : "\n");
+    if (r->previous_version)
+        printf("; previous (rollback): version %lld\n", (long long)r->previous_version);
     printf("version:      %lld\nfingerprint:  %s%s%s\nversions:\n", (long long)r->vault_version, fp[0] ? fp : "-",
            fp_note[0] ? "  " : "", fp_note);
     for (size_t i = 0; i < r->nversions; i++)
@@ -547,20 +576,25 @@ int vks_cli_cred_reveal(int argc, char **argv)
 
 int vks_cli_cred_restrict(int argc, char **argv)
 {
-    static const int allowed[] = { O_MOUNT, O_PREFIX, O_DOM, O_RMDOM, O_ALLD, O_IP, O_RMIP, O_ALLI, O_JSON, 0 };
+    static const int allowed[] = { O_MOUNT, O_PREFIX, O_DOM, O_RMDOM, O_ALLD, O_IP, O_RMIP, O_ALLI, O_JSON,
+                                   O_RELAY, O_NORELAY, 0 };
     struct copts o;
     if (parse(argc, argv, allowed, true, vks_cli_cred_restrict_usage, &o) != 0)
         return 1;
-    if (!o.ndom && !o.nrmdom && !o.nip && !o.nrmip && !o.all_domains && !o.all_ips) {
+    if (!o.ndom && !o.nrmdom && !o.nip && !o.nrmip && !o.all_domains && !o.all_ips && !o.relay && !o.no_relay) {
         fprintf(stderr, "vks cred restrict: nothing to change (give --domain, --remove-domain, --all-domains, "
-                        "--ip, --remove-ip or --all-ips)\n");
+                        "--ip, --remove-ip, --all-ips, --relay or --no-relay)\n");
+        return 1;
+    }
+    if (o.relay && o.no_relay) {
+        fprintf(stderr, "vks cred restrict: --relay and --no-relay exclude each other\n");
         return 1;
     }
     struct env v;
     if (env_open("restrict", &o, false, &v) != 0)
         return 1;
     struct vks_cred_change ch = { o.all_domains, o.all_ips, o.dom, o.rmdom, o.ip, o.rmip,
-                                  o.ndom, o.nrmdom, o.nip, o.nrmip };
+                                  o.ndom, o.nrmdom, o.nip, o.nrmip, o.relay, o.no_relay };
     struct vks_err e;
     vks_err_clear(&e);
     struct vks_cred_record r;
@@ -743,4 +777,32 @@ int vks_cli_cred_due(int argc, char **argv)
     vks_cred_records_free(recs, n);
     env_close(&v);
     return rc;
+}
+
+/* ------------------------------------------------------------------ shared with cli/cred_rotate.c */
+
+int vks_cli_cred_open(const char *cmd, const char *mount, const char *prefix, bool keys, struct vks_cli_cred_env *out)
+{
+    struct copts o;
+    memset(&o, 0, sizeof o);
+    o.mount = mount ? mount : getenv("VKS_CRED_MOUNT");
+    o.prefix = prefix ? prefix : getenv("VKS_CRED_PREFIX");
+    struct env v;
+    if (env_open(cmd, &o, keys, &v) != 0)
+        return -1;
+    out->vault = v.vault;
+    out->kr = v.kr;
+    out->ctx = v.ctx;
+    return 0;
+}
+
+void vks_cli_cred_close(struct vks_cli_cred_env *v)
+{
+    vks_vault_free(v->vault);
+    vks_keyring_free(v->kr);
+}
+
+int vks_cli_cred_fail(const char *cmd, vks_status st, const struct vks_err *e)
+{
+    return fail(cmd, st, e);
 }

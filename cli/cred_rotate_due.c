@@ -15,6 +15,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cred_int.h"
 #include "vks.h"
 #include "vks_cred.h"
 #include "vks_cred_rotate.h"
@@ -24,8 +25,8 @@
 
 const char vks_cli_cred_rotate_due_usage[] =
     "usage: vks cred rotate --due [--within DURATION] [--dry-run] [--json] [--tenant T]\n"
-    "                       [--set-hook CMD] [--hook-timeout S] [--relay-cafile F] [--mount M]\n"
-    "                       [--prefix P]\n"
+    "                       [--set-hook CMD] [--hook-timeout S] [--relay-cafile F] [--ehlo NAME]\n"
+    "                       [--smtp-timeout S] [--mount M] [--prefix P]\n"
     "\n"
     "Rotates every managed credential that is past its due date (vks cred due), one at a time,\n"
     "each through the four steps of vks cred rotate against its stored relay, and goes on after a\n"
@@ -38,13 +39,14 @@ const char vks_cli_cred_rotate_due_usage[] =
     "  --dry-run          list what would be rotated and why (due date, policy); writes nothing\n"
     "  --json             one JSON array with each credential's action and outcome\n"
     "  --tenant T         only credentials of tenant T\n"
-    "  --set-hook CMD     run by /bin/sh -c with each new password on stdin and VKS_CRED_NAME,\n"
-    "                     VKS_CRED_USERNAME, VKS_CRED_ROTATION_ID in its environment (default\n"
-    "                     $VKS_CRED_SET_HOOK; none: the relay is expected to accept it already)\n"
+    "  --set-hook CMD     as for one credential, run for each (VKS_CRED_NAME tells which one), so\n"
+    "                     one script serves all (default $VKS_CRED_SET_HOOK; none: nothing to set)\n"
     "  --hook-timeout S   seconds before the hook's process group is killed (default\n"
     "                     $VKS_CRED_HOOK_TIMEOUT, else 60)\n"
     "  --relay-cafile F   CA file for the relays' STARTTLS certificates (default\n"
     "                     $VKS_CRED_RELAY_CAFILE, else the system's CAs)\n"
+    "  --ehlo NAME        EHLO name of the test sessions (default localhost)\n"
+    "  --smtp-timeout S   deadline of each test session in seconds (default 30)\n"
     "  --mount M          KV v2 mount (default $VKS_CRED_MOUNT, else secret)\n"
     "  --prefix P         path prefix of the credentials (default $VKS_CRED_PREFIX, else smtp-auth/)\n"
     "\n"
@@ -56,11 +58,12 @@ const char vks_cli_cred_rotate_due_usage[] =
     "nothing due; 3 something would be rotated; 4 something is invalid (a real run would fail).\n";
 
 struct ropts {
-    const char *within, *tenant, *set_hook, *hook_timeout, *cafile, *mount, *prefix;
+    const char *within, *tenant, *set_hook, *hook_timeout, *cafile, *ehlo, *smtp_timeout, *mount, *prefix;
     bool due, dry_run, json;
 };
 
-enum { R_DUE = 256, R_WITHIN, R_DRY, R_JSON, R_TENANT, R_HOOK, R_HOOKTO, R_CAFILE, R_MOUNT, R_PREFIX, R_ONE };
+enum { R_DUE = 256, R_WITHIN, R_DRY, R_JSON, R_TENANT, R_HOOK, R_HOOKTO, R_CAFILE, R_EHLO, R_SMTPTO, R_MOUNT,
+       R_PREFIX, R_ONE };
 
 static int parse(int argc, char **argv, struct ropts *o)
 {
@@ -69,6 +72,7 @@ static int parse(int argc, char **argv, struct ropts *o)
         { "dry-run", no_argument, NULL, R_DRY }, { "json", no_argument, NULL, R_JSON },
         { "tenant", required_argument, NULL, R_TENANT }, { "set-hook", required_argument, NULL, R_HOOK },
         { "hook-timeout", required_argument, NULL, R_HOOKTO }, { "relay-cafile", required_argument, NULL, R_CAFILE },
+        { "ehlo", required_argument, NULL, R_EHLO }, { "smtp-timeout", required_argument, NULL, R_SMTPTO },
         { "mount", required_argument, NULL, R_MOUNT }, { "prefix", required_argument, NULL, R_PREFIX },
         /* named so that getopt does not take --relay as an abbreviation of --relay-cafile */
         { "relay", required_argument, NULL, R_ONE }, { "password-stdin", no_argument, NULL, R_ONE },
@@ -94,6 +98,8 @@ static int parse(int argc, char **argv, struct ropts *o)
         case R_HOOK: o->set_hook = optarg; break;
         case R_HOOKTO: o->hook_timeout = optarg; break;
         case R_CAFILE: o->cafile = optarg; break;
+        case R_EHLO: o->ehlo = optarg; break;
+        case R_SMTPTO: o->smtp_timeout = optarg; break;
         case R_MOUNT: o->mount = optarg; break;
         case R_PREFIX: o->prefix = optarg; break;
         case R_ONE:
@@ -114,86 +120,50 @@ static int parse(int argc, char **argv, struct ropts *o)
     return 0;
 }
 
-/* The run's rotation options from the command line and environment: 0, or -1 after saying why. */
+/* Whole seconds 1-3600 (as cli/cred_rotate.c): 0, or -1 after saying why. */
+static int seconds(const char *what, const char *s, int *ms)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (s[0] < '0' || s[0] > '9' || *end != '\0' || v < 1 || v > 3600) {
+        fprintf(stderr, "vks cred rotate --due: %s \"%.16s\" must be whole seconds 1-3600\n", what, s);
+        return -1;
+    }
+    *ms = (int)v * 1000;
+    return 0;
+}
+
+/* The run's rotation options from the command line and environment: 0, or -1 after saying why.
+ * The core forces the test step's TLS (required, verified); only cafile, ehlo and timeout are ours. */
 static int rotate_opts(const struct ropts *o, struct vks_cred_rotate_opts *r)
 {
     memset(r, 0, sizeof *r);
     r->set_hook = o->set_hook && o->set_hook[0] ? o->set_hook : NULL;
-    r->smtp.tls = VKS_SMTP_TLS_REQUIRED;
     r->smtp.cafile = o->cafile && o->cafile[0] ? o->cafile : NULL;
-    r->smtp.timeout_ms = 30000;
-    if (o->hook_timeout) {
-        char *end;
-        long s = strtol(o->hook_timeout, &end, 10);
-        if (end == o->hook_timeout || *end || s < 1 || s > 3600) {
-            fprintf(stderr, "vks cred rotate --due: --hook-timeout (or VKS_CRED_HOOK_TIMEOUT) \"%.32s\" must be "
-                    "seconds 1-3600\n", o->hook_timeout);
-            return -1;
-        }
-        r->hook_timeout_ms = (int)s * 1000;
-    }
+    r->smtp.ehlo_name = o->ehlo;
+    if (o->hook_timeout && seconds("--hook-timeout (or VKS_CRED_HOOK_TIMEOUT)", o->hook_timeout,
+                                   &r->hook_timeout_ms) != 0)
+        return -1;
+    if (o->smtp_timeout && seconds("--smtp-timeout", o->smtp_timeout, &r->smtp.timeout_ms) != 0)
+        return -1;
     return 0;
 }
 
-static int exit_code(vks_status st)
-{
-    switch (st) {
-    case VKS_OK: return 0;
-    case VKS_E_INVALID_INPUT: case VKS_E_INVALID_ARG: case VKS_E_CONFIG: case VKS_E_NOMEM: case VKS_E_INTERNAL:
-    case VKS_E_LOCKED_MEMORY: case VKS_E_AUDIT_UNAVAILABLE: case VKS_E_DECRYPT_FAILED: case VKS_E_BAD_KEYSOURCE:
-        return 1;
-    default: return 2;
-    }
-}
+#define CMD "rotate --due"
 
-static int fail(vks_status st, const struct vks_err *e)
+/* The Vault client, keyring (a real run: a primary key is required before anything is touched)
+ * and context, as the other vks cred commands build them: 0, or -1 after saying why. */
+static int env_open(const struct ropts *o, bool keys, struct vks_cli_cred_env *v)
 {
-    fprintf(stderr, "vks cred rotate --due: %s (%s)\n", e->msg[0] ? e->msg : vks_status_code(st),
-            vks_status_code(st));
-    if (st == VKS_E_PERMISSION_DENIED)
-        fprintf(stderr, "vks cred rotate --due: permission denied: the token's Vault policies do not allow this "
-                "(cred-operator: vks-cred(1) ACCESS CONTROL)\n");
-    return exit_code(st);
-}
-
-struct env {
-    struct vks_vault *vault;
-    struct vks_keyring *kr;
-    struct vks_cred_ctx ctx;
-};
-
-static void env_close(struct env *v)
-{
-    vks_vault_free(v->vault);
-    vks_keyring_free(v->kr);
-}
-
-/* As cli/cred.c's env_open; keys only for a real run (the dry run reads metadata only). */
-static int env_open(const struct ropts *o, bool keys, struct env *v)
-{
-    memset(v, 0, sizeof *v);
-    struct vks_vault_config cfg;
-    struct vks_err e;
-    vks_err_clear(&e);
-    vks_status st = vks_vault_config_from_env(&cfg, &e);
-    if (st == VKS_OK) {
-        st = vks_vault_new(&cfg, &v->vault, &e);
-        vks_vault_config_clear(&cfg);
-    }
-    if (st == VKS_OK && keys)
-        st = vks_keyring_load_env(&v->kr, &e);
-    if (st == VKS_OK && keys && vks_keyring_primary_id(v->kr) == NULL) /* before any credential is touched */
-        st = vks_err_set(&e, VKS_E_CONFIG, "no encryption key to store new passwords as ENC: envelopes: set "
-                         "VKS_ENCRYPTION_KEY, VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS");
-    if (st == VKS_OK)
-        st = vks_cred_ctx_init(&v->ctx, v->vault, v->kr, o->mount, o->prefix, "cli", &e);
-    const char *days = getenv("VKS_CRED_ROTATION_DAYS");
-    if (st == VKS_OK && days != NULL && !vks_cred_parse_days(days, &v->ctx.rotation_days))
-        st = vks_err_set(&e, VKS_E_CONFIG, "VKS_CRED_ROTATION_DAYS \"%.16s\" must be a number of days 1-%d", days,
-                         VKS_CRED_DAYS_MAX);
-    if (st != VKS_OK) {
-        env_close(v);
-        fail(st, &e);
+    if (vks_cli_cred_open(CMD, o->mount, o->prefix, keys, v) != 0)
+        return -1;
+    if (keys && vks_keyring_primary_id(v->kr) == NULL) {
+        struct vks_err e;
+        vks_err_clear(&e);
+        vks_err_set(&e, VKS_E_CONFIG, "no encryption key to store new passwords as ENC: envelopes: set "
+                    "VKS_ENCRYPTION_KEY, VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS");
+        vks_cli_cred_close(v);
+        vks_cli_cred_fail(CMD, VKS_E_CONFIG, &e);
         return -1;
     }
     return 0;
@@ -308,7 +278,8 @@ static void progress(const struct vks_cred_due_item *it, size_t i, size_t n, voi
     fflush(stdout);
 }
 
-static void summary(const struct vks_cred_due_plan *p, const struct out *w, const struct env *v, const char *within)
+static void summary(const struct vks_cred_due_plan *p, const struct out *w, const struct vks_cli_cred_env *v,
+                    const char *within)
 {
     const struct vks_cred_due_counts *c = &p->counts;
     if (w->dry_run)
@@ -340,8 +311,8 @@ int vks_cli_cred_rotate_due(int argc, char **argv)
     struct vks_err e;
     vks_err_clear(&e);
     if (o.tenant && vks_cred_check_tenant(o.tenant, "--tenant", &e) != VKS_OK)
-        return fail(VKS_E_INVALID_INPUT, &e);
-    struct env v;
+        return vks_cli_cred_fail(CMD, VKS_E_INVALID_INPUT, &e);
+    struct vks_cli_cred_env v;
     if (env_open(&o, !o.dry_run, &v) != 0)
         return 1;
     sel.default_days = v.ctx.rotation_days;
@@ -349,8 +320,8 @@ int vks_cli_cred_rotate_due(int argc, char **argv)
     struct vks_cred_due_plan plan;
     vks_status st = vks_cred_due_plan(&v.ctx, &sel, &plan, &e);
     if (st != VKS_OK) {
-        env_close(&v);
-        return fail(st, &e);
+        vks_cli_cred_close(&v);
+        return vks_cli_cred_fail(CMD, st, &e);
     }
     struct out w = { &sel, o.dry_run, o.json, o.json ? json_object_new_array() : NULL };
     int rc;
@@ -368,6 +339,6 @@ int vks_cli_cred_rotate_due(int argc, char **argv)
     }
     summary(&plan, &w, &v, o.within);
     vks_cred_due_plan_free(&plan);
-    env_close(&v);
+    vks_cli_cred_close(&v);
     return rc;
 }

@@ -46,6 +46,11 @@ extern const char vks_cli_cred_create_usage[], vks_cli_cred_list_usage[], vks_cl
     vks_cli_cred_reveal_usage[], vks_cli_cred_restrict_usage[], vks_cli_cred_delete_usage[],
     vks_cli_cred_due_usage[];
 
+/* cli/cred_rotate.c */
+int vks_cli_cred_rotate(int argc, char **argv);
+int vks_cli_cred_rollback(int argc, char **argv);
+extern const char vks_cli_cred_rotate_usage[], vks_cli_cred_rollback_usage[];
+
 /* cli/cred_rotate_due.c: `vks cred rotate --due ...` (argv as given to `vks cred rotate`) */
 int vks_cli_cred_rotate_due(int argc, char **argv);
 extern const char vks_cli_cred_rotate_due_usage[];

@@ -4,7 +4,7 @@
  *   vks_host.toml   parse(text [, source]) -> table | nil, message      (host/toml.cpp, toml++)
  *   vks_host.json   parse(text [, source]) -> table | nil, message      (host/json.c, json-c strict)
  *                   encode(value [, pretty]) -> string
- *   vks_host.smtp   check_auth(opts) -> result table                    (host/smtp.c, OpenSSL)
+ *   vks_host.smtp   check_auth(opts) -> result table        (host/smtp.c over src/vks_smtp.c)
  *   vks_host.sys    realpath, file_exists, sleep_ms, monotonic_ms, getenv helpers (host/main.c)
  *
  * Every function here runs on the host's single Lua state, on the main thread. None of them keeps

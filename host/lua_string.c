@@ -1,6 +1,6 @@
 /*
- * vks-policy: reading a Lua string argument for C (see host.h). In a file of its own so that the
- * fuzz target of host/smtp.c (tests/fuzz/fuzz_smtp_reply.c) links it without the whole host.
+ * vks-policy: reading a Lua string argument for C (see host.h). In a file of its own (it once let the
+ * SMTP fuzz target link it without the whole host; that target now fuzzes src/vks_smtp.c).
  */
 #include <lauxlib.h>
 #include <string.h>

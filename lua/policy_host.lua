@@ -23,7 +23,7 @@ usage: vks-policy POLICY --domain DOMAIN [options]
   --check-auth        EHLO, STARTTLS, AUTH PLAIN, QUIT against the relay; no message is sent
   --cafile PEM        CA certificates to validate the relay's certificate
   --ehlo NAME         EHLO name (default: ehlo_domain of the path, else localhost)
-  --timeout-ms N      per-step SMTP timeout (default 30000)
+  --timeout-ms N      deadline of the whole SMTP session (default 30000)
   --stats             print vault_keysource cache statistics at the end
   --brief             do not print the SMTP transcript
   --rounds N          repeat lookup (+ AUTH) N times in this process (default 1)

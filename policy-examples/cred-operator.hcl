@@ -1,5 +1,5 @@
-# Vault ACL policy `cred-operator`: creates, restricts and deletes credentials (and, later, rotates
-# them) but cannot read a password: no `read` on the data path (docs/credentials.md "Access control").
+# Vault ACL policy `cred-operator`: creates, restricts, rotates and deletes credentials but cannot
+# read a stored password: no `read` on the credential's data path (docs/credentials.md "Access control").
 #   vault policy write cred-operator cred-operator.hcl
 #
 # What each `vks cred` act sends (docs/internals/cred.md):
@@ -10,8 +10,12 @@
 #   restrict  GET metadata, PATCH data with cas (patch: bumps the version without reading the
 #             password), POST metadata (update)
 #   delete    GET metadata, DELETE metadata (every version)
-#   rotation  (later) POST data with cas (update: a new version with the pending password),
-#             GET/POST metadata; never a read of data
+#   rotate    GET metadata, PATCH data with cas (claim), POST/GET/DELETE the pending record under
+#             vks-rotation/smtp-auth/ (the new password while it is tested), POST data with cas
+#             (finish: a new version), POST metadata; never a read of the credential's data.
+#             The pending record holds only the NEW password, which the rotating operator chose
+#             anyway (generated in its process, handed to its set hook); it is removed at finish.
+#   rollback  needs read of an older version of the data: not this policy alone (add cred-support)
 # The operator still writes passwords: it can replace one, but never learn one. Vault's ACL has no
 # "deny read but allow write" within one rule, and none is needed: capabilities not listed are denied.
 # Mount `secret`, prefix `smtp-auth/` are the defaults; change the paths if yours differ.
@@ -22,4 +26,14 @@ path "secret/data/smtp-auth/*" {
 
 path "secret/metadata/smtp-auth/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
+}
+
+# the pending password of a rotation in flight (docs/credentials.md "Rotation"): resume after a crash
+# reads it back; finish and abort remove it with every version
+path "secret/data/vks-rotation/smtp-auth/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+path "secret/metadata/vks-rotation/smtp-auth/*" {
+  capabilities = ["read", "delete"]
 }

@@ -15,3 +15,12 @@ path "secret/data/smtp-auth/globex/*" {
 path "secret/metadata/smtp-auth/globex/*" {
   capabilities = ["create", "read", "update", "delete", "list"]
 }
+
+# rotation's pending record for this tenant's credentials (docs/credentials.md "Rotation")
+path "secret/data/vks-rotation/smtp-auth/globex/*" {
+  capabilities = ["create", "read", "update", "delete"]
+}
+
+path "secret/metadata/vks-rotation/smtp-auth/globex/*" {
+  capabilities = ["read", "delete"]
+}

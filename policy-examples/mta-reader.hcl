@@ -4,6 +4,7 @@
 # The resolver reads the latest version of <mount>/data/<prefix><name>: field `key` (the password,
 # an ENC: envelope) and `username`; the restrictions come with that answer (custom_metadata is part
 # of every data read), so no metadata access is needed. No list: the MTA knows the names it asks for.
+# Nothing under vks-rotation/: a pending password is never the MTA's business (docs: "Rotation").
 # Mount `secret`, prefix `smtp-auth/` are the defaults; change both lines if yours differ.
 
 path "secret/data/smtp-auth/*" {

@@ -838,7 +838,7 @@ static bool admin_action_ok(const char *a)
     if (n == 0 || n > 32)
         return false;
     for (size_t i = 0; i < n; i++)
-        if (!((a[i] >= 'a' && a[i] <= 'z') || a[i] == '_'))
+        if (!((a[i] >= 'a' && a[i] <= 'z') || a[i] == '_' || (a[i] == '.' && i > 0 && i + 1 < n)))
             return false;
     return true;
 }

@@ -292,7 +292,7 @@ void vks_audit_verifier_free(struct vks_audit_verifier *v);
  * `vks audit verify` checks it). Every string is borrowed for the call; NULL is written as null.
  * Never a password, an envelope or a token in any field. */
 struct vks_audit_admin_event {
-    const char *action;            /* [a-z_]{1,32}: "create", "reveal", "restrict", "delete"     */
+    const char *action;            /* [a-z_.]{1,32} (no leading/trailing "."): "create", "rotate.claim" */
     vks_status status;             /* VKS_OK or the act's failure code                         */
     const char *error;             /* the vks_err message of a failure (secret-free), or NULL   */
     const char *operator_name;     /* Vault token display_name (lookup-self)                   */

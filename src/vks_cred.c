@@ -5,6 +5,7 @@
 #include "vks_cred.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -137,6 +138,61 @@ vks_status vks_cred_check_tenant(const char *s, const char *field, struct vks_er
             return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: character %zu is not one of a-z 0-9 . _ -", field,
                                i + 1);
     }
+    return VKS_OK;
+}
+
+static bool relay_host_ok(const char *h, size_t n, bool v6)
+{
+    if (n == 0 || n > 253)
+        return false;
+    char b[256];
+    memcpy(b, h, n);
+    b[n] = '\0';
+    unsigned char addr[16];
+    if (v6)
+        return inet_pton(AF_INET6, b, addr) == 1;
+    if (inet_pton(AF_INET, b, addr) == 1)
+        return true;
+    for (size_t i = 0, lab = 0; i < n; i++) { /* a DNS name: labels of letters, digits, '-' */
+        unsigned char c = (unsigned char)b[i];
+        if (c == '.') {
+            if (lab == 0 || b[i - 1] == '-')
+                return false;
+            lab = 0;
+        } else if (isalnum(c) || (c == '-' && lab > 0)) {
+            if (++lab > 63)
+                return false;
+        } else {
+            return false;
+        }
+    }
+    return b[n - 1] != '.' && b[n - 1] != '-';
+}
+
+vks_status vks_cred_parse_relay(const char *s, const char *field, char *host, size_t cap, int *port,
+                                struct vks_err *err)
+{
+    size_t n = s ? strlen(s) : 0;
+    const char *colon = n ? strrchr(s, ':') : NULL;
+    bool v6 = n > 0 && s[0] == '[';
+    const char *h = v6 ? s + 1 : s;
+    size_t hn = colon ? (size_t)(colon - h) - (v6 ? 1 : 0) : 0;
+    if (n > VKS_CRED_RELAY_MAX || colon == NULL || (v6 && (colon == s || colon[-1] != ']')) ||
+        !relay_host_ok(h, hn, v6))
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s \"%.64s\" must be HOST:PORT (a DNS name or IPv4 address) "
+                           "or [IPv6]:PORT", field, s ? s : "");
+    char *end = NULL;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] < '1' || colon[1] > '9' || *end != '\0' || p < 1 || p > 65535)
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: the port of \"%.64s\" must be 1-65535", field, s);
+    if (host != NULL) {
+        if (cap <= hn)
+            return vks_err_set(err, VKS_E_INVALID_ARG, "vks_cred_parse_relay: host buffer too small");
+        memcpy(host, h, hn);
+        host[hn] = '\0';
+    }
+    if (port != NULL)
+        *port = (int)p;
     return VKS_OK;
 }
 
@@ -353,7 +409,8 @@ void vks_cred_time(int64_t t, int days, char out[40])
 
 static const char *const our_keys[] = { "allowed_domains", "allowed_hosts", "vks_cred", "username", "state",
                                         "created", "rotated", "due", "rev", "current_version",
-                                        "previous_version", "pending_version", "rotation_id", "owner", "tenant" };
+                                        "previous_version", "pending_version", "rotation_id", "owner", "tenant",
+                                        "relay", "rotation_started", "previous_rotated" };
 
 static void get_s(json_object *o, const char *k, char *out, size_t cap)
 {
@@ -458,6 +515,9 @@ vks_status vks_cred_record_parse(const char *body, size_t len, const char *name,
     get_s(cm, "owner", rec->owner, sizeof rec->owner);
     get_s(cm, "tenant", rec->tenant, sizeof rec->tenant);
     get_s(cm, "rotation_id", rec->rotation_id, sizeof rec->rotation_id);
+    get_s(cm, "relay", rec->relay, sizeof rec->relay);
+    get_s(cm, "rotation_started", rec->rotation_started, sizeof rec->rotation_started);
+    get_s(cm, "previous_rotated", rec->previous_rotated, sizeof rec->previous_rotated);
     rec->rev = get_n(cm, "rev");
     rec->current_version = get_n(cm, "current_version");
     rec->previous_version = get_n(cm, "previous_version");
@@ -523,7 +583,9 @@ vks_status vks_cred_metadata_body(const struct vks_cred_record *rec, char **out,
               put_n(cm, "current_version", rec->current_version) &&
               put_n(cm, "previous_version", rec->previous_version) &&
               put_n(cm, "pending_version", rec->pending_version) && put_s(cm, "rotation_id", rec->rotation_id) &&
-              put_s(cm, "owner", rec->owner) && put_s(cm, "tenant", rec->tenant);
+              put_s(cm, "owner", rec->owner) && put_s(cm, "tenant", rec->tenant) && put_s(cm, "relay", rec->relay) &&
+              put_s(cm, "rotation_started", rec->rotation_started) &&
+              put_s(cm, "previous_rotated", rec->previous_rotated);
     free(dom);
     free(hosts);
     if (st == VKS_OK && ok) {

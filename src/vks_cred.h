@@ -49,6 +49,7 @@
 #define VKS_CRED_DUE_DAYS 180      /* the default rotation policy: due = rotated + 180 days         */
 #define VKS_CRED_DAYS_MAX 3650     /* longest policy (VKS_CRED_ROTATION_DAYS, rotation_days)        */
 #define VKS_CRED_SCHEMA "1"
+#define VKS_CRED_RELAY_MAX 262     /* "host:port" / "[v6]:port" of the relay rotation tests against */
 
 /* ================================ pure parts ================================================ */
 
@@ -61,6 +62,11 @@ vks_status vks_cred_check_owner(const char *s, const char *field, struct vks_err
 vks_status vks_cred_check_tenant(const char *s, const char *field, struct vks_err *err);
 /* A provider-issued password: 1..VKS_CRED_PROVIDED_MAX bytes of printable ASCII (0x21-0x7e). */
 vks_status vks_cred_check_password(const unsigned char *p, size_t n, struct vks_err *err);
+/* The relay a credential is tested against by rotation: "HOST:PORT" (HOST a DNS name or IPv4
+ * literal) or "[IPv6]:PORT", port 1-65535. host (cap >= VKS_CRED_RELAY_MAX) receives HOST without
+ * brackets; host and port may be NULL for a check only. VKS_E_INVALID_INPUT naming `field`. */
+vks_status vks_cred_parse_relay(const char *s, const char *field, char *host, size_t cap, int *port,
+                                struct vks_err *err);
 
 /*
  * Rejection sampling, the pure step of the generator: maps the random bytes rnd[0..n) onto
@@ -116,6 +122,9 @@ struct vks_cred_record {
     char username[VKS_CRED_USERNAME_MAX + 1];
     char state[24], created[40], rotated[40], due[40];
     char owner[VKS_CRED_OWNER_MAX + 1], tenant[VKS_CRED_TENANT_MAX + 1], rotation_id[64];
+    char relay[VKS_CRED_RELAY_MAX + 1];   /* rotation's test target "host:port"; "" = none      */
+    char rotation_started[40];            /* when the rotation in flight was claimed            */
+    char previous_rotated[40];            /* `rotated` of previous_version's password (rollback) */
     int64_t rev, current_version, previous_version, pending_version; /* from custom_metadata; 0 = absent */
     int64_t vault_version;         /* Vault's current_version of the secret                  */
     struct vks_cred_restrictions restrictions;
@@ -189,6 +198,7 @@ struct vks_cred_create_req {
     const char *name, *username, *owner, *tenant;     /* owner/tenant may be NULL           */
     const struct vks_cred_restrictions *restrictions; /* domains must be all or non-empty    */
     const vks_secret *password;                       /* NULL: generate one                  */
+    const char *relay;                                /* "host:port" for rotation; may be NULL */
 };
 /*
  * Creates the credential (docs/credentials.md "Every write is check-and-set"). On VKS_OK and also
@@ -225,8 +235,12 @@ struct vks_cred_change {
     bool all_domains, all_hosts;
     const char *const *add_domains, *const *remove_domains, *const *add_hosts, *const *remove_hosts;
     size_t n_add_domains, n_remove_domains, n_add_hosts, n_remove_hosts;
+    const char *relay;                 /* a new relay "host:port" (rotation's test), or NULL     */
+    bool clear_relay;                  /* forget the relay                                      */
 };
-/* Applies the change under check-and-set; *rec (may be NULL) receives the record written. */
+/* Applies the change under check-and-set; *rec (may be NULL) receives the record written.
+ * Refused with VKS_E_CONFLICT while a rotation is in flight (state rotating): the rotation owns the
+ * credential's metadata until it finishes or is aborted (docs/credentials.md "Rotation"). */
 vks_status vks_cred_restrict(struct vks_cred_ctx *ctx, const char *name, const struct vks_cred_change *ch,
                              struct vks_cred_record *rec, struct vks_err *err);
 

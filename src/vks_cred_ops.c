@@ -10,6 +10,7 @@
 
 #include "vks_audit.h"
 #include "vks_cred.h"
+#include "vks_cred_int.h"
 
 #define LIST_MAX 10000
 #define LIST_DEPTH 8
@@ -155,6 +156,8 @@ static vks_status create_checks(const struct vks_cred_create_req *req, struct vk
         st = vks_cred_check_tenant(req->tenant, "--tenant", err);
     if (st == VKS_OK && req->password)
         st = vks_cred_check_password(req->password->data, req->password->len, err);
+    if (st == VKS_OK && req->relay)
+        st = vks_cred_parse_relay(req->relay, "--relay", NULL, 0, NULL, err);
     if (st == VKS_OK && (!req->restrictions || (!req->restrictions->domains.all && req->restrictions->domains.n == 0)))
         st = vks_err_set(err, VKS_E_INVALID_INPUT, "--domain: a credential is restricted to specific domains by "
                          "default: give at least one --domain, or --all-domains");
@@ -172,6 +175,7 @@ static void new_record(struct vks_cred_record *rec, const struct vks_cred_create
     vks_cred_time(now, days, rec->due);
     snprintf(rec->owner, sizeof rec->owner, "%s", req->owner ? req->owner : "");
     snprintf(rec->tenant, sizeof rec->tenant, "%s", req->tenant ? req->tenant : "");
+    snprintf(rec->relay, sizeof rec->relay, "%s", req->relay ? req->relay : "");
     rec->rev = rec->current_version = v;
 }
 
@@ -467,10 +471,15 @@ vks_status vks_cred_reveal(struct vks_cred_ctx *ctx, const char *name, const cha
 
 /* ------------------------------------------------------------------ restrict */
 
-static vks_status apply_change(struct vks_cred_restrictions *r, const struct vks_cred_change *ch,
+static vks_status apply_change(struct vks_cred_record *rec, const struct vks_cred_change *ch,
                                struct vks_err *err)
 {
+    struct vks_cred_restrictions *r = &rec->restrictions;
     vks_status st = VKS_OK;
+    if (ch->clear_relay)
+        rec->relay[0] = '\0';
+    if (ch->relay && (st = vks_cred_parse_relay(ch->relay, "--relay", NULL, 0, NULL, err)) == VKS_OK)
+        snprintf(rec->relay, sizeof rec->relay, "%s", ch->relay);
     if (ch->all_domains)
         vks_cred_list_set_all(&r->domains);
     if (ch->all_hosts)
@@ -516,8 +525,12 @@ vks_status vks_cred_restrict(struct vks_cred_ctx *ctx, const char *name, const s
     char *meta = NULL;
     st = load(ctx, name, path, &rec, err);
     bool loaded = st == VKS_OK;
-    if (st == VKS_OK && (st = editable(&rec, path, err)) == VKS_OK)
-        st = apply_change(&rec.restrictions, ch, err);
+    if (st == VKS_OK && (st = editable(&rec, path, err)) == VKS_OK && strcmp(rec.state, "rotating") == 0)
+        st = vks_err_set(err, VKS_E_CONFLICT, "'%s': a rotation is in flight (rotation_id %s): it owns the "
+                         "credential until `vks cred rotate --resume %s` finishes it or `vks cred rotate --abort %s` "
+                         "ends it; nothing was written", path, rec.rotation_id, name, name);
+    if (st == VKS_OK)
+        st = apply_change(&rec, ch, err);
     if (loaded)
         a.username = rec.username;
     if (st == VKS_OK) { /* checked against Vault's limits before anything is written */
@@ -581,4 +594,48 @@ vks_status vks_cred_delete(struct vks_cred_ctx *ctx, const char *name, const cha
     if (loaded)
         vks_cred_record_free(&rec);
     return st;
+}
+
+/* ------------------------------------------------------------------ for vks_cred_rotate.c (vks_cred_int.h) */
+
+vks_status vks_cred_int_identity(struct vks_cred_ctx *ctx, struct vks_err *err)
+{
+    return identity(ctx, err);
+}
+
+vks_status vks_cred_int_path(const struct vks_cred_ctx *ctx, const char *name, char *out, size_t cap,
+                             struct vks_err *err)
+{
+    return full_path(ctx, name, out, cap, err);
+}
+
+vks_status vks_cred_int_load(struct vks_cred_ctx *ctx, const char *name, const char *path,
+                             struct vks_cred_record *rec, struct vks_err *err)
+{
+    return load(ctx, name, path, rec, err);
+}
+
+vks_status vks_cred_int_editable(const struct vks_cred_record *rec, const char *path, struct vks_err *err)
+{
+    return editable(rec, path, err);
+}
+
+vks_status vks_cred_int_audit(struct vks_cred_ctx *ctx, const char *action, const char *path, const char *username,
+                              int64_t version, const char *reason, const char *detail, vks_status st,
+                              struct vks_err *err)
+{
+    struct act a = { .action = action, .path = path, .username = username, .reason = reason, .version = version };
+    snprintf(a.detail, sizeof a.detail, "%s", detail ? detail : "");
+    return audit(ctx, &a, st, err);
+}
+
+vks_status vks_cred_int_data_json(const char *envelope, const char *username, char **out, struct vks_err *err)
+{
+    return data_json(envelope, username, out, err);
+}
+
+vks_status vks_cred_int_bump(struct vks_cred_ctx *ctx, const char *path, const struct vks_cred_record *rec,
+                             int64_t *nv, struct vks_err *err)
+{
+    return bump(ctx, path, rec, nv, err);
 }

@@ -4,7 +4,6 @@
  */
 #include "vks_cred_rotate_due.h"
 
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,15 +19,10 @@ const char *vks_cred_due_action_name(enum vks_cred_due_action a)
     return "?";
 }
 
-/* custom_metadata.relay as stored, non-printable bytes as '?' (it is printed to a terminal). */
+/* The stored relay (custom_metadata.relay), non-printable bytes as '?' (it is printed to a terminal). */
 static void stored_relay(const struct vks_cred_record *r, char *out, size_t cap)
 {
-    json_object *v = NULL;
-    out[0] = '\0';
-    if (r->custom == NULL || !json_object_object_get_ex(r->custom, "relay", &v) ||
-        !json_object_is_type(v, json_type_string))
-        return;
-    snprintf(out, cap, "%s", json_object_get_string(v));
+    snprintf(out, cap, "%s", r->relay);
     for (char *p = out; *p; p++)
         if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
             *p = '?';

@@ -45,7 +45,7 @@ struct vks_cred_due_item {
     const struct vks_cred_record *rec; /* borrowed from plan->recs                            */
     struct vks_cred_due due;
     enum vks_cred_due_action action;
-    char relay[256];                   /* custom_metadata.relay as stored ("" when absent)   */
+    char relay[VKS_CRED_RELAY_MAX + 1]; /* custom_metadata.relay as stored ("" when absent)  */
     /* the outcome, filled by vks_cred_rotate_due_run */
     bool ran;
     vks_status status;

@@ -5,7 +5,8 @@ CLI; the certificate is its own CA, valid for 127.0.0.1 and localhost), and acce
 after STARTTLS (LOGIN is not offered). MAIL before AUTH gets 530. Accepted credentials are read
 from a file on EVERY attempt, so a test can rotate a password and keep an overlap window in which
 old and new both work. Each AUTH attempt is appended to a JSON-lines log with the user, the result
-and the 1-based line of the credentials file that matched (never a password).
+the 1-based line of the credentials file that matched, the time and the client's EHLO name (never
+a password).
 
 Credentials file: one `username:password` per line (split at the first ':'), '#' comments.
 
@@ -19,7 +20,8 @@ Python API (for tests/integration/*.py; add tests/lib to sys.path):
     r = Relay(workdir, creds=[("daniel", "pw...")], tls=True)   # started
     r.port, r.cafile, r.log_path
     r.set_creds([("daniel", "old"), ("daniel", "new")])          # takes effect at the next AUTH
-    r.auth_events()  -> list of dicts {"user", "ok", "line", "tls"}
+    r.auth_events()  -> list of dicts {"user", "ok", "line", "tls", "ts", "ehlo"}: ts is the
+                        Unix time (float) of the attempt, ehlo the client's EHLO name
     Relay(..., accept=True): DATA is accepted (250) and each message is logged as
         {"event": "message", "from", "to", "user" (the authenticated login or None), "tls", "bytes"}
     r.messages()     -> those message events
@@ -85,7 +87,8 @@ def serve(creds_path, d, log_path, tls, accept=False):
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         if mechanism != "PLAIN" or not isinstance(auth_data, LoginPassword):
-            log({"event": "auth", "user": None, "ok": False, "line": None, "mechanism": mechanism})
+            log({"event": "auth", "user": None, "ok": False, "line": None, "mechanism": mechanism,
+                 "ts": time.time(), "ehlo": session.host_name})
             return AuthResult(success=False, handled=False)
         matched = None
         for n, user, pw in read_creds(creds_path):
@@ -95,7 +98,7 @@ def serve(creds_path, d, log_path, tls, accept=False):
                 matched = n
         log({"event": "auth", "user": auth_data.login.decode("utf-8", "replace"),
              "ok": matched is not None, "line": matched,
-             "tls": session.ssl is not None})
+             "tls": session.ssl is not None, "ts": time.time(), "ehlo": session.host_name})
         return AuthResult(success=matched is not None, handled=False,
                           auth_data=auth_data.login if matched is not None else None)
 
