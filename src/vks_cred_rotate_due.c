@@ -49,6 +49,11 @@ static bool classify(const struct vks_cred_record *r, const struct vks_cred_due_
         for (char *p = it->due.why; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';
+    } else if (due && r->relay[0] == '\0') {
+        /* the test step needs a relay: refused here rather than failing in the core */
+        it->action = VKS_CRED_DUE_REFUSE;
+        snprintf(it->due.why, sizeof it->due.why, "no relay stored to test a new password against (vks cred "
+                 "restrict NAME --relay HOST:PORT)");
     } else if (due) {
         it->action = in_flight ? VKS_CRED_DUE_RESUME : VKS_CRED_DUE_ROTATE;
     } else if (in_flight) {

@@ -6,7 +6,8 @@
  *
  * Selection (pure: vks_cred_due_select), fail closed:
  *   - unmanaged secrets under the prefix are not under the policy: counted, never touched;
- *   - INVALID (unreadable dates, see vks_cred_due_eval) or an unknown state: REFUSE — reported
+ *   - INVALID (unreadable dates, see vks_cred_due_eval), an unknown state, or due without a
+ *     stored relay (the test step needs one): REFUSE — reported
  *     and counted as a failure, never rotated blindly (a credential whose dates cannot be read
  *     may be one an operator is repairing by hand);
  *   - OVERDUE (and SOON when within > 0): ROTATE, or RESUME when a rotation is already in flight

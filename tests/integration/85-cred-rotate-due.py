@@ -246,28 +246,31 @@ def test_vault_unreachable(vd):
 
 
 def test_invalid(vd):
-    for n in ("bad-rot.example", "odd-state.example", "tb-due.example"):
+    for n in ("bad-rot.example", "odd-state.example", "tb-due.example", "tb-norelay.example"):
         create(vd, n, tenant="tb")
         set_meta(vd, n, relay="127.0.0.1:%d" % CTX["ok_port"])
     set_meta(vd, "bad-rot.example", rotated="last tuesday")
     set_meta(vd, "odd-state.example", state="frozen", rotated=ts(400))
     set_meta(vd, "tb-due.example", rotated=ts(181), due=None)
-    names = ("bad-rot.example", "odd-state.example")
+    set_meta(vd, "tb-norelay.example", rotated=ts(190), due=None, relay=None)
+    names = ("bad-rot.example", "odd-state.example", "tb-norelay.example")
     before = snapshot(vd, names + ("tb-due.example",))
     rc, out, _ = due(vd, "--dry-run", "--tenant", "tb", "--json")
     r = rows(out)
     T.ok(rc == 4 and {k: v["outcome"] for k, v in r.items()} ==
-         {"bad-rot.example": "invalid", "odd-state.example": "invalid", "tb-due.example": "would-rotate"},
+         {"bad-rot.example": "invalid", "odd-state.example": "invalid", "tb-norelay.example": "invalid",
+          "tb-due.example": "would-rotate"},
          "--dry-run: invalid ones listed as such, exit 4 (a real run would fail) even with one due", (rc, r))
-    T.ok("rotated" in r["bad-rot.example"]["invalid"] and "frozen" in r["odd-state.example"]["invalid"],
-         "each names what is wrong", r)
+    T.ok("rotated" in r["bad-rot.example"]["invalid"] and "frozen" in r["odd-state.example"]["invalid"] and
+         "no relay" in r["tb-norelay.example"]["invalid"], "each names what is wrong", r)
     T.eq(snapshot(vd, names + ("tb-due.example",)), before, "the dry run changed nothing")
     vd.reset_counters()
     rc, out, err = due(vd, "--tenant", "tb")
     lines = out.splitlines()
     T.ok(rc == 4 and lines[0].startswith("invalid      bad-rot.example") and
          lines[1].startswith("invalid      odd-state.example") and "not rotated" in lines[0] and
-         lines[2].startswith("rotated      tb-due.example") and "1 rotated, 0 failed, 2 invalid" in err,
+         lines[2].startswith("invalid      tb-norelay.example") and "--relay" in lines[2] and
+         lines[3].startswith("rotated      tb-due.example") and "1 rotated, 0 failed, 3 invalid" in err,
          "the real run reports them first, still rotates the due one, and exits 4", (out, err))
     T.ok(not any(n in k for k in writes(vd) for n in names), "no write request for an invalid credential",
          writes(vd))
@@ -280,7 +283,8 @@ def test_invalid(vd):
 
 def test_in_flight_not_due(vd):
     create(vd, "flight.example", tenant="tf")
-    set_meta(vd, "flight.example", state="rotating", rotation_id="r-by-hand-0001")
+    set_meta(vd, "flight.example", state="rotating", rotation_id="r-by-hand-0001",
+             relay="127.0.0.1:%d" % CTX["ok_port"])
     vd.reset_counters()
     rc, out, err = due(vd, "--tenant", "tf")
     T.ok(rc == 0 and out.startswith("in-flight    flight.example") and "--resume flight.example" in out,
@@ -387,6 +391,32 @@ def test_relay_refuses(vd, bad_relay):
     T.eq(resolve(vd, "refused.example"), pending[-1], "it now resolves to the password the relay accepted")
 
 
+def test_killed_run(vd):
+    """A run killed mid-rotation (TimeoutStartSec=, a reboot): the next run resumes it, same id."""
+    for n, age in (("k1.example", 300), ("k2.example", 200)):
+        create(vd, n, tenant="tk")
+        set_meta(vd, n, rotated=ts(age), due=None, relay="127.0.0.1:%d" % CTX["ok_port"])
+    rc, out, err = due(vd, "--tenant", "tk", VKS_CRED_ROTATE_STOP_AFTER="set")
+    T.ok(rc == 137, "the drill kills the run right after k1's set step (exit 137)", (rc, out, err))
+    m1, m2 = (meta(vd, n)["custom_metadata"] for n in ("k1.example", "k2.example"))
+    T.ok(m1.get("state") == "rotating" and m2.get("state") == "active", "k1 in flight, k2 not started")
+    rc, out, _ = due(vd, "--dry-run", "--tenant", "tk", "--json")
+    r = rows(out)
+    T.ok(rc == 3 and r["k1.example"]["outcome"] == "would-resume" and r["k1.example"]["rotation_id"] ==
+         m1.get("rotation_id") and r["k2.example"]["outcome"] == "would-rotate", "the next dry run: resume k1, rotate k2",
+         r)
+    rc, out, err = due(vd, "--tenant", "tk", "--json")
+    r = rows(out)
+    T.ok(rc == 0 and r["k1.example"]["outcome"] == "resumed" and r["k1.example"]["rotation_id"] == m1["rotation_id"]
+         and r["k2.example"]["outcome"] == "rotated", "the next run resumes k1 (same rotation id) and rotates k2",
+         (out, err))
+    for n in ("k1.example", "k2.example"):
+        pws = [h[3] for h in hook_lines(CTX["hooklog"]) if h[0] == n]
+        SECRETS.extend(pws)
+        T.ok(pws and resolve(vd, n) == pws[-1] and meta(vd, n)["custom_metadata"]["state"] == "active",
+             "%s resolves to its new password, active" % n)
+
+
 def test_audit(vd):
     path = os.path.join(vd.workdir, "audit.log")
     with open(path) as f:
@@ -461,6 +491,7 @@ def main():
             T.run(test_relay_refuses, vd, bad_relay)
             T.run(test_invalid, vd)
             T.run(test_in_flight_not_due, vd)
+            T.run(test_killed_run, vd)
             T.run(test_audit, vd)
             T.run(test_units, vd)
             T.run(test_no_secret, vd, (ok_relay, bad_relay))

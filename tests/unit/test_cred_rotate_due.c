@@ -124,4 +124,14 @@ Test(cred_rotate_due, select_state_missing_is_refused)
     vks_cred_due_select(&r, 0, &sel, it, &n, &c);
     cr_assert(n == 0 && c.refuse == 0, "no records: nothing");
     vks_cred_record_free(&r);
+    const char *nr = "{\"data\":{\"current_version\":1,\"custom_metadata\":{\"vks_cred\":\"1\",\"username\":\"u\","
+                     "\"rev\":\"1\",\"state\":\"active\",\"rotated\":\"2020-01-01T00:00:00Z\"}}}";
+    cr_assert_eq(vks_cred_record_parse(nr, strlen(nr), "norelay", &r, &e), VKS_OK, "%s", e.msg);
+    vks_cred_due_select(&r, 1, &sel, it, &n, &c);
+    cr_assert(n == 1 && it[0].action == VKS_CRED_DUE_REFUSE && strstr(it[0].due.why, "no relay"),
+              "due without a relay: refused, naming it");
+    sel.now = 1577836800 + 86400; /* 2020-01-02: not due, no relay needed yet */
+    vks_cred_due_select(&r, 1, &sel, it, &n, &c);
+    cr_assert(n == 0 && c.not_due == 1);
+    vks_cred_record_free(&r);
 }
