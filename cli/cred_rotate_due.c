@@ -239,29 +239,29 @@ static json_object *item_json(const struct vks_cred_due_item *it, const struct o
     return o;
 }
 
-static void item_text(const struct vks_cred_due_item *it, const struct out *w)
+static void item_text(FILE *f, const struct vks_cred_due_item *it, const struct out *w)
 {
     char why[200];
     const char *name = it->rec->name;
     if (it->action == VKS_CRED_DUE_REFUSE) {
-        printf("invalid      %s: %s; not rotated (fix it, then vks cred rotate %s)\n", name, it->due.why, name);
+        fprintf(f, "invalid      %s: %s; not rotated (fix it, then vks cred rotate %s)\n", name, it->due.why, name);
         return;
     }
     if (it->action == VKS_CRED_DUE_INFLIGHT) {
-        printf("in-flight    %s: rotation %s in flight and not due: left to whoever started it (vks cred rotate "
+        fprintf(f, "in-flight    %s: rotation %s in flight and not due: left to whoever started it (vks cred rotate "
                "--resume %s, or --abort %s)\n", name, it->rotation_id[0] ? it->rotation_id : "-", name, name);
         return;
     }
     why_due(it, w->sel->now, why, sizeof why);
     const char *relay = it->relay[0] ? it->relay : "(no relay stored)";
     if (w->dry_run) {
-        printf("%-12s %s: %s; relay %s%s%s\n", it->action == VKS_CRED_DUE_RESUME ? "would resume" : "would rotate",
+        fprintf(f, "%-12s %s: %s; relay %s%s%s\n", it->action == VKS_CRED_DUE_RESUME ? "would resume" : "would rotate",
                name, why, relay, it->rotation_id[0] ? "; rotation " : "", it->rotation_id);
     } else if (it->status == VKS_OK) {
-        printf("%-12s %s: version %lld -> %lld; was %s\n", it->action == VKS_CRED_DUE_RESUME ? "resumed" : "rotated",
+        fprintf(f, "%-12s %s: version %lld -> %lld; was %s\n", it->action == VKS_CRED_DUE_RESUME ? "resumed" : "rotated",
                name, (long long)it->old_version, (long long)it->new_version, why);
     } else {
-        printf("FAILED       %s: %s (%s) after step %s; the current password is untouched; vks cred rotate "
+        fprintf(f, "FAILED       %s: %s (%s) after step %s; the current password is untouched; vks cred rotate "
                "--resume %s, or --abort %s\n", name, it->message, vks_status_code(it->status),
                it->step ? it->step : "none", name, name);
     }
@@ -271,11 +271,10 @@ static void progress(const struct vks_cred_due_item *it, size_t i, size_t n, voi
 {
     struct out *w = arg;
     (void)i, (void)n;
-    if (w->json)
+    if (w->json) /* the array on stdout at the end; the progress line on stderr now */
         json_object_array_add(w->arr, item_json(it, w));
-    else
-        item_text(it, w);
-    fflush(stdout);
+    item_text(w->json ? stderr : stdout, it, w);
+    fflush(w->json ? stderr : stdout);
 }
 
 static void summary(const struct vks_cred_due_plan *p, const struct out *w, const struct vks_cli_cred_env *v,

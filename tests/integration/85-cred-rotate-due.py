@@ -410,6 +410,8 @@ def test_killed_run(vd):
     T.ok(rc == 0 and r["k1.example"]["outcome"] == "resumed" and r["k1.example"]["rotation_id"] == m1["rotation_id"]
          and r["k2.example"]["outcome"] == "rotated", "the next run resumes k1 (same rotation id) and rotates k2",
          (out, err))
+    T.ok("resumed      k1.example: version" in err and "rotated      k2.example: version" in err,
+         "with --json the progress lines go to stderr as it goes", err)
     for n in ("k1.example", "k2.example"):
         pws = [h[3] for h in hook_lines(CTX["hooklog"]) if h[0] == n]
         SECRETS.extend(pws)
