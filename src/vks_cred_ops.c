@@ -590,6 +590,16 @@ vks_status vks_cred_delete(struct vks_cred_ctx *ctx, const char *name, const cha
     }
     if (st == VKS_OK)
         st = vks_vault_kv2_metadata_delete(ctx->vault, ctx->mount, path, err);
+    if (st == VKS_OK && strcmp(rec.state, "rotating") == 0) { /* the pending password goes too */
+        char pending[sizeof path + 16];
+        snprintf(pending, sizeof pending, "vks-rotation/%s", path);
+        st = vks_vault_kv2_metadata_delete(ctx->vault, ctx->mount, pending, err);
+        if (st == VKS_E_NOT_FOUND)
+            st = VKS_OK;
+        else if (st != VKS_OK && err)
+            vks_err_set(err, st, "'%s' was deleted, but not the pending record of its rotation in flight "
+                        "(%s/%s): remove it with vault kv metadata delete", path, ctx->mount, pending);
+    }
     st = audit(ctx, &a, st, err);
     if (loaded)
         vks_cred_record_free(&rec);

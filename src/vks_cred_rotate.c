@@ -447,6 +447,11 @@ static vks_status finish_data(struct rot *r, int64_t *nv, struct vks_err *err)
         vks_wipe(data, strlen(data));
     free(env);
     free(data);
+    if (st == VKS_E_CONFLICT && r->finish_version == fv) { /* version fv is someone else's: forget it, so a
+                                                               resume does not take it for ours (best effort) */
+        struct vks_err ignored;
+        (void)record_write(r, "test", 0, r->pver, &ignored);
+    }
     if (st == VKS_OK)
         drill("finish-data");
     return st;
@@ -727,8 +732,8 @@ vks_status vks_cred_rollback(struct vks_cred_ctx *ctx, const char *name, const c
     vks_status st = vks_cred_int_path(ctx, name, r.path, sizeof r.path, err);
     if (st == VKS_OK)
         st = vks_cred_int_identity(ctx, err);
-    if (st == VKS_OK)
-        st = vks_cred_int_load(ctx, name, r.path, &r.rec, err);
+    if (st == VKS_OK && (st = vks_cred_int_load(ctx, name, r.path, &r.rec, err)) != VKS_OK)
+        return vks_cred_int_audit(ctx, "rollback", r.path, NULL, 0, reason, NULL, st, err); /* refused: audited */
     if (st != VKS_OK)
         return st;
     int64_t back = r.rec.previous_version, nv = 0, old = r.rec.current_version;

@@ -1,8 +1,9 @@
-"""vks cred under the shipped Vault ACL policies (issue 12, phase 2, access control):
+"""vks cred under the shipped Vault ACL policies (issue 12, phases 2 and 3, access control):
 policy-examples/{mta-reader,cred-operator,cred-support,auditor,cred-tenant-acme,cred-tenant-globex}.hcl
 are loaded unchanged into build/vault-dev; one token per role runs EVERY command (create, list, show,
 reveal, restrict, delete and a resolver lookup of the password) and the outcome must be exactly the
-matrix in docs/credentials.md "Access control": allowed acts succeed, denied ones exit 2 with a
+matrix in docs/credentials.md "Access control" (phase 3: rotate, with a real relay and set hook, and
+rollback): allowed acts succeed, denied ones exit 2 with a
 permission message, write nothing (Vault's state compared before and after) and, for the acts that
 are audited (create, reveal, restrict, delete), leave one failure event with the token's identity.
 show must work without read on data (no fingerprint, and no refused data request made). Two tenant
@@ -14,6 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
+from smtprelay import Relay  # noqa: E402
 
 T = Checks()
 ROOT = os.environ["ROOT"]
@@ -24,16 +26,24 @@ EX = os.path.join(ROOT, "policy-examples")
 ENC_KEY = "Y3JlZDgxLXJvbGVzLWVuYy1rZXktVEVTVC0wMTIzNDU="   # 32 bytes, base64
 AUDIT_KEY = "Y3JlZDgxLXJvbGVzLWF1ZGl0LWtleS1URVNULTAxMjM="  # 32 bytes, base64
 ROLES = ["mta-reader", "cred-operator", "cred-support", "auditor"]
-ACTS = ["create", "list", "show", "reveal", "restrict", "resolve", "delete"]
+# rotate before restrict: restrict's --ip 192.0.2.1 would (rightly) keep the test step off 127.0.0.1
+ACTS = ["create", "list", "show", "reveal", "rotate", "rollback", "restrict", "resolve", "delete"]
 A, D = True, False
 # the matrix of docs/credentials.md "Access control" (show: True = with fingerprint, "nofp" = without)
 MATRIX = {
-    "mta-reader":    dict(create=D, list=D, show=D, reveal=D, restrict=D, delete=D, resolve=A),
-    "cred-operator": dict(create=A, list=A, show="nofp", reveal=D, restrict=A, delete=A, resolve=D),
-    "cred-support":  dict(create=D, list=A, show=A, reveal=A, restrict=D, delete=D, resolve=A),
-    "auditor":       dict(create=D, list=A, show="nofp", reveal=D, restrict=D, delete=D, resolve=D),
+    "mta-reader":    dict(create=D, list=D, show=D, reveal=D, restrict=D, delete=D, resolve=A, rotate=D,
+                          rollback=D),
+    "cred-operator": dict(create=A, list=A, show="nofp", reveal=D, restrict=A, delete=A, resolve=D, rotate=A,
+                          rollback=D),
+    "cred-support":  dict(create=D, list=A, show=A, reveal=A, restrict=D, delete=D, resolve=A, rotate=D,
+                          rollback=D),
+    "auditor":       dict(create=D, list=A, show="nofp", reveal=D, restrict=D, delete=D, resolve=D, rotate=D,
+                          rollback=D),
 }
-AUDITED = {"create", "reveal", "restrict", "delete"}
+AUDITED = {"create", "reveal", "restrict", "delete", "rotate", "rollback"}
+EVENT = {"rotate": "cred.rotate.claim"}   # the audit type of a refused act (default cred.<act>)
+RELAY = None                              # the SMTP relay rotation tests new passwords against
+HOOK = None
 OUTPUTS, SECRETS = [], []
 
 
@@ -116,7 +126,22 @@ def run_act(vd, tok, act, name, user, prefix=None):
         return vks(vd, tok, "restrict", name, "--ip", "192.0.2.1", *pre)
     if act == "delete":
         return vks(vd, tok, "delete", name, "--confirm", user, *pre)
+    if act == "rotate":
+        r = vks(vd, tok, "rotate", name, "--relay", "127.0.0.1:%d" % RELAY.port, "--relay-cafile", RELAY.cafile,
+                "--set-hook", HOOK, *pre)
+        relay_secrets()
+        return r
+    if act == "rollback":
+        return vks(vd, tok, "rollback", name, "--reason", "ticket 81", *pre)
     raise ValueError(act)
+
+
+def relay_secrets():
+    with open(RELAY.creds_path) as f:
+        for line in f:
+            pw = line.rstrip("\n").partition(":")[2]
+            if pw and pw not in SECRETS:
+                SECRETS.append(pw)
 
 
 def check_act(vd, who, tok, act, want, name, user, prefix=None, display=None):
@@ -156,7 +181,7 @@ def check_act(vd, who, tok, act, want, name, user, prefix=None, display=None):
         T.ok(after == before, "%s: %s denied: nothing written to Vault" % (who, act))
         new = audit_lines(vd)[nlines:]
         if act in AUDITED:
-            ev = [x for x in new if x["type"] == "cred." + act]
+            ev = [x for x in new if x["type"] == EVENT.get(act, "cred." + act)]
             T.ok(len(ev) == 1 and ev[0]["result"] == "failure" and ev[0]["code"] == "permission_denied" and
                  ev[0]["operator"] == display and ev[0]["path"] == written,
                  "%s: %s denied: one failure event with the operator and the credential" % (who, act),
@@ -181,15 +206,17 @@ def test_roles(vd):
                            keep_stdout=True)
         T.eq(rc, 0, "root creates %s" % name)
         SECRETS.append(out.strip())
+        rc, out, err = run_act(vd, root, "rotate", name, user)   # so that each has a previous version
+        T.ok(rc == 0, "root rotates %s" % name, err[-300:])
     for role in ROLES:
         tok = vd.create_token(policies=[role], display_name=role)
         name, user = role + ".example", "u-" + role
         for act in ACTS:
             check_act(vd, role, tok, act, MATRIX[role][act], name, user, display="token-" + role)
-    # the operator's show made no data request (sys/capabilities-self answered first): the two
-    # requests are its refused reveal and its refused resolver lookup
+    # the operator's show and rollback made no data request (sys/capabilities-self answered first):
+    # the two requests are its refused reveal and its refused resolver lookup
     T.eq(vd.count("GET", "/v1/secret/data/smtp-auth/cred-operator.example"), 2,
-         "cred-operator.example's data: only the refused reveal and lookup asked for it, never show")
+         "cred-operator.example's data: only the refused reveal and lookup asked for it, never show or rollback")
 
 
 def test_no_refused_data_read(vd):
@@ -217,7 +244,7 @@ def test_tenants(vd):
         who = "tenant " + t
         own, oth = "smtp-auth/%s/" % t, "smtp-auth/%s/" % other
         name = "mail.%s.example" % t
-        for act in ("list", "show", "resolve", "restrict"):
+        for act in ("list", "show", "resolve", "rotate", "rollback", "restrict"):
             check_act(vd, who, toks[t], act, A, name, "u-" + t, prefix=own, display="token-tenant-" + t)
         oname = "mail.%s.example" % other
         for act in ACTS:
@@ -251,7 +278,13 @@ def test_audit_verify(vd):
 
 
 def main():
+    global RELAY, HOOK
     with VaultDev() as vd:
+        RELAY = Relay(vd.workdir, creds=[])
+        hook = os.path.join(vd.workdir, "set-hook.sh")
+        with open(hook, "w") as f:   # the relay accepts the new password too (its file is re-read)
+            f.write('read -r pw || exit 9\nprintf "%s:%s\\n" "$VKS_CRED_USERNAME" "$pw" >> "$1"\n')
+        HOOK = "/bin/sh %s %s" % (hook, RELAY.creds_path)
         try:
             load_policies(vd)
             T.run(test_roles, vd)
@@ -262,6 +295,8 @@ def main():
             import traceback
             traceback.print_exc()
             T.ok(False, "the suite ran to the end")
+        finally:
+            RELAY.stop()
         T.ok(not vd.sanitizer_report(), "vault-dev clean under sanitizers")
     sys.exit(T.finish())
 

@@ -309,6 +309,50 @@ def test_hook_failures(vd):
     resolves(path, C.secret(relay_passwords("hook-user")[-1]), "the new password resolves")
 
 
+def test_relay_checks(vd):
+    """The test step only talks to an allowed address, over verified TLS."""
+    path = "smtp-auth/fenced.example"
+    rc, out, err = C.vks("cred", "create", "fenced.example", "--username", "fenced-user", "--all-domains", "--ip",
+                         "192.0.2.10", "--relay", "127.0.0.1:%d" % R.port, keep_stdout=True)
+    pw0 = C.secret(out.strip())
+    rc, out, err = rotate("fenced.example", "--set-hook", hook_cmd())
+    C.secret(relay_passwords("fenced-user")[-1])
+    T.ok(rc == 2 and "allowed_hosts" in err and "restricted" in err,
+         "the relay's address is not in allowed_hosts: exit 2 before anything is sent", err[-300:])
+    T.eq([e for e in R.auth_events() if e["user"] == "fenced-user"], [], "the relay saw no AUTH for it")
+    kind, val = C.resolve(path, "example.com", "192.0.2.10")
+    T.ok(kind == "OK" and val == pw0, "current unchanged")
+    T.eq(C.vks("cred", "rotate", "--abort", "fenced.example")[0], 0, "aborted")
+    plain = Relay(vd.workdir, creds=[], tls=False, name="plain-relay")
+    try:
+        pw1 = new_cred("plain.example", "plain-user", relay=False)
+        rc, out, err = rotate("plain.example", "--relay", "127.0.0.1:%d" % plain.port, "--set-hook", hook_cmd())
+        C.secret(relay_passwords("plain-user")[-1])
+        T.ok(rc == 2 and "(tls)" in err, "a relay without STARTTLS: exit 2, the password is not sent", err[-300:])
+        T.eq(plain.auth_events(), [], "the plain relay saw no AUTH")
+        resolves("smtp-auth/plain.example", pw1, "current unchanged")
+        # a certificate the CA file does not vouch for: the system's CAs do not know the test relay
+        rc, out, err = C.vks("cred", "rotate", "plain.example", "--resume", "--relay", "127.0.0.1:%d" % R.port)
+        T.ok(rc == 2 and "(tls)" in err, "an unverifiable relay certificate: exit 2", err[-300:])
+        T.eq([e for e in R.auth_events() if e["user"] == "plain-user"], [], "no AUTH sent to it either")
+        rc, out, err = rotate("plain.example", "--resume", "--relay", "127.0.0.1:%d" % R.port)
+        T.eq(rc, 0, "with the relay's CA file: --resume completes")
+    finally:
+        plain.stop()
+
+
+def test_delete_in_flight(vd):
+    path = "smtp-auth/gone.example"
+    new_cred("gone.example", "gone-user")
+    rc, _, _ = rotate("gone.example", "--set-hook", hook_cmd(), VKS_CRED_ROTATE_STOP_AFTER="set")
+    C.secret(relay_passwords("gone-user")[-1])
+    T.ok(rc == 137 and pending_status(vd, path) == 200, "a rotation in flight with its pending record")
+    rc, _, err = C.vks("cred", "delete", "gone.example", "--confirm", "gone-user")
+    T.eq(rc, 0, "delete during a rotation")
+    T.eq((meta(vd, path), vd.call("GET", "/v1/secret/metadata/vks-rotation/" + path)[0]), (None, 404),
+         "the credential and its pending record are both gone")
+
+
 def test_provided(vd):
     path = "smtp-auth/prov.example"
     new_cred("prov.example", "prov-user")
@@ -465,7 +509,9 @@ def main():
             T.run(test_vault_down, vd)
             T.run(test_relay_refuses, vd)
             T.run(test_hook_failures, vd)
+            T.run(test_relay_checks, vd)
             T.run(test_provided, vd)
+            T.run(test_delete_in_flight, vd)
             T.run(test_bad_input, vd)
             T.run(test_roles, vd)
             T.run(test_rollback, vd, new, newer)
