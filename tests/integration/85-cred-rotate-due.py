@@ -419,6 +419,35 @@ def test_killed_run(vd):
              "%s resolves to its new password, active" % n)
 
 
+def test_roles(vd):
+    """The example unit's claim: the cred-operator policy runs rotate --due (it never reads a
+    password); the auditor policy (metadata only) runs the dry run but cannot rotate."""
+    for pol in ("cred-operator", "auditor"):
+        with open(os.path.join(EX, pol + ".hcl")) as f:
+            vd.policy(pol, f.read())
+    op = vd.create_token(policies=["cred-operator"], display_name="rotate-timer")
+    au = vd.create_token(policies=["auditor"], display_name="due-check")
+    create(vd, "role.example", tenant="tro")
+    set_meta(vd, "role.example", rotated=ts(200), due=None, relay="127.0.0.1:%d" % CTX["ok_port"])
+    before = snapshot(vd, ["role.example"])
+    rc, out, _ = due(vd, "--dry-run", "--tenant", "tro", "--json", VAULT_TOKEN=au)
+    T.ok(rc == 3 and list(rows(out)) == ["role.example"], "auditor: the dry run works (exit 3)")
+    rc, out, err = due(vd, "--tenant", "tro", VAULT_TOKEN=au)
+    T.ok(rc == 4 and out.startswith("FAILED       role.example") and "permission" in out.lower(),
+         "auditor: the rotation is refused by Vault's ACL, exit 4", (out, err))
+    T.eq(snapshot(vd, ["role.example"]), before, "and nothing changed")
+    vd.reset_counters()
+    rc, out, err = due(vd, "--tenant", "tro", VAULT_TOKEN=op)
+    T.ok(rc == 0 and out.startswith("rotated      role.example"), "cred-operator: rotated, exit 0", (out, err))
+    c = vd.counters()
+    T.ok(any("/metadata/smtp-auth/role.example" in k for k in c) and
+         not any(k.split(" ")[0] == "GET" and "/data/smtp-auth/" in k for k in c),
+         "without any read of a credential's data", c)
+    pws = [h[3] for h in hook_lines(CTX["hooklog"]) if h[0] == "role.example"]
+    SECRETS.extend(pws)
+    T.ok(pws and resolve(vd, "role.example") == pws[-1], "and it resolves to the new password")
+
+
 def test_audit(vd):
     path = os.path.join(vd.workdir, "audit.log")
     with open(path) as f:
@@ -494,6 +523,7 @@ def main():
             T.run(test_invalid, vd)
             T.run(test_in_flight_not_due, vd)
             T.run(test_killed_run, vd)
+            T.run(test_roles, vd)
             T.run(test_audit, vd)
             T.run(test_units, vd)
             T.run(test_no_secret, vd, (ok_relay, bad_relay))
