@@ -11,6 +11,9 @@ the 180-day policy's rotation part):
    each resolves (the real resolver) to the password the hook gave the relay; the audit trail
    verifies; a relay that refuses the new password fails that one (exit 4) while the others are
    rotated, and it stays resolvable with its old password; Vault unreachable for the listing: 2;
+ * a run killed mid-rotation (drill) is resumed by the next with the same rotation id; Vault
+   failing one credential's rotation counts under 4 and the run goes on; the cred-operator policy
+   runs it without reading any credential's data, the auditor policy only the dry run;
  * the example units pass systemd-analyze verify and their ExecStart lines run against vault-dev;
  * no password in any output, audit line or server log."""
 import datetime
@@ -448,6 +451,23 @@ def test_roles(vd):
     T.ok(pws and resolve(vd, "role.example") == pws[-1], "and it resolves to the new password")
 
 
+def test_vault_fails_mid_run(vd):
+    """Vault answers the listing but fails one credential's rotation: that one fails (4, not 2),
+    the next is still rotated, and the failed one still resolves to its password."""
+    for n, age in (("vf1.example", 300), ("vf2.example", 200)):
+        create(vd, n, tenant="tv")
+        set_meta(vd, n, rotated=ts(age), due=None, relay="127.0.0.1:%d" % CTX["ok_port"])
+    vd.fault(action="status", status=503, path_prefix="/v1/secret/data/smtp-auth/vf1.example", count=20)
+    rc, out, err = due(vd, "--tenant", "tv")
+    vd.clear_faults()
+    lines = out.splitlines()
+    T.ok(rc == 4 and lines[0].startswith("FAILED       vf1.example") and
+         lines[1].startswith("rotated      vf2.example") and "1 rotated, 1 failed" in err,
+         "a rotation that Vault fails counts under 4 and the run goes on", (out, err))
+    T.eq(resolve(vd, "vf1.example"), PASSWORDS["vf1.example"], "the failed one still resolves to its password")
+    SECRETS.extend(h[3] for h in hook_lines(CTX["hooklog"]))
+
+
 def test_audit(vd):
     path = os.path.join(vd.workdir, "audit.log")
     with open(path) as f:
@@ -524,6 +544,7 @@ def main():
             T.run(test_in_flight_not_due, vd)
             T.run(test_killed_run, vd)
             T.run(test_roles, vd)
+            T.run(test_vault_fails_mid_run, vd)
             T.run(test_audit, vd)
             T.run(test_units, vd)
             T.run(test_no_secret, vd, (ok_relay, bad_relay))
