@@ -173,18 +173,23 @@ vks_status vks_cred_parse_relay(const char *s, const char *field, char *host, si
                                 struct vks_err *err)
 {
     size_t n = s ? strlen(s) : 0;
+    char shown[65]; /* the input as a message may show it: at most 64 bytes, non-printable as '?' */
+    size_t k = 0;
+    for (; k < n && k < 64; k++)
+        shown[k] = (unsigned char)s[k] < 0x20 || (unsigned char)s[k] >= 0x7f ? '?' : s[k];
+    shown[k] = '\0';
     const char *colon = n ? strrchr(s, ':') : NULL;
     bool v6 = n > 0 && s[0] == '[';
     const char *h = v6 ? s + 1 : s;
     size_t hn = colon ? (size_t)(colon - h) - (v6 ? 1 : 0) : 0;
     if (n > VKS_CRED_RELAY_MAX || colon == NULL || (v6 && (colon == s || colon[-1] != ']')) ||
         !relay_host_ok(h, hn, v6))
-        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s \"%.64s\" must be HOST:PORT (a DNS name or IPv4 address) "
-                           "or [IPv6]:PORT", field, s ? s : "");
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s \"%s\" must be HOST:PORT (a DNS name or IPv4 address) "
+                           "or [IPv6]:PORT", field, shown);
     char *end = NULL;
     long p = strtol(colon + 1, &end, 10);
     if (colon[1] < '1' || colon[1] > '9' || *end != '\0' || p < 1 || p > 65535)
-        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: the port of \"%.64s\" must be 1-65535", field, s);
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: the port of \"%s\" must be 1-65535", field, shown);
     if (host != NULL) {
         if (cap <= hn)
             return vks_err_set(err, VKS_E_INVALID_ARG, "vks_cred_parse_relay: host buffer too small");

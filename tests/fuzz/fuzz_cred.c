@@ -101,6 +101,15 @@ static void one_input(const char *s)
         printable(&e);
     if (vks_cred_check_tenant(s, "--tenant", &e) != VKS_OK)
         printable(&e);
+    char host[VKS_CRED_RELAY_MAX + 1];
+    int port = 0;
+    if (vks_cred_parse_relay(s, "--relay", host, sizeof host, &port, &e) == VKS_OK) {
+        /* accepted: a port in range and a host that is a non-empty part of the input */
+        if (port < 1 || port > 65535 || host[0] == '\0' || strstr(s, host) == NULL || strlen(s) > VKS_CRED_RELAY_MAX)
+            abort();
+    } else {
+        printable(&e);
+    }
     for (int hosts = 0; hosts < 2; hosts++) {
         struct vks_cred_list l = { true, NULL, 0 };
         if (vks_cred_list_add(&l, hosts, s, "--x", &e) == VKS_OK) {

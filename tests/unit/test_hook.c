@@ -153,4 +153,9 @@ Test(relay, parse)
                      "accepted \"%s\"", bad[i]);
         cr_assert(strstr(e.msg, "--relay"), "the field is named: %s", e.msg);
     }
+    /* found by fuzz_cred: the input quoted in the message is made printable */
+    cr_assert_eq(vks_cred_parse_relay("h\xfb\x1b[2J:25", "--relay", host, sizeof host, &port, &e), VKS_E_INVALID_INPUT);
+    for (const char *c = e.msg; *c; c++)
+        cr_assert((unsigned char)*c >= 0x20 && (unsigned char)*c < 0x7f, "printable: %s", e.msg);
+    cr_assert(strstr(e.msg, "\"h??[2J:25\""), "%s", e.msg);
 }
