@@ -153,7 +153,7 @@ def setup(vd, ok_relay, bad_relay):
         create(vd, n)
         set_meta(vd, n, relay="127.0.0.1:%d" % ok_relay.port)
     set_meta(vd, "due1.example", rotated=ts(200), due=ts(20))
-    set_meta(vd, "due2.example", due=ts(1))                 # brought forward (suspected exposure)
+    set_meta(vd, "due2.example", rotated=ts(10), due=ts(1))  # brought forward (suspected exposure)
     set_meta(vd, "soon.example", rotated=ts(170), due=None)  # due in 10 days
     vd.kv2_put("smtp-auth/hand-made", {"key": "not managed"})
     ok_relay.set_creds([("u-" + n, PASSWORDS[n]) for n in MAIN])
