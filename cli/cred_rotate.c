@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cred_int.h"
+#include "cred_rotate_due.h"
 #include "vks.h"
 #include "vks_cred_rotate.h"
 
@@ -51,7 +52,8 @@ const char vks_cli_cred_rotate_usage[] =
     "VKS_CRED_ROTATE_STOP_AFTER=claim|create|set|test|finish-data is a crash drill: the process\n"
     "dies (exit 137, as if killed) right after that step; --resume must then complete.\n"
     "exit status: 0 done; 1 local problem; 2 Vault, the relay or the hook refused or failed, or a\n"
-    "rotation is already in flight (conflict).\n";
+    "rotation is already in flight (conflict).\n"
+    "\n" VKS_CLI_CRED_ROTATE_DUE_BRIEF;
 
 const char vks_cli_cred_rollback_usage[] =
     "usage: vks cred rollback NAME --reason TEXT [--json] [--mount M] [--prefix P]\n"
@@ -202,6 +204,9 @@ static int do_abort(const struct ropts *o)
 
 int vks_cli_cred_rotate(int argc, char **argv)
 {
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--due") == 0) /* every due credential: cli/cred_rotate_due.c */
+            return vks_cli_cred_rotate_due(argc, argv);
     struct ropts o;
     if (rparse(argc, argv, false, &o) != 0)
         return 1;

@@ -51,4 +51,8 @@ int vks_cli_cred_rotate(int argc, char **argv);
 int vks_cli_cred_rollback(int argc, char **argv);
 extern const char vks_cli_cred_rotate_usage[], vks_cli_cred_rollback_usage[];
 
+/* cli/cred_rotate_due.c: `vks cred rotate --due ...` (argv as given to `vks cred rotate`) */
+int vks_cli_cred_rotate_due(int argc, char **argv);
+extern const char vks_cli_cred_rotate_due_usage[];
+
 #endif
