@@ -46,4 +46,10 @@ extern const char vks_cli_cred_create_usage[], vks_cli_cred_list_usage[], vks_cl
     vks_cli_cred_reveal_usage[], vks_cli_cred_restrict_usage[], vks_cli_cred_delete_usage[],
     vks_cli_cred_due_usage[];
 
+/* cli/backup.c */
+int vks_cli_backup_create(int argc, char **argv);
+int vks_cli_backup_verify(int argc, char **argv);
+int vks_cli_backup_restore(int argc, char **argv);
+extern const char vks_cli_backup_create_usage[], vks_cli_backup_verify_usage[], vks_cli_backup_restore_usage[];
+
 #endif
