@@ -136,6 +136,28 @@ static vks_status parse_secret(const struct vks_backup_bundle *b, struct vks_jso
     return parse_versions(doc, q[6].found, i, s, c, err);
 }
 
+static int path_cmp(const void *x, const void *y)
+{
+    return strcmp((*(const struct vks_backup_secret *const *)x)->path, (*(const struct vks_backup_secret *const *)y)->path);
+}
+
+/* One entry per path (sorted pointers: n log n for up to VKS_BACKUP_SECRETS_MAX). */
+static vks_status unique_paths(const struct vks_backup_bundle *b, struct vks_err *err)
+{
+    const struct vks_backup_secret **v = malloc((b->n ? b->n : 1) * sizeof *v);
+    if (v == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    for (size_t i = 0; i < b->n; i++)
+        v[i] = &b->secrets[i];
+    qsort(v, b->n, sizeof *v, path_cmp);
+    vks_status st = VKS_OK;
+    for (size_t i = 1; st == VKS_OK && i < b->n; i++)
+        if (strcmp(v[i - 1]->path, v[i]->path) == 0)
+            st = bad(err, (size_t)(v[i] - b->secrets), "the same path twice in the bundle");
+    free(v);
+    return st;
+}
+
 static vks_status parse_doc(struct vks_backup_bundle *b, struct vks_err *err)
 {
     const char *doc = DOC(b);
@@ -145,8 +167,10 @@ static vks_status parse_doc(struct vks_backup_bundle *b, struct vks_err *err)
         { { "source", "vault_addr" }, 2, { 0 } }, { { "secrets" }, 1, { 0 } },
     };
     int64_t ver = 0;
-    if (vks_json_scan(doc, b->plain.len, q, 7, "bundle", NULL) != VKS_OK ||
-        !vks_json_string_equals(doc, &q[0].found, VKS_BACKUP_FORMAT))
+    struct vks_err je;
+    if (vks_json_scan(doc, b->plain.len, q, 7, "the sealed document", &je) != VKS_OK)
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "bundle: not a valid JSON document: %s", je.msg);
+    if (!vks_json_string_equals(doc, &q[0].found, VKS_BACKUP_FORMAT))
         return vks_err_set(err, VKS_E_INVALID_INPUT, "the sealed file is not a vks backup bundle (an age file of "
                            "something else: no \"format\":\"%s\" JSON document inside)", VKS_BACKUP_FORMAT);
     if (q[1].found.type != VKS_JSON_NUMBER || !vks_json_int64(doc, &q[1].found, &ver) || ver != VKS_BACKUP_VERSION)
@@ -173,10 +197,8 @@ static vks_status parse_doc(struct vks_backup_bundle *b, struct vks_err *err)
         st = parse_secret(b, e, b->n, &b->secrets[b->n], &b->counts, err);
         b->n++;
     }
-    for (size_t i = 0; st == VKS_OK && i < b->n; i++) /* one entry per path */
-        for (size_t j = i + 1; st == VKS_OK && j < b->n; j++)
-            if (strcmp(b->secrets[i].path, b->secrets[j].path) == 0)
-                st = bad(err, j, "the same path twice in the bundle");
+    if (st == VKS_OK)
+        st = unique_paths(b, err);
     b->counts.secrets = b->n;
     return st;
 }
