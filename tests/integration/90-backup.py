@@ -361,6 +361,45 @@ def test_full_disk(vd, d):
         subprocess.run(["umount", mnt])
 
 
+def test_policy_and_schedule(vd, d, pub):
+    """policy-examples/backup-reader.hcl is enough for create (and nothing more); the ExecStart and
+    ExecStartPost lines of policy-examples/vks-backup.service, run as written (with this build's
+    vks), write dated bundles and keep the newest 30."""
+    ex = os.path.join(ROOT, "policy-examples")
+    vd.policy("backup-reader", open(os.path.join(ex, "backup-reader.hcl")).read())
+    tok = vd.create_token(policies=["backup-reader"], display_name="backup-bot")
+    rc, out, err = vks(vd, "backup", "create", "--recipient", pub, "-o", os.path.join(d, "reader.age"), "--json",
+                       env=env_for(vd, VAULT_TOKEN=tok))
+    T.ok(rc == 0 and json.loads(out)["secrets"] == 4, "backup-reader may create a backup", err)
+    with fresh_target() as tgt:
+        tgt.policy("backup-reader", open(os.path.join(ex, "backup-reader.hcl")).read())
+        tok2 = tgt.create_token(policies=["backup-reader"])
+        kf = os.path.join(d, "id.txt")
+        rc, out, err = vks(vd, "backup", "restore", os.path.join(d, "reader.age"), "-i", kf, "--into", tgt.addr,
+                           env=env_for(vd, VAULT_CACERT=tgt.cacert, VAULT_TOKEN=tok2))
+        T.ok(rc == 2 and "permission denied" in err, "backup-reader may not restore (exit 2)", err)
+    unit = open(os.path.join(ex, "vks-backup.service")).read()
+    lines = {k: v for k, _, v in (x.partition("=") for x in unit.splitlines() if x.startswith("ExecStart"))}
+    state = os.path.join(d, "state")
+    os.mkdir(state)
+    rfile = os.path.join(d, "recipients.txt")
+    open(rfile, "w").write("# restore team\n%s\n" % pub)
+    for i in range(32):
+        open(os.path.join(state, "vks-backup-2026010%02dT000000Z.age" % i), "w").close()
+        os.utime(os.path.join(state, "vks-backup-2026010%02dT000000Z.age" % i), (1000 + i, 1000 + i))
+    e = env_for(vd, VAULT_TOKEN=tok, STATE_DIRECTORY=state)
+    for key in ("ExecStart", "ExecStartPost"):
+        cmd = lines[key].replace("/usr/bin/vks", VKS).replace("/etc/vault-keysource/backup-recipients.txt", rfile)
+        cmd = cmd.replace("%%", "%")
+        p = subprocess.run(["/bin/sh", "-c", cmd.split("'", 1)[1].rsplit("'", 1)[0]], env=e, capture_output=True)
+        OUTPUTS.append(p.stderr.decode(errors="replace"))
+        T.eq(p.returncode, 0, "vks-backup.service %s runs" % key)
+    kept = sorted(os.listdir(state))
+    T.eq(len(kept), 30, "retention keeps the newest 30 bundles")
+    T.ok(any(k.startswith("vks-backup-2026") and os.path.getsize(os.path.join(state, k)) > 0 for k in kept)
+         and "vks-backup-202601000T000000Z.age" not in kept, "the new dated bundle is kept, the oldest removed")
+
+
 def test_no_secret_anywhere(vd):
     logs = open(os.path.join(vd.workdir, "audit.log")).read()
     leaks = [s for s in SECRETS for o in OUTPUTS + [logs] if s in o]
@@ -379,6 +418,7 @@ def main():
             T.run(test_passphrase_interop, vd, d)
             T.run(test_age_recipient_interop, vd, d, kf, pub, doc)
             T.run(test_full_disk, vd, d)
+            T.run(test_policy_and_schedule, vd, d, pub)
             T.run(test_no_secret_anywhere, vd)
         except Exception:  # noqa: BLE001
             import traceback
