@@ -78,7 +78,8 @@ const char vks_cli_backup_restore_usage[] =
     "request; a target with anything under the prefix is refused before anything is written.\n"
     "\n" KEYS_HELP
     "  --into ADDR           the target Vault's address (https://host:port)\n"
-    "  --mount M             the target KV v2 mount (default: the bundle's)\n"
+    "  --mount M             the target KV v2 mount (default: the bundle's; ENC: envelopes only\n"
+    "                        decrypt in the mount they were written in)\n"
     "  --json                print the summary as JSON\n"
     "\n" EXIT_HELP;
 
@@ -615,6 +616,10 @@ int vks_cli_backup_restore(int argc, char **argv)
         st = vault_open(o.into, &v, &e);
     if (st == VKS_OK)
         st = vks_cred_ctx_init(&ctx, v, NULL, o.mount ? o.mount : b.mount, b.prefix, "cli", &e);
+    if (st == VKS_OK && strcmp(ctx.mount, b.mount) != 0)
+        fprintf(stderr, "vks backup restore: warning: restoring into mount '%s', the bundle's is '%s': ENC: "
+                "envelopes are bound to their mount and path, so these passwords will not decrypt there "
+                "(fine for inspection, not for serving)\n", ctx.mount, b.mount);
     if (st == VKS_OK)
         st = vks_backup_restore(&ctx, &b, progress, NULL, &sum, &e);
     if (st == VKS_OK && o.json) {

@@ -170,7 +170,7 @@ static bool bech32_decode32(const char *s, size_t n, const char *hrp, unsigned c
     bool ok = true;
     for (size_t i = hl + 1; i < n; i++) {
         const char *p = strchr(B32, s[i] | 0x20);
-        if (p == NULL || (s[i] | 0x20) == 0) {
+        if (p == NULL) {
             ok = false;
             break;
         }

@@ -138,6 +138,9 @@ def populate(vd):
     vd.kv2_destroy("smtp-auth/legacy/plain", [4])
     vd.call("POST", "/v1/secret/delete/smtp-auth/legacy/plain", {"versions": [6]})
     SECRETS.extend(UNMANAGED + str(i) for i in range(6))
+    # the mount's default max_versions (0: Vault keeps 10): versions 1-2 of 12 pruned
+    for i in range(12):
+        vd.kv2_put("smtp-auth/legacy/many", {"n": str(i + 1)})
     return pws
 
 
@@ -175,15 +178,15 @@ def test_create_verify(vd, pws, d):
     rc, out, err = vks(vd, "backup", "create", "--recipient", pub, "-o", bundle, "--json")
     T.eq(rc, 0, "backup create --recipient exits 0")
     j = json.loads(out)
-    T.eq((j["secrets"], j["managed"]), (4, 3), "4 secrets under the prefix, 3 managed")
-    T.eq((j["live"], j["deleted"], j["destroyed"]), (6 + 2, 1, 1), "live, deleted and destroyed versions counted")
-    T.ok("create: 4/4 secrets" in err, "a progress line", err)
+    T.eq((j["secrets"], j["managed"]), (5, 3), "5 secrets under the prefix, 3 managed")
+    T.eq((j["live"], j["deleted"], j["destroyed"]), (6 + 2 + 10, 1, 1), "live, deleted and destroyed versions counted")
+    T.ok("create: 5/5 secrets" in err, "a progress line", err)
     T.eq(os.stat(bundle).st_mode & 0o777, 0o600, "the bundle is written with mode 0600")
     T.ok(not [f for f in os.listdir(d) if ".tmp-" in f], "no temporary file left")
     p = subprocess.run(["age", "-d", "-i", kf, bundle], capture_output=True)
     T.eq(p.returncode, 0, "Debian's age -d -i opens our bundle")
     doc = json.loads(p.stdout)
-    T.eq((doc["format"], doc["version"], len(doc["secrets"])), ("vks-backup", 1, 4), "a vks-backup v1 document")
+    T.eq((doc["format"], doc["version"], len(doc["secrets"])), ("vks-backup", 1, 5), "a vks-backup v1 document")
     T.ok(all(pw not in p.stdout.decode() for pw in pws.values()), "no managed password in the bundle: envelopes")
     T.ok(all(v["data"]["key"].startswith("ENC:v2:") for s in doc["secrets"] if s["custom_metadata"]
              and "vks_cred" in s["custom_metadata"] for v in s["versions"]), "ENC: values stay envelopes")
@@ -193,7 +196,7 @@ def test_create_verify(vd, pws, d):
     rc, out, err = vks(vd, "backup", "verify", bundle, "-i", kf, "--json")
     T.eq(rc, 0, "verify exits 0")
     v = json.loads(out)
-    T.eq(v["counts"]["secrets"], 4, "verify counts 4 secrets")
+    T.eq(v["counts"]["secrets"], 5, "verify counts 5 secrets")
     fps = {s["path"]: s["fingerprint"] for s in v["secrets"]}
     for name in pws:
         rc, out, _ = vks(vd, "cred", "show", name, "--json")
@@ -203,7 +206,7 @@ def test_create_verify(vd, pws, d):
     T.ok(plain["fingerprint"] is None and plain["envelope_sha256_128"] is None,
          "the unmanaged secret's latest version is deleted: nothing to digest")
     rc, out, err = vks(vd, "backup", "verify", bundle, "-i", kf)
-    T.ok(rc == 0 and "sealed bundle OK" in out and "4 secrets (3 managed)" in out, "verify's text report", out)
+    T.ok(rc == 0 and "sealed bundle OK" in out and "5 secrets (3 managed)" in out, "verify's text report", out)
     e = env_for(vd)
     del e["VKS_ENCRYPTION_KEY"]
     rc, out, err = vks(vd, "backup", "verify", bundle, "-i", kf, "--json", env=e)
@@ -217,7 +220,7 @@ def test_restore(vd, pws, bundle, kf):
         rc, out, err = restore(vd, tgt, bundle, "-i", kf, extra=("--json",))
         T.eq(rc, 0, "restore into a fresh vault-dev exits 0")
         j = json.loads(out) if rc == 0 else {}
-        T.eq(j.get("secrets"), 4, "4 secrets restored")
+        T.eq(j.get("secrets"), 5, "5 secrets restored")
         for name in pws:
             path = "smtp-auth/" + name
             a, b = metadata(vd, path), metadata(tgt, path)
@@ -243,6 +246,10 @@ def test_restore(vd, pws, bundle, kf):
         T.eq(data_of(tgt, "smtp-auth/legacy/plain", 5), data_of(vd, "smtp-auth/legacy/plain", 5),
              "unmanaged: a live version's data restored")
         T.eq(data_of(tgt, "smtp-auth/legacy/plain", 4)[0], 404, "unmanaged: a destroyed version is not readable")
+        a, b = metadata(vd, "smtp-auth/legacy/many"), metadata(tgt, "smtp-auth/legacy/many")
+        T.eq((b[0], b[1], b[4]), (a[0], a[1], a[4]), "default max_versions: versions 3-12, as in the source")
+        T.eq(data_of(tgt, "smtp-auth/legacy/many", 12), data_of(vd, "smtp-auth/legacy/many", 12),
+             "default max_versions: the latest data restored")
         # a second restore into the same (now non-empty) target: refused, nothing written
         tgt.reset_counters()
         rc, out, err = restore(vd, tgt, bundle, "-i", kf)
@@ -323,7 +330,7 @@ def test_passphrase_interop(vd, d):
     rc, term = age_pty(["-p", "-o", theirs, dec], PASSPHRASE, True)
     T.ok(rc == 0 and os.path.exists(theirs), "age -p sealed the document (passphrase typed on a pty)", term[-200:])
     rc, out, err = vks(vd, "backup", "verify", theirs, "--passphrase-file", pf, "--json")
-    T.ok(rc == 0 and json.loads(out)["counts"]["secrets"] == 4, "we open a bundle sealed by age -p", err)
+    T.ok(rc == 0 and json.loads(out)["counts"]["secrets"] == 5, "we open a bundle sealed by age -p", err)
     with fresh_target() as tgt:
         rc, out, err = restore(vd, tgt, theirs, "--passphrase-file", pf)
         T.eq(rc, 0, "a bundle sealed by age -p restores")
@@ -336,7 +343,7 @@ def test_age_recipient_interop(vd, d, kf, pub, doc):
     theirs = os.path.join(d, "theirs-r.age")
     subprocess.run(["age", "-r", pub, "-o", theirs], input=json.dumps(doc).encode(), check=True)
     rc, out, err = vks(vd, "backup", "verify", theirs, "-i", kf, "--json")
-    T.ok(rc == 0 and json.loads(out)["counts"]["secrets"] == 4, "we open a bundle sealed by age -r", err)
+    T.ok(rc == 0 and json.loads(out)["counts"]["secrets"] == 5, "we open a bundle sealed by age -r", err)
 
 
 def test_full_disk(vd, d):
@@ -370,7 +377,7 @@ def test_policy_and_schedule(vd, d, pub):
     tok = vd.create_token(policies=["backup-reader"], display_name="backup-bot")
     rc, out, err = vks(vd, "backup", "create", "--recipient", pub, "-o", os.path.join(d, "reader.age"), "--json",
                        env=env_for(vd, VAULT_TOKEN=tok))
-    T.ok(rc == 0 and json.loads(out)["secrets"] == 4, "backup-reader may create a backup", err)
+    T.ok(rc == 0 and json.loads(out)["secrets"] == 5, "backup-reader may create a backup", err)
     with fresh_target() as tgt:
         tgt.policy("backup-reader", open(os.path.join(ex, "backup-reader.hcl")).read())
         tok2 = tgt.create_token(policies=["backup-reader"])
