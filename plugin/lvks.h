@@ -158,4 +158,14 @@ const char *lvks_code(vks_status st);
  * value is reachable). Used for setup subtables. */
 void lvks_to_field(lua_State *L, int idx, const char *name, struct vks_field *f);
 
+/* ---- shared by the module's own files (lvks.c, lvks_setup.c) ---- */
+/* The registered extensions (count published with release/acquire; entries never change). */
+int lvks_extension_count(void);
+const struct lvks_extension *lvks_extension_at(int i);
+/* A userdata metatable `name` whose __gc and __close are gc, locked against getmetatable. */
+void lvks_new_box_meta(lua_State *L, const char *name, lua_CFunction gc);
+/* vault_keysource.setup (the Lua function) and its box's metatable (called from luaopen). */
+int lvks_setup(lua_State *L);
+void lvks_setup_open(lua_State *L);
+
 #endif
