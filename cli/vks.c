@@ -11,6 +11,12 @@
 static const struct vks_cli_command commands[] = {
     { "audit", "verify", "verify the HMAC chains of audit logs", vks_cli_audit_verify_usage,
       vks_cli_audit_verify },
+    { "backup", "create", "seal every credential under a prefix into an age-encrypted bundle",
+      vks_cli_backup_create_usage, vks_cli_backup_create },
+    { "backup", "verify", "check a bundle's seal and list its secrets without printing one",
+      vks_cli_backup_verify_usage, vks_cli_backup_verify },
+    { "backup", "restore", "restore a bundle into an empty Vault mount, versions preserved",
+      vks_cli_backup_restore_usage, vks_cli_backup_restore },
     { "cred", "create", "create a managed SMTP credential (password generated, shown once)",
       vks_cli_cred_create_usage, vks_cli_cred_create },
     { "cred", "list", "list credentials: username, permissions, dates, state",

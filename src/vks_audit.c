@@ -843,12 +843,21 @@ static bool admin_action_ok(const char *a)
     return true;
 }
 
+static bool admin_group_ok(const char *g)
+{
+    size_t n = strlen(g);
+    for (size_t i = 0; i < n; i++)
+        if (g[i] < 'a' || g[i] > 'z')
+            return false;
+    return n >= 1 && n <= 16;
+}
+
 vks_status vks_audit_emit_admin(const struct vks_audit_admin_event *ev, char **line_out,
                                 struct vks_err *err)
 {
     if (line_out != NULL)
         *line_out = NULL;
-    if (ev == NULL || !admin_action_ok(ev->action))
+    if (ev == NULL || !admin_action_ok(ev->action) || (ev->group && !admin_group_ok(ev->group)))
         return vks_err_set(err, VKS_E_INVALID_ARG, "audit: administrative event without a valid action");
     auto_configure();
     reload_keys_after_fork();

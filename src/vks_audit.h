@@ -306,6 +306,8 @@ struct vks_audit_admin_event {
     int64_t secret_version;        /* the KV v2 version written or read; 0 = none              */
     const char *reason;            /* reveal: the operator's reason                            */
     const char *detail;            /* a short, secret-free summary ("2 domains, all IPs")      */
+    const char *group;             /* the type's first part, [a-z]{1,16}: NULL = "cred"; vks backup
+                                      writes "backup" (backup.create, backup.restore)         */
 };
 /*
  * Writes one administrative event synchronously (in async mode the queue is drained first, so the

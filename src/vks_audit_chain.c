@@ -499,7 +499,7 @@ static void admin_fields(struct audit_jb *b, const void *ev)
 bool audit_chain_admin(const struct vks_audit_admin_event *ev, const struct timespec *ts, char **line_out)
 {
     char type[48];
-    snprintf(type, sizeof type, "cred.%s", ev->action);
+    snprintf(type, sizeof type, "%s.%s", ev->group ? ev->group : "cred", ev->action);
     return chain_event(ts, type, admin_fields, ev, AUDIT_CAP_NONE, line_out);
 }
 

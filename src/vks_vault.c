@@ -1441,15 +1441,27 @@ static vks_status admin_status(long status, const char *body, size_t len, int at
  * needed). The answer's body is copied to the heap (these answers hold no secret: metadata, key
  * lists, write receipts); out may be NULL. The status is mapped by admin_status.
  */
+static vks_status admin_call_ex(struct vks_vault *v, const char *method, const char *mount, const char *section,
+                                const char *path, int64_t version, const char *body, size_t blen, const char *what,
+                                struct vks_vault_reply *out, vks_scratch *sout, struct vks_err *err);
 static vks_status admin_call(struct vks_vault *v, const char *method, const char *mount, const char *section,
                              const char *path, const char *body, size_t blen, const char *what,
                              struct vks_vault_reply *out, struct vks_err *err)
+{
+    return admin_call_ex(v, method, mount, section, path, 0, body, blen, what, out, NULL, err);
+}
+
+/* admin_call with a ?version= and, when sout is set, the answer's body in a fresh scratch buffer
+ * (an answer that may hold plaintext: KV data of any secret) instead of *out. */
+static vks_status admin_call_ex(struct vks_vault *v, const char *method, const char *mount, const char *section,
+                                const char *path, int64_t version, const char *body, size_t blen, const char *what,
+                                struct vks_vault_reply *out, vks_scratch *sout, struct vks_err *err)
 {
     if (!v || !mount || !*mount || !path)
         return vks_err_set(err, VKS_E_INVALID_ARG, "%s: bad arguments", what);
     vks_fork_sync(&v->fork_seen, vault_after_fork, v);
     char url[URL_CAP];
-    if (build_url(url, sizeof url, v->origin, mount, section, *path ? path : NULL, 0) != VKS_OK)
+    if (build_url(url, sizeof url, v->origin, mount, section, *path ? path : NULL, version) != VKS_OK)
         return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: mount/path has a '.' or '..' segment or is too long", what);
     int64_t deadline = vks_http_now_ms() + v->cfg.timeout_ms;
     struct tok t = { VKS_SECRET_EMPTY, 0, false };
@@ -1467,6 +1479,13 @@ static vks_status admin_call(struct vks_vault *v, const char *method, const char
     if (st != VKS_OK)
         return st;
     st = admin_status(rs.status, rs.body, rs.body_len, rs.attempts, what, err);
+    if (sout != NULL && st == VKS_OK) {
+        st = vks_scratch_open(rs.body_len + 1, sout, err);
+        if (st == VKS_OK) {
+            memcpy(sout->data, rs.body, rs.body_len);
+            sout->len = rs.body_len;
+        }
+    }
     if (out != NULL) {
         out->http_status = rs.status;
         snprintf(out->token_accessor, sizeof out->token_accessor, "%s", acc);
@@ -1620,4 +1639,31 @@ vks_status vks_vault_token_can(struct vks_vault *v, const char *path, const char
     }
     vks_vault_reply_free(&r);
     return st;
+}
+
+/* ---- additions for vks backup (docs/internals/backup.md) ---- */
+
+vks_status vks_vault_kv2_data_read_raw(struct vks_vault *v, const char *mount, const char *path, int64_t version,
+                                       vks_scratch *out, struct vks_err *err)
+{
+    char what[512];
+    admin_what(what, sizeof what, "data read", mount, "data", path);
+    memset(out, 0, sizeof *out);
+    if (version < 1)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s: a version is required", what);
+    return admin_call_ex(v, "GET", mount, "data", path, version, NULL, 0, what, NULL, out, err);
+}
+
+vks_status vks_vault_kv2_versions_op(struct vks_vault *v, const char *mount, const char *op, const char *path,
+                                     const int64_t *versions, size_t n, struct vks_err *err)
+{
+    char what[512], body[64 + 24 * 64];
+    admin_what(what, sizeof what, op ? op : "?", mount, op ? op : "?", path);
+    if (!op || (strcmp(op, "delete") && strcmp(op, "destroy") && strcmp(op, "undelete")) || n == 0 || n > 64)
+        return vks_err_set(err, VKS_E_INVALID_ARG, "%s: bad arguments", what);
+    size_t l = (size_t)snprintf(body, sizeof body, "{\"versions\":[");
+    for (size_t i = 0; i < n; i++)
+        l += (size_t)snprintf(body + l, sizeof body - l, "%s%lld", i ? "," : "", (long long)versions[i]);
+    l += (size_t)snprintf(body + l, sizeof body - l, "]}");
+    return admin_call(v, "POST", mount, op, path, body, l, what, NULL, err);
 }

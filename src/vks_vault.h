@@ -172,4 +172,16 @@ vks_status vks_vault_token_identity(struct vks_vault *v, char *display_name, siz
 vks_status vks_vault_token_can(struct vks_vault *v, const char *path, const char *cap, bool *can,
                                struct vks_err *err);
 
+/* ---- additions for vks backup (docs/internals/backup.md) ----
+ * GET <mount>/data/<path>?version=N (N >= 1): the whole answer (data.data holds every field of the
+ * version, possibly plaintext of a secret vks cred does not manage) into *out, a fresh vks_scratch
+ * the caller closes (wiped). Status mapping as above; a deleted or destroyed version is 404
+ * (VKS_E_NOT_FOUND). Thread-safety: as vks_vault_kv_read. */
+vks_status vks_vault_kv2_data_read_raw(struct vks_vault *v, const char *mount, const char *path, int64_t version,
+                                       vks_scratch *out, struct vks_err *err);
+/* POST <mount>/<op>/<path> {"versions":[...]} with op "delete", "destroy" or "undelete"; 1..64
+ * versions. */
+vks_status vks_vault_kv2_versions_op(struct vks_vault *v, const char *mount, const char *op, const char *path,
+                                     const int64_t *versions, size_t n, struct vks_err *err);
+
 #endif
