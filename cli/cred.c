@@ -61,7 +61,8 @@ const char vks_cli_cred_list_usage[] =
     "  --tenant T         only credentials of tenant T\n"
     "  --state S          only credentials in state S (active; unmanaged for secrets under the\n"
     "                     prefix that vks cred did not create)\n"
-    "  --due-before DATE  only credentials due before DATE (YYYY-MM-DD, UTC)\n"
+    "  --due-before DATE  only credentials whose effective due (as in `vks cred due`) is before DATE\n"
+    "                     (YYYY-MM-DD, UTC); those whose dates cannot be read are always listed\n"
     "  --json             one JSON array\n" COMMON_HELP "\n" EXIT_HELP;
 const char vks_cli_cred_due_usage[] =
     "usage: vks cred due [--within DURATION] [--tenant T] [--json] [--mount M] [--prefix P]\n"
@@ -411,11 +412,29 @@ static const char *dash(const char *s)
     return s && s[0] ? s : "-";
 }
 
-static bool keep(const struct vks_cred_record *r, const struct copts *o)
+/* The effective due of a managed credential (vks_cred_due_eval: the earlier of the stored due and
+ * rotated + policy) as "YYYY-MM-DDTHH:MM:SSZ", "invalid" when its dates cannot be read, "" unmanaged. */
+static void effective_due(const struct vks_cred_record *r, int days, char out[40])
+{
+    out[0] = '\0';
+    if (!r->managed)
+        return;
+    struct vks_cred_due d;
+    vks_cred_due_eval(r, (int64_t)time(NULL), 0, days, &d);
+    if (d.status == VKS_CRED_DUE_INVALID)
+        snprintf(out, 40, "invalid");
+    else
+        vks_cred_time(d.due, 0, out);
+}
+
+static bool keep(const struct vks_cred_record *r, const struct copts *o, int days)
 {
     const char *state = r->managed ? (r->state[0] ? r->state : "active") : "unmanaged";
-    /* due is "YYYY-MM-DDTHH:MM:SSZ": text order is time order; no due date is never "due" */
-    bool due_ok = !o->due_before || (r->due[0] && strncmp(r->due, o->due_before, 10) < 0);
+    /* the effective due (text order is time order); an invalid one is always listed (fail closed); an
+       unmanaged secret has no due date and is never "due" */
+    char due[40];
+    effective_due(r, days, due);
+    bool due_ok = !o->due_before || strcmp(due, "invalid") == 0 || (due[0] && strncmp(due, o->due_before, 10) < 0);
     return (!o->tenant || strcmp(o->tenant, r->tenant) == 0) && (!o->state || strcmp(o->state, state) == 0) &&
            due_ok;
 }
@@ -449,8 +468,13 @@ int vks_cli_cred_list(int argc, char **argv)
     if (st == VKS_OK && o.json) {
         json_object *a = json_object_new_array();
         for (size_t i = 0; i < n; i++)
-            if (keep(&recs[i], &o))
-                json_object_array_add(a, rec_json(&recs[i], false));
+            if (keep(&recs[i], &o, v.ctx.rotation_days)) {
+                json_object *j = rec_json(&recs[i], false);
+                char due[40];
+                effective_due(&recs[i], v.ctx.rotation_days, due);
+                jset(j, "effective_due", due); /* "due" stays the stored value */
+                json_object_array_add(a, j);
+            }
         puts(json_object_to_json_string_ext(a, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(a);
     } else if (st == VKS_OK) {
@@ -458,13 +482,14 @@ int vks_cli_cred_list(int argc, char **argv)
                "DUE", "STATE");
         for (size_t i = 0; i < n; i++) {
             const struct vks_cred_record *r = &recs[i];
-            if (!keep(r, &o))
+            if (!keep(r, &o, v.ctx.rotation_days))
                 continue;
-            char sum[64];
+            char sum[64], due[40];
             vks_cred_summary(&r->restrictions, sum, sizeof sum);
+            effective_due(r, v.ctx.rotation_days, due);
             printf("%-32s %-24s %-22s %-20s %-20s %-20s %s\n", r->name, dash(r->username),
                    r->restrictions_bad ? "unreadable (refused)" : sum, dash(r->created), dash(r->rotated),
-                   dash(r->due), r->managed ? dash(r->state) : "unmanaged");
+                   dash(due), r->managed ? dash(r->state) : "unmanaged");
         }
     }
     vks_cred_records_free(recs, n);

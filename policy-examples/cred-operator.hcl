@@ -4,12 +4,16 @@
 #
 # What each `vks cred` act sends (docs/internals/cred.md):
 #   create    GET metadata (must be absent), LIST + GET metadata of every credential (the username
-#             must be unique), POST data with cas 0 (create), POST metadata (update)
+#             must be unique: the early message), POST the username index record under
+#             vks-index/smtp-auth/usernames/ with cas 0 (the atomic claim; a left-over record is read,
+#             with GET metadata of the credential it names, and taken over with cas = its version),
+#             POST data with cas 0 (create), POST metadata (update)
 #   list, due LIST metadata (recursively), GET metadata of each
 #   show      GET metadata; no fingerprint: sys/capabilities-self (default policy) says it may not read
 #   restrict  GET metadata, PATCH data with cas (patch: bumps the version without reading the
 #             password), POST metadata (update)
-#   delete    GET metadata, DELETE metadata (every version)
+#   delete    GET metadata, DELETE metadata (every version), GET + DELETE metadata of the username
+#             index record
 #   rotate    GET metadata, PATCH data with cas (claim), POST/GET/DELETE the pending record under
 #             vks-rotation/smtp-auth/ (the new password while it is tested), POST data with cas
 #             (finish: a new version), POST metadata; never a read of the credential's data.
@@ -35,5 +39,16 @@ path "secret/data/vks-rotation/smtp-auth/*" {
 }
 
 path "secret/metadata/vks-rotation/smtp-auth/*" {
+  capabilities = ["read", "delete"]
+}
+
+# the username index (docs/credentials.md "Usernames are unique: the index"): create claims the
+# username with cas 0, or reads a left-over record and takes it over; delete removes it. A record holds
+# only the credential's name and username, never a password.
+path "secret/data/vks-index/smtp-auth/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+path "secret/metadata/vks-index/smtp-auth/*" {
   capabilities = ["read", "delete"]
 }

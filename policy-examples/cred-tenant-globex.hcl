@@ -24,3 +24,14 @@ path "secret/data/vks-rotation/smtp-auth/globex/*" {
 path "secret/metadata/vks-rotation/smtp-auth/globex/*" {
   capabilities = ["read", "delete"]
 }
+
+# the username index of this tenant's prefix (docs/credentials.md "Usernames are unique: the index"):
+# create claims the username with cas 0, or reads a left-over record and takes it over; delete removes
+# it. A record holds only the credential's name and username, never a password.
+path "secret/data/vks-index/smtp-auth/globex/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+path "secret/metadata/vks-index/smtp-auth/globex/*" {
+  capabilities = ["read", "delete"]
+}

@@ -30,4 +30,19 @@ vks_status vks_cred_int_data_json(const char *envelope, const char *username, ch
 vks_status vks_cred_int_bump(struct vks_cred_ctx *ctx, const char *path, const struct vks_cred_record *rec,
                              int64_t *nv, struct vks_err *err);
 
+/* The username index (src/vks_cred_index.c; docs/credentials.md "Usernames are unique: the index"):
+ * <mount>/data/vks-index/<prefix>usernames/<hex of the lowercased username>, {"name","username","claimed"}.
+ * A claim younger than this many seconds whose credential is not (yet) managed is a create in flight. */
+#define VKS_CRED_INDEX_GRACE 300
+#define VKS_CRED_INDEX_PATH_MAX (VKS_CRED_NAME_MAX + 32 + 2 * VKS_CRED_USERNAME_MAX + 1)
+/* Claims USERNAME for NAME: cas 0, or a takeover (cas = its version) of a left-over record; *version is
+ * the index version written. VKS_E_EXISTS naming the username when a live credential (or a create in
+ * flight) holds it. */
+vks_status vks_cred_int_index_claim(struct vks_cred_ctx *ctx, const char *name, const char *username,
+                                    int64_t *version, struct vks_err *err);
+/* Removes the record of USERNAME if it still names NAME (and is at `version`, when > 0). A missing
+ * record is VKS_OK. */
+vks_status vks_cred_int_index_release(struct vks_cred_ctx *ctx, const char *name, const char *username,
+                                      int64_t version, struct vks_err *err);
+
 #endif

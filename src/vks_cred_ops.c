@@ -259,13 +259,18 @@ vks_status vks_cred_create(struct vks_cred_ctx *ctx, const struct vks_cred_creat
         vks_cred_record_free(&old);
         st = vks_err_set(err, VKS_E_EXISTS, "credential '%s' already exists (%s/%s)", req->name, ctx->mount, path);
     } else if (st == VKS_E_NOT_FOUND) {
-        st = unique_username(ctx, req->username, err);
+        st = unique_username(ctx, req->username, err); /* the early, readable refusal */
     }
+    int64_t iver = 0; /* the username index: the atomic refusal (docs/credentials.md) */
+    if (st == VKS_OK)
+        st = vks_cred_int_index_claim(ctx, req->name, req->username, &iver, err);
     if (st == VKS_OK)
         st = req->password ? vks_secret_dup(req->password->data, req->password->len, password, err)
                            : vks_cred_generate(password, err);
     if (st == VKS_OK)
         st = create_write(ctx, req, path, password, version, &a, err);
+    if (st != VKS_OK && iver > 0 && *version == 0) /* nothing stored: give the username back (best effort) */
+        (void)vks_cred_int_index_release(ctx, req->name, req->username, iver, NULL);
     st = audit(ctx, &a, st, err);
     if (*version == 0) /* nothing stored: the password goes away */
         vks_secret_free(password);
@@ -599,6 +604,12 @@ vks_status vks_cred_delete(struct vks_cred_ctx *ctx, const char *name, const cha
         else if (st != VKS_OK && err)
             vks_err_set(err, st, "'%s' was deleted, but not the pending record of its rotation in flight "
                         "(%s/%s): remove it with vault kv metadata delete", path, ctx->mount, pending);
+    }
+    if (st == VKS_OK && (st = vks_cred_int_index_release(ctx, name, rec.username, 0, err)) != VKS_OK && err) {
+        char why[VKS_ERR_MSG_MAX];
+        snprintf(why, sizeof why, "%s", err->msg);
+        vks_err_set(err, st, "'%s' was deleted, but not its username index record (a later create takes it "
+                    "over once it is %d s old): %s", path, VKS_CRED_INDEX_GRACE, why);
     }
     st = audit(ctx, &a, st, err);
     if (loaded)
