@@ -8,7 +8,8 @@
  *    restriction lists (parsed with vks_restrict's own entry parser), the permission summary, the
  *    password generator, and the metadata record <-> JSON. No I/O except getrandom(2).
  *  - operations (second half; src/vks_cred_ops.c): create, list, show, fingerprint, reveal,
- *    restrict, delete against Vault through vks_vault, each writing one audit event (vks_audit).
+ *    restrict, delete against Vault through vks_vault, each writing one audit event (vks_audit);
+ *    the username index of create and delete is in src/vks_cred_index.c.
  *
  * Secrets: a password exists only in vks_secret arena slots (generated into one, read into one,
  * decrypted into one) and is wiped by vks_secret_free on every path. Nothing here puts a password,
@@ -201,7 +202,11 @@ struct vks_cred_create_req {
     const char *relay;                                /* "host:port" for rotation; may be NULL */
 };
 /*
- * Creates the credential (docs/credentials.md "Every write is check-and-set"). On VKS_OK and also
+ * Creates the credential (docs/credentials.md "Every write is check-and-set"). The username is
+ * claimed first in the username index (src/vks_cred_index.c, docs/credentials.md "Usernames are
+ * unique: the index") with cas 0: of concurrent creates with one username exactly one gets past it,
+ * the others get VKS_E_EXISTS naming the username; a claim given up by a failure before the data is
+ * stored is released again (best effort). On VKS_OK and also
  * when the data was written but a later step failed (*version > 0), *password holds the password
  * (generated or a copy of the given one; caller frees) so that it can still be shown once.
  */
@@ -245,7 +250,8 @@ vks_status vks_cred_restrict(struct vks_cred_ctx *ctx, const char *name, const s
                              struct vks_cred_record *rec, struct vks_err *err);
 
 /* Removes every version and the metadata after checking that confirm_username is the
- * credential's username (exactly). */
+ * credential's username (exactly), then the username's index record if it names this credential
+ * (a failure there is returned, the credential being gone already). */
 vks_status vks_cred_delete(struct vks_cred_ctx *ctx, const char *name, const char *confirm_username,
                            struct vks_err *err);
 
