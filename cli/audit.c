@@ -57,7 +57,10 @@ static const char *syslog_payload(const char *line, size_t *len)
     return line;
 }
 
-static int feed_file(struct vks_audit_verifier *v, const char *path, bool syslog_framed)
+/* Feeds one file (or '-') to the verifier; errors are printed with prog ("vks audit verify"). Shared
+ * with `vks audit report` (cli/audit_report.c): one reader, one parser. */
+int vks_cli_audit_feed(struct vks_audit_verifier *v, const char *path, bool syslog_framed,
+                       const char *prog)
 {
     FILE *f = stdin;
     if (strcmp(path, "-") != 0) {
@@ -66,11 +69,11 @@ static int feed_file(struct vks_audit_verifier *v, const char *path, bool syslog
         struct vks_err e;
         int fd = -1;
         if (vks_file_open(path, &fo, &fd, NULL, &e) != VKS_OK) {
-            fprintf(stderr, "vks audit verify: %s\n", e.msg);
+            fprintf(stderr, "%s: %s\n", prog, e.msg);
             return -1;
         }
         if ((f = fdopen(fd, "r")) == NULL) {
-            fprintf(stderr, "vks audit verify: %s: %s\n", path, strerror(errno));
+            fprintf(stderr, "%s: %s: %s\n", prog, path, strerror(errno));
             close(fd);
             return -1;
         }
@@ -90,7 +93,7 @@ static int feed_file(struct vks_audit_verifier *v, const char *path, bool syslog
     if (f != stdin)
         fclose(f);
     if (bad) {
-        fprintf(stderr, "vks audit verify: %s: read error\n", path);
+        fprintf(stderr, "%s: %s: read error\n", prog, path);
         return -1;
     }
     return 0;
@@ -166,7 +169,7 @@ int vks_cli_audit_verify(int argc, char **argv)
             rc = 2;
         }
     for (int i = optind; i < argc && rc == 0; i++)
-        if (feed_file(v, argv[i], strcmp(sink, "syslog") == 0) != 0)
+        if (vks_cli_audit_feed(v, argv[i], strcmp(sink, "syslog") == 0, "vks audit verify") != 0)
             rc = 2;
     if (rc == 0) {
         if (quiet) {

@@ -11,6 +11,8 @@
 static const struct vks_cli_command commands[] = {
     { "audit", "verify", "verify the HMAC chains of audit logs", vks_cli_audit_verify_usage,
       vks_cli_audit_verify },
+    { "audit", "report", "who used, revealed or changed which credential in a period",
+      vks_cli_audit_report_usage, vks_cli_audit_report },
     { "backup", "create", "seal every credential under a prefix into an age-encrypted bundle",
       vks_cli_backup_create_usage, vks_cli_backup_create },
     { "backup", "verify", "check a bundle's seal and list its secrets without printing one",

@@ -6,6 +6,8 @@
 #ifndef VKS_CLI_H
 #define VKS_CLI_H
 
+#include <stdbool.h>
+
 struct vks_cli_command {
     const char *group;
     const char *name;
@@ -17,6 +19,12 @@ struct vks_cli_command {
 /* cli/audit.c */
 int vks_cli_audit_verify(int argc, char **argv);
 extern const char vks_cli_audit_verify_usage[];
+struct vks_audit_verifier;
+int vks_cli_audit_feed(struct vks_audit_verifier *v, const char *path, bool syslog_framed,
+                       const char *prog);
+/* cli/audit_report.c */
+int vks_cli_audit_report(int argc, char **argv);
+extern const char vks_cli_audit_report_usage[];
 
 /* cli/envelope.c */
 int vks_cli_envelope_encrypt(int argc, char **argv);

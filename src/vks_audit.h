@@ -286,6 +286,19 @@ int vks_audit_verifier_finish(struct vks_audit_verifier *v, FILE *out);
 void vks_audit_verifier_first_bad(const struct vks_audit_verifier *v, unsigned long *line,
                                   long long *seq);
 void vks_audit_verifier_free(struct vks_audit_verifier *v);
+/*
+ * Optional: fn is called for every line that parsed as an audit event of this schema (after the
+ * chain and MAC checks of that line), with the parsed object (a json-c object, borrowed for the
+ * call only), the 1-based line number over all lines fed, and whether this line itself was found
+ * bad (bad MAC, broken continuity). `vks audit report` reads events this way, so there is one
+ * parser. fn must not keep `event`. Not thread-safe (as the verifier).
+ */
+struct json_object;
+typedef void (*vks_audit_event_fn)(void *ud, const char *where, unsigned long line,
+                                   const struct json_object *event, bool line_bad);
+void vks_audit_verifier_on_event(struct vks_audit_verifier *v, vks_audit_event_fn fn, void *ud);
+/* How many lines were fed so far (per-file spans in reports). */
+void vks_audit_verifier_lines(const struct vks_audit_verifier *v, unsigned long *lines);
 
 /* ---- administrative events (vks cred; docs/credentials.md "Operator identity and audit") ----
  * One event per administrative act, type "cred.<action>", in the same chain as lookups (so

@@ -70,6 +70,8 @@ struct vks_audit_verifier {
     char *report_buf;
     size_t report_len;
     unsigned long reported;
+    vks_audit_event_fn on_event;  /* vks_audit_verifier_on_event */
+    void *on_event_ud;
 };
 
 #define MAX_PROBLEM_LINES 50
@@ -369,6 +371,7 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
             v->heads[i].line = v->lines;
         }
 
+    unsigned long problems_before = v->problems;
     struct chain *c = find_chain(v, id);
     bool is_open = strcmp(type, "audit.open") == 0;
     const char *sink = is_open ? get_str(o, "sink") : NULL;
@@ -402,6 +405,8 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
     }
     if (v->keys != NULL && c->keyed && !vks_audit_line_mac_ok(v->keys, line, len))
         problem(v, c, seq, where, "mac does not verify (the line was modified or forged)");
+    if (v->on_event != NULL)
+        v->on_event(v->on_event_ud, where, v->lines, o, v->problems != problems_before);
     if (strcmp(type, "audit.close") == 0)
         c->closed = true;
     c->events++;
@@ -409,6 +414,17 @@ void vks_audit_verifier_line(struct vks_audit_verifier *v, const char *where, co
     c->last_line = v->lines;
     memcpy(c->last_mac, mac, 65);
     json_object_put(o);
+}
+
+void vks_audit_verifier_on_event(struct vks_audit_verifier *v, vks_audit_event_fn fn, void *ud)
+{
+    v->on_event = fn;
+    v->on_event_ud = ud;
+}
+
+void vks_audit_verifier_lines(const struct vks_audit_verifier *v, unsigned long *lines)
+{
+    *lines = v->lines;
 }
 
 void vks_audit_verifier_first_bad(const struct vks_audit_verifier *v, unsigned long *line,
