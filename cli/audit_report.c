@@ -8,6 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include "cred_int.h"
 #include "vks.h"
 #include "vks_audit.h"
 #include "vks_audit_report.h"
@@ -32,15 +35,20 @@ const char vks_cli_audit_report_usage[] =
     "  --key-file PATH  the audit key, as for vks audit verify (default VKS_AUDIT_KEY or\n"
     "                   VKS_AUDIT_KEY_FILE)\n"
     "  --sink NAME      which sink wrote FILE: file (default), stderr or syslog\n"
+    "  --vault          also list the credentials overdue for rotation now, or whose dates are\n"
+    "                   invalid (vks cred due --within 0: VAULT_ADDR, VAULT_TOKEN, VKS_CRED_MOUNT,\n"
+    "                   VKS_CRED_PREFIX as for vks cred; metadata only, the auditor policy is\n"
+    "                   enough)\n"
     "\n"
     "exit status: 0 report written, every chain verified; 1 report written but a chain is\n"
-    "broken (tampering, missing lines, no events); 2 usage, file, key or write error (no\n"
-    "report); 3 report written, no problem found but some chain could not be MAC-checked\n"
+    "broken (tampering, missing lines, no events); 2 usage, file, key, write or (--vault)\n"
+    "Vault error (no report); 3 report written, no problem found but some chain could not be MAC-checked\n"
     "(no key, ephemeral or another key).\n";
 
 struct report_opts {
     const char *from, *to, *key_file, *sink;
     enum vks_audit_report_format fmt;
+    bool vault;
 };
 
 static int parse_opts(int argc, char **argv, struct report_opts *o)
@@ -49,6 +57,7 @@ static int parse_opts(int argc, char **argv, struct report_opts *o)
         { "from", required_argument, NULL, 'f' }, { "to", required_argument, NULL, 't' },
         { "json", no_argument, NULL, 'j' },       { "csv", no_argument, NULL, 'c' },
         { "key-file", required_argument, NULL, 'k' }, { "sink", required_argument, NULL, 's' },
+        { "vault", no_argument, NULL, 'V' },
         { NULL, 0, NULL, 0 },
     };
     int c;
@@ -65,6 +74,7 @@ static int parse_opts(int argc, char **argv, struct report_opts *o)
             o->fmt = c == 'j' ? VKS_REPORT_JSON : VKS_REPORT_CSV;
             break;
         case 'k': o->key_file = optarg; break;
+        case 'V': o->vault = true; break;
         case 's':
             if (strcmp(optarg, "file") && strcmp(optarg, "stderr") && strcmp(optarg, "syslog")) {
                 fprintf(stderr, "vks audit report: --sink must be file, stderr or syslog\n");
@@ -122,6 +132,46 @@ static int verify_into(struct vks_audit_verifier *v, struct vks_audit_report *r,
     return 0;
 }
 
+/* --vault: what is overdue now (vks_cred_list + vks_cred_due_eval, as `vks cred due --within 0`).
+ * 0, or 2 after printing why (no report is written: fail closed). */
+static int add_overdue(struct vks_audit_report *r)
+{
+    struct vks_cli_cred_env v;
+    if (vks_cli_cred_open("due", NULL, NULL, false, &v) != 0)
+        return 2;
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_record *recs = NULL;
+    size_t n = 0;
+    int64_t now = (int64_t)time(NULL);
+    vks_status st = vks_cred_list(&v.ctx, &recs, &n, &e);
+    for (size_t i = 0; st == VKS_OK && i < n; i++) {
+        if (!recs[i].managed)
+            continue;
+        struct vks_cred_due d;
+        vks_cred_due_eval(&recs[i], now, 0, v.ctx.rotation_days, &d);
+        char due[40] = "-", why[240];
+        if (d.status == VKS_CRED_DUE_INVALID) {
+            snprintf(why, sizeof why, "invalid: %s", d.why);
+        } else if (d.status == VKS_CRED_DUE_OVERDUE) {
+            vks_cred_time(d.due, 0, due);
+            snprintf(why, sizeof why, "overdue, %d-day policy, rotated %s", d.days,
+                     recs[i].rotated[0] ? recs[i].rotated : "-");
+        } else {
+            continue;
+        }
+        st = vks_audit_report_add_overdue(r, recs[i].name, due, why, &e);
+    }
+    vks_cred_records_free(recs, n);
+    vks_cli_cred_close(&v);
+    if (st != VKS_OK) {
+        fprintf(stderr, "vks audit report: --vault: %s\n", e.msg);
+        return 2;
+    }
+    vks_audit_report_set_overdue_checked(r);
+    return 0;
+}
+
 int vks_cli_audit_report(int argc, char **argv)
 {
     struct report_opts o = { .sink = "file", .fmt = VKS_REPORT_TEXT };
@@ -148,6 +198,8 @@ int vks_cli_audit_report(int argc, char **argv)
                         "VKS_AUDIT_KEY_FILE): the chain can be checked for structure only\n");
     if (rc == 0)
         rc = verify_into(v, r, argv + optind, argc - optind, strcmp(o.sink, "syslog") == 0);
+    if (rc == 0 && o.vault)
+        rc = add_overdue(r);
     if (rc == 0 && vks_audit_report_write(r, o.fmt, stdout, &err) != VKS_OK) {
         fprintf(stderr, "vks audit report: %s\n", err.msg);
         rc = 2;

@@ -77,6 +77,7 @@ def main():
         check_reports(c, vd, lines, cut)
         check_broken(c, vd)
         check_usage(c)
+        check_vault(c, vd)
         T.eq(c.leaks(), [], "no password in any output, report or audit line")
     return T.finish()
 
@@ -256,6 +257,42 @@ def check_broken(c, vd):
     T.ok(rc == 3 and json.loads(out)["verification"]["status"] == "unverifiable", "json: unverifiable")
     rc, out, err = c.vks("audit", "report", "--from", day, "--to", day, c.audit_file, VKS_AUDIT_KEY=OTHER_KEY)
     T.ok(rc == 3 and "unverifiable without the key" in out, "another key: unverifiable, exit 3", out[:300])
+
+
+def set_meta(vd, name, **changes):
+    st, j = vd.call("GET", "/v1/secret/metadata/smtp-auth/" + name)
+    cm = j["data"]["custom_metadata"]
+    cm.update(changes)
+    st, _ = vd.call("POST", "/v1/secret/metadata/smtp-auth/" + name,
+                    {"custom_metadata": cm, "max_versions": 20, "cas_required": True})
+    assert st == 204, st
+
+
+def check_vault(c, vd):
+    """--vault: what is overdue now (and what cannot be judged), from Vault's metadata."""
+    old = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(days=200)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    for name in ("old.example", "bad.example", "fresh.example"):
+        rc, out, _ = c.vks("cred", "create", name, "--username", "u-" + name, "--all-domains", keep_stdout=True)
+        T.eq(rc, 0, "create " + name)
+        c.secret(out.strip())
+    set_meta(vd, "old.example", rotated=old)
+    set_meta(vd, "bad.example", rotated="last tuesday")
+    day = c.audit_lines()[0]["ts"][:10]
+    rc, out, err = report(c, "--vault", "--json", "--from", day, "--to", day, c.audit_file)
+    T.eq(rc, 0, "--vault: exit 0 (the chain is verified)")
+    od = {o["name"]: o for o in json.loads(out)["overdue"]}
+    T.eq(sorted(od), ["bad.example", "old.example"], "--vault: the overdue and the invalid, not the fresh one")
+    T.ok(od["old.example"]["why"].startswith("overdue, 180-day policy, rotated " + old) and
+         od["bad.example"]["why"].startswith("invalid: ") and "rotated" in od["bad.example"]["why"],
+         "--vault: why each is listed", od)
+    rc, out, err = report(c, "--vault", "--from", day, "--to", day, c.audit_file)
+    T.ok(rc == 0 and "\nrotations overdue now: 2\n  bad.example: due - (invalid: " in out and
+         "  old.example: due " in out, "--vault: text section", out[-600:])
+    rc, out, err = report(c, "--vault", "--csv", "--from", day, "--to", day, c.audit_file)
+    T.ok(rc == 0 and sum(1 for r in csv.reader(io.StringIO(out)) if r[0] == "overdue") == 2, "--vault: csv rows")
+    rc, out, err = c.vks("audit", "report", "--vault", "--from", day, "--to", day, c.audit_file,
+                         VAULT_TOKEN="not-a-valid-token-87")
+    T.ok(rc == 2 and out == "", "--vault with a token Vault refuses: exit 2, no report (fail closed)", err[-300:])
 
 
 def check_usage(c):
