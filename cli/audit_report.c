@@ -36,7 +36,7 @@ const char vks_cli_audit_report_usage[] =
     "                   VKS_AUDIT_KEY_FILE)\n"
     "  --sink NAME      which sink wrote FILE: file (default), stderr or syslog\n"
     "  --vault          also list the credentials overdue for rotation now, or whose dates are\n"
-    "                   invalid (vks cred due --within 0: VAULT_ADDR, VAULT_TOKEN, VKS_CRED_MOUNT,\n"
+    "                   invalid (vks cred due, window 0: VAULT_ADDR, VAULT_TOKEN, VKS_CRED_MOUNT,\n"
     "                   VKS_CRED_PREFIX as for vks cred; metadata only, the auditor policy is\n"
     "                   enough)\n"
     "\n"
