@@ -124,9 +124,14 @@ static const char *str(const struct json_object *o, const char *k)
     return json_object_get_string(x);
 }
 
+/* Copies a trail value for printing: control characters (a newline or an escape sequence written
+ * into a reason or a path) become '?', so a value cannot forge report lines or drive a terminal. */
 static void copy(char *dst, size_t n, const char *s)
 {
     snprintf(dst, n, "%s", s ? s : "");
+    for (char *p = dst; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
 }
 
 /* What a lookup or an act concerns: mount/path, else file:PATH or event:NAME. */

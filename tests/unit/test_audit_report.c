@@ -110,11 +110,11 @@ Test(audit_report, csv_quotes_and_guards_formulas)
     cr_assert_eq(vks_audit_report_new("2026-12-01T10:00:00Z", "2026-12-01T10:00:00Z", &r, &err), VKS_OK);
     feed(r, "{\"ts\":\"2026-12-01T10:00:00.5Z\",\"type\":\"cred.reveal\",\"operator\":\"=cmd|x\","
             "\"mount\":\"secret\",\"path\":\"p\",\"result\":\"success\",\"code\":\"ok\","
-            "\"reason\":\"say \\\"hi\\\", ok\"}");
+            "\"reason\":\"say \\\"hi\\\", ok\\nWARNING: forged\\u001b[2J\"}");
     feed(r, "{\"ts\":\"2026-12-01T10:00:01Z\",\"type\":\"cred.delete\",\"result\":\"success\"}");
     char *c = render(r, VKS_REPORT_CSV);
     cr_assert(strstr(c, "\"'=cmd|x\""), "a formula is defused: %s", c);
-    cr_assert(strstr(c, "\"say \"\"hi\"\", ok\""), "quotes doubled: %s", c);
+    cr_assert(strstr(c, "\"say \"\"hi\"\", ok?WARNING: forged?[2J\""), "quotes doubled, controls '?': %s", c);
     cr_assert_null(strstr(c, "cred.delete"), "10:00:01 is after --to 10:00:00: %s", c);
     free(c);
     vks_audit_report_free(r);
