@@ -139,15 +139,17 @@ vks_status vks_cache_get(const char *identity, const char *validator,
                                 source, out, info, err);
 }
 
-vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, const char *validator,
-                                const struct vks_cache_source_ops *ops, void *source,
-                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+/* vks_cache_get_hashed and, with hit_only, vks_cache_get_cached: the same checks and the same
+ * lock-free hit; only what follows a miss differs (the full path, or VKS_E_NOT_CACHED). */
+static vks_status get(const char *identity, size_t len, uint64_t h, const char *validator,
+                      const struct vks_cache_source_ops *ops, void *source, bool hit_only,
+                      vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
 {
     struct vks_cache_info dummy;
     if (info == NULL)
         info = &dummy;
     memset(info, 0, sizeof *info);
-    vks_status bad = check_lookup_args(identity, len, ops, true, out, err);
+    vks_status bad = check_lookup_args(identity, len, ops, !hit_only, out, err);
     if (bad != VKS_OK)
         return bad;
 
@@ -157,6 +159,11 @@ vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, co
         /* served without any lock; judged for this caller like any HIT (step 2b) */
         if (ops->admit != NULL)
             rc = cache_admit_served(h, identity, ops, source, out, info, err);
+    } else if (hit_only) {
+        /* anything but a fresh value not due for refresh: the caller takes the full path */
+        vks_secret_free(out);
+        info->outcome = VKS_CACHE_NONE;
+        rc = vks_err_set(err, VKS_E_NOT_CACHED, "not cached");
     } else {
         vks_secret_free(out); /* a caller's slot is only reused by cache_fast_hit */
         pthread_mutex_lock(&g_cache.mu);
@@ -174,32 +181,20 @@ vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, co
     return rc;
 }
 
+vks_status vks_cache_get_hashed(const char *identity, size_t len, uint64_t h, const char *validator,
+                                const struct vks_cache_source_ops *ops, void *source,
+                                vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
+{
+    return get(identity, len, h, validator, ops, source, false, out, info, err);
+}
+
 /* ---- additions: hit-only lookups, values from a sibling's read ----------------------------- */
 
 vks_status vks_cache_get_cached(const char *identity, size_t len, uint64_t h, const char *validator,
                                 const struct vks_cache_source_ops *ops, void *source,
                                 vks_secret *out, struct vks_cache_info *info, struct vks_err *err)
 {
-    struct vks_cache_info dummy;
-    if (info == NULL)
-        info = &dummy;
-    memset(info, 0, sizeof *info);
-    vks_status bad = check_lookup_args(identity, len, ops, false, out, err);
-    if (bad != VKS_OK)
-        return bad;
-    pthread_once(&g_cache_once, cache_once_init);
-    vks_status rc = VKS_OK;
-    if (!cache_fast_hit(h, identity, validator, out, info)) {
-        /* anything but a fresh value not due for refresh: the caller takes the full path */
-        vks_secret_free(out);
-        info->outcome = VKS_CACHE_NONE;
-        rc = vks_err_set(err, VKS_E_NOT_CACHED, "not cached");
-    } else if (ops->admit != NULL) {
-        rc = cache_admit_served(h, identity, ops, source, out, info, err);
-    }
-    if (info == &dummy)
-        vks_cache_info_release(info);
-    return rc;
+    return get(identity, len, h, validator, ops, source, true, out, info, err);
 }
 
 vks_status vks_cache_put(const char *identity, vks_secret *value, double ttl_hint_s,
