@@ -424,19 +424,12 @@ static int policy_days(const struct vks_cred_ctx *ctx, const struct vks_cred_rec
     return days;
 }
 
-/* POST the pending password as the main path's new version (cas); the pending record says which
-   version that will be first, so a crash between this write and the metadata is recognised. */
-static vks_status finish_data(struct rot *r, int64_t *nv, struct vks_err *err)
+/* The last part of finish and rollback: when st is VKS_OK, writes envelope env (and the username)
+ * as the credential's new version with check-and-set on the version read (*nv: the version
+ * written). Wipes and frees env and the request body whatever happens. */
+static vks_status write_current(struct rot *r, vks_status st, char *env, int64_t *nv, struct vks_err *err)
 {
-    vks_status st = vks_cred_int_editable(&r->rec, r->path, err);
-    int64_t fv = r->rec.vault_version + 1;
-    if (st == VKS_OK)
-        st = record_write(r, "finish", fv, r->pver, err);
-    struct vks_envelope_place place = { r->ctx->mount, r->path, "key" };
-    char *env = NULL, *data = NULL;
-    if (st == VKS_OK)
-        st = vks_envelope_encrypt(r->ctx->keyring, vks_keyring_primary_id(r->ctx->keyring), &place, r->pw.data,
-                                  r->pw.len, &env, err);
+    char *data = NULL;
     if (st == VKS_OK)
         st = vks_cred_int_data_json(env, r->rec.username, &data, err);
     if (st == VKS_OK)
@@ -447,6 +440,23 @@ static vks_status finish_data(struct rot *r, int64_t *nv, struct vks_err *err)
         vks_wipe(data, strlen(data));
     free(env);
     free(data);
+    return st;
+}
+
+/* POST the pending password as the main path's new version (cas); the pending record says which
+   version that will be first, so a crash between this write and the metadata is recognised. */
+static vks_status finish_data(struct rot *r, int64_t *nv, struct vks_err *err)
+{
+    vks_status st = vks_cred_int_editable(&r->rec, r->path, err);
+    int64_t fv = r->rec.vault_version + 1;
+    if (st == VKS_OK)
+        st = record_write(r, "finish", fv, r->pver, err);
+    struct vks_envelope_place place = { r->ctx->mount, r->path, "key" };
+    char *env = NULL;
+    if (st == VKS_OK)
+        st = vks_envelope_encrypt(r->ctx->keyring, vks_keyring_primary_id(r->ctx->keyring), &place, r->pw.data,
+                                  r->pw.len, &env, err);
+    st = write_current(r, st, env, nv, err);
     if (st == VKS_E_CONFLICT && r->finish_version == fv) { /* version fv is someone else's: forget it, so a
                                                                resume does not take it for ours (best effort) */
         struct vks_err ignored;
@@ -694,20 +704,11 @@ static vks_status rollback_write(struct rot *r, int64_t *nv, struct vks_err *err
     if (st == VKS_E_DELETED || st == VKS_E_DESTROYED || st == VKS_E_NOT_FOUND)
         return vks_err_set(err, st, "'%s': previous version %lld is no longer readable (%s): no rollback",
                            r->path, (long long)r->rec.previous_version, vks_status_code(st));
-    char *env = st == VKS_OK ? strndup((const char *)kr.value.data, kr.value.len) : NULL, *data = NULL;
+    char *env = st == VKS_OK ? strndup((const char *)kr.value.data, kr.value.len) : NULL;
     vks_kv_result_free(&kr);
     if (st == VKS_OK && env == NULL)
         st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    if (st == VKS_OK)
-        st = vks_cred_int_data_json(env, r->rec.username, &data, err);
-    if (st == VKS_OK)
-        st = vks_vault_kv2_write(r->ctx->vault, r->ctx->mount, r->path, data, r->rec.vault_version, false, nv, err);
-    if (env)
-        vks_wipe(env, strlen(env));
-    if (data)
-        vks_wipe(data, strlen(data));
-    free(env);
-    free(data);
+    st = write_current(r, st, env, nv, err);
     return st;
 }
 
