@@ -154,16 +154,13 @@ static int parse(int argc, char **argv, const char *allowed, bool want_file, con
     return 0;
 }
 
+/* As every vks command (vks_cli_exit_code), except that a file error or a write deadline is a
+ * local problem here: the bundle file is ours. */
 static int exit_code(vks_status st)
 {
-    switch (st) {
-    case VKS_OK: return 0;
-    case VKS_E_INVALID_INPUT: case VKS_E_INVALID_ARG: case VKS_E_CONFIG: case VKS_E_NOMEM: case VKS_E_INTERNAL:
-    case VKS_E_LOCKED_MEMORY: case VKS_E_AUDIT_UNAVAILABLE: case VKS_E_DECRYPT_FAILED: case VKS_E_BAD_KEYSOURCE:
-    case VKS_E_FILE_ERROR: case VKS_E_TIMEOUT:
+    if (st == VKS_E_FILE_ERROR || st == VKS_E_TIMEOUT)
         return 1;
-    default: return 2;
-    }
+    return vks_cli_exit_code(st);
 }
 
 static int fail(const char *cmd, vks_status st, const struct vks_err *e)

@@ -212,17 +212,6 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
     return 0;
 }
 
-/* 1 for a local problem, 2 for a remote one (docs: exit status). */
-static int exit_code(vks_status st)
-{
-    switch (st) {
-    case VKS_OK: return 0;
-    case VKS_E_INVALID_INPUT: case VKS_E_INVALID_ARG: case VKS_E_CONFIG: case VKS_E_NOMEM: case VKS_E_INTERNAL:
-    case VKS_E_LOCKED_MEMORY: case VKS_E_AUDIT_UNAVAILABLE: case VKS_E_DECRYPT_FAILED: case VKS_E_BAD_KEYSOURCE:
-        return 1;
-    default: return 2;
-    }
-}
 
 static int fail(const char *cmd, vks_status st, const struct vks_err *e)
 {
@@ -230,7 +219,7 @@ static int fail(const char *cmd, vks_status st, const struct vks_err *e)
     if (st == VKS_E_PERMISSION_DENIED)
         fprintf(stderr, "vks cred %s: permission denied: the token's Vault policies do not allow this; what each "
                 "command needs: vks-cred(1) ACCESS CONTROL, docs/credentials.md\n", cmd);
-    return exit_code(st);
+    return vks_cli_exit_code(st);
 }
 
 struct env {

@@ -52,6 +52,17 @@ static const struct vks_cli_command commands[] = {
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
+int vks_cli_exit_code(vks_status st)
+{
+    switch (st) {
+    case VKS_OK: return 0;
+    case VKS_E_INVALID_INPUT: case VKS_E_INVALID_ARG: case VKS_E_CONFIG: case VKS_E_NOMEM: case VKS_E_INTERNAL:
+    case VKS_E_LOCKED_MEMORY: case VKS_E_AUDIT_UNAVAILABLE: case VKS_E_DECRYPT_FAILED: case VKS_E_BAD_KEYSOURCE:
+        return 1;
+    default: return 2;
+    }
+}
+
 static void usage(FILE *out)
 {
     fprintf(out, "usage: vks <group> <command> [options]\n\ncommands:\n");

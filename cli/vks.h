@@ -40,6 +40,8 @@ extern const char vks_cli_envelope_encrypt_usage[], vks_cli_envelope_check_usage
 /* cli/envelope.c: reads stdin into a fresh arena slot of cap bytes (echo off on a terminal, one
  * trailing newline dropped); 0 or -1 after printing why. */
 #include "vks_secmem.h"
+/* The exit status of a failed act: 1 for a local problem, 2 for a remote one (docs: exit status). */
+int vks_cli_exit_code(vks_status st);
 int vks_cli_read_secret(vks_secret *s, size_t cap, const char *what);
 
 /* cli/cred.c */
