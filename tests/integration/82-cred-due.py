@@ -19,6 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
+from credtest import set_meta  # noqa: E402
 
 T = Checks()
 ROOT = os.environ["ROOT"]
@@ -58,20 +59,6 @@ def create(vd, name, tenant=None, **extra):
     t = ["--tenant", tenant] if tenant else []
     rc, _, err = vks(vd, "create", name, "--username", "u-" + name, "--all-domains", *t, **extra)
     T.eq(rc, 0, "create %s" % name)
-
-
-def set_meta(vd, name, **changes):
-    """Rewrites custom_metadata keys of a credential as an operator (or time) would."""
-    st, j = vd.call("GET", "/v1/secret/metadata/smtp-auth/" + name)
-    cm = j["data"]["custom_metadata"]
-    for k, v in changes.items():
-        if v is None:
-            cm.pop(k, None)
-        else:
-            cm[k] = v
-    st, _ = vd.call("POST", "/v1/secret/metadata/smtp-auth/" + name,
-                    {"custom_metadata": cm, "max_versions": 20, "cas_required": True})
-    assert st == 204, st
 
 
 def rows(out):

@@ -26,6 +26,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
+from credtest import set_meta  # noqa: E402
 from smtprelay import Relay  # noqa: E402
 
 T = Checks()
@@ -83,19 +84,6 @@ def meta(vd, name):
     st, j = vd.call("GET", "/v1/secret/metadata/smtp-auth/" + name)
     assert st == 200, (name, st)
     return j["data"]
-
-
-def set_meta(vd, name, **changes):
-    """Rewrites custom_metadata keys of a credential as an operator (or time) would."""
-    cm = meta(vd, name)["custom_metadata"]
-    for k, v in changes.items():
-        if v is None:
-            cm.pop(k, None)
-        else:
-            cm[k] = v
-    st, _ = vd.call("POST", "/v1/secret/metadata/smtp-auth/" + name,
-                    {"custom_metadata": cm, "max_versions": 20, "cas_required": True})
-    assert st == 204, st
 
 
 def snapshot(vd, names):

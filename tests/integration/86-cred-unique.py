@@ -18,7 +18,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
-from credtest import Cred, VKS  # noqa: E402
+from credtest import Cred, VKS, set_meta  # noqa: E402
 
 T = Checks()
 EX = os.path.join(os.environ["ROOT"], "policy-examples")
@@ -169,19 +169,6 @@ def test_roles(vd, c):
         T.eq(st, 403, "%s cannot read the username index" % who)
         st, _ = vd.call("POST", "/v1/secret/data/" + ipath("zz@x.org"), {"data": {"name": "x"}}, token=tok)
         T.eq(st, 403, "%s cannot write the username index" % who)
-
-
-def set_meta(vd, name, **changes):
-    st, j = vd.call("GET", "/v1/secret/metadata/smtp-auth/" + name)
-    cm = j["data"]["custom_metadata"]
-    for k, v in changes.items():
-        if v is None:
-            cm.pop(k, None)
-        else:
-            cm[k] = v
-    st, _ = vd.call("POST", "/v1/secret/metadata/smtp-auth/" + name,
-                    {"custom_metadata": cm, "max_versions": 20, "cas_required": True})
-    assert st == 204, st
 
 
 def test_due_before(vd, c):

@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
-from credtest import Cred, RESOLVE_LUA  # noqa: E402
+from credtest import Cred, RESOLVE_LUA, set_meta  # noqa: E402
 
 T = Checks()
 ENC_KEY = "YXVkaXRyZXBvcnQ4Ny1lbmMta2V5LVRFU1QtMDEyMzQ="    # tests/test-secrets.d/auditreport.txt
@@ -257,15 +257,6 @@ def check_broken(c, vd):
     T.ok(rc == 3 and json.loads(out)["verification"]["status"] == "unverifiable", "json: unverifiable")
     rc, out, err = c.vks("audit", "report", "--from", day, "--to", day, c.audit_file, VKS_AUDIT_KEY=OTHER_KEY)
     T.ok(rc == 3 and "unverifiable without the key" in out, "another key: unverifiable, exit 3", out[:300])
-
-
-def set_meta(vd, name, **changes):
-    st, j = vd.call("GET", "/v1/secret/metadata/smtp-auth/" + name)
-    cm = j["data"]["custom_metadata"]
-    cm.update(changes)
-    st, _ = vd.call("POST", "/v1/secret/metadata/smtp-auth/" + name,
-                    {"custom_metadata": cm, "max_versions": 20, "cas_required": True})
-    assert st == 204, st
 
 
 def check_vault(c, vd):

@@ -100,3 +100,19 @@ class Cred:
             pass
         texts.append(self.vd.stderr_text())
         return [i for i, s in enumerate(self.secrets) for t in texts if s and s in t]
+
+
+def set_meta(vd, name, prefix="smtp-auth/", **changes):
+    """Rewrites custom_metadata keys of a credential by hand, as an operator (or time) would; a
+    value None removes the key. Keeps vks cred's own metadata settings (max_versions 20, cas)."""
+    st, j = vd.call("GET", "/v1/secret/metadata/" + prefix + name)
+    assert st == 200, st
+    cm = j["data"]["custom_metadata"]
+    for k, v in changes.items():
+        if v is None:
+            cm.pop(k, None)
+        else:
+            cm[k] = v
+    st, _ = vd.call("POST", "/v1/secret/metadata/" + prefix + name,
+                    {"custom_metadata": cm, "max_versions": 20, "cas_required": True})
+    assert st == 204, st
