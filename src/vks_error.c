@@ -24,6 +24,7 @@ static const char *const codes[VKS_STATUS_COUNT] = {
     [VKS_E_RESTRICTED] = "restricted",
     [VKS_E_AUDIT_UNAVAILABLE] = "audit_unavailable",
     [VKS_E_LOCKED_MEMORY] = "locked_memory",
+    [VKS_E_REVOKED] = "revoked",
     [VKS_E_INVALID_ARG] = "invalid_argument",
     [VKS_E_CONFIG] = "config",
     [VKS_E_NOMEM] = "out_of_memory",

@@ -35,6 +35,8 @@ typedef enum vks_status {
     VKS_E_RESTRICTED,        /* custom_metadata restrictions exclude this context   */
     VKS_E_AUDIT_UNAVAILABLE, /* audit policy 'deny' and no sink could record        */
     VKS_E_LOCKED_MEMORY,     /* require_locked and memory could not be locked / full */
+    VKS_E_REVOKED,           /* the credential was reset (vks cred reset): fail closed until
+                                it gets a new password (docs/incident-runbook.md)      */
     /* internal codes; the Lua layer maps them onto one of the above or raises */
     VKS_E_INVALID_ARG,       /* programming error / misuse                          */
     VKS_E_CONFIG,            /* bad configuration option or environment variable   */
