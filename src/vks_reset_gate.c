@@ -24,7 +24,8 @@ struct mstate {
     bool in_flight;
     bool bad;                  /* the record did not parse: why                             */
     char why[VKS_ERR_MSG_MAX];
-    uint64_t next_ms, last_ok_ms, first_try_ms, used_ms;
+    uint64_t next_ms, used_ms;
+    uint64_t fail_since_ms;    /* start of the first failed check since the last good one; 0: none */
 };
 
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -66,7 +67,7 @@ static uint64_t jittered(long interval)
     return (uint64_t)(interval - interval / 10 + (span > 0 ? (long)(g_rng % (uint64_t)span) : 0));
 }
 
-static struct mstate *slot_locked(const char *addr, const char *mount, uint64_t now)
+static struct mstate *slot_locked(const char *addr, const char *mount)
 {
     size_t al = strlen(addr), ml = strlen(mount);
     struct mstate *free_s = NULL, *old = &g_m[0];
@@ -94,7 +95,6 @@ static struct mstate *slot_locked(const char *addr, const char *mount, uint64_t 
     memcpy(k + al + 1, mount, ml + 1);
     m->key = k;
     m->mount = k + al + 1;
-    m->first_try_ms = now;
     return m;
 }
 
@@ -223,12 +223,10 @@ static vks_status verdict_locked(const struct mstate *m, uint64_t now, long boun
 {
     if (m->bad)
         return vks_err_set(err, VKS_E_REVOKED, "%s", m->why);
-    uint64_t since = m->last_ok_ms ? m->last_ok_ms : m->first_try_ms;
-    if (now - since > (uint64_t)bound)
+    if (m->fail_since_ms != 0 && now - m->fail_since_ms > (uint64_t)bound)
         return vks_err_set(err, VKS_E_UNAVAILABLE, "reset control record %s/" VKS_RESET_RECORD_PATH " not verified "
                            "for %llu s (reset_max_unverified is %ld s): failing closed: %s", m->mount,
-                           (unsigned long long)((now - since) / 1000), bound / 1000,
-                           m->why[0] ? m->why : "no check has succeeded");
+                           (unsigned long long)((now - m->fail_since_ms) / 1000), bound / 1000, m->why);
     return VKS_OK;
 }
 
@@ -243,7 +241,7 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
     long bound = req->bound_ms > 0 ? req->bound_ms : VKS_RESET_BOUND_DEFAULT_MS;
     uint64_t now = now_ms();
     pthread_mutex_lock(&g_mu);
-    struct mstate *m = slot_locked(vks_vault_address(req->vault), req->mount, now);
+    struct mstate *m = slot_locked(vks_vault_address(req->vault), req->mount);
     if (m == NULL) {
         pthread_mutex_unlock(&g_mu);
         return vks_err_set(err, VKS_E_UNAVAILABLE, "reset control record of mount '%s': no room to track it "
@@ -263,6 +261,7 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
         struct vks_err ce;
         vks_err_clear(&ce);
         vks_status st = check(req->vault, known.mount, &known, &o, &ce);
+        uint64_t started = now;
         now = now_ms();
         pthread_mutex_lock(&g_mu);
         g_st.checks++;
@@ -275,13 +274,15 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
             m->seq = o.seq;
             m->have = true;
             m->bad = false;
-            m->last_ok_ms = now;
+            m->fail_since_ms = 0;
             m->why[0] = '\0';
         } else {
             g_st.failures++;
-            m->bad = o.bad;
-            if (o.bad) /* read and understood that it cannot be understood: no bound, refuse */
-                m->last_ok_ms = now;
+            m->bad = o.bad; /* read, and it cannot be understood: refused at once, no bound */
+            if (!o.bad && m->fail_since_ms == 0)
+                m->fail_since_ms = started ? started : 1;
+            if (o.bad)
+                m->fail_since_ms = 0;
             snprintf(m->why, sizeof m->why, "%s", ce.msg);
         }
     }

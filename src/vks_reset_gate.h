@@ -13,8 +13,9 @@
  *
  * Fail closed:
  *  - 404 (no record) is "no reset"; any other failure is retried at the next interval, and the
- *    mount keeps being served for at most bound_ms after the last good check (or the first try),
- *    then every lookup of that mount fails with VKS_E_UNAVAILABLE naming the record and the bound;
+ *    mount keeps being served for at most bound_ms after the first failed check (so at most
+ *    interval + bound after the record was last read), then every lookup of that mount fails
+ *    with VKS_E_UNAVAILABLE naming the record and the bound, until a check succeeds again;
  *  - a record that does not parse refuses every lookup of the mount with VKS_E_REVOKED naming the
  *    record and the field, until a check reads a good one.
  *
