@@ -4,6 +4,7 @@
  */
 #include <json-c/json.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,7 @@ struct mstate {
     bool bad;                  /* the record did not parse: why                             */
     char why[VKS_ERR_MSG_MAX];
     uint64_t next_ms, used_ms;
+    _Atomic uint64_t fresh_until; /* next_ms while the last check succeeded, else 0: the fast path */
     uint64_t fail_since_ms;    /* start of the first failed check since the last good one; 0: none */
 };
 
@@ -33,11 +35,40 @@ static struct mstate g_m[MOUNTS];
 static struct vks_reset_gate_stats g_st;
 static uint64_t g_rng;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* Bumped whenever a slot gets another key (and by clear): a thread's memo of "my mount is slot i"
+ * is valid only under the generation it was made in. */
+static atomic_ulong g_slots_gen = 1;
 
-static void fork_prepare(void) { pthread_mutex_lock(&g_mu); }
-static void fork_parent(void) { pthread_mutex_unlock(&g_mu); }
+/* The lookup's fast path, per thread: no lock while the mount's record is fresh. */
+static _Thread_local struct {
+    unsigned long gen;
+    size_t idx;
+    char addr[160], mount[96];
+} tl;
+
+/* Paths refused as reset since the mount's last check: the cache remembers a refused value's
+ * metadata until the value would have expired (docs/internals/cache.md "Refused lookups"), which
+ * would outlive the rotation that ends the reset; each check drops them, so a reset credential is
+ * read again at most once per interval and served again within one interval of its rotation. */
+#define REVOKED_MAX 256
+static pthread_mutex_t g_rev_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *g_rev[REVOKED_MAX]; /* "<mount>\x1f<path>" */
+static size_t g_nrev;
+static bool g_rev_overflow;
+
+static void fork_prepare(void)
+{
+    pthread_mutex_lock(&g_mu);
+    pthread_mutex_lock(&g_rev_mu);
+}
+static void fork_parent(void)
+{
+    pthread_mutex_unlock(&g_rev_mu);
+    pthread_mutex_unlock(&g_mu);
+}
 static void fork_child(void)
 {
+    pthread_mutex_unlock(&g_rev_mu);
     for (size_t i = 0; i < MOUNTS; i++)
         g_m[i].in_flight = false; /* the thread doing it is not in this process */
     g_rng ^= (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL;
@@ -89,7 +120,14 @@ static struct mstate *slot_locked(const char *addr, const char *mount)
     if (k == NULL)
         return NULL;
     free(m->key);
-    memset(m, 0, sizeof *m);
+    atomic_store_explicit(&m->fresh_until, 0, memory_order_release);
+    atomic_fetch_add_explicit(&g_slots_gen, 1, memory_order_acq_rel);
+    m->key = NULL;
+    m->mount = NULL;
+    m->version = m->seq = 0;
+    m->have = m->in_flight = m->bad = false;
+    m->why[0] = '\0';
+    m->next_ms = m->used_ms = m->fail_since_ms = 0;
     memcpy(k, addr, al);
     k[al] = '\x1f';
     memcpy(k + al + 1, mount, ml + 1);
@@ -140,6 +178,74 @@ static bool drop_match(const char *identity, void *arg)
     return false;
 }
 
+struct revoked {
+    const char *mount;
+    char **v;
+    size_t n;
+    bool all;
+};
+
+static bool revoked_match(const char *identity, void *arg)
+{
+    const struct revoked *r = arg;
+    const char *m, *p;
+    size_t ml, pl, l = strlen(r->mount);
+    if (strncmp(identity, "v1\x1f", 3) != 0 || !field(identity, 6, &m, &ml) || !field(identity, 7, &p, &pl) ||
+        ml != l || memcmp(m, r->mount, l) != 0)
+        return false;
+    if (r->all)
+        return true;
+    for (size_t i = 0; i < r->n; i++)
+        if (strncmp(r->v[i] + l + 1, p, pl) == 0 && r->v[i][l + 1 + pl] == '\0')
+            return true;
+    return false;
+}
+
+void vks_reset_gate_note_revoked(const char *mount, const char *path)
+{
+    if (mount == NULL || path == NULL)
+        return;
+    size_t ml = strlen(mount), pl = strlen(path);
+    pthread_mutex_lock(&g_rev_mu);
+    bool have = false;
+    for (size_t i = 0; i < g_nrev && !have; i++)
+        have = strncmp(g_rev[i], mount, ml) == 0 && g_rev[i][ml] == '\x1f' && strcmp(g_rev[i] + ml + 1, path) == 0;
+    char *k = have ? NULL : malloc(ml + pl + 2);
+    if (!have && (k == NULL || g_nrev == REVOKED_MAX)) {
+        g_rev_overflow = true; /* the next check of any mount drops all of it */
+        free(k);
+    } else if (!have) {
+        memcpy(k, mount, ml);
+        k[ml] = '\x1f';
+        memcpy(k + ml + 1, path, pl + 1);
+        g_rev[g_nrev++] = k;
+    }
+    pthread_mutex_unlock(&g_rev_mu);
+}
+
+/* At each check of `mount`: drop its paths refused as reset since the last one. */
+static size_t drop_revoked(const char *mount)
+{
+    char *mine[REVOKED_MAX];
+    struct revoked r = { mount, mine, 0, false };
+    size_t ml = strlen(mount), k = 0;
+    pthread_mutex_lock(&g_rev_mu);
+    r.all = g_rev_overflow;
+    g_rev_overflow = false;
+    for (size_t i = 0; i < g_nrev; i++) {
+        if (strncmp(g_rev[i], mount, ml) == 0 && g_rev[i][ml] == '\x1f')
+            mine[r.n++] = g_rev[i];
+        else
+            g_rev[k++] = g_rev[i];
+    }
+    g_nrev = k;
+    pthread_mutex_unlock(&g_rev_mu);
+    size_t dropped = r.n > 0 || r.all ? vks_cache_invalidate_match(revoked_match, &r) : 0;
+    for (size_t i = 0; i < r.n; i++)
+        free(mine[i]);
+    return dropped;
+}
+
 /* ------------------------------------------------------------------ one check (no lock held) */
 
 struct outcome {
@@ -169,7 +275,13 @@ static vks_status read_version(struct vks_vault *v, const char *mount, int64_t *
     return st;
 }
 
-static vks_status check(struct vks_vault *v, const char *mount, const struct mstate *known, struct outcome *o,
+/* What the process knew before this check (copied under the lock). */
+struct known {
+    int64_t version, seq;
+    bool have, bad;
+};
+
+static vks_status check(struct vks_vault *v, const char *mount, const struct known *known, struct outcome *o,
                         struct vks_err *err)
 {
     memset(o, 0, sizeof *o);
@@ -240,8 +352,12 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
         interval = VKS_RESET_INTERVAL_MIN_MS;
     long bound = req->bound_ms > 0 ? req->bound_ms : VKS_RESET_BOUND_DEFAULT_MS;
     uint64_t now = now_ms();
+    const char *addr = vks_vault_address(req->vault);
+    if (tl.gen == atomic_load_explicit(&g_slots_gen, memory_order_acquire) && strcmp(tl.mount, req->mount) == 0 &&
+        strcmp(tl.addr, addr) == 0 && now < atomic_load_explicit(&g_m[tl.idx].fresh_until, memory_order_acquire))
+        return VKS_OK;
     pthread_mutex_lock(&g_mu);
-    struct mstate *m = slot_locked(vks_vault_address(req->vault), req->mount);
+    struct mstate *m = slot_locked(addr, req->mount);
     if (m == NULL) {
         pthread_mutex_unlock(&g_mu);
         return vks_err_set(err, VKS_E_UNAVAILABLE, "reset control record of mount '%s': no room to track it "
@@ -255,12 +371,14 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
                                req->mount);
         }
         m->in_flight = true;
-        struct mstate known = *m;
+        struct known known = { m->version, m->seq, m->have, m->bad };
+        const char *mount = m->mount; /* a slot in flight is never given another key */
         pthread_mutex_unlock(&g_mu);
         struct outcome o;
         struct vks_err ce;
         vks_err_clear(&ce);
-        vks_status st = check(req->vault, known.mount, &known, &o, &ce);
+        vks_status st = check(req->vault, mount, &known, &o, &ce);
+        o.dropped += drop_revoked(mount);
         uint64_t started = now;
         now = now_ms();
         pthread_mutex_lock(&g_mu);
@@ -286,6 +404,14 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
             snprintf(m->why, sizeof m->why, "%s", ce.msg);
         }
     }
+    atomic_store_explicit(&m->fresh_until, m->have && !m->bad && m->fail_since_ms == 0 ? m->next_ms : 0,
+                          memory_order_release);
+    if (strlen(req->mount) < sizeof tl.mount && strlen(addr) < sizeof tl.addr) {
+        tl.gen = atomic_load_explicit(&g_slots_gen, memory_order_acquire);
+        tl.idx = (size_t)(m - g_m);
+        snprintf(tl.mount, sizeof tl.mount, "%s", req->mount);
+        snprintf(tl.addr, sizeof tl.addr, "%s", addr);
+    }
     vks_status st = verdict_locked(m, now, bound, err);
     pthread_mutex_unlock(&g_mu);
     return st;
@@ -301,10 +427,22 @@ void vks_reset_gate_get_stats(struct vks_reset_gate_stats *out)
 void vks_reset_gate_clear(void)
 {
     pthread_mutex_lock(&g_mu);
+    atomic_fetch_add_explicit(&g_slots_gen, 1, memory_order_acq_rel);
     for (size_t i = 0; i < MOUNTS; i++) {
         free(g_m[i].key);
-        memset(&g_m[i], 0, sizeof g_m[i]);
+        g_m[i].key = NULL;
+        g_m[i].mount = NULL;
+        g_m[i].version = g_m[i].seq = 0;
+        g_m[i].have = g_m[i].in_flight = g_m[i].bad = false;
+        g_m[i].next_ms = g_m[i].used_ms = g_m[i].fail_since_ms = 0;
+        atomic_store_explicit(&g_m[i].fresh_until, 0, memory_order_release);
     }
     memset(&g_st, 0, sizeof g_st);
     pthread_mutex_unlock(&g_mu);
+    pthread_mutex_lock(&g_rev_mu);
+    for (size_t i = 0; i < g_nrev; i++)
+        free(g_rev[i]);
+    g_nrev = 0;
+    g_rev_overflow = false;
+    pthread_mutex_unlock(&g_rev_mu);
 }

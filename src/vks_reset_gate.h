@@ -49,6 +49,13 @@ struct vks_reset_gate_req {
  * not audited), VKS_E_UNAVAILABLE (bound passed), VKS_E_REVOKED (malformed record). */
 vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *err);
 
+/* The resolver reports a lookup of (mount, path) refused because the credential is reset
+ * (VKS_E_REVOKED): the cache remembers the refusing metadata until the value would have expired,
+ * so the next check of that mount drops it again, and the credential is served within one
+ * interval once a rotation ended its reset. At most 256 paths are kept; beyond that the next check
+ * of any mount drops all of that mount's entries. */
+void vks_reset_gate_note_revoked(const char *mount, const char *path);
+
 struct vks_reset_gate_stats {
     uint64_t checks;       /* metadata reads of a control record                                */
     uint64_t data_reads;   /* data reads (the version had changed)                              */

@@ -663,6 +663,8 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
 done:
     if (st != VKS_OK)
         vks_secret_free(out);
+    if (st == VKS_E_REVOKED && ks != NULL && ks->kind == VKS_KS_VAULT)
+        vks_reset_gate_note_revoked(ks->mount, ks->path); /* dropped again at the next check */
     {
         /* the one audit event of this lookup, whatever happened above */
         struct vks_audit_event ev;
