@@ -28,7 +28,8 @@ from vaultdev import VaultDev, Checks  # noqa: E402
 from credtest import Cred  # noqa: E402
 from smtprelay import Relay  # noqa: E402
 from policyloop import PolicyLoop, write_vault_policy  # noqa: E402
-from agent import token_file  # noqa: E402
+from agent import (Agent, agent_config, credential_section, exim_query, free_port, socketmap_query,  # noqa: E402
+                   token_file)
 from resetfleet import Fleet, distribution  # noqa: E402
 
 T = Checks()
@@ -40,6 +41,8 @@ FLEET_PW = "cred88-fleet-PW-7d1e5a90c3"
 ACME1_PW, ACME2_PW, GLOBEX_PW = "cred88-tenant-acme1-PW-41b7", "cred88-tenant-acme2-PW-9e03", "cred88-tenant-globex-PW-c2d8"
 FAULT_PW = "cred88-fault-PW-0a6f-e913b"
 BOUND_PW = "cred88-bound-PW-5f28d1c7"
+PROTO_PW = "cred88-proto-PW-8c21f7a3"
+CLIENT_TOK = "cred88-agent-client-TOK-51d2e0"   # a vault_api client token of the agent
 SMALL = os.environ.get("BUILD", "build").find("san") >= 0   # sanitizer builds: a smaller fleet
 
 C = None
@@ -307,6 +310,71 @@ def test_faults(vd):
          err[-300:])
 
 
+def test_agent_protocols(vd, tokf):
+    """One agent, three protocols, after a reset: socketmap TEMP, Exim's readsocket an empty answer,
+    the Vault-compatible endpoint 403 naming the reset; each refusal audited as revoked."""
+    import hashlib
+    import http.client
+    create("proto.example", PROTO_PW)
+    d = os.path.join(vd.workdir, "proto-agent")
+    os.makedirs(d)
+    port, audit = free_port(), os.path.join(d, "audit.jsonl")
+    cfg = agent_config(vd, tokf, audit, ttl="1h") + f'''
+[socketmap]
+socket = "{d}/sm.sock"
+mode = "0660"
+allow_users = ["root"]
+map = "sasl"
+''' + credential_section("socketmap", key="key") + f'''
+[exim]
+socket = "{d}/exim.sock"
+mode = "0660"
+allow_users = ["root"]
+''' + credential_section("exim", key="key") + f'''
+[vault_api]
+listen = "127.0.0.1:{port}"
+tls = false
+fields = ["key", "username"]
+
+[[vault_api.client]]
+name = "kumod"
+token_sha256 = "{hashlib.sha256(CLIENT_TOK.encode()).hexdigest()}"
+mounts = ["secret"]
+path_prefixes = ["smtp-auth/"]
+'''
+    env = {k: v for k, v in C.env().items() if not k.startswith("VAULT_")}
+    a = Agent(d, cfg, env=env)
+
+    def api():
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        c.request("GET", "/v1/secret/data/smtp-auth/proto.example", headers={"X-Vault-Token": CLIENT_TOK})
+        r = c.getresponse()
+        body = r.read().decode(errors="replace")
+        c.close()
+        return r.status, body
+    try:
+        sm = socketmap_query(os.path.join(d, "sm.sock"), "sasl", "proto.example")
+        ex, _ = exim_query(os.path.join(d, "exim.sock"), "pass proto.example")
+        st, body = api()
+        T.ok(sm.startswith("OK ") and ex == PROTO_PW.encode() and st == 200 and PROTO_PW in body,
+             "before: socketmap OK, Exim the password, the Vault API 200", (sm[:3], len(ex), st))
+        rc, out, err = C.vks("cred", "reset", "proto.example", "--reason", "INC-88 protocols")
+        T.eq(rc, 0, "reset proto.example")
+        time.sleep(3.0)
+        sm = socketmap_query(os.path.join(d, "sm.sock"), "sasl", "proto.example")
+        ex, _ = exim_query(os.path.join(d, "exim.sock"), "pass proto.example")
+        st, body = api()
+        T.ok(sm.startswith("TEMP"), "socketmap: TEMP (Postfix defers, never sends without AUTH)", sm[:40])
+        T.eq(ex, b"", "Exim readsocket: an empty answer (the expansion fails, the delivery is deferred)")
+        T.ok(st == 403 and "reset" in body and PROTO_PW not in body,
+             "the Vault-compatible endpoint: 403 naming the reset", (st, body[:200]))
+        ev = [json.loads(l) for l in open(audit)]
+        apis = sorted(set(e.get("api") for e in ev if e.get("code") == "revoked"))
+        T.ok(len(apis) == 3, "each protocol's refusal is audited as revoked", apis)
+    finally:
+        a.stop()
+
+
 def test_bound_and_malformed(vd, mta):
     create("bound.example", BOUND_PW)
     pol = write_vault_policy(os.path.join(vd.workdir, "bound-policy.lua"), username="bound-user")
@@ -370,6 +438,7 @@ def main():
             T.run(test_rotate, vd, relay, mta)
             T.run(test_tenant, vd, mta)
             T.run(test_faults, vd)
+            T.run(test_agent_protocols, vd, agent_tok)
             T.run(test_bound_and_malformed, vd, mta)
         finally:
             relay.stop()
