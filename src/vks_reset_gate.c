@@ -401,7 +401,11 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
                 m->fail_since_ms = started ? started : 1;
             if (o.bad)
                 m->fail_since_ms = 0;
-            snprintf(m->why, sizeof m->why, "%s", ce.msg);
+            const char *hint = st == VKS_E_AUTH_FAILED || st == VKS_E_PERMISSION_DENIED
+                                   ? " (read with the process's own Vault auth: it needs read on "
+                                     "vks-control/reset, as mta-reader grants)" : "";
+            int room = (int)(sizeof m->why - strlen(hint) - 1);
+            snprintf(m->why, sizeof m->why, "%.*s%s", room, ce.msg, hint);
         }
     }
     atomic_store_explicit(&m->fresh_until, m->have && !m->bad && m->fail_since_ms == 0 ? m->next_ms : 0,
