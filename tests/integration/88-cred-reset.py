@@ -420,6 +420,35 @@ def test_bound_and_malformed(vd, mta):
         loop.stop()
 
 
+def vks_on_terminal(typed, *args):
+    """vks with stdin on a pseudo-terminal, `typed` written to it; (rc, stdout, stderr)."""
+    import pty
+    import subprocess
+    from credtest import VKS
+    master, slave = pty.openpty()
+    p = subprocess.Popen([VKS, *args], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=C.env())
+    os.close(slave)
+    os.write(master, typed.encode())
+    out, err = p.communicate(timeout=120)
+    os.close(master)
+    out, err = out.decode(errors="replace"), err.decode(errors="replace")
+    C.outputs += [out, err]
+    return p.returncode, out, err
+
+
+def test_confirmation(vd):
+    before = record(vd)      # removed by the malformed-record test: None
+    rc, out, err = vks_on_terminal("everything\n", "cred", "reset", "--all", "--reason", "INC-88 all")
+    T.ok(rc == 1 and "not confirmed" in err and "Type 'all'" in err, "--all on a terminal: a wrong word refuses",
+         err[-200:])
+    T.ok(record(vd) == before and cm(vd, "globex/g1.example").get("state") == "active", "... nothing done")
+    rc, out, err = vks_on_terminal("all\n", "cred", "reset", "--all", "--reason", "INC-88 all", "--json")
+    res = json.loads(out) if out else {}
+    T.ok(rc == 0 and res.get("failed") == 0 and res.get("marked", 0) >= 10 and
+         record(vd)["entries"][-1]["scope"] == "all", "typing 'all' resets every credential (scope all)", err[-200:])
+    T.ok(refused("globex/g1.example")[0], "... the other tenant's credential too")
+
+
 def main():
     global C
     with VaultDev() as vd:
@@ -440,6 +469,7 @@ def main():
             T.run(test_faults, vd)
             T.run(test_agent_protocols, vd, agent_tok)
             T.run(test_bound_and_malformed, vd, mta)
+            T.run(test_confirmation, vd)
         finally:
             relay.stop()
         leaks = C.leaks()
