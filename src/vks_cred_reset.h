@@ -14,8 +14,9 @@
  *   3. append one entry to the control record <mount>/vks-control/reset (check-and-set, retried
  *      on a concurrent writer): running resolvers learn of it at their next check (default 2 s)
  *      and drop the credentials from their caches;
- *   4. with rotate: vks_cred_rotate on each marked credential (its steps, not a copy); a finished
- *      rotation ends the reset (state active, reset_id removed). A failed one leaves it reset;
+ *   4. with rotate, and only when every selected credential was marked (a rerun does both):
+ *      vks_cred_rotate on each (its steps, not a copy; "already" ones too); a finished rotation
+ *      ends the reset (state active, reset_id removed), a failed one leaves it reset;
  *   5. one audit event cred.reset for the act: operator, reason, scope, reset_id and counts.
  * A failure of Vault midway stops nothing already done: result->items say, per credential, what
  * was done; a rerun marks what is left (the ones already reset are skipped) and writes the record.
