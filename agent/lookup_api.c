@@ -86,6 +86,10 @@ static void api_error(struct ag_job *job, int status, const char *msg)
  * only a client bound to one in the config (destination, domain) can pass a restriction. */
 #define RESTRICTED_MSG "permission denied: the secret is restricted (allowed_hosts/allowed_domains) and this client token is not bound to an allowed destination or domain"
 
+/* A credential under an emergency reset (vks cred reset), or a mount whose reset control record
+ * is malformed: refused until the credential is rotated (docs/incident-runbook.md). */
+#define REVOKED_MSG "permission denied: the credential was reset (revoked) and is refused until it is rotated"
+
 static int status_of(vks_status st)
 {
     switch (st) {
@@ -96,6 +100,7 @@ static int status_of(vks_status st)
     case VKS_E_RESTRICTED:
     case VKS_E_PERMISSION_DENIED:
     case VKS_E_NOT_ENCRYPTED:
+    case VKS_E_REVOKED: /* reset: a client must not retry it as a transient failure */
         return 403;
     case VKS_E_UNAVAILABLE:
     case VKS_E_TIMEOUT:
@@ -166,6 +171,7 @@ void ag_lookup_api(struct ag_job *job)
             int code = status_of(st);
             api_error(job, code, code == 404 ? NULL
                                  : st == VKS_E_RESTRICTED ? RESTRICTED_MSG
+                                 : st == VKS_E_REVOKED ? REVOKED_MSG
                                  : code == 403 ? "permission denied"
                                  : code == 503 ? "upstream Vault unavailable" : "internal error");
             return;

@@ -59,8 +59,8 @@ const char vks_cli_cred_list_usage[] =
     "IPs\" or \"2 domains, 3 IPs\"), created, last rotated, due and state. Reads metadata only.\n"
     "\n"
     "  --tenant T         only credentials of tenant T\n"
-    "  --state S          only credentials in state S (active; unmanaged for secrets under the\n"
-    "                     prefix that vks cred did not create)\n"
+    "  --state S          only credentials in state S (active, rotating, reset; unmanaged for\n"
+    "                     secrets under the prefix that vks cred did not create)\n"
     "  --due-before DATE  only credentials whose effective due (as in `vks cred due`) is before DATE\n"
     "                     (YYYY-MM-DD, UTC); those whose dates cannot be read are always listed\n"
     "  --json             one JSON array\n" COMMON_HELP "\n" EXIT_HELP;

@@ -37,6 +37,8 @@ static const struct vks_cli_command commands[] = {
       vks_cli_cred_rotate_usage, vks_cli_cred_rotate },
     { "cred", "rollback", "make the previous password current again (reason audited)",
       vks_cli_cred_rollback_usage, vks_cli_cred_rollback },
+    { "cred", "reset", "emergency reset: refuse credentials everywhere within seconds (reason audited)",
+      vks_cli_cred_reset_usage, vks_cli_cred_reset },
     { "envelope", "encrypt", "encrypt a value (stdin) as ENC:v2 bound to mount/path/key",
       vks_cli_envelope_encrypt_usage, vks_cli_envelope_encrypt },
     { "envelope", "check", "check that an envelope (stdin) decrypts at mount/path/key",

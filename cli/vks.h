@@ -65,6 +65,10 @@ extern const char vks_cli_cred_rotate_usage[], vks_cli_cred_rollback_usage[];
 int vks_cli_cred_rotate_due(int argc, char **argv);
 extern const char vks_cli_cred_rotate_due_usage[];
 
+/* cli/cred_reset.c: the emergency reset */
+int vks_cli_cred_reset(int argc, char **argv);
+extern const char vks_cli_cred_reset_usage[];
+
 /* cli/backup.c */
 int vks_cli_backup_create(int argc, char **argv);
 int vks_cli_backup_verify(int argc, char **argv);

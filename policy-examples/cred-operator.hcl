@@ -52,3 +52,16 @@ path "secret/data/vks-index/smtp-auth/*" {
 path "secret/metadata/vks-index/smtp-auth/*" {
   capabilities = ["read", "delete"]
 }
+
+# The emergency reset (vks cred reset, docs/incident-runbook.md): the operator appends an entry to
+# the control record with check-and-set (read its version and data, write cas = version). Only
+# operators may write it: resolvers read it (mta-reader) and fail closed on a record they cannot
+# understand, so a writer could stop a mount's mail, but could never make a reset credential resolve
+# (the credential's own custom_metadata refuses it). It holds names, no secret.
+path "secret/data/vks-control/reset" {
+  capabilities = ["create", "read", "update"]
+}
+
+path "secret/metadata/vks-control/reset" {
+  capabilities = ["read"]
+}

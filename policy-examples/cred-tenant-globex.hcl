@@ -35,3 +35,16 @@ path "secret/data/vks-index/smtp-auth/globex/*" {
 path "secret/metadata/vks-index/smtp-auth/globex/*" {
   capabilities = ["read", "delete"]
 }
+
+# The emergency reset's control record is shared by every tenant of the mount: a tenant may read it
+# (its MTAs check it) but not write it, so `vks cred reset` by this tenant marks its credentials
+# (every fresh lookup refuses them) and then stops with "the control record was not written": the
+# incident responder (cred-operator) writes it, or running processes drop them when their cache
+# entry expires (docs/incident-runbook.md).
+path "secret/metadata/vks-control/reset" {
+  capabilities = ["read"]
+}
+
+path "secret/data/vks-control/reset" {
+  capabilities = ["read"]
+}

@@ -10,3 +10,14 @@
 path "secret/data/smtp-auth/*" {
   capabilities = ["read"]
 }
+
+# The emergency reset's control record (docs/incident-runbook.md, docs/internals/reset.md): every
+# resolver reads its small metadata every 2 s and its data when the version changed, to drop reset
+# credentials from its cache. Read only: a resolver can never write it. It holds names, no secret.
+path "secret/metadata/vks-control/reset" {
+  capabilities = ["read"]
+}
+
+path "secret/data/vks-control/reset" {
+  capabilities = ["read"]
+}

@@ -293,19 +293,29 @@ void vks_cache_get_config(struct vks_cache_config *out)
     pthread_mutex_unlock(&g_cache.mu);
 }
 
-static size_t invalidate_where(const char *s, bool prefix)
+struct where {
+    const char *s;
+    size_t sl;
+    bool prefix;
+};
+
+static bool where_match(const char *identity, void *arg)
 {
-    if (s == NULL)
-        return 0;
+    const struct where *w = arg;
+    return w->prefix ? strncmp(identity, w->s, w->sl) == 0 : strcmp(identity, w->s) == 0;
+}
+
+size_t vks_cache_invalidate_match(bool (*match)(const char *identity, void *arg), void *arg)
+{
     pthread_once(&g_cache_once, cache_once_init);
-    size_t n = 0, sl = strlen(s);
+    size_t n = 0;
     struct entry *dead = NULL;
     pthread_mutex_lock(&g_cache.mu);
     cache_fork_reset_locked();
     struct entry *e = g_cache.lru.next;
     while (e != &g_cache.lru) {
         struct entry *nx = e->next;
-        if (prefix ? strncmp(e->identity, s, sl) == 0 : strcmp(e->identity, s) == 0) {
+        if (match(e->identity, arg)) {
             cache_drop_locked(e, &dead);
             n++;
         }
@@ -315,6 +325,14 @@ static size_t invalidate_where(const char *s, bool prefix)
     pthread_mutex_unlock(&g_cache.mu);
     cache_free_dead(dead);
     return n;
+}
+
+static size_t invalidate_where(const char *s, bool prefix)
+{
+    if (s == NULL)
+        return 0;
+    struct where w = { s, strlen(s), prefix };
+    return vks_cache_invalidate_match(where_match, &w);
 }
 
 size_t vks_cache_invalidate(const char *identity) { return invalidate_where(identity, false); }

@@ -249,6 +249,11 @@ size_t vks_cache_invalidate(const char *identity);
  * the resolver's identity format puts those last). Returns the number dropped. */
 size_t vks_cache_invalidate_prefix(const char *prefix);
 
+/* (added for the emergency reset, docs/internals/reset.md) Drops every entry for which
+ * match(identity, arg) is true. match runs under the cache's lock: it must only look at the
+ * identity string (no cache call, no blocking). Returns the number dropped. */
+size_t vks_cache_invalidate_match(bool (*match)(const char *identity, void *arg), void *arg);
+
 /* Drops and wipes every entry. Returns the number dropped. */
 size_t vks_cache_flush(void);
 

@@ -56,6 +56,8 @@ static const struct opt opts[] = {
     { "locked_bytes", "VKS_LOCKED_BYTES", OPT_SIZE, OFF(secmem.locked_bytes) },
     { "require_locked", "VKS_REQUIRE_LOCKED", OPT_BOOL, OFF(secmem.require_locked) },
     { "fork", "VKS_FORK", OPT_FORK, OFF(fork_mode) },
+    { "reset_check_interval", "VKS_RESET_CHECK_INTERVAL", OPT_DURATION, OFF(reset_interval_ms) },
+    { "reset_max_unverified", "VKS_RESET_MAX_UNVERIFIED", OPT_DURATION, OFF(reset_bound_ms) },
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -79,6 +81,8 @@ void vks_config_defaults(struct vks_config *cfg)
     cfg->vault.max_retry_wait_ms = 1500;
     cfg->vault.max_response_bytes = 1024 * 1024;
     cfg->kv_version = 2;
+    cfg->reset_interval_ms = 2000;
+    cfg->reset_bound_ms = 30000;
 }
 
 void vks_config_clear(struct vks_config *cfg)
@@ -504,7 +508,8 @@ bool vks_config_equal(const struct vks_config *a, const struct vks_config *b)
                 x->max_response_bytes == y->max_response_bytes && a->kv_version == b->kv_version &&
                 a->require_encrypted == b->require_encrypted && a->fork_mode == b->fork_mode &&
                 a->secmem.locked_bytes == b->secmem.locked_bytes &&
-                a->secmem.require_locked == b->secmem.require_locked;
+                a->secmem.require_locked == b->secmem.require_locked &&
+                a->reset_interval_ms == b->reset_interval_ms && a->reset_bound_ms == b->reset_bound_ms;
     /* evaluate both secret comparisons regardless of the rest */
     bool tok = secret_eq(&x->token, &y->token);
     bool sid = secret_eq(&x->secret_id, &y->secret_id);

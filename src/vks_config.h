@@ -36,6 +36,12 @@ struct vks_config {
     enum vks_fork_mode fork_mode;  /* VKS_FORK / fork: "inherit" (default) or "strict" (vks_fork) */
     struct vks_secmem_config secmem; /* VKS_LOCKED_BYTES, VKS_REQUIRE_LOCKED / locked_bytes,
                                         require_locked                                           */
+    long reset_interval_ms;        /* VKS_RESET_CHECK_INTERVAL / reset_check_interval: how often a
+                                      resolver checks each mount's reset control record; default 2 s
+                                      (docs/internals/reset.md)                                  */
+    long reset_bound_ms;           /* VKS_RESET_MAX_UNVERIFIED / reset_max_unverified: how long a
+                                      mount is served while its control record cannot be read;
+                                      default 30 s, then lookups fail closed                     */
     char *token_source;            /* where the token came from: "setup", "VAULT_TOKEN",
                                       "~/.vault-token" or NULL (for messages, never the token)   */
 };

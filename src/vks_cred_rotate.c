@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "vks_cred_int.h"
+#include "vks_cred_reset.h"
 #include "vks_cred_rotate.h"
 #include "vks_hook.h"
 #include "vks_restrict.h"
@@ -483,6 +484,10 @@ static vks_status step_finish(struct rot *r, struct vks_err *err)
         snprintf(r->rec.previous_rotated, sizeof r->rec.previous_rotated, "%s", r->rec.rotated);
         r->rec.rev = r->rec.current_version = r->rec.vault_version = nv;
         snprintf(r->rec.state, sizeof r->rec.state, "active");
+        if (r->rec.custom) { /* a new password ends an emergency reset (vks_cred_reset.h) */
+            json_object_object_del((json_object *)r->rec.custom, "reset_id");
+            json_object_object_del((json_object *)r->rec.custom, "reset_at");
+        }
         vks_cred_time(now, 0, r->rec.rotated);
         vks_cred_time(now, policy_days(r->ctx, &r->rec), r->rec.due);
         r->rec.rotation_id[0] = r->rec.rotation_started[0] = '\0';
@@ -651,8 +656,8 @@ vks_status vks_cred_rotate_abort(struct vks_cred_ctx *ctx, const char *name, str
                          (long long)r.finish_version, name);
     if (st == VKS_OK)
         st = record_remove(&r, err);
-    if (st == VKS_OK && rotating) {
-        snprintf(r.rec.state, sizeof r.rec.state, "active");
+    if (st == VKS_OK && rotating) { /* the password is unchanged: a reset stays a reset */
+        snprintf(r.rec.state, sizeof r.rec.state, "%s", vks_cred_is_reset(&r.rec) ? "reset" : "active");
         r.rec.rotation_id[0] = r.rec.rotation_started[0] = '\0';
         r.rec.pending_version = 0;
         st = save_meta(&r, err);

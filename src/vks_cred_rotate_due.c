@@ -36,16 +36,18 @@ static bool classify(const struct vks_cred_record *r, const struct vks_cred_due_
     it->rec = r;
     vks_cred_due_eval(r, sel->now, sel->within, sel->default_days, &it->due);
     bool in_flight = strcmp(r->state, "rotating") == 0;
-    bool due = it->due.status == VKS_CRED_DUE_OVERDUE || (sel->within > 0 && it->due.status == VKS_CRED_DUE_SOON);
+    bool reset = strcmp(r->state, "reset") == 0; /* emergency reset: due now, whatever the dates say */
+    bool due = reset || it->due.status == VKS_CRED_DUE_OVERDUE ||
+               (sel->within > 0 && it->due.status == VKS_CRED_DUE_SOON);
     if (it->due.status == VKS_CRED_DUE_INVALID) {
         it->action = VKS_CRED_DUE_REFUSE;
-    } else if (!in_flight && strcmp(r->state, "active") != 0) {
+    } else if (!in_flight && !reset && strcmp(r->state, "active") != 0) {
         /* fail closed: a state this program does not know is not rotated on a guess */
         it->action = VKS_CRED_DUE_REFUSE;
         if (r->state[0] == '\0')
-            snprintf(it->due.why, sizeof it->due.why, "state is missing (neither active nor rotating)");
+            snprintf(it->due.why, sizeof it->due.why, "state is missing (neither active, rotating nor reset)");
         else
-            snprintf(it->due.why, sizeof it->due.why, "state \"%.24s\" is neither active nor rotating", r->state);
+            snprintf(it->due.why, sizeof it->due.why, "state \"%.24s\" is neither active, rotating nor reset", r->state);
         for (char *p = it->due.why; *p; p++)
             if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
                 *p = '?';

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -25,6 +26,7 @@
 #include "vks_file.h"
 #include "vks_fork.h"
 #include "vks_redact.h"
+#include "vks_reset_gate.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
 
@@ -455,6 +457,26 @@ static void cache_free_source(void *source)
     free(c);
 }
 
+/* The emergency reset (docs/internals/reset.md): a credential whose custom_metadata says
+ * state=reset, or still carries a reset_id (a rotation claimed it but has not finished), is
+ * refused with VKS_E_REVOKED, cache hits included. */
+static vks_status reset_check(const char *cm, struct vks_err *err)
+{
+    if (strstr(cm, "reset") == NULL) /* the common case: no json parse on the hit path */
+        return VKS_OK;
+    json_object *o = json_tokener_parse(cm), *v;
+    const char *state = o && json_object_object_get_ex(o, "state", &v) ? json_object_get_string(v) : NULL;
+    const char *id = o && json_object_object_get_ex(o, "reset_id", &v) ? json_object_get_string(v) : NULL;
+    vks_status st = VKS_OK;
+    if (o == NULL)
+        st = vks_err_set(err, VKS_E_REVOKED, "custom_metadata mentions a reset but does not parse: refused");
+    else if ((state && strcmp(state, "reset") == 0) || id)
+        st = vks_err_set(err, VKS_E_REVOKED, "credential reset (reset_id %.64s): refused until it is rotated "
+                         "(vks cred rotate; docs/incident-runbook.md)", id ? id : "?");
+    json_object_put(o);
+    return st;
+}
+
 /* Restrictions (custom_metadata) against the caller's context, for every value the cache is about
  * to hand out or store: a refused value never reaches the caller nor stays in the cache. */
 static vks_status cache_admit(void *source, const struct vks_cache_meta *meta, struct vks_err *err)
@@ -462,10 +484,13 @@ static vks_status cache_admit(void *source, const struct vks_cache_meta *meta, s
     const struct vsource *s = source;
     if (meta == NULL || meta->custom_metadata_json == NULL)
         return VKS_OK;
-    struct vks_restrict_ctx rc = { s->ctx ? s->ctx->domain : NULL, s->ctx ? s->ctx->destination : NULL };
     struct vks_err re;
     vks_err_clear(&re);
-    vks_status st = vks_restrict_check(meta->custom_metadata_json, strlen(meta->custom_metadata_json), &rc, &re);
+    vks_status st = reset_check(meta->custom_metadata_json, &re);
+    if (st != VKS_OK)
+        return vks_err_set(err, st, "%s: %s", D(s->rt, s->ks), re.msg);
+    struct vks_restrict_ctx rc = { s->ctx ? s->ctx->domain : NULL, s->ctx ? s->ctx->destination : NULL };
+    st = vks_restrict_check(meta->custom_metadata_json, strlen(meta->custom_metadata_json), &rc, &re);
     if (st != VKS_OK)
         vks_err_set(err, st, "%s: %s", D(s->rt, s->ks), re.msg);
     return st;
@@ -477,7 +502,8 @@ static const struct vks_cache_source_ops cache_ops = { cache_fetch, cache_clone,
 
 static enum vks_audit_outcome audit_outcome(vks_status st, const struct vks_cache_info *ci)
 {
-    if (st == VKS_E_PERMISSION_DENIED || st == VKS_E_RESTRICTED || st == VKS_E_NOT_ENCRYPTED)
+    if (st == VKS_E_PERMISSION_DENIED || st == VKS_E_RESTRICTED || st == VKS_E_NOT_ENCRYPTED ||
+        st == VKS_E_REVOKED)
         return VKS_AUDIT_DENIED;
     if (ci != NULL && ci->outcome == VKS_CACHE_NEGATIVE)
         return VKS_AUDIT_NEGATIVE;
@@ -589,6 +615,14 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
             info->outcome = "error";
             goto done;
         }
+        struct vks_reset_gate_req gr = { rt->vault, ks->mount, rt->cfg.reset_interval_ms, rt->cfg.reset_bound_ms,
+                                         req->hit_only };
+        if ((st = vks_reset_gate(&gr, err)) != VKS_OK) {
+            if (st == VKS_E_NOT_CACHED)
+                goto quiet; /* hit_only and a check is due: nothing happened */
+            info->outcome = "error";
+            goto done;     /* refused: audited like any refusal */
+        }
         if (req->hit_only) {
             st = resolve_cached(rt, req, &src, &keep, out, &ci, err);
             if (st == VKS_E_NOT_CACHED)
@@ -629,6 +663,8 @@ vks_status vks_resolve(const struct vks_resolve_req *req, vks_secret *out, struc
 done:
     if (st != VKS_OK)
         vks_secret_free(out);
+    if (st == VKS_E_REVOKED && ks != NULL && ks->kind == VKS_KS_VAULT)
+        vks_reset_gate_note_revoked(ks->mount, ks->path); /* dropped again at the next check */
     {
         /* the one audit event of this lookup, whatever happened above */
         struct vks_audit_event ev;

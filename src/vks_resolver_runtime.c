@@ -26,6 +26,7 @@
 #include "vks_envelope.h"
 #include "vks_file.h"
 #include "vks_fork.h"
+#include "vks_reset_gate.h"
 #include "vks_redact.h"
 #include "vks_restrict.h"
 #include "vks_vault.h"
@@ -419,6 +420,7 @@ void vks_resolver_shutdown(void)
     pthread_mutex_unlock(&rt_lock);
     if (last)
         runtime_free(old);
+    vks_reset_gate_clear();
 }
 
 void runtime_ref(struct runtime *rt)

@@ -7,7 +7,7 @@
  * MAIN.lua runs in the main thread's lua_State with a global `host`:
  *   host.fork() -> pid (0 in the child)      host.wait(pid) -> exit status (or 128 + signal)
  *   host.exit(code [, "exit"])  ends the process: _exit(code) by default, exit(code) with "exit"
- *   host.getpid(), host.getppid()            host.sleep_ms(ms)
+ *   host.getpid(), host.getppid()            host.sleep_ms(ms)      host.monotonic_ms()
  * and returns the number of failures it saw (an integer).
  * With BG.lua, THREADS background threads each open their own lua_State, load BG.lua (which
  * returns f(thread_index) -> failures) and call f in a loop until MAIN.lua has returned, so the
@@ -88,9 +88,19 @@ static int l_sleep_ms(lua_State *L)
     return 0;
 }
 
+/* CLOCK_MONOTONIC in milliseconds: the clock Python's time.monotonic() reads (88-cred-reset). */
+static int l_monotonic_ms(lua_State *L)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushinteger(L, (lua_Integer)ts.tv_sec * 1000 + ts.tv_nsec / 1000000);
+    return 1;
+}
+
 static const luaL_Reg host_funcs[] = {
     { "fork", l_fork }, { "wait", l_wait }, { "exit", l_exit }, { "getpid", l_getpid },
-    { "getppid", l_getppid }, { "sleep_ms", l_sleep_ms }, { NULL, NULL },
+    { "getppid", l_getppid }, { "sleep_ms", l_sleep_ms }, { "monotonic_ms", l_monotonic_ms },
+    { NULL, NULL },
 };
 
 static void *bg_run(void *arg)

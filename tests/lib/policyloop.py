@@ -50,9 +50,10 @@ class PolicyLoop:
             if os.path.exists(p):
                 os.unlink(p)
         self.out = open(self.out_path, "wb")
+        # relay None: lookups only, no SMTP session (88-cred-reset: 20 loops at 10 rounds/s)
+        auth = ["--relay", f"127.0.0.1:{relay.port}", "--check-auth", "--cafile", relay.cafile] if relay else []
         self.proc = subprocess.Popen(
-            [POLICY_BIN, policy, "--domain", domain, "--relay", f"127.0.0.1:{relay.port}",
-             "--check-auth", "--cafile", relay.cafile, "--ehlo", name, "--brief",
+            [POLICY_BIN, policy, "--domain", domain, *auth, "--ehlo", name, "--brief",
              "--rounds", "1000000", "--interval-ms", str(interval_ms), "--until-file", self.stop_path,
              "--record", self.rec_path, "--timeout-ms", str(timeout_ms)],
             stdout=self.out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
