@@ -252,7 +252,8 @@ int vks_cli_rekey(int argc, char **argv)
         vks_keyring_free(kr);
         return 1;
     }
-    struct prog p = { .tty = isatty(2) != 0, .start_ms = vks_http_now_ms() };
+    int64_t t0 = vks_http_now_ms();
+    struct prog p = { .tty = isatty(2) != 0, .start_ms = t0 };
     struct vks_rekey_opts ro = { &ctx, o.to, o.dry_run, progress, &p };
     struct vks_rekey_result res = { 0 };
     struct vks_rekey_verify ver = { 0 };
@@ -269,7 +270,7 @@ int vks_cli_rekey(int argc, char **argv)
             fprintf(stderr, "vks rekey: verify pass failed: %s (%s)\n", ve.msg, vks_status_code(ve.status));
         partial = partial || !verified || ver.values_other + ver.values_legacy > 0 || ver.busy > 0 || ver.failed > 0;
     }
-    double secs = (double)(vks_http_now_ms() - p.start_ms) / 1000.0;
+    double secs = (double)(vks_http_now_ms() - t0) / 1000.0;
     int rc = 0;
     if (st != VKS_OK && !partial) {
         fprintf(stderr, "vks rekey: %s (%s)\n", e.msg[0] ? e.msg : vks_status_code(st), vks_status_code(st));
