@@ -386,6 +386,36 @@ def test_usage(C, vd):
     T.ok(rc == 0 and "vks rekey verify:" in err, "progress lines on stderr when not a terminal", err[-200:])
 
 
+def test_tty_progress(C, vd):
+    """On a terminal: one updating progress line (carriage returns, done/total, rate, ETA)."""
+    import pty
+    import select
+    for i in range(3):
+        vd.kv2_put("tty/c%d" % i, {"key": enc("k1", "tty/c%d" % i, "key", GOOD_PW)})
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(os.path.join(os.environ["ROOT"], os.environ.get("BUILD", "build"), "vks"),
+                  ["vks", "rekey", "--to", "k2", "--yes", "--prefix", "tty/"], C.env(VKS_ENCRYPTION_KEYS=RING))
+    got, deadline = b"", time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = got.decode(errors="replace")
+    C.outputs.append(text)
+    T.ok(os.waitstatus_to_exitcode(status) == 0 and "\rrekey   [" in text and "3/3" in text and "/s ETA" in text
+         and "\033[K" in text and "\rverify  [" in text, "on a terminal: a progress bar updated in place "
+         "(done/total, rate, ETA) for the run and the verify pass", text[-300:])
+
+
 def main():
     with VaultDev() as vd:
         C = Cred(vd, enc_key=B64["default"], audit_key=AUDIT_KEY)
@@ -393,7 +423,7 @@ def main():
         C.secret(PENDING_PW)
         for k in RAW:
             C.secret(B64[k])
-        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_usage):
+        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_usage, test_tty_progress):
             T.run(fn, C, vd)
         T.eq(C.leaks(), [], "no password or key in any output, audit line or vault-dev log")
     T.finish()
