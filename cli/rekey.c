@@ -26,6 +26,7 @@
 
 const char vks_cli_rekey_usage[] =
     "usage: vks rekey --to KEYID [--mount M] [--prefix P] [--dry-run] [--json] [--yes]\n"
+    "                 [--max-secrets N]\n"
     "\n"
     "Walks every secret under <mount>/<prefix> (LIST, recursively) and re-encrypts each string value\n"
     "of its latest version that is an ENC: envelope not under KEYID: decrypted with the keyring,\n"
@@ -45,6 +46,8 @@ const char vks_cli_rekey_usage[] =
     "  --dry-run         read, decrypt and count what would change; write nothing\n"
     "  --json            print the summary as JSON on stdout\n"
     "  --yes             do not ask for confirmation (required when stdin is not a terminal)\n"
+    "  --max-secrets N   refuse, before any write, a prefix holding more than N secrets\n"
+    "                    (default and most 100000)\n"
     "\n"
     "exit status: 0 done, 0 values left under other keys; 1 local problem (usage, keyring, key id,\n"
     "audit); 2 Vault refused or could not be reached, nothing written; 3 partial: items failed or\n"
@@ -53,16 +56,18 @@ const char vks_cli_rekey_usage[] =
 struct ropts {
     const char *to, *mount, *prefix;
     bool dry_run, json, yes;
+    size_t max_secrets;
 };
 
-enum { O_TO = 256, O_MOUNT, O_PREFIX, O_DRY, O_JSON, O_YES };
+enum { O_TO = 256, O_MOUNT, O_PREFIX, O_DRY, O_JSON, O_YES, O_MAX };
 
 static int parse(int argc, char **argv, struct ropts *o)
 {
     static const struct option opts[] = {
         { "to", required_argument, NULL, O_TO }, { "mount", required_argument, NULL, O_MOUNT },
         { "prefix", required_argument, NULL, O_PREFIX }, { "dry-run", no_argument, NULL, O_DRY },
-        { "json", no_argument, NULL, O_JSON }, { "yes", no_argument, NULL, O_YES }, { NULL, 0, NULL, 0 },
+        { "json", no_argument, NULL, O_JSON }, { "yes", no_argument, NULL, O_YES },
+        { "max-secrets", required_argument, NULL, O_MAX }, { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
     o->mount = getenv("VKS_CRED_MOUNT");
@@ -77,6 +82,17 @@ static int parse(int argc, char **argv, struct ropts *o)
         case O_DRY: o->dry_run = true; break;
         case O_JSON: o->json = true; break;
         case O_YES: o->yes = true; break;
+        case O_MAX: {
+            char *end = NULL;
+            unsigned long long n = strtoull(optarg, &end, 10);
+            if (optarg[0] < '1' || optarg[0] > '9' || !end || *end || n > VKS_REKEY_SECRETS_MAX) {
+                fprintf(stderr, "vks rekey: --max-secrets '%s' must be a number from 1 to %d\n", optarg,
+                        VKS_REKEY_SECRETS_MAX);
+                return -1;
+            }
+            o->max_secrets = (size_t)n;
+            break;
+        }
         default: fputs(vks_cli_rekey_usage, stderr); return -1;
         }
     }
@@ -254,7 +270,8 @@ int vks_cli_rekey(int argc, char **argv)
     }
     int64_t t0 = vks_http_now_ms();
     struct prog p = { .tty = isatty(2) != 0, .start_ms = t0 };
-    struct vks_rekey_opts ro = { &ctx, o.to, o.dry_run, progress, &p };
+    struct vks_rekey_opts ro = { .ctx = &ctx, .target = o.to, .dry_run = o.dry_run, .max_secrets = o.max_secrets,
+                                 .progress = progress, .progress_arg = &p };
     struct vks_rekey_result res = { 0 };
     struct vks_rekey_verify ver = { 0 };
     bool started = st == VKS_OK, verified = false;

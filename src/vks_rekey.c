@@ -14,7 +14,7 @@
 
 struct names {
     char **v;
-    size_t n, cap;
+    size_t n, cap, max;
 };
 
 struct run {
@@ -76,9 +76,10 @@ static void names_free(struct names *nm)
 
 static vks_status names_add(struct names *nm, const char *path, const char *where, struct vks_err *err)
 {
-    if (nm->n == VKS_REKEY_SECRETS_MAX)
-        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: more than %d secrets under the prefix: give a narrower "
-                           "--prefix (nothing was written)", where, VKS_REKEY_SECRETS_MAX);
+    size_t max = nm->max > 0 && nm->max < VKS_REKEY_SECRETS_MAX ? nm->max : VKS_REKEY_SECRETS_MAX;
+    if (nm->n == max)
+        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: more than %zu secrets under the prefix: give a narrower "
+                           "--prefix (nothing was written)", where, max);
     if (nm->n == nm->cap) {
         size_t nc = nm->cap ? nm->cap * 2 : 256;
         char **nv = realloc(nm->v, nc * sizeof *nv);
@@ -473,7 +474,7 @@ vks_status vks_rekey_run(const struct vks_rekey_opts *o, struct vks_rekey_result
         st = vks_vault_token_identity(o->ctx->vault, o->ctx->operator_name, sizeof o->ctx->operator_name,
                                       o->ctx->operator_accessor, sizeof o->ctx->operator_accessor, err);
     o->ctx->identity_known = st == VKS_OK && !o->dry_run;
-    struct names nm = { 0 };
+    struct names nm = { .max = o->max_secrets };
     if (st == VKS_OK)
         st = walk(&r, o->ctx->vault, o->ctx->mount, o->ctx->prefix, 0, &nm, &res->c.requests, err);
     if (st == VKS_OK)

@@ -97,6 +97,8 @@ struct vks_rekey_opts {
     struct vks_cred_ctx *ctx;      /* Vault client, keyring (must hold target and the old keys), mount, prefix */
     const char *target;            /* the key id to re-encrypt under (must be in the keyring)       */
     bool dry_run;                  /* read, decrypt and count; write nothing (no audit event either) */
+    size_t max_secrets;            /* refuse (before any write) a prefix holding more; 0 or more than
+                                      VKS_REKEY_SECRETS_MAX: VKS_REKEY_SECRETS_MAX                  */
     vks_rekey_progress_fn progress;
     void *progress_arg;
 };

@@ -368,6 +368,29 @@ def test_503(C, vd):
          "the rerun completes (1 re-keyed, 4 skipped)", j and j["values"])
 
 
+def test_huge(C, vd):
+    """A listing over the limit is refused before any write; a big flat folder works."""
+    pre = "big/"
+    c = vd.connection()
+    h = {"X-Vault-Token": vd.root_token, "Content-Type": "application/json"}
+    for i in range(1500):
+        p = pre + "s%04d" % i
+        c.request("POST", "/v1/secret/data/" + p, json.dumps({"data": {"key": enc("k1", p, "key", GOOD_PW)}}), h)
+        r = c.getresponse()
+        r.read()
+    c.close()
+    rc, out, err = C.vks("rekey", "--to", "k2", "--yes", "--prefix", pre, "--max-secrets", "1000",
+                         VKS_ENCRYPTION_KEYS=RING)
+    T.ok(rc == 1 and "more than 1000 secrets under the prefix" in err and "nothing was written" in err,
+         "a listing over --max-secrets: refused naming the limit, exit 1", err[-300:])
+    T.eq(dec(data(vd, pre + "s0000")[0]["key"], pre + "s0000", "key")[0], "k1", "nothing was written")
+    rc, j, err = rekey_json(C, "--prefix", pre)
+    T.ok(rc == 0 and j["secrets"] == 1500 and j["values"]["rekeyed"] == 1500 and j["verify"]["values_left"] == 0,
+         "a folder of 1,500 secrets (one LIST answer) is re-keyed whole", j and (j["secrets"], j["values"]))
+    rc, out, err = C.vks("rekey", "--to", "k2", "--max-secrets", "0")
+    T.ok(rc == 1 and "--max-secrets" in err, "--max-secrets 0 is a usage error")
+
+
 def test_usage(C, vd):
     rc, out, err = C.vks("rekey", "--to", "k7", "--yes", VKS_ENCRYPTION_KEYS=RING)
     T.ok(rc == 1 and "'k7': no such key id" in err, "an unknown --to: exit 1 naming it", err)
@@ -423,7 +446,7 @@ def main():
         C.secret(PENDING_PW)
         for k in RAW:
             C.secret(B64[k])
-        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_usage, test_tty_progress):
+        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_huge, test_usage, test_tty_progress):
             T.run(fn, C, vd)
         T.eq(C.leaks(), [], "no password or key in any output, audit line or vault-dev log")
     T.finish()
