@@ -344,7 +344,7 @@ static enum outcome attempt(struct run *r, struct secret *s, struct vks_rekey_co
 {
     const struct vks_cred_record *rec = &s->rec;
     json_object *patch = json_object_new_object();
-    size_t failed0 = r->res->c.failed;
+    size_t failed0 = r->res->c.failed, nerrors0 = r->res->nerrors;
     if (patch != NULL)
         build_patch(r, s, patch, c);
     size_t n = patch ? (size_t)json_object_object_length(patch) : 0;
@@ -365,8 +365,11 @@ static enum outcome attempt(struct run *r, struct secret *s, struct vks_rekey_co
     if (st == VKS_OK && (n > 0 || meta_behind) && !r->o->dry_run)
         lost = (st = write_secret(r, s, patch, n, &e)) == VKS_E_CONFLICT;
     json_object_put(patch);
-    if (lost)
+    if (lost) { /* the next try reports its own field errors */
+        r->res->c.failed = failed0;
+        r->res->nerrors = nerrors0;
         return RETRY;
+    }
     if (st != VKS_OK)
         item_error(r->res, s->path, NULL, st, e.msg);
     else if (n > 0) {

@@ -391,6 +391,28 @@ def test_huge(C, vd):
     T.ok(rc == 1 and "--max-secrets" in err, "--max-secrets 0 is a usage error")
 
 
+def test_policy(C, vd):
+    """policy-examples/rekey-operator.hcl is enough, and backup-reader (no patch) is not: per-item
+    errors, nothing written."""
+    pol = os.path.join(os.environ["ROOT"], "policy-examples")
+    vd.policy("rekey-operator", open(os.path.join(pol, "rekey-operator.hcl")).read())
+    vd.policy("backup-reader", open(os.path.join(pol, "backup-reader.hcl")).read())
+    for name in ("p1.example", "p2.example"):
+        create(C, "pol/" + name)
+    ro = vd.create_token(policies=["backup-reader"], display_name="reader")
+    rc, j, err = rekey_json(C, "--prefix", "smtp-auth/pol/", token=ro)
+    T.ok(rc == 3 and j["failed"] == 2 and all(e["code"] == "permission_denied" for e in j["errors"]) and
+         all(data(vd, "smtp-auth/pol/" + n)[0]["key"].startswith("ENC:v2:k1:") for n in ("p1.example", "p2.example")),
+         "a token without patch: each credential refused by name, nothing written", j and j["errors"][:1])
+    tok = vd.create_token(policies=["rekey-operator"], display_name="custodian")
+    rc, j, err = rekey_json(C, "--prefix", "smtp-auth/pol/", token=tok)
+    T.ok(rc == 0 and j["credentials_changed"] == 2 and j["verify"]["values_left"] == 0,
+         "policy-examples/rekey-operator.hcl is enough", (rc, err[-300:]))
+    runs = [x for x in C.audit_lines() if x.get("type") == "rekey.run"]
+    T.ok(runs and runs[-1]["operator"] == "token-custodian", "the run is audited with the operator's identity",
+         runs[-1:] if runs else None)
+
+
 def test_usage(C, vd):
     rc, out, err = C.vks("rekey", "--to", "k7", "--yes", VKS_ENCRYPTION_KEYS=RING)
     T.ok(rc == 1 and "'k7': no such key id" in err, "an unknown --to: exit 1 naming it", err)
@@ -446,7 +468,7 @@ def main():
         C.secret(PENDING_PW)
         for k in RAW:
             C.secret(B64[k])
-        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_huge, test_usage, test_tty_progress):
+        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_huge, test_policy, test_usage, test_tty_progress):
             T.run(fn, C, vd)
         T.eq(C.leaks(), [], "no password or key in any output, audit line or vault-dev log")
     T.finish()
