@@ -1,6 +1,7 @@
 /*
  * vks_rekey: the run and the verify pass (contract: vks_rekey.h; design: docs/internals/rekey.md).
- * Pure parts (the data object's fields, the drill spec) are in vks_rekey_scan.c.
+ * The walk, reads and the verify pass are in vks_rekey_walk.c; pure parts (the data object's
+ * fields, the drill spec) in vks_rekey_scan.c.
  */
 #include <json-c/json.h>
 #include <stdio.h>
@@ -10,12 +11,7 @@
 
 #include "vks_audit.h"
 #include "vks_json.h"
-#include "vks_rekey.h"
-
-struct names {
-    char **v;
-    size_t n, cap, max;
-};
+#include "vks_rekey_int.h"
 
 struct run {
     const struct vks_rekey_opts *o;
@@ -43,175 +39,12 @@ static void drill(struct run *r, int which)
     }
 }
 
-static void item_error(struct vks_rekey_result *res, const char *path, const char *field, vks_status code,
-                       const char *msg)
-{
-    res->c.failed++;
-    if (res->nerrors == VKS_REKEY_ERRORS_KEPT)
-        return;
-    if (res->errors == NULL && (res->errors = calloc(VKS_REKEY_ERRORS_KEPT, sizeof *res->errors)) == NULL)
-        return;
-    struct vks_rekey_error *e = &res->errors[res->nerrors++];
-    snprintf(e->path, sizeof e->path, "%s", path);
-    snprintf(e->field, sizeof e->field, "%s", field ? field : "");
-    e->code = code;
-    snprintf(e->msg, sizeof e->msg, "%s", msg);
-}
-
 void vks_rekey_result_free(struct vks_rekey_result *r)
 {
     free(r->errors);
     memset(r, 0, sizeof *r);
 }
 
-/* ------------------------------------------------------------------ walk (LIST, recursive) */
-
-static void names_free(struct names *nm)
-{
-    for (size_t i = 0; i < nm->n; i++)
-        free(nm->v[i]);
-    free(nm->v);
-    memset(nm, 0, sizeof *nm);
-}
-
-static vks_status names_add(struct names *nm, const char *path, const char *where, struct vks_err *err)
-{
-    size_t max = nm->max > 0 && nm->max < VKS_REKEY_SECRETS_MAX ? nm->max : VKS_REKEY_SECRETS_MAX;
-    if (nm->n == max)
-        return vks_err_set(err, VKS_E_INVALID_INPUT, "%s: more than %zu secrets under the prefix: give a narrower "
-                           "--prefix (nothing was written)", where, max);
-    if (nm->n == nm->cap) {
-        size_t nc = nm->cap ? nm->cap * 2 : 256;
-        char **nv = realloc(nm->v, nc * sizeof *nv);
-        if (nv == NULL)
-            return vks_err_set(err, VKS_E_NOMEM, "out of memory");
-        nm->v = nv;
-        nm->cap = nc;
-    }
-    if ((nm->v[nm->n] = strdup(path)) == NULL)
-        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    nm->n++;
-    return VKS_OK;
-}
-
-/* Every secret under `dir` (a mount-relative folder ending in '/', or "" for the mount), depth first.
-   A folder too deep or a key too long is a per-item error (the rest goes on); a refused LIST and
-   too many secrets end the walk. */
-static vks_status walk(struct run *r, struct vks_vault *v, const char *mount, const char *dir, int depth,
-                       struct names *nm, size_t *requests, struct vks_err *err)
-{
-    char path[VKS_CRED_NAME_MAX * 2 + 2];
-    snprintf(path, sizeof path, "%s", dir);
-    size_t pl = strlen(path);
-    if (pl > 0 && path[pl - 1] == '/')
-        path[pl - 1] = '\0';
-    struct vks_vault_reply rep = { 0 };
-    vks_status st = vks_vault_kv2_list(v, mount, path, &rep, err);
-    (*requests)++;
-    json_object *o = st == VKS_OK && rep.body ? json_tokener_parse(rep.body) : NULL, *d = NULL, *keys = NULL;
-    if (st == VKS_OK && rep.body && !(o && json_object_object_get_ex(o, "data", &d) &&
-                                      json_object_object_get_ex(d, "keys", &keys) &&
-                                      json_object_is_type(keys, json_type_array)))
-        st = vks_err_set(err, VKS_E_BAD_RESPONSE, "LIST %s/%s: the answer has no data.keys array", mount, path);
-    for (size_t i = 0; st == VKS_OK && keys && i < json_object_array_length(keys); i++) {
-        const char *k = json_object_get_string(json_object_array_get_idx(keys, i));
-        char sub[VKS_CRED_NAME_MAX * 2 + 2];
-        size_t kl = k ? strlen(k) : 0;
-        if (kl == 0 || snprintf(sub, sizeof sub, "%s%s", dir, k) >= (int)sizeof sub) {
-            if (r)
-                item_error(r->res, path, NULL, VKS_E_INVALID_INPUT, "a key in this folder is empty or too long: "
-                           "left alone");
-        } else if (k[kl - 1] == '/') {
-            if (depth < VKS_REKEY_DEPTH_MAX)
-                st = walk(r, v, mount, sub, depth + 1, nm, requests, err);
-            else if (r)
-                item_error(r->res, sub, NULL, VKS_E_INVALID_INPUT, "folder deeper than 16 levels under the prefix: "
-                           "not walked (rekey it with its own --prefix)");
-        } else {
-            st = names_add(nm, sub, path, err);
-        }
-    }
-    json_object_put(o);
-    vks_vault_reply_free(&rep);
-    return st;
-}
-
-/* ------------------------------------------------------------------ one secret */
-
-struct secret {
-    char path[VKS_CRED_NAME_MAX * 2 + 2], name[VKS_CRED_NAME_MAX + 1];
-    struct vks_cred_record rec;
-    bool loaded;
-    vks_scratch body;              /* the data answer (wiped on close)                        */
-    struct vks_rekey_field f[VKS_REKEY_FIELDS_MAX];
-    size_t nf;
-    int64_t version;               /* the version read                                        */
-};
-
-static void secret_reset(struct secret *s)
-{
-    if (s->loaded)
-        vks_cred_record_free(&s->rec);
-    s->loaded = false;
-    vks_scratch_close(&s->body);
-    s->nf = 0;
-}
-
-/* Reads metadata and the latest version's data. *live false (VKS_OK) when there is none to read. */
-static vks_status secret_read(struct vks_cred_ctx *ctx, struct secret *s, bool *live, size_t *requests,
-                              struct vks_err *err)
-{
-    *live = false;
-    struct vks_vault_reply rep = { 0 };
-    vks_status st = vks_vault_kv2_metadata_read(ctx->vault, ctx->mount, s->path, &rep, err);
-    (*requests)++;
-    if (st == VKS_OK)
-        st = vks_cred_record_parse(rep.body ? rep.body : "", rep.body_len, s->name, &s->rec, err);
-    vks_vault_reply_free(&rep);
-    if (st == VKS_E_NOT_FOUND) /* removed since the listing */
-        return VKS_OK;
-    if (st != VKS_OK)
-        return st;
-    s->loaded = true;
-    s->version = s->rec.vault_version;
-    for (size_t i = 0; i < s->rec.nversions; i++)
-        if (s->rec.versions[i].version == s->version && (s->rec.versions[i].destroyed || s->rec.versions[i].deleted[0]))
-            return VKS_OK;
-    if (s->version < 1)
-        return VKS_OK;
-    st = vks_vault_kv2_data_read_raw(ctx->vault, ctx->mount, s->path, s->version, &s->body, err);
-    (*requests)++;
-    if (st == VKS_E_NOT_FOUND) /* deleted since the metadata read */
-        return VKS_OK;
-    struct vks_json_span sp = { 0 };
-    if (st == VKS_OK && (vks_json_find((const char *)s->body.data, s->body.len, "data.data", &sp, err) != VKS_OK ||
-                         sp.type != VKS_JSON_OBJECT))
-        st = vks_err_set(err, VKS_E_BAD_RESPONSE, "%s/%s version %lld: the answer has no data.data object",
-                         ctx->mount, s->path, (long long)s->version);
-    if (st == VKS_OK)
-        st = vks_rekey_fields((const char *)s->body.data, s->body.len, sp.off, sp.len, s->f, VKS_REKEY_FIELDS_MAX,
-                              &s->nf, err);
-    *live = st == VKS_OK;
-    return st;
-}
-
-/* The envelope of field i decoded into an arena slot (the caller frees it). */
-static vks_status field_value(const struct secret *s, size_t i, vks_secret *out, struct vks_err *err)
-{
-    const struct vks_rekey_field *f = &s->f[i];
-    struct vks_json_span sp = { VKS_JSON_STRING, f->off, f->len };
-    size_t need = vks_json_string_decoded_len((const char *)s->body.data, &sp), got = 0;
-    if (need > VKS_ENVELOPE_MAX)
-        return vks_err_set(err, VKS_E_DECRYPT_FAILED, "malformed envelope: oversized (%zu bytes, at most %d)", need,
-                           VKS_ENVELOPE_MAX);
-    vks_status st = vks_secret_alloc(need + 1, out, err);
-    if (st == VKS_OK)
-        st = vks_json_string_decode((const char *)s->body.data, &sp, out->data, out->cap - 1, &got, err);
-    out->len = got;
-    return st;
-}
-
-/* True when the envelope is format 2 under target (no key needed). */
 static bool under(const vks_secret *env, const char *target, struct vks_envelope_info *info)
 {
     struct vks_err ignored;
@@ -235,7 +68,7 @@ static void build_patch(struct run *r, struct secret *s, json_object *patch, str
         vks_secret env = VKS_SECRET_EMPTY;
         struct vks_envelope_info info;
         char *out = NULL;
-        vks_status st = field_value(s, i, &env, &e);
+        vks_status st = rekey_field_value(s, i, &env, &e);
         if (st == VKS_OK && under(&env, r->o->target, &info)) {
             c->values_current++;
         } else if (st == VKS_OK) {
@@ -245,7 +78,7 @@ static void build_patch(struct run *r, struct secret *s, json_object *patch, str
                 st = vks_err_set(&e, VKS_E_NOMEM, "out of memory");
         }
         if (st != VKS_OK)
-            item_error(r->res, s->path, f->name, st, e.msg);
+            rekey_item_error(r->res, s->path, f->name, st, e.msg);
         free(out);
         vks_secret_free(&env);
     }
@@ -292,7 +125,7 @@ static void cred_event(struct run *r, struct secret *s, int64_t nv, size_t nvalu
     struct vks_err aerr;
     vks_err_clear(&aerr);
     if (vks_audit_emit_admin(&ev, NULL, &aerr) != VKS_OK)
-        item_error(r->res, s->path, NULL, aerr.status, aerr.msg);
+        rekey_item_error(r->res, s->path, NULL, aerr.status, aerr.msg);
 }
 
 enum outcome { DONE, RETRY };
@@ -305,7 +138,7 @@ static vks_status same_value(const struct secret *s, json_object *patch, struct 
         if (s->f[i].kind != VKS_REKEY_ENC)
             continue;
         vks_secret env = VKS_SECRET_EMPTY;
-        vks_status st = field_value(s, i, &env, err);
+        vks_status st = rekey_field_value(s, i, &env, err);
         if (st == VKS_OK && json_object_object_add(patch, s->f[i].name,
                                                    json_object_new_string_len((const char *)env.data, (int)env.len)))
             st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
@@ -371,7 +204,7 @@ static enum outcome attempt(struct run *r, struct secret *s, struct vks_rekey_co
         return RETRY;
     }
     if (st != VKS_OK)
-        item_error(r->res, s->path, NULL, st, e.msg);
+        rekey_item_error(r->res, s->path, NULL, st, e.msg);
     else if (n > 0) {
         c->secrets_changed++;
         c->managed_changed += rec->managed;
@@ -385,7 +218,7 @@ static void one_secret(struct run *r, const char *path)
 {
     struct secret *s = calloc(1, sizeof *s);
     if (s == NULL) {
-        item_error(r->res, path, NULL, VKS_E_NOMEM, "out of memory");
+        rekey_item_error(r->res, path, NULL, VKS_E_NOMEM, "out of memory");
         return;
     }
     snprintf(s->path, sizeof s->path, "%s", path);
@@ -396,20 +229,20 @@ static void one_secret(struct run *r, const char *path)
         vks_err_clear(&e);
         bool live = false;
         struct vks_rekey_counts c = { 0 };
-        vks_status st = secret_read(r->ctx, s, &live, &r->res->c.requests, &e);
+        vks_status st = rekey_secret_read(r->ctx, s, &live, &r->res->c.requests, &e);
         if (st == VKS_OK)
             drill(r, 1);
         enum outcome out = DONE;
         if (st != VKS_OK)
-            item_error(r->res, path, NULL, st, e.msg);
+            rekey_item_error(r->res, path, NULL, st, e.msg);
         else if (!live)
             r->res->c.no_live++;
         else if (s->rec.managed && strcmp(s->rec.state, "rotating") == 0) {
             r->res->c.busy++;
-            item_error(r->res, path, NULL, VKS_E_CONFLICT, "a rotation is in flight: finish it (`vks cred rotate "
+            rekey_item_error(r->res, path, NULL, VKS_E_CONFLICT, "a rotation is in flight: finish it (`vks cred rotate "
                        "--resume`) or abort it, then run vks rekey again; left alone");
         } else if (t == VKS_REKEY_CAS_TRIES) {
-            item_error(r->res, path, NULL, VKS_E_CONFLICT, "edited concurrently on every try: left alone, run "
+            rekey_item_error(r->res, path, NULL, VKS_E_CONFLICT, "edited concurrently on every try: left alone, run "
                        "vks rekey again");
         } else if ((out = attempt(r, s, &c)) == RETRY) {
             r->res->c.cas_retries++;
@@ -420,7 +253,7 @@ static void one_secret(struct run *r, const char *path)
             a->values_rekeyed += c.values_rekeyed, a->values_current += c.values_current;
             a->values_plain += c.values_plain, a->values_other += c.values_other;
         }
-        secret_reset(s);
+        rekey_secret_reset(s);
         if (out == DONE)
             break;
     }
@@ -479,7 +312,7 @@ vks_status vks_rekey_run(const struct vks_rekey_opts *o, struct vks_rekey_result
     o->ctx->identity_known = st == VKS_OK && !o->dry_run;
     struct names nm = { .max = o->max_secrets };
     if (st == VKS_OK)
-        st = walk(&r, o->ctx->vault, o->ctx->mount, o->ctx->prefix, 0, &nm, &res->c.requests, err);
+        st = rekey_walk(res, o->ctx->vault, o->ctx->mount, o->ctx->prefix, 0, &nm, &res->c.requests, err);
     if (st == VKS_OK)
         drill(&r, 0);
     res->c.secrets = nm.n;
@@ -488,79 +321,10 @@ vks_status vks_rekey_run(const struct vks_rekey_opts *o, struct vks_rekey_result
         if (o->progress)
             o->progress(o->progress_arg, r.phase, i + 1, nm.n);
     }
-    names_free(&nm);
+    rekey_names_free(&nm);
     if (st == VKS_OK && res->c.failed > 0)
         st = vks_err_set(err, VKS_E_CONFLICT, "%zu item(s) were not re-keyed (listed above); nothing was lost: fix "
                          "them and run vks rekey again", res->c.failed);
     return o->dry_run ? st : run_audit(&r, st, err);
 }
 
-/* ------------------------------------------------------------------ verify */
-
-static void tally_id(char *ids, size_t cap, const char *id)
-{
-    char key[80];
-    snprintf(key, sizeof key, "%s (", id);
-    char *p = strstr(ids, key);
-    if (p != NULL && (p == ids || p[-1] == ' ')) {
-        unsigned long n = strtoul(p + strlen(key), NULL, 10);
-        char rest[256];
-        const char *after = strchr(p, ')');
-        snprintf(rest, sizeof rest, "%s", after ? after + 1 : "");
-        snprintf(p, cap - (size_t)(p - ids), "%s%lu)%s", key, n + 1, rest);
-    } else {
-        size_t l = strlen(ids);
-        snprintf(ids + l, cap - l, "%s%s1)", l ? ", " : "", key);
-    }
-}
-
-static void verify_one(struct vks_cred_ctx *ctx, const char *target, struct secret *s, struct vks_rekey_verify *v,
-                       size_t *requests)
-{
-    struct vks_err e;
-    bool live = false;
-    if (secret_read(ctx, s, &live, requests, &e) != VKS_OK) {
-        v->failed++;
-        return;
-    }
-    if (live && s->rec.managed && strcmp(s->rec.state, "rotating") == 0)
-        v->busy++;
-    for (size_t i = 0; live && i < s->nf; i++) {
-        if (s->f[i].kind != VKS_REKEY_ENC)
-            continue;
-        vks_secret env = VKS_SECRET_EMPTY;
-        struct vks_envelope_info info;
-        if (field_value(s, i, &env, &e) != VKS_OK || vks_envelope_inspect(env.data, env.len, &info, &e) != VKS_OK)
-            v->failed++;
-        else if (info.format == 2 && strcmp(info.key_id, target) == 0)
-            v->values_target++;
-        else if (info.format == 1)
-            v->values_legacy++, tally_id(v->other_ids, sizeof v->other_ids, "legacy");
-        else
-            v->values_other++, tally_id(v->other_ids, sizeof v->other_ids, info.key_id);
-        vks_secret_free(&env);
-    }
-}
-
-vks_status vks_rekey_verify(struct vks_cred_ctx *ctx, const char *target, vks_rekey_progress_fn progress,
-                            void *progress_arg, struct vks_rekey_verify *v, size_t *requests, struct vks_err *err)
-{
-    memset(v, 0, sizeof *v);
-    struct names nm = { 0 };
-    vks_status st = walk(NULL, ctx->vault, ctx->mount, ctx->prefix, 0, &nm, requests, err);
-    struct secret *s = st == VKS_OK ? calloc(1, sizeof *s) : NULL;
-    if (st == VKS_OK && s == NULL)
-        st = vks_err_set(err, VKS_E_NOMEM, "out of memory");
-    v->secrets = nm.n;
-    for (size_t i = 0; st == VKS_OK && i < nm.n; i++) {
-        snprintf(s->path, sizeof s->path, "%s", nm.v[i]);
-        snprintf(s->name, sizeof s->name, "%s", nm.v[i]);
-        verify_one(ctx, target, s, v, requests);
-        secret_reset(s);
-        if (progress)
-            progress(progress_arg, "verify", i + 1, nm.n);
-    }
-    free(s);
-    names_free(&nm);
-    return st;
-}
