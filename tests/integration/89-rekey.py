@@ -366,6 +366,28 @@ def test_503(C, vd):
     rc, j, err = rekey_json(C, "--prefix", pre)
     T.ok(rc == 0 and j["values"]["rekeyed"] == 1 and j["values"]["current"] == 4 and j["verify"]["values_left"] == 0,
          "the rerun completes (1 re-keyed, 4 skipped)", j and j["values"])
+    # a 503 on the check-and-set PATCH, and one on a credential's metadata write (its data is then
+    # written, its metadata not: a half-written credential the rerun completes)
+    vd.kv2_put(pre + "c5", {"key": enc("k1", pre + "c5", "key", GOOD_PW)})
+    pw = create_in(C, pre, "m1")
+    vd.fault(action="status", status=503, method="PATCH", path_prefix="/v1/secret/data/flaky/c5", count=1)
+    vd.fault(action="status", status=503, method="POST", path_prefix="/v1/secret/metadata/flaky/m1", count=1)
+    rc, j, err = rekey_json(C, "--prefix", pre)
+    codes = {(e["path"], e["code"]) for e in (j or {}).get("errors", [])}
+    T.ok(rc == 3 and codes == {("flaky/c5", "unavailable"), ("flaky/m1", "unavailable")},
+         "503 on a PATCH and on a metadata write: both named, exit 3", codes)
+    T.eq(dec(data(vd, pre + "c5")[0]["key"], pre + "c5", "key")[0], "k1", "the refused PATCH changed nothing")
+    m = meta(vd, pre + "m1")
+    T.ok(dec(data(vd, pre + "m1")[0]["key"], pre + "m1", "key") == ("k2", pw) and
+         int(m["custom_metadata"]["rev"]) == m["current_version"] - 1,
+         "the credential is half-written: data under k2 (same password, it resolves), metadata one behind")
+    rc, j, err = rekey_json(C, "--prefix", pre)
+    m = meta(vd, pre + "m1")
+    T.ok(rc == 0 and j["values"]["rekeyed"] == 1 and j["metadata_repaired"] == 1 and
+         m["custom_metadata"]["rev"] == str(m["current_version"]) and m["custom_metadata"].get("key_id") == "k2" and
+         dec(data(vd, pre + "m1")[0]["key"], pre + "m1", "key") == ("k2", pw),
+         "the rerun re-keys the refused one and completes the half-written credential",
+         j and (j["values"], j["metadata_repaired"], j["errors"]))
 
 
 def test_huge(C, vd):
