@@ -354,6 +354,19 @@ def test_hostile(C, vd):
     T.ok(rc == 0 and j2["values"]["rekeyed"] == 1, "the deep folder re-keys with its own --prefix")
 
 
+def test_lag(C, vd):
+    """A credential whose metadata lags its data (an edit cut short by another tool) with a value
+    under the old key is left alone with a clear error; `vks cred` repairs it, then rekey finishes."""
+    pw = create_in(C, "lag/", "l1")
+    _, v = data(vd, "lag/l1")
+    st, _ = vd.call("PATCH", "/v1/secret/data/lag/l1", {"options": {"cas": v}, "data": {"username": "u-lag-l1"}},
+                    headers={"Content-Type": "application/merge-patch+json"})
+    rc, j, err = rekey_json(C, "--prefix", "lag/")
+    T.ok(st == 200 and rc == 3 and j["errors"] and "lags the data version" in j["errors"][0]["message"] and
+         j["errors"][0]["path"] == "lag/l1", "metadata lagging its data: left alone, named", (st, j and j["errors"]))
+    T.eq(dec(data(vd, "lag/l1")[0]["key"], "lag/l1", "key"), ("k1", pw), "the lagging credential is unchanged")
+
+
 def test_503(C, vd):
     pre = "flaky/"
     for i in range(5):
@@ -490,7 +503,7 @@ def main():
         C.secret(PENDING_PW)
         for k in RAW:
             C.secret(B64[k])
-        for fn in (test_mixed, test_drills, test_race, test_hostile, test_503, test_huge, test_policy, test_usage, test_tty_progress):
+        for fn in (test_mixed, test_drills, test_race, test_hostile, test_lag, test_503, test_huge, test_policy, test_usage, test_tty_progress):
             T.run(fn, C, vd)
         T.eq(C.leaks(), [], "no password or key in any output, audit line or vault-dev log")
     T.finish()
