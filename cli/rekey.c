@@ -149,6 +149,22 @@ static void jint(json_object *o, const char *k, int64_t v)
     json_object_object_add(o, k, json_object_new_int64(v));
 }
 
+/* "k1 (3), legacy (1)" -> {"k1":3,"legacy":1} */
+static json_object *by_key(const char *ids)
+{
+    json_object *o = json_object_new_object();
+    char id[80];
+    unsigned long n = 0;
+    int used = 0;
+    while (ids && sscanf(ids, " %79[^ (] (%lu)%n", id, &n, &used) == 2) {
+        json_object_object_add(o, id, json_object_new_int64((int64_t)n));
+        ids += used;
+        if (*ids == ',')
+            ids++;
+    }
+    return o;
+}
+
 static json_object *summary_json(const struct ropts *o, const struct vks_cred_ctx *ctx, const struct vks_rekey_result *r,
                                  const struct vks_rekey_verify *v, bool verified, double secs, bool ok)
 {
@@ -192,7 +208,7 @@ static json_object *summary_json(const struct ropts *o, const struct vks_cred_ct
         jint(vj, "values_under_target", (int64_t)v->values_target);
         jint(vj, "values_left", (int64_t)(v->values_other + v->values_legacy));
         jint(vj, "legacy", (int64_t)v->values_legacy);
-        json_object_object_add(vj, "left_by_key", json_object_new_string(v->other_ids));
+        json_object_object_add(vj, "left_by_key", by_key(v->other_ids));
         jint(vj, "rotation_in_flight", (int64_t)v->busy);
         jint(vj, "unreadable", (int64_t)v->failed);
     }
