@@ -252,6 +252,10 @@ def test_mixed(C, vd):
     T.eq(sorted(x["path"] for x in per), sorted(pw), "one cred.rekey event per credential written")
     ok, why = C.audit_verify()
     T.ok(ok, "audit chain verifies", why)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    rc, out, err = C.vks("audit", "report", "--from", day, "--to", day, "--json", C.audit_file)
+    T.ok(rc == 0 and '"rekey.run"' in out and '"cred.rekey"' in out,
+         "vks audit report lists the rekey.run and cred.rekey acts", (rc, err[-200:]))
 
 
 # ---------------------------------------------------------------- kill drills
