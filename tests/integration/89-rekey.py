@@ -500,6 +500,45 @@ def test_tty_progress(C, vd):
          "(done/total, rate, ETA) for the run and the verify pass", text[-300:])
 
 
+def pty_run(C, args, answer):
+    """Runs vks on a pseudo-terminal, answers its confirmation prompt; (rc, terminal text)."""
+    import pty
+    import select
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execve(os.path.join(os.environ["ROOT"], os.environ.get("BUILD", "build"), "vks"), ["vks", *args],
+                  C.env(VKS_ENCRYPTION_KEYS=RING))
+    got, sent, deadline = b"", False, time.monotonic() + 60
+    while time.monotonic() < deadline:
+        r, _, _ = select.select([fd], [], [], 0.5)
+        if r:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+            if not sent and b"Type 'yes'" in got:
+                os.write(fd, answer.encode() + b"\n")
+                sent = True
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    text = got.decode(errors="replace")
+    C.outputs.append(text)
+    return os.waitstatus_to_exitcode(status), text
+
+
+def test_confirm(C, vd):
+    p = "ask/c0"
+    vd.kv2_put(p, {"key": enc("k1", p, "key", GOOD_PW)})
+    rc, text = pty_run(C, ["rekey", "--to", "k2", "--prefix", "ask/"], "no")
+    T.ok(rc == 1 and "under key 'k2'?" in text and dec(data(vd, p)[0]["key"], p, "key")[0] == "k1",
+         "on a terminal without --yes it asks; anything but 'yes' writes nothing", (rc, text[-200:]))
+    rc, text = pty_run(C, ["rekey", "--to", "k2", "--prefix", "ask/"], "yes")
+    T.ok(rc == 0 and dec(data(vd, p)[0]["key"], p, "key")[0] == "k2", "answered 'yes': re-keyed", (rc, text[-200:]))
+
+
 def main():
     with VaultDev() as vd:
         C = Cred(vd, enc_key=B64["default"], audit_key=AUDIT_KEY)
@@ -507,7 +546,7 @@ def main():
         C.secret(PENDING_PW)
         for k in RAW:
             C.secret(B64[k])
-        for fn in (test_mixed, test_drills, test_race, test_hostile, test_lag, test_503, test_huge, test_policy, test_usage, test_tty_progress):
+        for fn in (test_mixed, test_drills, test_race, test_hostile, test_lag, test_503, test_huge, test_policy, test_usage, test_tty_progress, test_confirm):
             T.run(fn, C, vd)
         T.eq(C.leaks(), [], "no password or key in any output, audit line or vault-dev log")
     T.finish()
