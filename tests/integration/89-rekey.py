@@ -14,8 +14,14 @@
  * hostile trees: metadata only, latest deleted, destroyed, unknown key id, tampered envelope,
    non-string values, 18 folders deep, a 503 from Vault mid-run: per-item errors naming the
    path, exit 3, nothing changed for them, the good values re-keyed, the rerun completes;
- * --json shape; rekey.run and cred.rekey audit events (operator, target, counts); the chain
-   verifies; no secret in any output."""
+ * a 503 on a read, on the PATCH and on a credential's metadata write (a half-written credential
+   the rerun completes); a credential whose metadata lags its data is left alone, named;
+ * --max-secrets refuses a too-wide prefix before any write; a 1,500-secret folder works;
+   policy-examples/rekey-operator.hcl is enough and a token without patch writes nothing;
+ * the terminal: a progress bar updated in place, the confirmation prompt; plain progress lines
+   otherwise; usage errors and exit codes 0/1/2/3;
+ * --json shape; rekey.run and cred.rekey audit events (operator, target, counts), listed by
+   vks audit report; the chain verifies; no secret in any output."""
 import base64
 import json
 import os
