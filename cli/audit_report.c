@@ -24,7 +24,7 @@ const char vks_cli_audit_report_usage[] =
     "inclusive; DATE is YYYY-MM-DD, a --to date covers that whole day, or YYYY-MM-DDTHH:MM:SSZ):\n"
     "lookups grouped by credential and actor (count, first and last time, served, refused,\n"
     "failed); reveals with operator and reason; every other administrative act (cred.*,\n"
-    "backup.*) with operator and result; rotations finished; failed and refused accesses; and\n"
+    "backup.*, rekey.*) with operator and result; rotations finished; failed and refused accesses; and\n"
     "each file's chain status (verified, broken at line N, unverifiable without the key).\n"
     "A broken chain is announced at the top of the report. The trail holds no secret; neither\n"
     "does the report.\n"

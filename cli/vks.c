@@ -51,6 +51,8 @@ static const struct vks_cli_command commands[] = {
       vks_cli_envelope_keys_usage, vks_cli_envelope_keys },
     { "envelope", "genkey", "print a new random key (base64)", vks_cli_envelope_genkey_usage,
       vks_cli_envelope_genkey },
+    { "rekey", "", "re-encrypt every ENC: value under a prefix under one key (--to KEYID)",
+      vks_cli_rekey_usage, vks_cli_rekey },
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -86,6 +88,14 @@ int main(int argc, char **argv)
         if (strcmp(commands[i].group, argv[1]) != 0)
             continue;
         group_known = true;
+        if (commands[i].name[0] == '\0') { /* a command without a sub-command: `vks rekey ...` */
+            for (int a = 2; a < argc; a++)
+                if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+                    fputs(commands[i].usage, stdout);
+                    return 0;
+                }
+            return commands[i].run(argc - 1, argv + 1);
+        }
         if (argc >= 3 && strcmp(commands[i].name, argv[2]) == 0) {
             for (int a = 3; a < argc; a++)
                 if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {

@@ -75,4 +75,8 @@ int vks_cli_backup_verify(int argc, char **argv);
 int vks_cli_backup_restore(int argc, char **argv);
 extern const char vks_cli_backup_create_usage[], vks_cli_backup_verify_usage[], vks_cli_backup_restore_usage[];
 
+/* cli/rekey.c: `vks rekey` (no sub-command: its row in cli/vks.c has the name "") */
+int vks_cli_rekey(int argc, char **argv);
+extern const char vks_cli_rekey_usage[];
+
 #endif

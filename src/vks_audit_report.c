@@ -232,7 +232,7 @@ void vks_audit_report_event(void *ud, const char *where, unsigned long line,
     r->in_period++;
     if (strcmp(type, "secret.lookup") == 0)
         add_lookup(r, o, ts);
-    else if (strncmp(type, "cred.", 5) == 0 || strncmp(type, "backup.", 7) == 0)
+    else if (strncmp(type, "cred.", 5) == 0 || strncmp(type, "backup.", 7) == 0 || strncmp(type, "rekey.", 6) == 0)
         add_act(r, o, ts, type, where, line);
     else
         r->skipped_types++;

@@ -79,6 +79,14 @@ for g in $(cut -d' ' -f1 <<<"$cmds" | sort -u); do
   fi
 done
 
+# 3b. commands without a sub-command (`vks rekey`): their own page, OPTIONS == --help, in vks(1)
+for g in rekey; do
+  h=$("$VKS" "$g" --help); rc=$?
+  check "vks $g --help exits 0" '[ $rc -eq 0 ] && [[ "$h" == "usage: vks $g"* ]]'
+  check "vks.1 COMMANDS lists vks $g" '[[ "$(section "$MAN/vks.1" COMMANDS)" == *"vks $g"* ]]'
+  compare "$MAN/vks-$g.1" "$h"; check "vks-$g.1 OPTIONS == vks $g --help" '[ $? -eq 0 ]'
+done
+
 # 4. the comparison catches a difference both ways
 sed 's/^\.B \\-\\-quiet$/.B \\-\\-quiet\n.TP\n.B \\-\\-bogus\nnot an option./' "$MAN/vks-audit.1" > doctored.1
 out=$(compare doctored.1 "$("$VKS" audit verify --help)"); rc=$?
