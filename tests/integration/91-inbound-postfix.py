@@ -32,8 +32,8 @@ WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 from vaultdev import VaultDev  # noqa: E402
 from credtest import Cred, set_meta  # noqa: E402
-from agent import (Agent, Postfix, RedactingChecks, agent_config, audit_key_file, daemon_workdir,  # noqa: E402
-                   free_port, token_file, wait_for)
+from agent import (Agent, Postfix, RedactingChecks, agent_config, audit_key_file, check_config,  # noqa: E402
+                   daemon_workdir, free_port, token_file, wait_for)
 
 ENC_KEY = "aW5ib3VuZDkxLWVuYy1rZXktVEVTVC0wMTIzNDU2Nzg="    # tests/test-secrets.d/inbound.txt
 AUDIT_KEY = "aW5ib3VuZDkxLWF1ZGl0LWtleS1URVNULTAxMjM0NTY="
@@ -335,6 +335,27 @@ allow_users = ["postfix", "root"]
 '''
 
 
+def scenario_config(e, d):
+    base = agent_config(e.vd, token_file(d, e.vd.root_token))
+    cases = [
+        ("[inbound]\nmount = \"secret\"\n", "inbound: needs [inbound.sasl], [inbound.policy] and/or http_verify"),
+        ("[inbound]\ncache_tll = \"2s\"\n[inbound.sasl]\nsocket = \"/run/x\"\nallow_users = [\"root\"]\n",
+         "inbound.cache_tll: unknown key"),
+        ("[inbound]\n[inbound.sasl]\nsocket = \"relative\"\nallow_users = [\"root\"]\n",
+         "inbound.sasl.socket: must be an absolute path"),
+        ("[inbound]\n[inbound.policy]\nsocket = \"/run/x\"\n", "inbound.policy: allow_users or allow_groups is required"),
+        ("[inbound]\nmax_failures = 0\n[inbound.sasl]\nsocket = \"/run/x\"\nallow_users = [\"root\"]\n",
+         "inbound.max_failures: must be between 1 and"),
+        ("[inbound]\nhttp_verify = true\n", "inbound.http_verify: needs the [vault_api] listener"),
+    ]
+    for i, (text, want) in enumerate(cases):
+        path = os.path.join(d, "bad%d.toml" % i)
+        with open(path, "w") as f:
+            f.write(base + text)
+        rc, out = check_config(path)
+        T.ok(rc == 2 and want in out and (path + ":") in out, "config error: " + want, out[-300:])
+
+
 def main():
     if not os.path.exists("/usr/sbin/postfix"):
         print("postfix is not installed (scripts/bootstrap installs it)")
@@ -351,6 +372,7 @@ def main():
         e.c = Cred(vd, ENC_KEY, AUDIT_KEY)
         try:
             setup(e, d)
+            T.run(scenario_config, e, d)
             e.pw1 = create(e, "in/app1", "app1@app.example", "--domain", "app.example", "--domain", "*.app.example",
                            "--ip", "127.0.0.1", "--ip", "2001:db8::/32")
             e.pw2 = create(e, "in/app2", "app2", "--all-domains")
