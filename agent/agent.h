@@ -118,7 +118,7 @@ struct ag_api_conf {
 struct ag_inbound_conf {
     bool enabled;
     char *mount, *prefix;              /* NULL: "secret", "smtp-auth/"                           */
-    long cache_ttl_ms, lockout_ms;     /* -1 / 0: the core's defaults (30 s, 5 min)               */
+    long cache_ttl_ms, lockout_ms, window_ms; /* -1 / 0: the core's defaults (30 s, 5, 15 min)   */
     long long max_failures, max_failures_address, workers, max_connections;
     long idle_timeout_ms, read_timeout_ms, verify_timeout_ms;
     struct ag_listener_conf sasl, policy; /* socket, mode, group, allow_users/groups             */
@@ -229,6 +229,8 @@ vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *
  * Vault-shaped JSON body in job->reply and sets job->http_status. */
 void ag_lookup_api(struct ag_job *job);
 
+/* The client whose token this is (SHA-256 compared in constant time with every entry), or NULL. */
+const struct ag_api_client *ag_api_find_client(const struct ag_api_conf *api, const char *token);
 /* vault_api (vaultapi.c), loop thread: starts the TCP and/or unix listeners. */
 int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, size_t n);
 void ag_api_close(void);

@@ -877,8 +877,9 @@ static void parse_inbound_listener(struct cerr *e, const struct sect *in, const 
 static void parse_inbound(struct cerr *e, const struct vks_toml_node *root, struct ag_inbound_conf *in)
 {
     static const char *const known[] = { "mount", "prefix", "cache_ttl", "max_failures", "max_failures_per_address",
-                                         "lockout", "workers", "max_connections", "idle_timeout", "read_timeout",
-                                         "verify_timeout", "http_verify", "sasl", "policy", NULL };
+                                         "lockout", "failure_window", "workers", "max_connections",
+                                         "idle_timeout", "read_timeout", "verify_timeout", "http_verify", "sasl",
+                                         "policy", NULL };
     const struct vks_toml_node *t = vks_toml_get(root, "inbound");
     in->cache_ttl_ms = -1;
     in->workers = 2;
@@ -903,6 +904,7 @@ static void parse_inbound(struct cerr *e, const struct vks_toml_node *root, stru
     else
         get_duration(e, &s, "cache_ttl", &in->cache_ttl_ms);
     get_duration(e, &s, "lockout", &in->lockout_ms);
+    get_duration(e, &s, "failure_window", &in->window_ms);
     get_int(e, &s, "max_failures", 1, 1000000, &in->max_failures);
     get_int(e, &s, "max_failures_per_address", 1, 1000000, &in->max_failures_address);
     get_int(e, &s, "workers", 1, 64, &in->workers);

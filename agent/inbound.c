@@ -45,10 +45,13 @@ static void run_job(struct in_job *j)
     struct vks_err e;
     const char *src = j->rip[0] ? j->rip : NULL;
     if (in_now_ms() - j->queued_ms > in_conf->verify_timeout_ms) {
-        j->ans.outcome = VKS_IN_TEMP;
+        j->ans.outcome = j->sans.outcome = VKS_IN_TEMP;
         snprintf(j->ans.reason, sizeof j->ans.reason, "waited longer than inbound.verify_timeout for a worker");
+        memcpy(j->sans.reason, j->ans.reason, sizeof j->sans.reason);
     } else if (j->kind == IN_POLICY) {
         vks_inbound_check_sender(g_ib, j->user, j->sender, src, &j->ans, &e);
+    } else if (j->kind == IN_HTTP && j->id == 1) { /* POST /v1/vks/inbound/sender */
+        vks_inbound_check_sender(g_ib, j->user, j->sender, src, &j->sans, &e);
     } else {
         vks_inbound_verify(g_ib, j->user, j->pw.data, j->pw.len, src, &j->ans, &e);
         if (j->check_sender && j->ans.outcome == VKS_IN_OK)
@@ -142,7 +145,8 @@ static int core_open(const struct ag_conf *conf, char *err, size_t n)
     struct vks_inbound_config ic = { .mount = c->mount, .prefix = c->prefix, .cache_ttl_ms = c->cache_ttl_ms,
                                      .max_failures = (unsigned)c->max_failures,
                                      .max_failures_address = (unsigned)c->max_failures_address,
-                                     .lockout_ms = c->lockout_ms, .service = "agent" };
+                                     .lockout_ms = c->lockout_ms, .window_ms = c->window_ms,
+                                     .service = "agent" };
     if (vks_inbound_new(&ic, g_vault, g_kr, &g_ib, &e) != VKS_OK) {
         snprintf(err, n, "inbound: %s", e.msg);
         return -1;
@@ -198,7 +202,7 @@ void ag_inbound_close(void)
     for (struct in_job *j = q_head, *nx; j != NULL; j = nx) { /* never started */
         nx = j->next;
         vks_secret_free(&j->pw);
-        j->ans.outcome = VKS_IN_TEMP;
+        j->ans.outcome = j->sans.outcome = VKS_IN_TEMP;
         atomic_fetch_sub(&g_in_flight, 1);
         if (j->kind == IN_HTTP)
             ag_inbound_http_job_done(j);

@@ -52,6 +52,13 @@ static void conn_free(struct in_conn *c)
     free(c);
 }
 
+static void free_later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_free(arg);
+}
+
 static void conn_close(struct in_conn *c, const char *why)
 {
     if (c->fd < 0)
@@ -67,10 +74,10 @@ static void conn_close(struct in_conn *c, const char *why)
     g_n--;
     vks_secret_free(&c->in);
     c->inlen = 0;
-    if (c->pending > 0)
-        c->dead = true; /* freed when its job returns */
-    else
-        conn_free(c);
+    c->dead = true; /* freed when its job returns, or on the next loop pass: callers up the stack
+                       may still look at c->fd */
+    if (c->pending == 0 && event_base_once(g_base, -1, EV_TIMEOUT, free_later, c, NULL) != 0)
+        ag_log("error", "inbound: cannot schedule a connection's release (leaked)");
 }
 
 /* The next deadline: output drain, partial line, or idle. */
@@ -617,13 +624,15 @@ void in_conn_stop_listening(void)
 
 void in_conn_close_all(void)
 {
-    while (g_conns != NULL) {
+    while (g_conns != NULL) { /* at exit: the loop has stopped, so release at once */
         struct in_conn *c = g_conns;
         if (c->fd >= 0) {
-            conn_close(c, NULL);
-        } else { /* dead, its job was dropped at shutdown */
-            c->pending = 0;
-            conn_free(c);
+            event_free(c->rev);
+            event_free(c->wev);
+            event_free(c->tev);
+            close(c->fd);
+            g_n--;
         }
+        conn_free(c);
     }
 }

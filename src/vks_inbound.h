@@ -44,7 +44,10 @@ struct vks_inbound_config {
     unsigned max_failures;         /* failures per username within the window that lock it;
                                       0 = default 10                                            */
     unsigned max_failures_address; /* failures per source address; 0 = default 30                */
-    long lockout_ms;               /* the counting window and the lockout; <= 0 = default 300000 */
+    long lockout_ms;               /* how long a lockout lasts; <= 0 = default 300000            */
+    long window_ms;                /* failures are counted over this window; <= 0 = default
+                                      900000 (a new window starts at the first failure after the
+                                      previous one ended)                                        */
     size_t entries;                /* cache and counter slots; 0 = default 1024                  */
     const char *service;           /* for audit events ("agent.sasl"); NULL = "inbound"          */
 };

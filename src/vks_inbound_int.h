@@ -41,7 +41,7 @@ struct vks_inbound {
     struct vks_vault *vault;
     const struct vks_keyring *kr;
     char mount[128], prefix[VKS_CRED_NAME_MAX + 1], service[32];
-    long ttl_ms, lockout_ms;
+    long ttl_ms, lockout_ms, window_ms;
     unsigned max_user, max_addr;
     size_t n;                      /* slots in users and counts                                  */
     struct ib_user *users;

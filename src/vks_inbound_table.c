@@ -147,7 +147,7 @@ void ib_fail(struct vks_inbound *ib, const char *ukey, const char *addr, int64_t
     pthread_mutex_lock(&ib->mu);
     for (int i = 0; i < (addr && addr[0] ? 2 : 1); i++) {
         struct ib_count *c = count_slot(ib, k[i], true, now);
-        if (c->start == 0 || now - c->start >= ib->lockout_ms) /* a new counting window */
+        if (c->start == 0 || now - c->start >= ib->window_ms) /* a new counting window */
             c->start = now, c->fails = 0;
         c->used = now;
         unsigned max = i == 0 ? ib->max_user : ib->max_addr;

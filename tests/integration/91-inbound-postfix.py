@@ -26,6 +26,10 @@ import subprocess
 import sys
 import time
 import base64
+import hashlib
+import json
+import urllib.request
+import urllib.error
 
 ROOT = os.environ["ROOT"]
 WORK = os.environ.get("VKS_SUITE_WORK", os.getcwd())
@@ -38,7 +42,8 @@ from agent import (Agent, Postfix, RedactingChecks, agent_config, audit_key_file
 ENC_KEY = "aW5ib3VuZDkxLWVuYy1rZXktVEVTVC0wMTIzNDU2Nzg="    # tests/test-secrets.d/inbound.txt
 AUDIT_KEY = "aW5ib3VuZDkxLWF1ZGl0LWtleS1URVNULTAxMjM0NTY="
 WRONG = "inbound-Wrong-Password-19ad"
-T = RedactingChecks([WRONG])
+HTTP_TOKEN = "inbound-http-client-token-5e0b"
+T = RedactingChecks([WRONG, HTTP_TOKEN])
 TTL, LOCKOUT = 2.0, 5.0
 
 
@@ -289,6 +294,43 @@ def scenario_protocol(e):
     T.ok(e.agent.proc.poll() is None, "the agent is still running")
 
 
+def http(e, path, body, token=HTTP_TOKEN, method="POST"):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    rq = urllib.request.Request("http://127.0.0.1:%d%s" % (e.http_port, path), data=data, method=method)
+    if token:
+        rq.add_header("X-Vault-Token", token)
+    try:
+        with urllib.request.urlopen(rq, timeout=30) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as x:
+        return x.code, json.loads(x.read() or b"{}")
+
+
+def scenario_http(e):
+    v = "/v1/vks/inbound/verify"
+    st, j = http(e, v, {"username": "app1@app.example", "password": e.pw1, "source": "127.0.0.1"})
+    T.ok(st == 200 and j.get("ok") is True and j.get("username") == "app1@app.example", "http verify: right password", j)
+    st, j = http(e, v, {"username": "app1@app.example", "password": WRONG, "source": "127.0.0.1"})
+    T.ok(st == 200 and j.get("ok") is False and j.get("result") == "bad_password", "http verify: wrong password", j)
+    st, j = http(e, v, {"username": "app1@app.example", "password": e.pw1, "source": "127.0.0.2"})
+    T.ok(j.get("result") == "source_refused", "http verify: source outside the list", j)
+    st, j = http(e, v, {"username": "app1@app.example", "password": e.pw1, "source": "127.0.0.1",
+                        "sender": "a@other.example"})
+    T.ok(st == 200 and j.get("ok") is False and j.get("result") == "sender_refused", "http verify with a sender outside", j)
+    st, j = http(e, "/v1/vks/inbound/sender", {"username": "app1@app.example", "sender": "a@app.example"})
+    T.ok(st == 200 and j.get("ok") is True, "http sender check: listed domain", j)
+    st, j = http(e, v, {"username": "app1@app.example", "password": e.pw1}, token="wrong-token-xyz")
+    T.eq(st, 403, "http verify: a wrong token is 403")
+    st, j = http(e, v, b"{not json")
+    T.ok(st == 400 and "not a JSON object" in j["errors"][0], "http verify: bad JSON is 400 naming it", j)
+    st, j = http(e, v, {"username": "app1@app.example"})
+    T.ok(st == 400 and "password" in j["errors"][0], "http verify: no password is 400 naming the field", j)
+    st, j = http(e, v, b"x" * 5000)
+    T.ok(st == 400 and "1-4095 bytes" in j["errors"][0], "http verify: an oversized body is 400", j)
+    st, j = http(e, v, None, method="GET")
+    T.eq(st, 405, "http verify: GET is 405")
+
+
 def setup(e, d):
     cert, key = os.path.join(d, "smtpd-cert.pem"), os.path.join(d, "smtpd-key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
@@ -297,6 +339,7 @@ def setup(e, d):
     os.chmod(key, 0o600)
     e.ctx = ssl.create_default_context(cafile=cert)
     e.port = free_port()
+    e.http_port = free_port()
     e.pf = Postfix(d, 1, cert)
     for k, v in [("defer_transports", "smtp"), ("smtpd_tls_cert_file", cert), ("smtpd_tls_key_file", key),
                  ("vks_recipient_restrictions",
@@ -314,10 +357,23 @@ def setup(e, d):
 
 def agent_text(e, d):
     text = agent_config(e.vd, token_file(d, e.vd.root_token), audit=e.audit, key_file=e.key)
+    h = hashlib.sha256(HTTP_TOKEN.encode()).hexdigest()
     return text + f'''
+[vault_api]
+listen = "127.0.0.1:{e.http_port}"
+tls = false
+
+[[vault_api.client]]
+name = "kumo"
+token_sha256 = "{h}"
+mounts = ["secret"]
+path_prefixes = ["nothing-here/"]
+
 [inbound]
+http_verify = true
 cache_ttl = "{int(TTL)}s"
 lockout = "{int(LOCKOUT)}s"
+failure_window = "10m"
 max_failures = 10
 max_failures_per_address = 1000
 max_connections = 256
@@ -396,6 +452,7 @@ def main():
             T.run(scenario_revoke, e)
             T.run(scenario_lockout, e)
             T.run(scenario_protocol, e)
+            T.run(scenario_http, e)
         finally:
             if e.pf is not None:
                 e.pf.stop()

@@ -160,7 +160,7 @@ static void create(const char *name, const char *user, bool inbound, const char 
 static struct vks_inbound *ib_new(long ttl, unsigned maxf, long lock_ms)
 {
     struct vks_inbound_config c = { .cache_ttl_ms = ttl, .max_failures = maxf, .max_failures_address = maxf + 2,
-                                    .lockout_ms = lock_ms, .entries = 64 };
+                                    .lockout_ms = lock_ms, .window_ms = 600000, .entries = 64 };
     struct vks_inbound *ib = NULL;
     struct vks_err e;
     cr_assert_eq(vks_inbound_new(&c, vault, NULL, &ib, &e), VKS_OK, "%s", e.msg);
