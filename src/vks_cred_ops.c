@@ -491,7 +491,13 @@ vks_status vks_cred_reveal(struct vks_cred_ctx *ctx, const char *name, const cha
     struct vks_cred_record rec;
     struct act a = { .action = "reveal", .path = path, .reason = reason };
     st = load(ctx, name, path, &rec, err);
-    if (st == VKS_OK) {
+    if (st == VKS_OK && strcmp(rec.direction, "inbound") == 0) {
+        a.username = rec.username;
+        st = read_password(ctx, path, out, version, err);
+        if (st == VKS_E_MISSING_KEY) /* only a verifier is stored (docs/inbound.md) */
+            st = vks_err_set(err, VKS_E_MISSING_KEY, "'%s' is an inbound credential without --retrievable: only a "
+                             "verifier of its password is stored, the password cannot be revealed", path);
+    } else if (st == VKS_OK) {
         a.username = rec.username;
         st = read_password(ctx, path, out, version, err);
         a.version = *version;

@@ -439,8 +439,11 @@ def main():
             T.ok(st == 200 and "key" not in j["data"]["data"] and j["data"]["data"]["verifier"].startswith("$vks-scrypt$"),
                  "only a verifier is stored (no key field)", j["data"]["data"].keys() if st == 200 else st)
             T.eq(j["data"]["metadata"]["custom_metadata"].get("direction"), "inbound", "direction=inbound recorded")
-            rc, _, err = e.c.vks("cred", "reveal", "in/app1", "--reason", "test")
-            T.ok(rc != 0, "reveal of a verifier-only credential fails", err[-200:])
+            rc, _, err = e.c.vks("cred", "reveal", "in/app1", "--reason", "test", "--force-stdout")
+            T.ok(rc != 0 and "cannot be revealed" in err, "reveal of a verifier-only credential fails, saying why",
+                 err[-200:])
+            rc, _, err = e.c.vks("cred", "rotate", "in/app2", "--relay", "127.0.0.1:1")
+            T.ok(rc != 0 and "inbound credential" in err, "rotate refuses an inbound credential", err[-200:])
             rc, out = e.pf.start()
             T.eq(rc, 0, "private postfix instance starts")
             if rc != 0:
