@@ -6,10 +6,12 @@
  *
  *   sasl.c      the Dovecot auth protocol's lines: parse (pure), PLAIN/LOGIN payloads, handshake
  *   policy.c    the policy delegation protocol's attribute lines (pure)
- *   inbound.c   listeners, connections (deadlines, line limits, bounded clients), verification
- *               threads, and the verify endpoint of the HTTP listener (vaultapi.c calls it)
+ *   inbound_conn.c   listeners and connections (deadlines, line limits, bounded clients)
+ *   inbound_proto.c  the SASL and policy requests on a connection, the replies to finished jobs
+ *   inbound.c        verification threads and the vks_inbound object
+ *   inbound_http.c   the verify endpoints of the [vault_api] listener (vaultapi.c calls it)
  *
- * Thread-safety: the parsers are pure and reentrant; inbound.c's connections live on the loop
+ * Thread-safety: the parsers are pure and reentrant; the connections live on the loop
  * thread only; its worker threads touch only their job and vks_inbound (thread-safe).
  * Secrets: a connection's input buffer (which holds PLAIN/LOGIN responses) is an arena slot, wiped
  * and returned when it is empty; decoded passwords live in arena slots until the worker is done.

@@ -59,7 +59,7 @@ static void free_later(evutil_socket_t fd, short what, void *arg)
     conn_free(arg);
 }
 
-static void conn_close(struct in_conn *c, const char *why)
+void in_conn_close(struct in_conn *c, const char *why)
 {
     if (c->fd < 0)
         return;
@@ -112,7 +112,7 @@ static void flush_out(struct in_conn *c)
             return;
         }
         if (w <= 0) {
-            conn_close(c, "write failed");
+            in_conn_close(c, "write failed");
             return;
         }
         c->outoff += (size_t)w;
@@ -122,223 +122,28 @@ static void flush_out(struct in_conn *c)
     c->outoff = c->outlen = 0;
     event_del(c->wev);
     if (c->closing)
-        conn_close(c, NULL);
+        in_conn_close(c, NULL);
 }
 
 /* Appends a reply line (no secret). Output the client does not read is bounded (OUT_MAX). */
-static void reply(struct in_conn *c, const char *s)
+void in_reply(struct in_conn *c, const char *s)
 {
     size_t n = strlen(s);
     if (c->fd < 0)
         return;
     if (c->outlen + n > OUT_MAX) {
-        conn_close(c, "the client does not read its replies");
+        in_conn_close(c, "the client does not read its replies");
         return;
     }
     char *o = realloc(c->out, c->outlen + n);
     if (o == NULL) {
-        conn_close(c, "out of memory");
+        in_conn_close(c, "out of memory");
         return;
     }
     c->out = o;
     memcpy(c->out + c->outlen, s, n);
     c->outlen += n;
     flush_out(c);
-}
-
-/* ------------------------------------------------------------------ SASL */
-
-static void sasl_fail(struct in_conn *c, unsigned long id, const char *user, const char *reason, bool temp)
-{
-    char line[600], r[256];
-    size_t k = 0;
-    for (; reason[k] && k < sizeof r - 1; k++) /* TAB and control characters cannot be in a value */
-        r[k] = (unsigned char)reason[k] < 0x20 ? ' ' : reason[k];
-    r[k] = '\0';
-    snprintf(line, sizeof line, "FAIL\t%lu%s%.255s\treason=%s%s\n", id, user && user[0] ? "\tuser=" : "",
-             user ? user : "", r, temp ? "\ttemp" : "");
-    reply(c, line);
-}
-
-static struct in_req *find_req(struct in_conn *c, unsigned long id)
-{
-    for (int i = 0; i < IN_REQS; i++)
-        if (c->req[i].used && c->req[i].id == id)
-            return &c->req[i];
-    return NULL;
-}
-
-/* Hands the job to a worker: user and password (pw moves into the job). */
-static void sasl_submit(struct in_conn *c, const struct in_req *r, const char *user, size_t ul, vks_secret *pw)
-{
-    struct in_job *j = calloc(1, sizeof *j);
-    if (j == NULL) {
-        vks_secret_free(pw);
-        sasl_fail(c, r->id, NULL, "out of memory", true);
-        return;
-    }
-    j->kind = IN_SASL;
-    j->conn = c;
-    j->id = r->id;
-    snprintf(j->user, sizeof j->user, "%.*s", (int)ul, user);
-    snprintf(j->rip, sizeof j->rip, "%s", r->rip);
-    j->pw = *pw;
-    *pw = VKS_SECRET_EMPTY;
-    c->pending++;
-    in_submit(j);
-}
-
-static bool printable(const unsigned char *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p[i] < 0x21 || p[i] > 0x7e)
-            return false;
-    return n > 0;
-}
-
-/* A response for request r (base64 in [d, d+n)): PLAIN's, or LOGIN's user name or password. */
-static void sasl_response(struct in_conn *c, struct in_req *r, const char *d, size_t n)
-{
-    char why[160];
-    vks_secret buf;
-    struct in_req rq = *r;
-    if (ag_sasl_b64(d, n, &buf, why, sizeof why) != 0) {
-        memset(r, 0, sizeof *r);
-        sasl_fail(c, rq.id, NULL, why, false);
-        return;
-    }
-    if (rq.mech == AG_MECH_LOGIN && rq.stage == 1) {
-        if (buf.len > 255 || !printable(buf.data, buf.len)) {
-            memset(r, 0, sizeof *r);
-            sasl_fail(c, rq.id, NULL, "LOGIN user name must be 1-255 printable characters", false);
-        } else {
-            snprintf(r->user, sizeof r->user, "%.*s", (int)buf.len, (const char *)buf.data);
-            r->stage = 2;
-            char line[64];
-            snprintf(line, sizeof line, "CONT\t%lu\tUGFzc3dvcmQ6\n", rq.id);
-            reply(c, line);
-        }
-        vks_secret_free(&buf);
-        return;
-    }
-    memset(r, 0, sizeof *r); /* the request is complete either way */
-    if (rq.mech == AG_MECH_LOGIN) {
-        sasl_submit(c, &rq, rq.user, strlen(rq.user), &buf);
-        return;
-    }
-    size_t uo, ul, po, pl;
-    if (ag_sasl_plain_split(&buf, &uo, &ul, &po, &pl, why, sizeof why) != 0 ||
-        !printable(buf.data + uo, ul)) {
-        vks_secret_free(&buf);
-        sasl_fail(c, rq.id, NULL, why[0] ? why : "PLAIN user name is not printable", false);
-        return;
-    }
-    char user[256];
-    snprintf(user, sizeof user, "%.*s", (int)ul, (const char *)buf.data + uo);
-    memmove(buf.data, buf.data + po, pl); /* the password alone stays in the slot */
-    vks_wipe(buf.data + pl, buf.cap - pl);
-    buf.len = pl;
-    sasl_submit(c, &rq, user, ul, &buf);
-}
-
-static void sasl_auth(struct in_conn *c, const struct ag_sasl_line *l)
-{
-    if (find_req(c, l->id) != NULL) {
-        sasl_fail(c, l->id, NULL, "request id already in use", false);
-        return;
-    }
-    if (!l->secured) {
-        sasl_fail(c, l->id, NULL, "plaintext mechanisms need TLS: use STARTTLS first", false);
-        return;
-    }
-    struct in_req *r = NULL;
-    for (int i = 0; i < IN_REQS && r == NULL; i++)
-        if (!c->req[i].used)
-            r = &c->req[i];
-    if (r == NULL) {
-        sasl_fail(c, l->id, NULL, "too many open requests on this connection", false);
-        return;
-    }
-    *r = (struct in_req){ .used = true, .id = l->id, .mech = l->mech, .stage = 1 };
-    snprintf(r->rip, sizeof r->rip, "%s", l->rip);
-    char line[64];
-    if (l->has_resp && l->data_len > 0) {
-        sasl_response(c, r, l->data, l->data_len);
-    } else {
-        snprintf(line, sizeof line, "CONT\t%lu\t%s\n", l->id, l->mech == AG_MECH_LOGIN ? "VXNlcm5hbWU6" : "");
-        reply(c, line);
-    }
-}
-
-static void sasl_line(struct in_conn *c, const char *line, size_t len)
-{
-    struct ag_sasl_line l;
-    bool id_known = false;
-    char why[160];
-    if (ag_sasl_parse(line, len, &l, &id_known, why, sizeof why) != 0) {
-        if (id_known) {
-            struct in_req *r = find_req(c, l.id);
-            if (r)
-                memset(r, 0, sizeof *r);
-            sasl_fail(c, l.id, NULL, why, false);
-        } else {
-            conn_close(c, why);
-        }
-        return;
-    }
-    if (!c->versioned && l.cmd != AG_SASL_VERSION) {
-        conn_close(c, "the first line must be VERSION");
-        return;
-    }
-    struct in_req *r;
-    switch (l.cmd) {
-    case AG_SASL_VERSION:
-        if (l.major != 1)
-            conn_close(c, "protocol major version is not 1");
-        c->versioned = true;
-        break;
-    case AG_SASL_CPID:
-        break;
-    case AG_SASL_AUTH:
-        sasl_auth(c, &l);
-        break;
-    case AG_SASL_CONT:
-        if ((r = find_req(c, l.id)) == NULL)
-            sasl_fail(c, l.id, NULL, "no such request waiting for a continuation", false);
-        else
-            sasl_response(c, r, l.data ? l.data : "", l.data_len);
-        break;
-    }
-}
-
-/* ------------------------------------------------------------------ policy */
-
-static void policy_request(struct in_conn *c)
-{
-    struct ag_policy_req *p = &c->pol;
-    char line[400];
-    if (p->bad || !p->has_request || strcmp(p->request, "smtpd_access_policy") != 0) {
-        snprintf(line, sizeof line, "action=DEFER_IF_PERMIT 4.7.1 vks-agent: malformed policy request: %.200s\n\n",
-                 p->bad ? p->why : "request=smtpd_access_policy is missing");
-        ag_log("warning", "inbound.policy: %s", line);
-        reply(c, line);
-    } else if (p->sasl_username[0] == '\0') {
-        reply(c, "action=DUNNO\n\n"); /* not authenticated: other restrictions decide */
-    } else {
-        struct in_job *j = calloc(1, sizeof *j);
-        if (j == NULL) {
-            reply(c, "action=DEFER_IF_PERMIT 4.3.0 vks-agent: out of memory\n\n");
-        } else {
-            j->kind = IN_POLICY;
-            j->conn = c;
-            snprintf(j->user, sizeof j->user, "%s", p->sasl_username);
-            snprintf(j->sender, sizeof j->sender, "%s", p->sender);
-            snprintf(j->rip, sizeof j->rip, "%s", p->client_address);
-            c->pending++;
-            in_submit(j);
-        }
-    }
-    ag_policy_reset(p);
 }
 
 /* ------------------------------------------------------------------ input */
@@ -351,9 +156,9 @@ static void process(struct in_conn *c)
             break;
         size_t len = (size_t)(nl - c->in.data);
         if (c->kind == IN_SASL)
-            sasl_line(c, (const char *)c->in.data, len);
+            in_sasl_line(c, (const char *)c->in.data, len);
         else if (ag_policy_feed(&c->pol, (const char *)c->in.data, len) == 1)
-            policy_request(c);
+            in_policy_request(c);
         if (c->fd < 0)
             return;
         memmove(c->in.data, nl + 1, c->inlen - len - 1);
@@ -371,7 +176,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     struct in_conn *c = arg;
     size_t cap = c->kind == IN_SASL ? AG_SASL_LINE_MAX + 1 : AG_POLICY_LINE_MAX + 1;
     if (c->in.data == NULL && vks_secret_alloc(cap, &c->in, NULL) != VKS_OK) {
-        conn_close(c, "out of locked memory for the input buffer");
+        in_conn_close(c, "out of locked memory for the input buffer");
         return;
     }
     if (c->inlen == cap) { /* a job is pending and the buffer is full: wait for the job */
@@ -382,7 +187,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     if (r < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (r <= 0) {
-        conn_close(c, r < 0 ? "read failed" : NULL);
+        in_conn_close(c, r < 0 ? "read failed" : NULL);
         return;
     }
     if (c->inlen == 0)
@@ -394,7 +199,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         char why[96];
         snprintf(why, sizeof why, "a line longer than %zu bytes", cap - 1);
         if (c->kind == IN_POLICY)
-            reply(c, "action=DEFER_IF_PERMIT 4.7.1 vks-agent: policy request line too long\n\n");
+            in_reply(c, "action=DEFER_IF_PERMIT 4.7.1 vks-agent: policy request line too long\n\n");
         c->closing = true;
         ag_log("warning", "%s: connection %llu: %s; closing", kind_name(c->kind), (unsigned long long)c->id, why);
         vks_secret_free(&c->in);
@@ -422,64 +227,10 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct in_conn *c = arg;
-    conn_close(c, c->outoff < c->outlen ? "the client did not read its replies within read_timeout"
+    in_conn_close(c, c->outoff < c->outlen ? "the client did not read its replies within read_timeout"
                   : c->inlen > 0        ? "a partial line was not completed within read_timeout"
                   : c->kind == IN_SASL && !c->versioned ? "no VERSION line within read_timeout"
                                         : NULL); /* idle: closed quietly */
-}
-
-/* ------------------------------------------------------------------ finished jobs */
-
-static const char *client_reason(enum vks_inbound_outcome o)
-{
-    switch (o) { /* what the SMTP client may learn: no difference between unknown user and password */
-    case VKS_IN_SOURCE_REFUSED: return "login not allowed from this address";
-    case VKS_IN_LOCKED: return "too many failed logins, try again later";
-    case VKS_IN_TEMP: return "temporary authentication failure";
-    default: return "authentication failed";
-    }
-}
-
-static void sasl_done(struct in_conn *c, struct in_job *j)
-{
-    char line[600];
-    ag_log(j->ans.outcome == VKS_IN_OK ? "info" : "notice", "inbound.sasl: login %.255s from %s: %s%s%s%s",
-           j->user, j->rip[0] ? j->rip : "?", vks_inbound_outcome_name(j->ans.outcome), j->ans.cached ? " (cached)" : "",
-           j->ans.reason[0] ? ": " : "", j->ans.reason);
-    if (j->ans.outcome == VKS_IN_OK) {
-        snprintf(line, sizeof line, "OK\t%lu\tuser=%s\n", j->id, j->ans.username);
-        reply(c, line);
-    } else {
-        sasl_fail(c, j->id, j->user, client_reason(j->ans.outcome), j->ans.outcome == VKS_IN_TEMP);
-    }
-}
-
-static void policy_done(struct in_conn *c, struct in_job *j)
-{
-    char line[900];
-    const char *at = strrchr(j->sender, '@');
-    switch (j->ans.outcome) {
-    case VKS_IN_OK:
-        snprintf(line, sizeof line, "action=DUNNO\n\n");
-        break;
-    case VKS_IN_SENDER_REFUSED:
-        snprintf(line, sizeof line, "action=REJECT 5.7.1 sender domain %.253s is not allowed for login %.255s\n\n",
-                 at && at[1] ? at + 1 : "(none)", j->user);
-        break;
-    case VKS_IN_TEMP:
-        snprintf(line, sizeof line, "action=DEFER_IF_PERMIT 4.7.1 credential store unavailable, try again later\n\n");
-        break;
-    default:
-        snprintf(line, sizeof line, "action=REJECT 5.7.1 the credential of login %.255s is not valid\n\n", j->user);
-        break;
-    }
-    if (j->ans.outcome != VKS_IN_OK)
-        ag_log("notice", "inbound.policy: login %.255s sender <%.300s>: %s: %s", j->user, j->sender,
-               vks_inbound_outcome_name(j->ans.outcome), j->ans.reason);
-    for (char *p = line; *p; p++) /* the action is one line: nothing from the request may break it */
-        if ((unsigned char)*p < 0x20 && p[0] != '\n')
-            *p = ' ';
-    reply(c, line);
 }
 
 void in_conn_job_done(struct in_job *j)
@@ -492,9 +243,9 @@ void in_conn_job_done(struct in_job *j)
     } else {
         c->last_ms = in_now_ms();
         if (j->kind == IN_SASL)
-            sasl_done(c, j);
+            in_sasl_done(c, j);
         else
-            policy_done(c, j);
+            in_policy_done(c, j);
         if (c->fd >= 0) {
             process(c); /* lines that waited for this job */
             if (c->fd >= 0) {
@@ -528,7 +279,7 @@ static bool make_room(enum in_kind k)
         ag_log("warning", "%s: %zu connections, none idle: new connection refused", kind_name(k), g_n);
         return false;
     }
-    conn_close(old, "inbound.max_connections reached: the connection idle the longest makes room");
+    in_conn_close(old, "inbound.max_connections reached: the connection idle the longest makes room");
     return true;
 }
 
@@ -571,7 +322,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     g_conns = c;
     g_n++;
     if (c->rev == NULL || c->wev == NULL || c->tev == NULL) {
-        conn_close(c, "out of memory");
+        in_conn_close(c, "out of memory");
         return;
     }
     event_add(c->rev, NULL);
@@ -579,7 +330,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         char hs[400];
         size_t n = ag_sasl_handshake(hs, sizeof hs, (unsigned long)c->id);
         hs[n] = '\0';
-        reply(c, hs);
+        in_reply(c, hs);
     }
     if (c->fd >= 0)
         arm(c);

@@ -67,5 +67,14 @@ void in_conn_close_all(void);
 size_t in_conn_count(void);
 /* A finished SASL/policy job: reply, release (loop thread). */
 void in_conn_job_done(struct in_job *j);
+/* Closes the connection (why != NULL: logged); freed once no job and no caller needs it. */
+void in_conn_close(struct in_conn *c, const char *why);
+/* Queues a reply line (never a secret), bounded; may close the connection. */
+void in_reply(struct in_conn *c, const char *s);
+/* inbound_proto.c: one SASL line, a complete policy request, and the replies to finished jobs. */
+void in_sasl_line(struct in_conn *c, const char *line, size_t len);
+void in_policy_request(struct in_conn *c);
+void in_sasl_done(struct in_conn *c, struct in_job *j);
+void in_policy_done(struct in_conn *c, struct in_job *j);
 
 #endif

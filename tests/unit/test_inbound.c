@@ -7,6 +7,7 @@
  * Secrets: tests/test-secrets.d/inbound.txt.
  */
 #include <criterion/criterion.h>
+#include <pthread.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -305,5 +306,43 @@ Test(inbound, lockout_per_username_and_address)
         cr_assert_eq(login(ib, i % 2 ? "ghost1" : "ghost2", PW2, "192.0.2.50", NULL), VKS_IN_UNKNOWN_USER);
     cr_assert_eq(login(ib, "app6", PW, "192.0.2.50", NULL), VKS_IN_LOCKED, "the address is locked");
     cr_assert_eq(login(ib, "app6", PW, "192.0.2.51", NULL), VKS_IN_OK);
+    vks_inbound_free(ib);
+}
+
+struct race {
+    struct vks_inbound *ib;
+    int wrong_ok, right_bad;
+};
+
+static void *racer(void *arg)
+{
+    struct race *r = arg;
+    for (int i = 0; i < 40; i++) {
+        struct vks_inbound_answer a;
+        bool wrong = i % 4 == 3;
+        const char *pw = wrong ? PW2 : PW;
+        vks_inbound_verify(r->ib, i % 2 ? "app7" : "APP7", (const unsigned char *)pw, strlen(pw), "127.0.0.1", &a,
+                           NULL);
+        if (!wrong && a.outcome != VKS_IN_OK)
+            __atomic_add_fetch(&r->right_bad, 1, __ATOMIC_RELAXED);
+        if (wrong && a.outcome == VKS_IN_OK)
+            __atomic_add_fetch(&r->wrong_ok, 1, __ATOMIC_RELAXED);
+        vks_inbound_check_sender(r->ib, "app7", "a@b.example", "127.0.0.1", &a, NULL);
+    }
+    return NULL;
+}
+
+Test(inbound, concurrent_logins_share_the_cache_safely)
+{
+    create("in/app7", "app7", true, NULL, NULL);
+    struct vks_inbound *ib = ib_new(30000, 100000, 60000);
+    struct race r = { .ib = ib };
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&t[i], NULL, racer, &r);
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    cr_assert_eq(r.wrong_ok, 0, "a wrong password never succeeded");
+    cr_assert_eq(r.right_bad, 0, "the right password always succeeded");
     vks_inbound_free(ib);
 }
