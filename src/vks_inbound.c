@@ -43,7 +43,6 @@ vks_status vks_inbound_new(const struct vks_inbound_config *cfg, struct vks_vaul
     ib->kr = kr;
     snprintf(ib->mount, sizeof ib->mount, "%s", mount);
     snprintf(ib->prefix, sizeof ib->prefix, "%s", prefix);
-    snprintf(ib->service, sizeof ib->service, "%s", cfg && cfg->service ? cfg->service : "inbound");
     ib->ttl_ms = cfg && cfg->cache_ttl_ms >= 0 ? cfg->cache_ttl_ms : 30000;
     ib->lockout_ms = cfg && cfg->lockout_ms > 0 ? cfg->lockout_ms : 300000;
     ib->window_ms = cfg && cfg->window_ms > 0 ? cfg->window_ms : 900000;
@@ -216,7 +215,7 @@ static void audit(struct vks_inbound *ib, const char *api, const struct ib_rec *
         .outcome = a->outcome == VKS_IN_OK ? (a->cached ? VKS_AUDIT_HIT : VKS_AUDIT_MISS)
                    : a->outcome == VKS_IN_TEMP ? VKS_AUDIT_ERROR : VKS_AUDIT_DENIED,
         .error = a->outcome == VKS_IN_OK ? NULL : a->reason, .mount = ib->mount, .path = path[0] ? path : NULL,
-        .key = ib->service, .kv_version = 2, .secret_version = rec ? rec->version : 0, .cached = a->cached,
+        .key = strcmp(api, "inbound.sender") == 0 ? NULL : "verifier", .kv_version = 2, .secret_version = rec ? rec->version : 0, .cached = a->cached,
         .ctx = { .username = username, .destination = source, .domain = domain },
     };
     (void)vks_audit_emit(&ev, NULL, NULL);

@@ -49,7 +49,6 @@ struct vks_inbound_config {
                                       900000 (a new window starts at the first failure after the
                                       previous one ended)                                        */
     size_t entries;                /* cache and counter slots; 0 = default 1024                  */
-    const char *service;           /* for audit events ("agent.sasl"); NULL = "inbound"          */
 };
 
 enum vks_inbound_outcome {

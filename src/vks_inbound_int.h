@@ -40,7 +40,7 @@ struct vks_inbound {
     pthread_mutex_t mu;
     struct vks_vault *vault;
     const struct vks_keyring *kr;
-    char mount[128], prefix[VKS_CRED_NAME_MAX + 1], service[32];
+    char mount[128], prefix[VKS_CRED_NAME_MAX + 1];
     long ttl_ms, lockout_ms, window_ms;
     unsigned max_user, max_addr;
     size_t n;                      /* slots in users and counts                                  */
