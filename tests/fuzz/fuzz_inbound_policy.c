@@ -3,6 +3,8 @@
  * requests, line by line (agent/policy.c). Every request ends at its blank line with the kept
  * attributes NUL-terminated inside their buffers and a reason whenever it is marked bad.
  */
+#include <stdlib.h>
+
 #include "../../agent/policy.c"
 
 static void check(const struct ag_policy_req *r)
