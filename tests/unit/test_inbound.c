@@ -13,6 +13,7 @@
 
 #include "vaultdev_harness.h"
 #include "vks_cred.h"
+#include "vks_envelope.h"
 #include "vks_inbound.h"
 #include "vks_verifier.h"
 
@@ -345,4 +346,42 @@ Test(inbound, concurrent_logins_share_the_cache_safely)
     cr_assert_eq(r.wrong_ok, 0, "a wrong password never succeeded");
     cr_assert_eq(r.right_bad, 0, "the right password always succeeded");
     vks_inbound_free(ib);
+}
+
+Test(inbound, retrievable_credentials_compare_the_decrypted_password)
+{
+    struct vks_keyring *kr = NULL;
+    struct vks_err e;
+    unsigned char key[32];
+    memset(key, 0x5a, sizeof key);
+    cr_assert_eq(vks_keyring_new(&kr, &e), VKS_OK);
+    cr_assert_eq(vks_keyring_add(kr, "k1", key, &e), VKS_OK, "%s", e.msg);
+    struct vks_cred_ctx ctx;
+    cr_assert_eq(vks_cred_ctx_init(&ctx, vault, kr, "secret", "smtp-auth/", "test", &e), VKS_OK);
+    struct vks_cred_restrictions r;
+    memset(&r, 0, sizeof r);
+    r.domains.all = r.hosts.all = true;
+    vks_secret given = VKS_SECRET_EMPTY, out = VKS_SECRET_EMPTY;
+    cr_assert_eq(vks_secret_dup(PW, strlen(PW), &given, NULL), VKS_OK);
+    struct vks_cred_create_req req = { .name = "in/app8", .username = "app8", .restrictions = &r, .password = &given,
+                                       .inbound = true, .retrievable = true };
+    int64_t ver = 0;
+    cr_assert_eq(vks_cred_create(&ctx, &req, &out, &ver, &e), VKS_OK, "%s", e.msg);
+    vks_secret_free(&given);
+    vks_secret_free(&out);
+    struct vks_inbound_config c = { .cache_ttl_ms = 0, .entries = 16 };
+    struct vks_inbound *ib = NULL;
+    cr_assert_eq(vks_inbound_new(&c, vault, kr, &ib, &e), VKS_OK);
+    cr_assert_eq(login(ib, "app8", PW, "127.0.0.1", NULL), VKS_IN_OK, "the decrypted password matches");
+    cr_assert_eq(login(ib, "app8", PW2, "127.0.0.1", NULL), VKS_IN_BAD_PASSWORD);
+    cr_assert_eq(login(ib, "app8", "inbound-Test-Password-7c4", "127.0.0.1", NULL), VKS_IN_BAD_PASSWORD,
+                 "a prefix of the password");
+    vks_inbound_free(ib);
+    cr_assert_eq(vks_inbound_new(&c, vault, NULL, &ib, &e), VKS_OK);
+    struct vks_inbound_answer a;
+    vks_inbound_verify(ib, "app8", (const unsigned char *)PW, strlen(PW), "127.0.0.1", &a, NULL);
+    cr_assert_eq(a.outcome, VKS_IN_REVOKED, "no key to decrypt with: fail closed");
+    cr_assert(strstr(a.reason, "no encryption key"), "%s", a.reason);
+    vks_inbound_free(ib);
+    vks_keyring_free(kr);
 }
