@@ -356,7 +356,11 @@ def setup(e, d):
 
 
 def agent_text(e, d):
-    text = agent_config(e.vd, token_file(d, e.vd.root_token), audit=e.audit, key_file=e.key)
+    with open(os.path.join(ROOT, "policy-examples", "mta-inbound.hcl")) as f:
+        e.vd.policy("mta-inbound", f.read())
+    tok = e.vd.create_token(policies=["mta-inbound"], display_name="mta-inbound")  # the shipped policy suffices
+    T.secrets.append(tok)
+    text = agent_config(e.vd, token_file(d, tok), audit=e.audit, key_file=e.key)
     h = hashlib.sha256(HTTP_TOKEN.encode()).hexdigest()
     return text + f'''
 [vault_api]
