@@ -118,7 +118,7 @@ struct ag_api_conf {
 struct ag_inbound_conf {
     bool enabled;
     char *mount, *prefix;              /* NULL: "secret", "smtp-auth/"                           */
-    long cache_ttl_ms, lockout_ms, window_ms; /* -1 / 0: the core's defaults (30 s, 5, 15 min)   */
+    long cache_ttl_ms, lockout_ms, window_ms; /* -1 / 0: the core's defaults (30 s, 30, 15 min)  */
     long long max_failures, max_failures_address, workers, max_connections;
     long idle_timeout_ms, read_timeout_ms, verify_timeout_ms;
     struct ag_listener_conf sasl, policy; /* socket, mode, group, allow_users/groups             */

@@ -9,7 +9,7 @@
  * process-wide vks_inbound, made at the first call from the configuration in force (vks.setup or
  * the environment: Vault address, token, CA) and the environment's encryption keys (only
  * --retrievable credentials need them), with the core's defaults (cache_ttl 30 s, 10 failures per
- * username, 30 per address, 15 min window, 5 min lockout). The password is copied from the Lua
+ * username, 30 per address, 15 min window, 30 min lockout). The password is copied from the Lua
  * string into an arena slot for the call and wiped; the Lua string itself belongs to Lua.
  * Misuse (non-string arguments) raises; a credential store that cannot be asked returns
  * false, "temp", reason. Thread-safety: the object is made once (pthread_once-like under a mutex)

@@ -44,7 +44,7 @@ vks_status vks_inbound_new(const struct vks_inbound_config *cfg, struct vks_vaul
     snprintf(ib->mount, sizeof ib->mount, "%s", mount);
     snprintf(ib->prefix, sizeof ib->prefix, "%s", prefix);
     ib->ttl_ms = cfg && cfg->cache_ttl_ms >= 0 ? cfg->cache_ttl_ms : 30000;
-    ib->lockout_ms = cfg && cfg->lockout_ms > 0 ? cfg->lockout_ms : 300000;
+    ib->lockout_ms = cfg && cfg->lockout_ms > 0 ? cfg->lockout_ms : 1800000;
     ib->window_ms = cfg && cfg->window_ms > 0 ? cfg->window_ms : 900000;
     ib->max_user = cfg && cfg->max_failures ? cfg->max_failures : 10;
     ib->max_addr = cfg && cfg->max_failures_address ? cfg->max_failures_address : 30;

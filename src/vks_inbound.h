@@ -44,7 +44,8 @@ struct vks_inbound_config {
     unsigned max_failures;         /* failures per username within the window that lock it;
                                       0 = default 10                                            */
     unsigned max_failures_address; /* failures per source address; 0 = default 30                */
-    long lockout_ms;               /* how long a lockout lasts; <= 0 = default 300000            */
+    long lockout_ms;               /* how long a lockout lasts; <= 0 = default 1800000 (30 min,
+                                      PCI DSS v4.0 8.3.4's minimum)                              */
     long window_ms;                /* failures are counted over this window; <= 0 = default
                                       900000 (a new window starts at the first failure after the
                                       previous one ended)                                        */
