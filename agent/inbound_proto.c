@@ -64,7 +64,7 @@ static bool printable(const unsigned char *p, size_t n)
 /* A response for request r (base64 in [d, d+n)): PLAIN's, or LOGIN's user name or password. */
 static void sasl_response(struct in_conn *c, struct in_req *r, const char *d, size_t n)
 {
-    char why[160];
+    char why[160] = "";
     vks_secret buf;
     struct in_req rq = *r;
     if (ag_sasl_b64(d, n, &buf, why, sizeof why) != 0) {

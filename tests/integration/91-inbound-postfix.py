@@ -212,6 +212,8 @@ def scenario_protocol(e):
         ("AUTH\t5\tCRAM-MD5\tsecured", "FAIL\t5\treason=mechanism CRAM-MD5 is not supported", "unknown mechanism"),
         ("AUTH\t6\tPLAIN\tsecured\trip=127.0.0.1\tresp=%s" % b64("other\0app1@app.example\0x"),
          "FAIL\t6\treason=PLAIN authzid differs", "proxy authzid refused"),
+        ("AUTH\t9\tPLAIN\tsecured\trip=127.0.0.1\tresp=%s" % b64("\0us\x01er\0pw"),
+         "FAIL\t9\treason=PLAIN user name is not printable", "a control character in the user name"),
         ("CONT\t99\tAAAA", "FAIL\t99\treason=no such request", "CONT for an unknown id"),
         ("AUTH\tx\tPLAIN", None, "AUTH without a numeric id: connection closed"),
     ]
