@@ -1,6 +1,6 @@
 -- A stand-in for the parts of KumoMTA's Lua API that policy-examples/kumomta-inbound-auth.lua uses
 -- (kumo.on, kumo.reject, kumo.http.build_client, kumo.serde.json_encode/json_parse), for
--- tests/integration/92-inbound-kumo.py. kumo.http is real HTTP through the curl program; the
+-- tests/integration/91-inbound-kumo.py. kumo.http is real HTTP through the curl program; the
 -- request body goes through a 0600 temporary file (never the command line). Flat JSON objects of
 -- strings and booleans only: what the example sends and the agent answers.
 local M = { handlers = {} }
