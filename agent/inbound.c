@@ -6,6 +6,7 @@
  * evthread_use_pthreads). A job that waited longer than inbound.verify_timeout in the queue is
  * answered TEMP without work, so a burst cannot make answers arrive after the client gave up.
  */
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,6 +33,8 @@ static struct event *g_done_ev;
 static pthread_t *g_threads;
 static int g_nthreads;
 static atomic_size_t g_in_flight;
+#define N_OUTCOMES 8 /* enum vks_inbound_outcome */
+static atomic_uint_fast64_t g_count[2][N_OUTCOMES], g_cached; /* [0] logins, [1] sender checks */
 
 int64_t in_now_ms(void)
 {
@@ -89,7 +92,39 @@ static void *worker(void *arg)
     }
 }
 
-void ag_inbound_http_job_done(struct in_job *j); /* vaultapi.c */
+void ag_inbound_http_job_done(struct in_job *j); /* inbound_http.c */
+
+static void count(const struct in_job *j)
+{
+    bool sender_only = j->kind == IN_POLICY || (j->kind == IN_HTTP && j->id == 1);
+    const struct vks_inbound_answer *a = j->kind == IN_HTTP && j->id == 1 ? &j->sans : &j->ans;
+    if ((unsigned)a->outcome < N_OUTCOMES)
+        atomic_fetch_add(&g_count[sender_only][a->outcome], 1);
+    if (!sender_only && a->cached)
+        atomic_fetch_add(&g_cached, 1);
+    if (j->kind == IN_HTTP && j->id != 1 && j->check_sender && (unsigned)j->sans.outcome < N_OUTCOMES &&
+        j->ans.outcome == VKS_IN_OK)
+        atomic_fetch_add(&g_count[1][j->sans.outcome], 1);
+}
+
+void ag_inbound_metrics(struct evbuffer *b)
+{
+    if (in_conf == NULL)
+        return;
+    static const char *const what[2] = { "vks_agent_inbound_logins_total", "vks_agent_inbound_sender_checks_total" };
+    static const char *const help[2] = { "Inbound logins verified, by result.",
+                                         "Sender-domain checks of inbound logins, by result." };
+    for (int k = 0; k < 2; k++) {
+        evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s counter\n", what[k], help[k], what[k]);
+        for (int o = 0; o < N_OUTCOMES; o++)
+            evbuffer_add_printf(b, "%s{result=\"%s\"} %llu\n", what[k],
+                                vks_inbound_outcome_name((enum vks_inbound_outcome)o),
+                                (unsigned long long)atomic_load(&g_count[k][o]));
+    }
+    evbuffer_add_printf(b, "# HELP vks_agent_inbound_cached_total Inbound logins answered from the success cache.\n"
+                           "# TYPE vks_agent_inbound_cached_total counter\nvks_agent_inbound_cached_total %llu\n",
+                        (unsigned long long)atomic_load(&g_cached));
+}
 
 static void on_done(evutil_socket_t fd, short what, void *arg)
 {
@@ -103,6 +138,7 @@ static void on_done(evutil_socket_t fd, short what, void *arg)
     while (j != NULL) {
         struct in_job *next = j->next;
         atomic_fetch_sub(&g_in_flight, 1);
+        count(j);
         if (j->kind == IN_HTTP)
             ag_inbound_http_job_done(j);
         else

@@ -80,4 +80,7 @@ void ag_inbound_stop_listening(void);
 void ag_inbound_close(void);
 size_t ag_inbound_connections(void);
 size_t ag_inbound_in_flight(void);
+/* Appends the inbound counters to a /metrics answer (metrics.c; loop thread). */
+struct evbuffer;
+void ag_inbound_metrics(struct evbuffer *b);
 #endif

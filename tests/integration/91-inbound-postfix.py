@@ -333,6 +333,23 @@ def scenario_http(e):
     T.eq(st, 405, "http verify: GET is 405")
 
 
+def scenario_metrics(e):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % e.metrics_port, timeout=10) as r:
+        text = r.read().decode()
+    vals = {}
+    for line in text.splitlines():
+        if line.startswith("vks_agent_inbound_"):
+            k, _, v = line.rpartition(" ")
+            vals[k] = int(v)
+    def v(name):
+        return vals.get(name, 0)
+    T.ok(v('vks_agent_inbound_logins_total{result="ok"}') >= 10, "metrics: successful logins counted", vals)
+    for res in ("bad_password", "source_refused", "locked", "revoked", "unknown_user"):
+        T.ok(v('vks_agent_inbound_logins_total{result="%s"}' % res) >= 1, "metrics: %s logins counted" % res, vals)
+    T.ok(v('vks_agent_inbound_sender_checks_total{result="sender_refused"}') >= 2, "metrics: refused senders", vals)
+    T.ok(v('vks_agent_inbound_cached_total') >= 1, "metrics: cached logins counted", vals)
+
+
 def setup(e, d):
     cert, key = os.path.join(d, "smtpd-cert.pem"), os.path.join(d, "smtpd-key.pem")
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
@@ -342,6 +359,7 @@ def setup(e, d):
     e.ctx = ssl.create_default_context(cafile=cert)
     e.port = free_port()
     e.http_port = free_port()
+    e.metrics_port = free_port()
     e.pf = Postfix(d, 1, cert)
     for k, v in [("defer_transports", "smtp"), ("smtpd_tls_cert_file", cert), ("smtpd_tls_key_file", key),
                  ("vks_recipient_restrictions",
@@ -365,6 +383,9 @@ def agent_text(e, d):
     text = agent_config(e.vd, token_file(d, tok), audit=e.audit, key_file=e.key)
     h = hashlib.sha256(HTTP_TOKEN.encode()).hexdigest()
     return text + f'''
+[metrics]
+listen = "127.0.0.1:{e.metrics_port}"
+
 [vault_api]
 listen = "127.0.0.1:{e.http_port}"
 tls = false
@@ -462,6 +483,7 @@ def main():
             T.run(scenario_lockout, e)
             T.run(scenario_protocol, e)
             T.run(scenario_http, e)
+            T.run(scenario_metrics, e)
         finally:
             if e.pf is not None:
                 e.pf.stop()
