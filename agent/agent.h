@@ -113,6 +113,18 @@ struct ag_api_conf {
     size_t n_clients;
 };
 
+/* [inbound] (issue 15, agent/inbound.h): inbound SMTP credentials for Postfix's Dovecot SASL and
+ * policy delegation. Read at start; a reload keeps the running settings (logged). */
+struct ag_inbound_conf {
+    bool enabled;
+    char *mount, *prefix;              /* NULL: "secret", "smtp-auth/"                           */
+    long cache_ttl_ms, lockout_ms, window_ms; /* -1 / 0: the core's defaults (30 s, 30, 15 min)  */
+    long long max_failures, max_failures_address, workers, max_connections;
+    long idle_timeout_ms, read_timeout_ms, verify_timeout_ms;
+    struct ag_listener_conf sasl, policy; /* socket, mode, group, allow_users/groups             */
+    bool http_verify;                  /* POST /v1/vks/inbound/verify on the [vault_api] listener */
+};
+
 struct ag_conf {
     atomic_int refs;
     char *file;
@@ -130,6 +142,7 @@ struct ag_conf {
     int metrics_port;
     struct ag_listener_conf lst[AG_LISTENER_COUNT];
     struct ag_api_conf api;
+    struct ag_inbound_conf inbound;
 };
 
 /*
@@ -216,6 +229,8 @@ vks_status ag_resolve_field(const struct ag_job *job, const struct ag_cred_map *
  * Vault-shaped JSON body in job->reply and sets job->http_status. */
 void ag_lookup_api(struct ag_job *job);
 
+/* The client whose token this is (SHA-256 compared in constant time with every entry), or NULL. */
+const struct ag_api_client *ag_api_find_client(const struct ag_api_conf *api, const char *token);
 /* vault_api (vaultapi.c), loop thread: starts the TCP and/or unix listeners. */
 int ag_api_open(struct event_base *base, const struct ag_conf *conf, char *err, size_t n);
 void ag_api_close(void);
@@ -279,6 +294,11 @@ void ag_net_job_done(struct ag_job *job);
 size_t ag_net_connections(void);
 void ag_net_close_all(void);
 struct ag_conf *ag_net_conf(void);
+/* A listening unix socket at lc->socket (bound at a temporary name, mode and group set, renamed
+ * over the path); name is the config section for messages. Returns the fd or -1 with err. */
+int ag_net_bind_unix(const struct ag_listener_conf *lc, const char *name, char *err, size_t n);
+/* SO_PEERCRED uid/gid against the listener's allow-lists. */
+bool ag_net_peer_allowed(const struct ag_listener_conf *lc, const struct ag_peer *p);
 
 void ag_log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

@@ -563,6 +563,8 @@ static void parse_cred(struct cerr *e, const struct sect *parent, struct ag_list
     }
 }
 
+static void parse_socket(struct cerr *e, const struct sect *sp, struct ag_listener_conf *lc);
+
 static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enum ag_proto p,
                            struct ag_listener_conf *lc)
 {
@@ -583,6 +585,24 @@ static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enu
     }
     lc->enabled = true;
     check_known(e, &s, p == AG_PROTO_SOCKETMAP ? known_sm : known_ex);
+    parse_socket(e, &s, lc);
+    if (p == AG_PROTO_SOCKETMAP) {
+        lc->map = get_str(e, &s, "map", true);
+        if (lc->map != NULL && strpbrk(lc->map, " :") != NULL)
+            cerr_add(e, vks_toml_get(t, "map")->line, "socketmap.map", "must not contain ' ' or ':'");
+        get_bool(e, &s, "sender_dependent", &lc->sender_dependent);
+    }
+    lc->forms[AG_FORM_HOST] = lc->forms[AG_FORM_NEXTHOP] = true;
+    lc->forms[AG_FORM_SENDER] = lc->sender_dependent;
+    parse_cred(e, &s, lc);
+}
+
+/* socket, mode, group, allow_users, allow_groups of a unix listener section. */
+static void parse_socket(struct cerr *e, const struct sect *sp, struct ag_listener_conf *lc)
+{
+    struct sect s = *sp;
+    const struct vks_toml_node *t = s.t;
+    const char *name = s.name;
     char fk_socket[64], fk_mode[64], fk_group[64];
     full_key(fk_socket, sizeof fk_socket, &s, "socket");
     full_key(fk_mode, sizeof fk_mode, &s, "mode");
@@ -618,15 +638,6 @@ static void parse_listener(struct cerr *e, const struct vks_toml_node *root, enu
     if (lc->n_uids + lc->n_gids == 0 && vks_toml_get(t, "allow_users") == NULL &&
         vks_toml_get(t, "allow_groups") == NULL)
         cerr_add(e, t->line, name, "allow_users or allow_groups is required (which peers may ask)");
-    if (p == AG_PROTO_SOCKETMAP) {
-        lc->map = get_str(e, &s, "map", true);
-        if (lc->map != NULL && strpbrk(lc->map, " :") != NULL)
-            cerr_add(e, vks_toml_get(t, "map")->line, "socketmap.map", "must not contain ' ' or ':'");
-        get_bool(e, &s, "sender_dependent", &lc->sender_dependent);
-    }
-    lc->forms[AG_FORM_HOST] = lc->forms[AG_FORM_NEXTHOP] = true;
-    lc->forms[AG_FORM_SENDER] = lc->sender_dependent;
-    parse_cred(e, &s, lc);
 }
 
 static char **str_array(struct cerr *e, const struct sect *s, const char *key, size_t *n, bool allow_empty)
@@ -844,10 +855,74 @@ static void api_clear(struct ag_api_conf *api)
     free(api->clients);
 }
 
+/* [inbound] and its [inbound.sasl] / [inbound.policy] listeners (docs/inbound.md). */
+static void parse_inbound_listener(struct cerr *e, const struct sect *in, const char *sub, const char *name,
+                                   struct ag_listener_conf *lc)
+{
+    static const char *const known[] = { "socket", "mode", "group", "allow_users", "allow_groups", NULL };
+    const struct vks_toml_node *t = vks_toml_get(in->t, sub);
+    lc->mode = 0660;
+    if (t == NULL)
+        return;
+    if (t->type != VKS_TOML_TABLE) {
+        cerr_add(e, t->line, name, "expected a table");
+        return;
+    }
+    struct sect s = { t, name, t->line };
+    lc->enabled = true;
+    check_known(e, &s, known);
+    parse_socket(e, &s, lc);
+}
+
+static void parse_inbound(struct cerr *e, const struct vks_toml_node *root, struct ag_inbound_conf *in)
+{
+    static const char *const known[] = { "mount", "prefix", "cache_ttl", "max_failures", "max_failures_per_address",
+                                         "lockout", "failure_window", "workers", "max_connections",
+                                         "idle_timeout", "read_timeout", "verify_timeout", "http_verify", "sasl",
+                                         "policy", NULL };
+    const struct vks_toml_node *t = vks_toml_get(root, "inbound");
+    in->cache_ttl_ms = -1;
+    in->workers = 2;
+    in->max_connections = 256;
+    in->idle_timeout_ms = 3600000;
+    in->read_timeout_ms = 10000;
+    in->verify_timeout_ms = 15000;
+    if (t == NULL)
+        return;
+    if (t->type != VKS_TOML_TABLE) {
+        cerr_add(e, t->line, "inbound", "expected a table");
+        return;
+    }
+    struct sect s = { t, "inbound", t->line };
+    in->enabled = true;
+    check_known(e, &s, known);
+    in->mount = get_str(e, &s, "mount", false);
+    in->prefix = get_str(e, &s, "prefix", false);
+    const struct vks_toml_node *ttl = vks_toml_get(t, "cache_ttl");
+    if (ttl != NULL && ttl->type == VKS_TOML_INTEGER && ttl->ival == 0)
+        in->cache_ttl_ms = 0; /* no cache */
+    else
+        get_duration(e, &s, "cache_ttl", &in->cache_ttl_ms);
+    get_duration(e, &s, "lockout", &in->lockout_ms);
+    get_duration(e, &s, "failure_window", &in->window_ms);
+    get_int(e, &s, "max_failures", 1, 1000000, &in->max_failures);
+    get_int(e, &s, "max_failures_per_address", 1, 1000000, &in->max_failures_address);
+    get_int(e, &s, "workers", 1, 64, &in->workers);
+    get_int(e, &s, "max_connections", 1, 100000, &in->max_connections);
+    get_duration(e, &s, "idle_timeout", &in->idle_timeout_ms);
+    get_duration(e, &s, "read_timeout", &in->read_timeout_ms);
+    get_duration(e, &s, "verify_timeout", &in->verify_timeout_ms);
+    get_bool(e, &s, "http_verify", &in->http_verify);
+    parse_inbound_listener(e, &s, "sasl", "inbound.sasl", &in->sasl);
+    parse_inbound_listener(e, &s, "policy", "inbound.policy", &in->policy);
+    if (!in->sasl.enabled && !in->policy.enabled && !in->http_verify)
+        cerr_add(e, t->line, "inbound", "needs [inbound.sasl], [inbound.policy] and/or http_verify = true");
+}
+
 static void parse_root(struct cerr *e, const struct vks_toml_node *root, struct ag_conf *c)
 {
     static const char *const known[] = { "vault", "cache", "audit", "agent", "metrics",
-                                         "socketmap", "exim", "vault_api", NULL };
+                                         "socketmap", "exim", "vault_api", "inbound", NULL };
     struct sect r = { root, "", 1 };
     check_known(e, &r, known);
     const char *secs[] = { "vault", "cache", "audit", "agent", "metrics" };
@@ -868,8 +943,12 @@ static void parse_root(struct cerr *e, const struct vks_toml_node *root, struct 
     for (int p = 0; p < AG_LISTENER_COUNT; p++)
         parse_listener(e, root, (enum ag_proto)p, &c->lst[p]);
     parse_api(e, root, &c->api);
-    if (!c->lst[AG_PROTO_SOCKETMAP].enabled && !c->lst[AG_PROTO_EXIM].enabled && !c->api.enabled)
-        cerr_add(e, 1, "socketmap", "no listener configured: add [socketmap], [exim] and/or [vault_api]");
+    parse_inbound(e, root, &c->inbound);
+    if (!c->lst[AG_PROTO_SOCKETMAP].enabled && !c->lst[AG_PROTO_EXIM].enabled && !c->api.enabled &&
+        !c->inbound.enabled)
+        cerr_add(e, 1, "socketmap", "no listener configured: add [socketmap], [exim], [vault_api] and/or [inbound]");
+    if (c->inbound.http_verify && !c->api.enabled)
+        cerr_add(e, 1, "inbound.http_verify", "needs the [vault_api] listener");
     if (c->lst[0].enabled && c->lst[1].enabled && c->lst[0].socket && c->lst[1].socket &&
         strcmp(c->lst[0].socket, c->lst[1].socket) == 0)
         cerr_add(e, 1, "exim.socket", "is the same path as socketmap.socket");
@@ -936,6 +1015,10 @@ static void conf_free(struct ag_conf *c)
     for (int i = 0; i < AG_LISTENER_COUNT; i++)
         listener_clear(&c->lst[i]);
     api_clear(&c->api);
+    free(c->inbound.mount);
+    free(c->inbound.prefix);
+    listener_clear(&c->inbound.sasl);
+    listener_clear(&c->inbound.policy);
     free(c);
 }
 

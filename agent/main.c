@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "inbound.h"
 #include "vks_resolver.h"
 
 #define ERRBUF 8192
@@ -25,7 +26,8 @@ static const char kUsage[] =
     "       vks-agent --help | --version\n"
     "\n"
     "Serves SMTP credentials stored in Vault to Postfix (socketmap) and Exim (readsocket), through\n"
-    "the vault-keysource cache, restrictions and hash-chained audit trail.\n"
+    "the vault-keysource cache, restrictions and hash-chained audit trail; with [inbound], verifies\n"
+    "the logins of applications submitting to Postfix (Dovecot SASL and policy delegation).\n"
     "\n"
     "  --config FILE    the TOML configuration (see vks-agent(8) and docs/agent.md)\n"
     "  --check-config   validate FILE and the files it names, print every error as\n"
@@ -65,6 +67,8 @@ static void on_hup(evutil_socket_t fd, short what, void *arg)
     }
     if (c->workers != g_conf->workers)
         ag_log("warning", "agent.workers changed: takes effect at the next restart");
+    if (c->inbound.enabled || g_conf->inbound.enabled)
+        ag_log("warning", "[inbound] is read at start only: its changes take effect at the next restart");
     if (ag_conf_apply_core(c, g_conf, err, ERRBUF) != 0 || ag_net_reconfigure(c, err, ERRBUF) != 0) {
         ag_log("error", "reload refused, the running configuration is kept: %s", err);
         ag_conf_apply_core(g_conf, NULL, err, ERRBUF); /* the old settings back in the core */
@@ -93,7 +97,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     double deadline = (double)g_drain_deadline.tv_sec + (double)g_drain_deadline.tv_nsec / 1e9;
-    if ((ag_pool_in_flight() == 0 && ag_net_connections() == 0) || mono() >= deadline) {
+    if ((ag_pool_in_flight() == 0 && ag_net_connections() == 0 && ag_inbound_in_flight() == 0) ||
+        mono() >= deadline) {
         if (ag_pool_in_flight() > 0 || ag_net_connections() > 0)
             ag_log("warning", "drain deadline passed with %zu lookups and %zu connections open",
                    ag_pool_in_flight(), ag_net_connections());
@@ -111,6 +116,7 @@ static void on_term(evutil_socket_t fd, short what, void *arg)
     ag_log("info", "stopping: no new connections, finishing %zu lookups in flight", ag_pool_in_flight());
     ag_metrics_set_draining(true);
     ag_net_stop_listening();
+    ag_inbound_stop_listening();
     double d = mono() + (double)g_conf->drain_timeout_ms / 1000.0;
     g_drain_deadline.tv_sec = (time_t)d;
     g_drain_deadline.tv_nsec = (long)((d - (double)(time_t)d) * 1e9);
@@ -160,8 +166,10 @@ static int run(void)
         return 1;
     }
     if (ag_net_open(g_base, g_conf, err, sizeof err) != 0 || ag_api_open(g_base, g_conf, err, sizeof err) != 0 ||
-        ag_metrics_listen(g_base, g_conf->metrics_host, g_conf->metrics_port, err, sizeof err) != 0) {
+        ag_metrics_listen(g_base, g_conf->metrics_host, g_conf->metrics_port, err, sizeof err) != 0 ||
+        ag_inbound_open(g_base, g_conf, err, sizeof err) != 0) {
         ag_log("error", "%s", err);
+        ag_inbound_close();
         ag_pool_stop();
         ag_api_close();
         ag_net_close_all();
@@ -188,6 +196,7 @@ static int run(void)
 
     event_base_dispatch(g_base);
 
+    ag_inbound_close();
     ag_pool_stop();
     ag_api_close();
     ag_net_close_all();

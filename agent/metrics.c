@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "agent.h"
+#include "inbound.h"
 
 static const double kBuckets[] = { 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10 };
 #define NBUCKETS (sizeof kBuckets / sizeof kBuckets[0])
@@ -143,6 +144,7 @@ static void render(struct evbuffer *b)
     evbuffer_add_printf(b, "# HELP vks_agent_audit_failures_total Audit events no sink could record.\n"
                            "# TYPE vks_agent_audit_failures_total counter\nvks_agent_audit_failures_total %llu\n",
                         (unsigned long long)as.failures);
+    ag_inbound_metrics(b); /* [inbound] (agent/inbound.c) */
 }
 
 static void on_request(struct evhttp_request *req, void *arg)

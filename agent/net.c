@@ -384,7 +384,7 @@ void ag_net_job_done(struct ag_job *j)
     free(j);
 }
 
-static bool peer_allowed(const struct ag_listener_conf *lc, const struct ag_peer *p)
+bool ag_net_peer_allowed(const struct ag_listener_conf *lc, const struct ag_peer *p)
 {
     for (size_t i = 0; i < lc->n_uids; i++)
         if (lc->allow_uids[i] == p->uid)
@@ -414,7 +414,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     struct ag_peer peer = { cr.pid, cr.uid, cr.gid };
-    if (!peer_allowed(lc, &peer)) {
+    if (!ag_net_peer_allowed(lc, &peer)) {
         ag_log("warning", "%s: peer uid %u gid %u pid %d is not in the allow-list: refused",
                ag_proto_name(ls->proto), (unsigned)cr.uid, (unsigned)cr.gid, (int)cr.pid);
         ag_metrics_refused(ls->proto, "peer_not_allowed");
@@ -463,18 +463,18 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 
 /* Binds a new listening socket at a temporary name next to the path, sets mode and group, and
  * renames it over the path (atomic for connecting clients). */
-static int bind_listener(const struct ag_listener_conf *lc, struct listener *out, char *err, size_t n)
+int ag_net_bind_unix(const struct ag_listener_conf *lc, const char *name, char *err, size_t n)
 {
     struct stat st;
     if (lstat(lc->socket, &st) == 0 && !S_ISSOCK(st.st_mode)) {
-        snprintf(err, n, "%s.socket: %s exists and is not a socket", ag_proto_name(lc->proto), lc->socket);
+        snprintf(err, n, "%s.socket: %s exists and is not a socket", name, lc->socket);
         return -1;
     }
     char tmp[sizeof(((struct sockaddr_un *)0)->sun_path)];
     const char *slash = strrchr(lc->socket, '/');
     int w = snprintf(tmp, sizeof tmp, "%.*s/.vks-agent.%d.tmp", (int)(slash - lc->socket), lc->socket, (int)getpid());
     if (w < 0 || (size_t)w >= sizeof tmp) {
-        snprintf(err, n, "%s.socket: path too long", ag_proto_name(lc->proto));
+        snprintf(err, n, "%s.socket: path too long", name);
         return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -492,11 +492,19 @@ static int bind_listener(const struct ag_listener_conf *lc, struct listener *out
     umask(old);
     if (b != 0 || chmod(tmp, lc->mode) != 0 || (lc->has_group && chown(tmp, (uid_t)-1, lc->group) != 0) ||
         listen(fd, SOMAXCONN) != 0 || rename(tmp, lc->socket) != 0) {
-        snprintf(err, n, "%s.socket: cannot listen on %s: %s", ag_proto_name(lc->proto), lc->socket, strerror(errno));
+        snprintf(err, n, "%s.socket: cannot listen on %s: %s", name, lc->socket, strerror(errno));
         unlink(tmp);
         close(fd);
         return -1;
     }
+    return fd;
+}
+
+static int bind_listener(const struct ag_listener_conf *lc, struct listener *out, char *err, size_t n)
+{
+    int fd = ag_net_bind_unix(lc, ag_proto_name(lc->proto), err, n);
+    if (fd < 0)
+        return -1;
     out->proto = lc->proto;
     out->path = strdup(lc->socket);
     out->ev = evconnlistener_new(g_base, on_accept, out, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0 /* already listening (SOMAXCONN) */, fd);

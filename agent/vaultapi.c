@@ -37,6 +37,8 @@
 
 #include "agent.h"
 
+bool ag_inbound_http_try(struct evhttp_request *req, const struct ag_conf *conf); /* inbound_http.c */
+
 struct pending {
     struct evhttp_request *req;       /* NULL once the client went away                         */
     struct evhttp_connection *evcon;
@@ -113,7 +115,7 @@ void ag_api_job_done(struct ag_job *j)
     free(j);
 }
 
-static const struct ag_api_client *find_client(const struct ag_api_conf *api, const char *token)
+const struct ag_api_client *ag_api_find_client(const struct ag_api_conf *api, const char *token)
 {
     unsigned char h[32];
     unsigned int hl = 0;
@@ -165,6 +167,8 @@ static void on_request(struct evhttp_request *req, void *arg)
         send_json(req, 503, "{\"errors\":[\"shutting down\"]}\n");
         return;
     }
+    if (ag_inbound_http_try(req, conf)) /* POST /v1/vks/inbound/... (agent/inbound_http.c) */
+        return;
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (cmd != EVHTTP_REQ_GET) {
         send_json(req, 405, "{\"errors\":[\"only GET (reads) is served by vks-agent\"]}\n");
@@ -175,7 +179,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *authz = evhttp_find_header(in, "Authorization");
     if ((tok == NULL || tok[0] == '\0') && authz != NULL && strncmp(authz, "Bearer ", 7) == 0)
         tok = authz + 7;
-    const struct ag_api_client *c = find_client(&conf->api, tok);
+    const struct ag_api_client *c = ag_api_find_client(&conf->api, tok);
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     const char *query = uri ? evhttp_uri_get_query(uri) : NULL;

@@ -32,7 +32,7 @@
 const char vks_cli_cred_create_usage[] =
     "usage: vks cred create NAME --username U (--domain D... | --all-domains) [--ip A...]\n"
     "                       [--owner O] [--tenant T] [--relay HOST:PORT] [--password-stdin]\n"
-    "                       [--mount M] [--prefix P]\n"
+    "                       [--inbound [--retrievable | --verifier SCHEME]] [--mount M] [--prefix P]\n"
     "\n"
     "Creates the credential NAME at <mount>/<prefix>NAME: the password (generated: 32 letters and\n"
     "digits from the kernel CSPRNG) stored as an ENC: envelope in field 'key', the username beside\n"
@@ -50,7 +50,16 @@ const char vks_cli_cred_create_usage[] =
     "  --relay HOST:PORT  the relay (submission port, STARTTLS) that `vks cred rotate` tests a\n"
     "                     new password against ([IPv6]:PORT for an address)\n"
     "  --password-stdin   read a provider-issued password from stdin instead of generating one\n"
-    "                     (echo off on a terminal; never on the command line)\n" COMMON_HELP "\n" EXIT_HELP;
+    "                     (echo off on a terminal; never on the command line)\n"
+    "  --inbound          a credential applications log in to our MTA with (docs/inbound.md):\n"
+    "                     --domain are the sender domains it may use, --ip the source addresses\n"
+    "                     it may connect from; only a verifier of the password is stored (field\n"
+    "                     'verifier'): it cannot be revealed later\n"
+    "  --retrievable      inbound: keep the password as an ENC: envelope in 'key' instead, so\n"
+    "                     that reveal works\n"
+    "  --verifier SCHEME  inbound: scrypt (default ln=14,r=8,p=5), scrypt:ln=N,r=R,p=P,\n"
+    "                     pbkdf2-sha256 (default i=600000) or pbkdf2-sha256:i=N; or\n"
+    "                     VKS_CRED_VERIFIER\n" COMMON_HELP "\n" EXIT_HELP;
 const char vks_cli_cred_list_usage[] =
     "usage: vks cred list [--tenant T] [--state S] [--due-before DATE] [--json] [--mount M]\n"
     "                     [--prefix P]\n"
@@ -126,14 +135,15 @@ const char vks_cli_cred_delete_usage[] =
 
 struct copts {
     const char *name, *mount, *prefix, *username, *owner, *tenant, *state, *reason, *confirm, *due_before, *within;
-    const char *relay;
-    bool all_domains, all_ips, json, password_stdin, force_stdout, no_relay;
+    const char *relay, *verifier;
+    bool all_domains, all_ips, json, password_stdin, force_stdout, no_relay, inbound, retrievable;
     const char *dom[MAXL], *rmdom[MAXL], *ip[MAXL], *rmip[MAXL];
     size_t ndom, nrmdom, nip, nrmip;
 };
 
 enum { O_MOUNT = 256, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_STATE, O_REASON, O_CONFIRM, O_ALLD, O_ALLI, O_JSON,
-       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE, O_WITHIN, O_RELAY, O_NORELAY };
+       O_PWSTDIN, O_FORCE, O_DOM, O_RMDOM, O_IP, O_RMIP, O_DUE, O_WITHIN, O_RELAY, O_NORELAY,
+       O_INBOUND, O_RETRIEVABLE, O_VERIFIER };
 
 static int add_to(const char **arr, size_t *n, const char *v, const char *opt)
 {
@@ -159,7 +169,8 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         { "remove-domain", required_argument, NULL, O_RMDOM }, { "ip", required_argument, NULL, O_IP },
         { "remove-ip", required_argument, NULL, O_RMIP }, { "due-before", required_argument, NULL, O_DUE },
         { "within", required_argument, NULL, O_WITHIN }, { "relay", required_argument, NULL, O_RELAY },
-        { "no-relay", no_argument, NULL, O_NORELAY },
+        { "no-relay", no_argument, NULL, O_NORELAY }, { "inbound", no_argument, NULL, O_INBOUND },
+        { "retrievable", no_argument, NULL, O_RETRIEVABLE }, { "verifier", required_argument, NULL, O_VERIFIER },
         { NULL, 0, NULL, 0 },
     };
     memset(o, 0, sizeof *o);
@@ -188,6 +199,9 @@ static int parse(int argc, char **argv, const int *allowed, bool want_name, cons
         case O_WITHIN: o->within = optarg; break;
         case O_RELAY: o->relay = optarg; break;
         case O_NORELAY: o->no_relay = true; break;
+        case O_INBOUND: o->inbound = true; break;
+        case O_RETRIEVABLE: o->retrievable = true; break;
+        case O_VERIFIER: o->verifier = optarg; break;
         case O_ALLD: o->all_domains = true; break;
         case O_ALLI: o->all_ips = true; break;
         case O_JSON: o->json = true; break;
@@ -290,7 +304,7 @@ static vks_status build_lists(const struct copts *o, struct vks_cred_restriction
 int vks_cli_cred_create(int argc, char **argv)
 {
     static const int allowed[] = { O_MOUNT, O_PREFIX, O_USER, O_OWNER, O_TENANT, O_ALLD, O_DOM, O_IP, O_PWSTDIN,
-                                   O_RELAY, 0 };
+                                   O_RELAY, O_INBOUND, O_RETRIEVABLE, O_VERIFIER, 0 };
     struct copts o;
     if (parse(argc, argv, allowed, true, vks_cli_cred_create_usage, &o) != 0)
         return 1;
@@ -300,6 +314,16 @@ int vks_cli_cred_create(int argc, char **argv)
     vks_status st = build_lists(&o, &r, &e);
     if (st == VKS_OK && !o.username)
         st = vks_err_set(&e, VKS_E_INVALID_INPUT, "--username is required");
+    struct vks_verifier_params vp;
+    const char *vs = o.verifier ? o.verifier : getenv("VKS_CRED_VERIFIER");
+    if (st == VKS_OK && (o.retrievable || o.verifier) && !o.inbound)
+        st = vks_err_set(&e, VKS_E_INVALID_INPUT, "--retrievable and --verifier apply to --inbound credentials only");
+    if (st == VKS_OK && o.retrievable && o.verifier)
+        st = vks_err_set(&e, VKS_E_INVALID_INPUT, "--retrievable keeps the password itself: no --verifier with it");
+    if (st == VKS_OK && o.inbound && !o.retrievable && vs)
+        st = vks_verifier_params_parse(vs, o.verifier ? "--verifier" : "VKS_CRED_VERIFIER", &vp, &e);
+    else
+        vks_verifier_params_default(&vp);
     if (st != VKS_OK) {
         vks_cred_restrictions_free(&r);
         return fail("create", st, &e);
@@ -311,9 +335,10 @@ int vks_cli_cred_create(int argc, char **argv)
     }
     struct env v;
     int rc = 1;
-    if (env_open("create", &o, true, &v) == 0) {
+    if (env_open("create", &o, !(o.inbound && !o.retrievable), &v) == 0) {
         struct vks_cred_create_req req = { o.name, o.username, o.owner, o.tenant, &r,
-                                           o.password_stdin ? &given : NULL, o.relay };
+                                           o.password_stdin ? &given : NULL, o.relay, o.inbound, o.retrievable,
+                                           &vp };
         vks_secret pw = VKS_SECRET_EMPTY;
         int64_t version = 0;
         st = vks_cred_create(&v.ctx, &req, &pw, &version, &e);
@@ -323,7 +348,10 @@ int vks_cli_cred_create(int argc, char **argv)
             fprintf(stderr, "created %s/%s%s version %lld (username %s; %s)\n", v.ctx.mount, v.ctx.prefix, o.name,
                     (long long)version, o.username, sum);
             if (!o.password_stdin) {
-                fprintf(stderr, "the password is shown once, below; it is not stored anywhere in clear:\n");
+                fprintf(stderr, o.inbound && !o.retrievable
+                                    ? "the password is shown once, below; only a verifier is stored: it cannot be "
+                                      "retrieved later:\n"
+                                    : "the password is shown once, below; it is not stored anywhere in clear:\n");
                 fwrite(pw.data, 1, pw.len, stdout);
                 fputc('\n', stdout);
                 fflush(stdout);
@@ -372,6 +400,7 @@ static json_object *rec_json(const struct vks_cred_record *r, bool full)
     jset(o, "owner", r->owner);
     jset(o, "tenant", r->tenant);
     jset(o, "relay", r->relay);
+    jset(o, "direction", r->direction[0] ? r->direction : "outbound");
     json_object_object_add(o, "version", json_object_new_int64(r->vault_version));
     if (full) {
         jset(o, "rotation_id", r->rotation_id);
@@ -507,6 +536,7 @@ static void show_text(const struct vks_cred_ctx *ctx, const struct vks_cred_reco
     printf("created:      %s\nrotated:      %s\ndue:          %s\nowner:        %s\ntenant:       %s\n",
            dash(r->created), dash(r->rotated), dash(r->due), dash(r->owner), dash(r->tenant));
     printf("relay:        %s\n", dash(r->relay));
+    printf("direction:    %s\n", r->direction[0] ? r->direction : "outbound");
     if (r->rotation_id[0])
         printf("rotation:     %s (started %s; pending record version %lld)\n", r->rotation_id,
                dash(r->rotation_started), (long long)r->pending_version);

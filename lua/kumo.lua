@@ -52,6 +52,15 @@ function kumo._fire(name, ...)
   return fn(...)
 end
 
+-- KumoMTA's kumo.reject(code, text) from an SMTP server event: ends the handler with an error
+-- the host reports as the SMTP reply (a table { rejected = true, code, text }).
+function kumo.reject(code, text)
+  if math.tointeger(code) == nil or code < 400 or code > 599 or type(text) ~= 'string' then
+    error('kumo.reject: expected a 4xx/5xx code and a text', 2)
+  end
+  error({ rejected = true, code = math.tointeger(code), text = text }, 0)
+end
+
 ------------------------------------------------------------------------------------------------
 -- keysources (KumoMTA's untagged enum: File, Data, Vault, Event, tried in that order)
 

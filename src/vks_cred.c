@@ -415,7 +415,7 @@ void vks_cred_time(int64_t t, int days, char out[40])
 static const char *const our_keys[] = { "allowed_domains", "allowed_hosts", "vks_cred", "username", "state",
                                         "created", "rotated", "due", "rev", "current_version",
                                         "previous_version", "pending_version", "rotation_id", "owner", "tenant",
-                                        "relay", "rotation_started", "previous_rotated" };
+                                        "relay", "rotation_started", "previous_rotated", "direction" };
 
 static void get_s(json_object *o, const char *k, char *out, size_t cap)
 {
@@ -523,6 +523,7 @@ vks_status vks_cred_record_parse(const char *body, size_t len, const char *name,
     get_s(cm, "relay", rec->relay, sizeof rec->relay);
     get_s(cm, "rotation_started", rec->rotation_started, sizeof rec->rotation_started);
     get_s(cm, "previous_rotated", rec->previous_rotated, sizeof rec->previous_rotated);
+    get_s(cm, "direction", rec->direction, sizeof rec->direction);
     rec->rev = get_n(cm, "rev");
     rec->current_version = get_n(cm, "current_version");
     rec->previous_version = get_n(cm, "previous_version");
@@ -590,7 +591,7 @@ vks_status vks_cred_metadata_body(const struct vks_cred_record *rec, char **out,
               put_n(cm, "pending_version", rec->pending_version) && put_s(cm, "rotation_id", rec->rotation_id) &&
               put_s(cm, "owner", rec->owner) && put_s(cm, "tenant", rec->tenant) && put_s(cm, "relay", rec->relay) &&
               put_s(cm, "rotation_started", rec->rotation_started) &&
-              put_s(cm, "previous_rotated", rec->previous_rotated);
+              put_s(cm, "previous_rotated", rec->previous_rotated) && put_s(cm, "direction", rec->direction);
     free(dom);
     free(hosts);
     if (st == VKS_OK && ok) {

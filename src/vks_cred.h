@@ -31,6 +31,7 @@
 #include "vks_error.h"
 #include "vks_secmem.h"
 #include "vks_vault.h"
+#include "vks_verifier.h"
 
 #define VKS_CRED_DEFAULT_MOUNT "secret"
 #define VKS_CRED_DEFAULT_PREFIX "smtp-auth/"
@@ -126,6 +127,8 @@ struct vks_cred_record {
     char relay[VKS_CRED_RELAY_MAX + 1];   /* rotation's test target "host:port"; "" = none      */
     char rotation_started[40];            /* when the rotation in flight was claimed            */
     char previous_rotated[40];            /* `rotated` of previous_version's password (rollback) */
+    char direction[16];                   /* "inbound" (applications log in to our MTA) or "" =
+                                             outbound (a relay password we send); issue 15   */
     int64_t rev, current_version, previous_version, pending_version; /* from custom_metadata; 0 = absent */
     int64_t vault_version;         /* Vault's current_version of the secret                  */
     struct vks_cred_restrictions restrictions;
@@ -200,6 +203,10 @@ struct vks_cred_create_req {
     const struct vks_cred_restrictions *restrictions; /* domains must be all or non-empty    */
     const vks_secret *password;                       /* NULL: generate one                  */
     const char *relay;                                /* "host:port" for rotation; may be NULL */
+    bool inbound;                                     /* issue 15: direction=inbound            */
+    bool retrievable;                                 /* inbound: keep the ENC: form in `key`
+                                                         (reveal works); else only a verifier  */
+    const struct vks_verifier_params *verifier;       /* inbound, not retrievable: NULL = defaults */
 };
 /*
  * Creates the credential (docs/credentials.md "Every write is check-and-set"). The username is

@@ -132,11 +132,12 @@ static vks_status unique_username(struct vks_cred_ctx *ctx, const char *username
     return st;
 }
 
-/* {"key":"<envelope>","username":"<u>"} (heap) */
-static vks_status data_json(const char *envelope, const char *username, char **out, struct vks_err *err)
+/* {"<field>":"<envelope or verifier>","username":"<u>"} (heap) */
+static vks_status data_json_field(const char *field, const char *envelope, const char *username, char **out,
+                                  struct vks_err *err)
 {
     json_object *o = json_object_new_object();
-    if (o == NULL || json_object_object_add(o, "key", json_object_new_string(envelope)) != 0 ||
+    if (o == NULL || json_object_object_add(o, field, json_object_new_string(envelope)) != 0 ||
         json_object_object_add(o, "username", json_object_new_string(username)) != 0 ||
         (*out = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN))) == NULL) {
         json_object_put(o);
@@ -144,6 +145,30 @@ static vks_status data_json(const char *envelope, const char *username, char **o
     }
     json_object_put(o);
     return VKS_OK;
+}
+
+static vks_status data_json(const char *envelope, const char *username, char **out, struct vks_err *err)
+{
+    return data_json_field("key", envelope, username, out, err);
+}
+
+/* Inbound without --retrievable: only a verifier of the password is stored (issue 15). */
+static vks_status inbound_verifier(const struct vks_cred_create_req *req, const vks_secret *pw, char **out,
+                                   struct vks_err *err)
+{
+    struct vks_verifier_params def;
+    vks_verifier_params_default(&def);
+    char *v = malloc(VKS_VERIFIER_MAX + 1);
+    if (v == NULL)
+        return vks_err_set(err, VKS_E_NOMEM, "out of memory");
+    vks_status st = vks_verifier_create(req->verifier ? req->verifier : &def, pw->data, pw->len, v,
+                                        VKS_VERIFIER_MAX + 1, err);
+    if (st != VKS_OK) {
+        free(v);
+        v = NULL;
+    }
+    *out = v;
+    return st;
 }
 
 static vks_status create_checks(const struct vks_cred_create_req *req, struct vks_err *err)
@@ -197,17 +222,21 @@ static vks_status create_write(struct vks_cred_ctx *ctx, const struct vks_cred_c
                                const vks_secret *pw, int64_t *version, struct act *a, struct vks_err *err)
 {
     const char *kid = ctx->keyring ? vks_keyring_primary_id(ctx->keyring) : NULL;
-    if (kid == NULL)
+    if (kid == NULL && !(req->inbound && !req->retrievable))
         return vks_err_set(err, VKS_E_CONFIG, "no encryption key to store the password as an ENC: envelope: set "
                            "VKS_ENCRYPTION_KEY, VKS_ENCRYPTION_KEY_FILE or VKS_ENCRYPTION_KEYS");
     struct vks_envelope_place place = { ctx->mount, path, "key" };
     char *env = NULL, *data = NULL, *meta = NULL;
-    vks_status st = vks_envelope_encrypt(ctx->keyring, kid, &place, pw->data, pw->len, &env, err);
+    bool verifier_only = req->inbound && !req->retrievable;
+    vks_status st = verifier_only ? inbound_verifier(req, pw, &env, err)
+                                  : vks_envelope_encrypt(ctx->keyring, kid, &place, pw->data, pw->len, &env, err);
     if (st == VKS_OK)
-        st = data_json(env, req->username, &data, err);
+        st = data_json_field(verifier_only ? "verifier" : "key", env, req->username, &data, err);
     struct vks_cred_record rec;
     memset(&rec, 0, sizeof rec);
     new_record(&rec, req, 1, ctx->rotation_days > 0 ? ctx->rotation_days : VKS_CRED_DUE_DAYS);
+    if (req->inbound)
+        snprintf(rec.direction, sizeof rec.direction, "inbound");
     if (st == VKS_OK)
         st = copy_lists(&rec.restrictions, req->restrictions, err);
     if (st == VKS_OK) /* the lists are checked against Vault's limits before anything is written */
@@ -462,7 +491,13 @@ vks_status vks_cred_reveal(struct vks_cred_ctx *ctx, const char *name, const cha
     struct vks_cred_record rec;
     struct act a = { .action = "reveal", .path = path, .reason = reason };
     st = load(ctx, name, path, &rec, err);
-    if (st == VKS_OK) {
+    if (st == VKS_OK && strcmp(rec.direction, "inbound") == 0) {
+        a.username = rec.username;
+        st = read_password(ctx, path, out, version, err);
+        if (st == VKS_E_MISSING_KEY) /* only a verifier is stored (docs/inbound.md) */
+            st = vks_err_set(err, VKS_E_MISSING_KEY, "'%s' is an inbound credential without --retrievable: only a "
+                             "verifier of its password is stored, the password cannot be revealed", path);
+    } else if (st == VKS_OK) {
         a.username = rec.username;
         st = read_password(ctx, path, out, version, err);
         a.version = *version;

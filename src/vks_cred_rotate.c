@@ -549,7 +549,10 @@ static vks_status rotate_run(struct rot *r, struct vks_err *err)
     vks_status st = vks_cred_int_load(r->ctx, r->name, r->path, &r->rec, err);
     if (st != VKS_OK) /* refused or not found: the attempt is audited all the same */
         return event(r, "rotate.claim", 0, NULL, st, err);
-    if (!r->rec.managed)
+    if (r->rec.managed && strcmp(r->rec.direction, "inbound") == 0) /* issue 15: not yet */
+        st = vks_err_set(err, VKS_E_INVALID_INPUT, "'%s' is an inbound credential: vks cred rotate does not rotate "
+                         "those yet (create a new one, move the application, delete this one)", r->path);
+    else if (!r->rec.managed)
         st = vks_err_set(err, VKS_E_INVALID_INPUT, "'%s' is not managed by vks cred (no custom_metadata.vks_cred)",
                          r->path);
     if (st == VKS_OK && !r->opts->relay && !r->rec.relay[0])

@@ -1,0 +1,16 @@
+# Vault ACL policy `mta-inbound`: what vks-agent's [inbound] (and vks.inbound_verify) needs to check
+# the logins of `vks cred create --inbound` credentials, and nothing else (docs/inbound.md).
+#   vault policy write mta-inbound mta-inbound.hcl
+# A login reads the username index record (vks-index/<prefix>usernames/<hex of the lowercased
+# username>: the credential's name) and then the credential's latest version: `verifier` (or, for
+# --retrievable ones, `key`), `username`, and the custom_metadata that comes with every data read
+# (direction, state, allowed_domains, allowed_hosts). No list, no metadata, no writes.
+# Mount `secret`, prefix `smtp-auth/` are the defaults; change both paths if yours differ.
+
+path "secret/data/vks-index/smtp-auth/usernames/*" {
+  capabilities = ["read"]
+}
+
+path "secret/data/smtp-auth/*" {
+  capabilities = ["read"]
+}
