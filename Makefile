@@ -79,6 +79,8 @@ TOML_CXX   := $(wildcard common/*.cpp)
 TOML_OBJ   := $(TOML_CXX:%.cpp=$(BUILD)/obj/%.o)
 AGENT_SRC  := $(wildcard agent/*.c)
 AGENT_OBJ  := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
+WEB_SRC    := $(wildcard web/*.c)
+WEB_OBJ    := $(WEB_SRC:%.c=$(BUILD)/obj/%.o)
 DEV_SRC    := $(wildcard tests/vault-dev/*.c)
 DEV_OBJ    := $(DEV_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -104,6 +106,9 @@ endif
 ifneq ($(AGENT_SRC),)
 TARGETS += $(BUILD)/vks-agent
 endif
+ifneq ($(WEB_SRC),)
+TARGETS += $(BUILD)/vks-serve
+endif
 
 .PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports deb
 
@@ -121,6 +126,10 @@ $(BUILD)/obj/%.o: %.cpp
 	$(CXX) $(CXXFLAGS_COMMON) -Isrc -Ihost -Icommon $(LUA_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/agent/%.o: agent/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icommon $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/web/%.o: web/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -149,6 +158,11 @@ $(BUILD)/vks-policy: $(HOST_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
 # The agent is C, but links the C++ runtime for libvkstoml.a (toml++).
 $(BUILD)/vks-agent: $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
 	$(CXX) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a $(EVENT_LIBS) $(CORE_LIBS)
+
+# vks-serve (`vks serve`, web/): the admin API and UI on the agent's libevent + OpenSSL; C++ runtime
+# for libvkstoml.a as the agent.
+$(BUILD)/vks-serve: $(WEB_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
+	$(CXX) $(LDFLAGS) -o $@ $(WEB_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a $(EVENT_LIBS) $(CORE_LIBS)
 
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread

@@ -71,4 +71,7 @@ int vks_cli_backup_verify(int argc, char **argv);
 int vks_cli_backup_restore(int argc, char **argv);
 extern const char vks_cli_backup_create_usage[], vks_cli_backup_verify_usage[], vks_cli_backup_restore_usage[];
 
+/* `vks serve ARGS`: execs vks-serve (beside this program, else $VKS_SERVE, else on PATH). */
+int vks_cli_serve(int argc, char **argv);
+
 #endif
