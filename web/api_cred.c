@@ -166,7 +166,7 @@ static bool body_lists(struct sv_req *r, json_object *b, struct vks_cred_restric
     return true;
 }
 
-static void create(struct sv_req *r)
+static void create(struct sv_req *r, const char *prefix)
 {
     if (!sv_csrf_ok(r))
         return;
@@ -186,7 +186,7 @@ static void create(struct sv_req *r)
     vks_err_clear(&e);
     vks_secret pw = VKS_SECRET_EMPTY;
     int64_t version = 0;
-    vks_status st = sv_ctx(r, NULL, &ctx, &e);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK) {
         struct vks_cred_create_req req = { name, user, owner, tenant, &rs, NULL, relay };
         st = vks_cred_create(&ctx, &req, &pw, &version, &e);
@@ -218,14 +218,14 @@ static void create(struct sv_req *r)
     json_object_put(b);
 }
 
-static void show(struct sv_req *r, const char *name)
+static void show(struct sv_req *r, const char *prefix, const char *name)
 {
     struct vks_cred_ctx ctx;
     struct vks_err e;
     vks_err_clear(&e);
     struct vks_cred_record rec;
     memset(&rec, 0, sizeof rec);
-    vks_status st = sv_ctx(r, NULL, &ctx, &e);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &rec, &e);
     if (st != VKS_OK) {
@@ -252,7 +252,7 @@ static void show(struct sv_req *r, const char *name)
     sv_send_json(r, 200, o, true);
 }
 
-static void reveal(struct sv_req *r, const char *name)
+static void reveal(struct sv_req *r, const char *prefix, const char *name)
 {
     if (!sv_csrf_ok(r))
         return;
@@ -267,7 +267,7 @@ static void reveal(struct sv_req *r, const char *name)
     vks_err_clear(&e);
     vks_secret pw = VKS_SECRET_EMPTY;
     int64_t version = 0;
-    vks_status st = sv_ctx(r, NULL, &ctx, &e);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_reveal(&ctx, name, reason, &pw, &version, &e);
     json_object_put(b);
@@ -294,7 +294,7 @@ static void reveal(struct sv_req *r, const char *name)
 
 /* "domains": the full new list (or "all_domains": true); the change is computed against the
  * current record: lift, removals, additions, as `vks cred restrict` applies them */
-static void restrict_(struct sv_req *r, const char *name)
+static void restrict_(struct sv_req *r, const char *prefix, const char *name)
 {
     if (!sv_csrf_ok(r))
         return;
@@ -311,7 +311,7 @@ static void restrict_(struct sv_req *r, const char *name)
     struct vks_cred_record cur, out;
     memset(&cur, 0, sizeof cur);
     memset(&out, 0, sizeof out);
-    vks_status st = sv_ctx(r, NULL, &ctx, &e);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &cur, &e);
     if (st == VKS_OK) {
@@ -352,7 +352,7 @@ static void restrict_(struct sv_req *r, const char *name)
     vks_cred_record_free(&out);
 }
 
-static void delete_(struct sv_req *r, const char *name)
+static void delete_(struct sv_req *r, const char *prefix, const char *name)
 {
     if (!sv_csrf_ok(r))
         return;
@@ -365,7 +365,7 @@ static void delete_(struct sv_req *r, const char *name)
     struct vks_cred_ctx ctx;
     struct vks_err e;
     vks_err_clear(&e);
-    vks_status st = sv_ctx(r, NULL, &ctx, &e);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_delete(&ctx, name, confirm, &e);
     json_object_put(b);
@@ -438,6 +438,9 @@ void sv_api_due(struct sv_req *r)
 void sv_api_credentials(struct sv_req *r, const char *rest)
 {
     bool get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST"), del = !strcmp(r->method, "DELETE");
+    char prefix[VKS_CRED_NAME_MAX + 1];
+    if (!tenant_prefix(r, prefix, sizeof prefix))
+        return;
     if (!*rest) {
         if (get)
             {
@@ -446,7 +449,7 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
             }
         if (post)
             {
-                create(r);
+                create(r, prefix);
                 return;
             }
     } else {
@@ -456,25 +459,25 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
         if (post && l > 7 && !strcmp(name + l - 7, "/reveal")) {
             name[l - 7] = '\0';
             {
-                reveal(r, name);
+                reveal(r, prefix, name);
                 return;
             }
         }
         if (post && l > 9 && !strcmp(name + l - 9, "/restrict")) {
             name[l - 9] = '\0';
             {
-                restrict_(r, name);
+                restrict_(r, prefix, name);
                 return;
             }
         }
         if (get)
             {
-                show(r, name);
+                show(r, prefix, name);
                 return;
             }
         if (del)
             {
-                delete_(r, name);
+                delete_(r, prefix, name);
                 return;
             }
     }

@@ -128,8 +128,14 @@ static void list_page(struct sv_req *r)
         H(b, full);
         P(b, " ");
         H(b, recs[i].username);
-        P(b, "\"><td><a href=\"/ui/credential?name=");
-        char *enc = evhttp_encode_uri(full);
+        P(b, "\"><td><a href=\"/ui/credential?");
+        if (tenant) {
+            P(b, "tenant=");
+            H(b, tenant);
+            P(b, "&amp;");
+        }
+        P(b, "name=");
+        char *enc = evhttp_encode_uri(recs[i].name);
         H(b, enc);
         free(enc);
         P(b, "\">");
@@ -174,7 +180,7 @@ static void new_page(struct sv_req *r)
          "<label for=\"c-ips\">Allowed addresses or CIDR ranges (one per line)</label>"
          "<textarea id=\"c-ips\" rows=\"3\" disabled></textarea></fieldset>"
          "<label for=\"c-owner\">Owner (optional)</label><input id=\"c-owner\" name=\"owner\">"
-         "<label for=\"c-tenant\">Tenant label (optional)</label><input id=\"c-tenant\" name=\"tenant\">"
+         "<label for=\"c-tenant\">Tenant (optional: stored under the tenant's own prefix)</label><input id=\"c-tenant\" name=\"tenant\">"
          "<button type=\"submit\">Create</button><p id=\"create-error\" class=\"error\" role=\"alert\"></p></form>"
          "<section id=\"pw-once\" class=\"card secret\" hidden aria-live=\"polite\"><h2>Password (shown once)</h2>"
          "<p>Copy it now. It is not stored anywhere in clear and will not be shown again; a later reveal is audited.</p>"
@@ -250,7 +256,14 @@ static void cred_page(struct sv_req *r)
     struct vks_cred_ctx ctx;
     struct vks_cred_record rec;
     memset(&rec, 0, sizeof rec);
-    vks_status st = name ? sv_ctx(r, NULL, &ctx, &e) : vks_err_set(&e, VKS_E_INVALID_INPUT, "no credential named (?name=)");
+    const char *tenant = sv_query(r, "tenant");
+    char prefix[VKS_CRED_NAME_MAX + 1];
+    snprintf(prefix, sizeof prefix, "%s%s%s", sv_cfg->prefix ? sv_cfg->prefix : VKS_CRED_DEFAULT_PREFIX,
+             tenant ? tenant : "", tenant ? "/" : "");
+    vks_status st = !name ? vks_err_set(&e, VKS_E_INVALID_INPUT, "no credential named (?name=)")
+                    : tenant ? vks_cred_check_tenant(tenant, "tenant", &e) : VKS_OK;
+    if (st == VKS_OK)
+        st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &rec, &e);
     if (st != VKS_OK) {
@@ -281,7 +294,9 @@ static void cred_page(struct sv_req *r)
     list_items(b, &rec.restrictions.hosts, "All IPs");
     P(b, "</dd></dl></section>");
     /* reveal */
-    P(b, "<section class=\"card\"><h2>Reveal</h2><form id=\"reveal-form\" data-name=\"");
+    P(b, "<section class=\"card\"><h2>Reveal</h2><form id=\"reveal-form\" data-tenant=\"");
+    H(b, tenant);
+    P(b, "\" data-name=\"");
     H(b, name);
     P(b, "\"><label for=\"reason\">Reason (required, audited)</label><input id=\"reason\" name=\"reason\" required "
          "maxlength=\"256\"><button type=\"submit\">Reveal for 30 s</button>"
@@ -289,7 +304,9 @@ static void cred_page(struct sv_req *r)
          "<div id=\"revealed\" class=\"secret\" hidden aria-live=\"polite\"><code id=\"revealed-value\"></code> "
          "<button type=\"button\" id=\"revealed-copy\">Copy</button> <span id=\"revealed-timer\"></span></div></section>");
     /* restrictions */
-    P(b, "<section class=\"card\"><h2>Restrictions</h2><form id=\"restrict-form\" data-name=\"");
+    P(b, "<section class=\"card\"><h2>Restrictions</h2><form id=\"restrict-form\" data-tenant=\"");
+    H(b, tenant);
+    P(b, "\" data-name=\"");
     H(b, name);
     P(b, "\"><label><input type=\"checkbox\" id=\"r-all-domains\"");
     P(b, rec.restrictions.domains.all ? " checked" : "");
@@ -317,7 +334,9 @@ static void cred_page(struct sv_req *r)
     }
     P(b, "</tbody></table></section>");
     /* delete */
-    P(b, "<section class=\"card danger\"><h2>Delete</h2><form id=\"delete-form\" data-name=\"");
+    P(b, "<section class=\"card danger\"><h2>Delete</h2><form id=\"delete-form\" data-tenant=\"");
+    H(b, tenant);
+    P(b, "\" data-name=\"");
     H(b, name);
     P(b, "\" data-username=\"");
     H(b, rec.username);

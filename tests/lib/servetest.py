@@ -62,23 +62,24 @@ class Session:
 
 
 class Serve:
-    def __init__(self, vd, extra_conf="", start=True):
+    def __init__(self, vd, extra_conf="", start=True, setup=True):
         self.vd = vd
         self.dir = vd.workdir
         self.port = free_port()
         self.url = "https://127.0.0.1:%d" % self.port
         self.audit_file = os.path.join(self.dir, "audit.log")
         self.outputs = []
-        for f in sorted(os.listdir(EX)):
-            if f.endswith(".hcl"):
-                vd.policy(f[:-4], open(os.path.join(EX, f)).read())
-        st, _ = vd.call("POST", "/v1/sys/auth/userpass", {"type": "userpass"})
-        assert st == 204, st
-        for u, (pw, pol) in USERS.items():
-            st, _ = vd.call("POST", "/v1/auth/userpass/users/" + u, {"password": pw, "token_policies": pol})
+        if setup:   # a second server on the same vault-dev skips this
+            for f in sorted(os.listdir(EX)):
+                if f.endswith(".hcl"):
+                    vd.policy(f[:-4], open(os.path.join(EX, f)).read())
+            st, _ = vd.call("POST", "/v1/sys/auth/userpass", {"type": "userpass"})
             assert st == 204, st
+            for u, (pw, pol) in USERS.items():
+                st, _ = vd.call("POST", "/v1/auth/userpass/users/" + u, {"password": pw, "token_policies": pol})
+                assert st == 204, st
         tls = os.path.join(self.dir, "tls")
-        self.conf = os.path.join(self.dir, "serve.toml")
+        self.conf = os.path.join(self.dir, "serve-%d.toml" % self.port)
         with open(self.conf, "w") as f:
             f.write('listen = "127.0.0.1:%d"\ntls_cert = "%s/server.pem"\ntls_key = "%s/server-key.pem"\n'
                     'static_dir = "%s/web/static"\nopenapi = "%s/docs/openapi.json"\n%s\n'
@@ -94,7 +95,7 @@ class Serve:
         return e
 
     def start(self, timeout=20):
-        self.err = os.path.join(self.dir, "serve.err")
+        self.err = os.path.join(self.dir, "serve-%d.err" % self.port)
         self._errf = open(self.err, "ab")
         self.proc = subprocess.Popen([os.path.join(BIN, "vks"), "serve", "--config", self.conf], env=self.env(),
                                      stdin=subprocess.DEVNULL, stdout=self._errf, stderr=self._errf)

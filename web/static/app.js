@@ -18,7 +18,8 @@
     try { j = await r.json(); } catch (e) { j = { error: 'HTTP ' + r.status }; }
     return { status: r.status, ok: r.ok, body: j };
   }
-  const credPath = (name) => '/api/v1/credentials/' + name.split('/').map(encodeURIComponent).join('/');
+  const credPath = (name, tenant, act) => '/api/v1/credentials/' + name.split('/').map(encodeURIComponent).join('/') +
+    (act ? '/' + act : '') + (tenant ? '?tenant=' + encodeURIComponent(tenant) : '');
   const lines = (t) => t.split(/[\n,]/).map((s) => s.trim()).filter((s) => s.length);
   const DOMAIN = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
   const IPV4 = /^(\d{1,3})(\.\d{1,3}){3}(\/\d{1,2})?$/;
@@ -91,20 +92,21 @@
         domains: doms, all_ips: ai, ips };
       if ($('c-owner').value.trim()) body.owner = $('c-owner').value.trim();
       if ($('c-tenant').value.trim()) body.tenant = $('c-tenant').value.trim();
-      const r = await api('POST', '/api/v1/credentials', body);
+      const r = await api('POST', '/api/v1/credentials' + (body.tenant ? '?tenant=' + encodeURIComponent(body.tenant) : ''), body);
       if (r.status !== 201) { err.textContent = r.body.error || ('HTTP ' + r.status); return; }
       cf.hidden = true;
       const box = $('pw-once');
       $('pw-value').textContent = r.body.password;
       box.dataset.name = r.body.name;
+      box.dataset.tenant = body.tenant || '';
       box.hidden = false;
       $('pw-copy').focus();
     });
     $('pw-copy').addEventListener('click', (e) => copy($('pw-value').textContent, e.target));
     $('pw-saved').addEventListener('click', () => {
-      const box = $('pw-once'), name = box.dataset.name;
+      const box = $('pw-once'), name = box.dataset.name, t = box.dataset.tenant;
       box.remove();
-      location.replace('/ui/credential?name=' + encodeURIComponent(name));
+      location.replace('/ui/credential?' + (t ? 'tenant=' + encodeURIComponent(t) + '&' : '') + 'name=' + encodeURIComponent(name));
     });
   }
 
@@ -115,7 +117,7 @@
       ev.preventDefault();
       const reason = $('reason').value.trim();
       if (!reason) { $('reveal-error').textContent = 'A reason is required.'; return; }
-      const r = await api('POST', credPath(rf.dataset.name) + '/reveal', { reason });
+      const r = await api('POST', credPath(rf.dataset.name, rf.dataset.tenant, 'reveal'), { reason });
       if (!r.ok) { $('reveal-error').textContent = (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || ''); return; }
       $('reveal-error').textContent = '';
       const box = $('revealed');
@@ -150,7 +152,7 @@
       const doms = ad ? [] : lines($('r-domains').value), ips = ai ? [] : lines($('r-ips').value);
       const bd = badEntry(doms, false), bi = badEntry(ips, true), msg = $('restrict-msg');
       if (bd || bi) { msg.textContent = 'Not valid: ' + (bd || bi); return; }
-      const r = await api('POST', credPath(sf.dataset.name) + '/restrict', { all_domains: ad, domains: doms, all_ips: ai, ips });
+      const r = await api('POST', credPath(sf.dataset.name, sf.dataset.tenant, 'restrict'), { all_domains: ad, domains: doms, all_ips: ai, ips });
       msg.textContent = r.ok ? 'Saved: ' + r.body.permissions : (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || '');
     });
   }
@@ -161,7 +163,7 @@
     c.addEventListener('input', () => { b.disabled = c.value !== df.dataset.username; });
     df.addEventListener('submit', async (ev) => {
       ev.preventDefault();
-      const r = await api('DELETE', credPath(df.dataset.name), { confirm_username: c.value });
+      const r = await api('DELETE', credPath(df.dataset.name, df.dataset.tenant), { confirm_username: c.value });
       if (r.ok) location.href = '/ui/credentials';
       else $('delete-error').textContent = (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || '');
     });

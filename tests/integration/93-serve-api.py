@@ -1,0 +1,371 @@
+"""vks serve, the admin API (issue 14), over real HTTPS against build/vault-dev with the shipped role
+policies loaded unchanged and one userpass user per role (tests/lib/servetest.py): every endpoint
+with every role (the matrix of docs/credentials.md "Access control" holds through the API, since
+each act is made with the operator's own Vault token), login by token and userpass, failed logins
+audited with operator, address and user agent, lockout after repeated failures, logout revoking
+the token in Vault, CSRF and cross-origin refusals, malformed JSON and wrong types answered 400
+naming the field, oversized bodies 413, idle sessions expiring, no-store on every answer, and every
+answer checked against docs/openapi.json (which is also what the server serves)."""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
+from vaultdev import VaultDev, Checks  # noqa: E402
+from servetest import Serve, USERS, ROOT  # noqa: E402
+
+T = Checks()
+SPEC = json.load(open(os.path.join(ROOT, "docs", "openapi.json")))
+SEEN = []          # (method, template, status, body)
+PASSWORDS = []     # every password the API handed out: must appear nowhere else
+UA = {"User-Agent": "vks-api-test/1"}
+
+
+def template(path):
+    p = path.split("?", 1)[0]
+    for t in SPEC["paths"]:
+        if "{name}" not in t:
+            if t == p:
+                return t
+    for suffix in ("/reveal", "/restrict"):
+        if p.startswith("/api/v1/credentials/") and p.endswith(suffix):
+            return "/api/v1/credentials/{name}" + suffix
+    if p.startswith("/api/v1/credentials/"):
+        return "/api/v1/credentials/{name}"
+    return None
+
+
+def call(s, method, path, body=None, **kw):
+    h = dict(UA)
+    h.update(kw.pop("headers", {}))
+    st, hdrs, j = s.call(method, path, body, headers=h, **kw)
+    SEEN.append((method.lower(), template(path), st, j))
+    if j and isinstance(j, dict) and "password" in j:
+        PASSWORDS.append(j["password"])
+    return st, hdrs, j
+
+
+# ------------------------------------------------------------------ OpenAPI validation
+def resolve(schema):
+    while "$ref" in schema:
+        node = SPEC
+        for part in schema["$ref"][2:].split("/"):
+            node = node[part]
+        schema = node
+    return schema
+
+
+def validate(v, schema, where):
+    schema = resolve(schema)
+    if "allOf" in schema:
+        return [e for s in schema["allOf"] for e in validate(v, s, where)]
+    if v is None:
+        return [] if schema.get("nullable") else ["%s: null not allowed" % where]
+    t = schema.get("type")
+    types = {"object": dict, "array": list, "string": str, "boolean": bool}
+    if t in types and not isinstance(v, types[t]):
+        return ["%s: %r is not %s" % (where, v, t)]
+    if t == "integer" and (not isinstance(v, int) or isinstance(v, bool)):
+        return ["%s: %r is not integer" % (where, v)]
+    if "enum" in schema and v not in schema["enum"]:
+        return ["%s: %r not in %r" % (where, v, schema["enum"])]
+    errs = []
+    if t == "object":
+        for k in schema.get("required", []):
+            if k not in v:
+                errs.append("%s: missing %s" % (where, k))
+        for k, s in schema.get("properties", {}).items():
+            if k in v:
+                errs += validate(v[k], s, where + "." + k)
+    if t == "array":
+        for i, e in enumerate(v):
+            errs += validate(e, schema.get("items", {}), "%s[%d]" % (where, i))
+    return errs
+
+
+def check_openapi(sv):
+    st, _, j = sv.request("GET", "/api/v1/openapi.json")
+    SEEN.append(("get", "/api/v1/openapi.json", st, None))
+    T.ok(st == 200 and j == SPEC, "GET /api/v1/openapi.json serves docs/openapi.json")
+    bad, undocumented, used = [], [], set()
+    for method, tpl, st, body in SEEN:
+        op = SPEC["paths"].get(tpl, {}).get(method) if tpl else None
+        if op is None or str(st) not in op["responses"]:
+            undocumented.append((method, tpl, st))
+            continue
+        used.add((method, tpl))
+        r = op["responses"][str(st)]
+        r = resolve(r) if "$ref" in r else r
+        schema = r.get("content", {}).get("application/json", {}).get("schema")
+        if schema:
+            bad += validate(body, schema, "%s %s %d" % (method.upper(), tpl, st))
+    T.ok(not undocumented, "every answer's method, path and status is documented", undocumented[:5])
+    T.ok(not bad, "%d answers match their OpenAPI schema" % len(SEEN), bad[:5])
+    ops = {(m, p) for p, ms in SPEC["paths"].items() for m in ms}
+    T.ok(ops <= used, "every documented operation was exercised", sorted(ops - used))
+
+
+# ------------------------------------------------------------------ the tests
+def test_health_and_headers(sv):
+    st, h, j = call(sv.login("boss"), "GET", "/api/v1/health")
+    T.ok(st == 200 and j["status"] == "ok", "health answers ok")
+    csp = h.get("content-security-policy", "")
+    T.ok("frame-ancestors 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp,
+         "strict CSP on API answers", csp)
+    T.eq(h.get("cache-control"), "no-store", "API answers are no-store")
+    st, h, _ = sv.request("GET", "/login")
+    T.ok(st == 200 and "frame-ancestors 'none'" in h.get("content-security-policy", ""), "CSP on pages")
+
+
+def test_login(sv, vd):
+    for u in USERS:
+        s = sv.login(u)
+        T.ok(s is not None and s.operator == "userpass-" + u, "userpass login of %s (operator userpass-%s)" % (u, u))
+    st, h, j = sv.request("POST", "/api/v1/login", {"method": "userpass", "username": "sam", "password": "wrong-TEST-password"},
+                          headers=UA)
+    SEEN.append(("post", "/api/v1/login", st, j))
+    T.ok(st == 401 and "password" not in json.dumps(j).lower().replace("username or password", ""), "wrong password: 401", j)
+    ev = [e for e in sv.audit_lines() if e.get("type") == "serve.login" and e.get("result") == "failure"]
+    T.ok(ev and ev[-1].get("operator") == "sam" and ev[-1].get("client_addr") == "127.0.0.1"
+         and ev[-1].get("user_agent") == "vks-api-test/1", "failed login audited with user, address and user agent",
+         ev[-1:] if ev else None)
+    tok = vd.create_token(policies=["cred-support"], display_name="tk-support")
+    s = sv.login(tok, method="token")
+    T.ok(s is not None and s.operator.startswith("token"), "token login", s and s.operator)
+    st, _, j = call(s, "POST", "/api/v1/logout", {})
+    T.ok(st == 200 and j == {"logged_out": True}, "logout")
+    vst, _ = vd.call("GET", "/v1/auth/token/lookup-self", token=tok)
+    T.eq(vst, 403, "logout revoked the operator's token in Vault")
+    st, _, _ = call(s, "GET", "/api/v1/credentials")
+    T.eq(st, 401, "the session is gone after logout")
+    st, _, j = sv.request("POST", "/api/v1/login", {"method": "token", "token": "hvs.not-a-token-TEST"})
+    T.eq(st, 401, "an unknown token cannot log in")
+    for body, field in (({"method": "pin"}, "method"), ({"method": "userpass", "password": "x"}, "username"),
+                        ({"method": "userpass", "username": "sam"}, "password"), ({"method": "token"}, "token")):
+        st, _, j = sv.request("POST", "/api/v1/login", body)
+        SEEN.append(("post", "/api/v1/login", st, j))
+        T.ok(st == 400 and j.get("field") == field, "login without %s: 400 naming it" % field, (st, j))
+
+
+def test_lockout(sv):
+    for _ in range(5):
+        sv.request("POST", "/api/v1/login", {"method": "userpass", "username": "audrey", "password": "bad-TEST-pw-123"})
+    st, h, j = sv.request("POST", "/api/v1/login", {"method": "userpass", "username": "audrey",
+                                                     "password": USERS["audrey"][0]})
+    SEEN.append(("post", "/api/v1/login", st, j))
+    T.ok(st == 429 and int(h.get("retry-after", "0")) > 0, "5 failures lock the username out, even with the right password",
+         (st, h.get("retry-after")))
+    ev = [e for e in sv.audit_lines() if e.get("type") == "serve.login" and "locked" in (e.get("detail") or "")]
+    T.ok(ev and ev[-1]["operator"] == "audrey", "the refused login is audited")
+
+
+def test_roles(sv):
+    boss, olive, sam, audrey, gina, alex = (sv.login(u) for u in ("boss", "olive", "sam", "audrey", "gina", "alex"))
+    new = {"name": "mx.example.com", "username": "mx-user", "domains": ["example.com", "*.example.org"],
+           "ips": ["192.0.2.0/24", "2001:db8::/32"]}
+    for s, name in ((sam, "support"), (audrey, "auditor"), (gina, "tenant globex")):
+        st, _, j = call(s, "POST", "/api/v1/credentials", new)
+        T.eq(st, 403, "%s cannot create" % name)
+    st, h, j = call(olive, "POST", "/api/v1/credentials", new)
+    T.ok(st == 201 and len(j.get("password", "")) == 32 and j["permissions"] == "2 domains, 2 IPs",
+         "cred-operator creates; the password comes once", (st, j and j.get("permissions")))
+    T.eq(h.get("cache-control"), "no-store", "the create answer is no-store")
+    st, _, j = call(olive, "POST", "/api/v1/credentials", new)
+    T.eq(st, 409, "the same name again: 409")
+    for s, name in ((boss, "operator+support"), (olive, "operator"), (sam, "support"), (audrey, "auditor")):
+        st, _, j = call(s, "GET", "/api/v1/credentials")
+        T.ok(st == 200 and any(c["name"] == "mx.example.com" for c in j["credentials"]), "%s lists" % name)
+    st, _, j = call(gina, "GET", "/api/v1/credentials")
+    T.eq(st, 403, "a tenant cannot list the shared prefix")
+    st, _, j = call(sam, "GET", "/api/v1/credentials/mx.example.com")
+    T.ok(st == 200 and j["fingerprint"] and j["username"] == "mx-user" and j["audit_chain"] == "verified"
+         and any(e["type"] == "cred.create" for e in j["audit_events"]), "support shows with fingerprint and audit events")
+    st, _, j = call(olive, "GET", "/api/v1/credentials/mx.example.com")
+    T.ok(st == 200 and j["fingerprint"] is None, "operator shows without fingerprint")
+    st, _, j = call(audrey, "GET", "/api/v1/credentials/mx.example.com")
+    T.ok(st == 200 and j["fingerprint"] is None, "auditor shows without fingerprint")
+    st, _, j = call(gina, "GET", "/api/v1/credentials/mx.example.com")
+    T.eq(st, 403, "another tenant cannot show it")
+    # reveal
+    st, h, j = call(sam, "POST", "/api/v1/credentials/mx.example.com/reveal", {"reason": "ticket API-7"})
+    T.ok(st == 200 and j["password"] == PASSWORDS[0] and h.get("cache-control") == "no-store",
+         "support reveals the password created, no-store")
+    ev = [e for e in sv.audit_lines() if e.get("type") == "cred.reveal" and e.get("result") == "success"]
+    T.ok(ev and ev[-1]["operator"] == "userpass-sam" and ev[-1]["reason"] == "ticket API-7"
+         and ev[-1]["client_addr"] == "127.0.0.1" and ev[-1]["source"] == "serve", "the reveal is audited with user and reason")
+    for s, name in ((olive, "operator"), (audrey, "auditor"), (gina, "tenant globex")):
+        st, _, j = call(s, "POST", "/api/v1/credentials/mx.example.com/reveal", {"reason": "curious"})
+        T.eq(st, 403, "%s gets 403 on reveal" % name)
+    st, _, j = call(sam, "POST", "/api/v1/credentials/mx.example.com/reveal", {})
+    T.ok(st == 400 and j["field"] == "reason", "reveal without a reason: 400 naming reason")
+    # restrict
+    st, _, j = call(olive, "POST", "/api/v1/credentials/mx.example.com/restrict",
+                    {"domains": ["example.net"], "all_ips": True})
+    T.ok(st == 200 and j["allowed_domains"] == ["example.net"] and j["allowed_ips"] is None
+         and j["permissions"] == "1 domain, all IPs", "operator sets the restrictions", j)
+    for s, name in ((sam, "support"), (audrey, "auditor"), (gina, "tenant globex")):
+        st, _, _ = call(s, "POST", "/api/v1/credentials/mx.example.com/restrict", {"all_domains": True})
+        T.eq(st, 403, "%s cannot restrict" % name)
+    st, _, j = call(olive, "POST", "/api/v1/credentials/mx.example.com/restrict", {"domains": ["not a domain"]})
+    T.ok(st == 400 and j.get("field") == "domains", "a bad domain: 400 naming domains", j)
+    st, _, j = call(olive, "POST", "/api/v1/credentials/mx.example.com/restrict", {"domains": ["a.org"], "ips": ["300.1.1.1"]})
+    T.ok(st == 400 and j.get("field") == "ips", "a bad address: 400 naming ips", j)
+    # due, audit
+    for s, name, want in ((olive, "operator", 200), (audrey, "auditor", 200), (gina, "tenant", 403)):
+        st, _, j = call(s, "GET", "/api/v1/due?within=400d")
+        T.eq(st, want, "%s due: %d" % (name, want))
+        if st == 200:
+            T.ok(any(d["name"] == "mx.example.com" and d["status"] == "soon" for d in j["due"]), "due within 400d lists it")
+    st, _, j = call(audrey, "GET", "/api/v1/due?within=forever")
+    T.ok(st == 400 and j["field"] == "within", "a bad within: 400 naming it")
+    for s, name, want in ((audrey, "auditor", 200), (boss, "operator+support", 200), (gina, "tenant", 403)):
+        st, _, j = call(s, "GET", "/api/v1/audit?credential=mx.example.com&action=reveal")
+        T.eq(st, want, "%s audit query: %d" % (name, want))
+    st, _, j = call(audrey, "GET", "/api/v1/audit?operator=userpass-sam&action=reveal")
+    T.ok(j["verified"] and all(e["operator"] == "userpass-sam" and "reveal" in e["type"] for e in j["events"])
+         and j["events"], "audit filters by operator and action; chain verified")
+    st, _, j = call(audrey, "GET", "/api/v1/audit/verify")
+    T.ok(st == 200 and j["verified"] and j["chain"] == "verified", "audit verify")
+    st, _, j = call(audrey, "GET", "/api/v1/audit?limit=0")
+    T.ok(st == 400 and j["field"] == "limit", "a bad limit: 400 naming it")
+    # tenants
+    st, _, j = call(alex, "POST", "/api/v1/credentials", {"name": "relay", "username": "acme-relay", "all_domains": True})
+    T.eq(st, 403, "tenant acme cannot create under the shared prefix")
+    st, _, j = call(alex, "POST", "/api/v1/credentials?tenant=acme", {"name": "relay", "username": "acme-relay",
+                                                                      "all_domains": True, "tenant": "acme"})
+    T.eq(st, 201, "tenant acme creates under its own prefix")
+    st, _, j = call(alex, "GET", "/api/v1/credentials?tenant=acme")
+    T.ok(st == 200 and [c["name"] for c in j["credentials"]] == ["relay"], "tenant acme lists its own")
+    st, _, j = call(gina, "GET", "/api/v1/credentials?tenant=acme")
+    T.eq(st, 403, "tenant globex cannot list acme's")
+    for path in ("/api/v1/credentials/acme/relay", "/api/v1/credentials/relay?tenant=acme"):
+        st, _, j = call(gina, "GET", path)
+        T.eq(st, 403, "tenant globex cannot show acme's (%s)" % path)
+        st, _, j = call(gina, "POST", path.replace("relay", "relay/reveal"), {"reason": "x"})
+        T.eq(st, 403, "tenant globex cannot reveal acme's (%s)" % path)
+    st, _, j = call(boss, "GET", "/api/v1/credentials/acme/relay")
+    T.ok(st == 200 and j["tenant"] == "acme", "the operator role sees it as acme/relay under the shared prefix")
+    st, _, j = call(alex, "POST", "/api/v1/credentials/relay/reveal?tenant=acme", {"reason": "tenant support"})
+    T.ok(st == 200 and j["password"] == PASSWORDS[-2], "tenant acme reveals its own")
+    st, _, j = call(gina, "GET", "/api/v1/credentials?tenant=globex")
+    T.ok(st == 200 and j["credentials"] == [], "tenant globex sees none of acme's in its own list")
+    st, _, j = call(gina, "GET", "/api/v1/credentials?tenant=../x")
+    T.ok(st == 400 and j["field"] == "tenant", "a bad tenant: 400 naming it")
+    # delete
+    for s, name in ((sam, "support"), (audrey, "auditor")):
+        st, _, _ = call(s, "DELETE", "/api/v1/credentials/mx.example.com", {"confirm_username": "mx-user"})
+        T.eq(st, 403, "%s cannot delete" % name)
+    st, _, j = call(olive, "DELETE", "/api/v1/credentials/mx.example.com", {"confirm_username": "someone-else"})
+    T.ok(st == 400 and j.get("field") == "confirm_username", "delete with the wrong username: 400", j)
+    st, _, j = call(olive, "DELETE", "/api/v1/credentials/mx.example.com", {})
+    T.ok(st == 400 and j.get("field") == "confirm_username", "delete without confirmation: 400")
+    st, _, j = call(olive, "DELETE", "/api/v1/credentials/mx.example.com", {"confirm_username": "mx-user"})
+    T.ok(st == 200 and j == {"deleted": "mx.example.com"}, "operator deletes with the typed username")
+    st, _, _ = call(olive, "GET", "/api/v1/credentials/mx.example.com")
+    T.eq(st, 404, "gone")
+    st, _, j = call(olive, "GET", "/api/v1/session")
+    T.ok(st == 200 and j["operator"] == "userpass-olive", "session")
+    st, _, _ = olive.call("GET", "/api/v1/nothing-here")
+    T.eq(st, 404, "unknown endpoint: 404")
+    st, _, _ = olive.call("POST", "/api/v1/credentials/x/unknown", {})
+    T.eq(st, 405, "an unknown credential act: 405")
+
+
+def oversized(sv, s, path):
+    """Headers announcing 70000 bytes, no body sent: the server answers from the headers alone (a
+    client still sending would race the server's close)."""
+    import socket
+    import ssl as _ssl
+    ctx = _ssl.create_default_context(cafile=sv.vd.cacert)
+    with socket.create_connection(("127.0.0.1", sv.port), timeout=20) as raw:
+        with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as t:
+            t.sendall(("POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                       "Cookie: vks_session=%s\r\nX-CSRF-Token: %s\r\nContent-Length: 70000\r\n\r\n"
+                       % (path, sv.port, s.cookie, s.csrf)).encode())
+            data = t.recv(4096).decode(errors="replace")
+    SEEN.append(("post", template(path), int(data.split()[1]) if data.startswith("HTTP/") else 0, None))
+    return int(data.split()[1]) if data.startswith("HTTP/") else 0
+
+
+def test_bad_requests(sv):
+    s = sv.login("boss")
+    st, _, j = call(s, "POST", "/api/v1/credentials", raw=b'{"name": "x", ')
+    T.ok(st == 400 and j["code"] == "malformed_json" and j["field"] == "body", "truncated JSON: 400 malformed_json", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", raw=b'["x"]')
+    T.ok(st == 400 and j["code"] == "malformed_json", "a JSON array: 400")
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": 5, "username": "u"})
+    T.ok(st == 400 and j["field"] == "name", "name of the wrong type: 400 naming name", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "a.example"})
+    T.ok(st == 400 and j["field"] == "username", "missing username: 400 naming it", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "a.example", "username": "u", "all_domains": "yes"})
+    T.ok(st == 400 and j["field"] == "all_domains", "all_domains not a boolean: 400 naming it", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "a.example", "username": "u", "domains": "x.org"})
+    T.ok(st == 400 and j["field"] == "domains", "domains not an array: 400 naming it", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "../etc", "username": "u", "all_domains": True})
+    T.ok(st == 400 and j["field"] == "name", "a bad name: 400 naming it", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "a.example", "username": "u v", "all_domains": True})
+    T.ok(st == 400 and j["field"] == "username", "a bad username: 400 naming it", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", raw=b"name=x", ctype="application/x-www-form-urlencoded")
+    T.ok(st == 415, "a form body: 415", (st, j))
+    for path in ("/api/v1/credentials", "/api/v1/login"):
+        T.eq(oversized(sv, s, path), 413, "a body over max_body_bytes: 413 on %s" % path)
+    st, _, j = call(s, "POST", "/api/v1/credentials", raw=b'{"name":"' + b"a" * 60000 + b'", "username": "u", "all_domains": true}')
+    T.ok(st == 400 and j["field"] == "name", "a big body under the limit is read and its field judged", j)
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "csrf.example", "username": "csrf-u", "all_domains": True},
+                    csrf=False)
+    T.ok(st == 403 and j["code"] == "csrf", "a state change without the CSRF token: 403")
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "csrf.example", "username": "csrf-u", "all_domains": True},
+                    headers={"X-CSRF-Token": "0" * 64})
+    T.ok(st == 403 and j["code"] == "csrf", "a wrong CSRF token: 403")
+    st, _, j = call(s, "POST", "/api/v1/credentials", {"name": "csrf.example", "username": "csrf-u", "all_domains": True},
+                    headers={"Origin": "https://evil.example"})
+    T.ok(st == 403 and j["code"] == "cross_origin", "another Origin: 403")
+    st, _, j = call(s, "GET", "/api/v1/credentials/csrf.example")
+    T.eq(st, 404, "nothing was created by the refused requests")
+    st, _, j = sv.request("GET", "/api/v1/credentials", headers={"Cookie": "vks_session=" + "a" * 64})
+    T.eq(st, 401, "an unknown session id: 401")
+
+
+def test_expiry(vd):
+    sv = Serve(vd, extra_conf="session_idle_seconds = 10\nsession_max_seconds = 20", setup=False)
+    try:
+        s = sv.login("boss")
+        st, _, _ = call(s, "GET", "/api/v1/session")
+        T.eq(st, 200, "short-lived server: session works")
+        time.sleep(11)
+        st, _, j = call(s, "GET", "/api/v1/credentials")
+        T.ok(st == 401 and j["code"] == "unauthenticated", "after the idle timeout the session is gone", (st, j))
+        s = sv.login("boss")
+        for _ in range(3):   # kept busy, it still ends at the absolute lifetime
+            time.sleep(7)
+            st, _, _ = call(s, "GET", "/api/v1/session")
+        T.eq(st, 401, "a busy session ends at session_max_seconds")
+    finally:
+        sv.stop()
+        OUT.extend(sv.outputs + [sv.stderr_text()])
+
+
+OUT = []
+
+
+def main():
+    with VaultDev() as vd:
+        sv = Serve(vd)
+        try:
+            for fn, args in ((test_health_and_headers, (sv,)), (test_login, (sv, vd)), (test_roles, (sv,)),
+                             (test_bad_requests, (sv,)), (test_lockout, (sv,))):
+                T.run(fn, *args)
+            T.run(check_openapi, sv)
+        finally:
+            sv.stop()
+        T.run(test_expiry, vd)
+        T.eq(sv.rc, 0, "vks serve exits 0 on SIGTERM")
+        texts = OUT + [sv.stderr_text(), vd.stderr_text(), open(sv.audit_file).read()]
+        leaks = [i for i, p in enumerate(PASSWORDS) for t in texts if p in t]
+        T.ok(PASSWORDS and not leaks, "no password handed out appears in a log, the audit trail or stderr", leaks)
+    return T.finish()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
