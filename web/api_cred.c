@@ -287,7 +287,7 @@ static void reveal(struct sv_req *r, const char *prefix, const char *name)
     json_object_object_add(o, "name", json_object_new_string(name));
     json_object_object_add(o, "version", json_object_new_int64(version));
     json_object_object_add(o, "password", json_object_new_string_len((const char *)pw.data, (int)pw.len));
-    json_object_object_add(o, "hide_after_seconds", json_object_new_int(30));
+    json_object_object_add(o, "hide_after_seconds", json_object_new_int(sv_cfg->reveal_seconds));
     vks_secret_free(&pw);
     sv_send_json(r, 200, o, true);
 }

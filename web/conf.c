@@ -123,6 +123,8 @@ static int top_key(const struct vks_toml_node *k, struct sv_conf *c, const char 
         return take_int(k, 1, 1000, &c->login_max_failures, src, err, n);
     if (!strcmp(k->key, "login_lockout_seconds"))
         return take_int(k, 1, 86400, &c->login_lockout, src, err, n);
+    if (!strcmp(k->key, "reveal_seconds"))
+        return take_int(k, 1, 300, &c->reveal_seconds, src, err, n);
     if (!strcmp(k->key, "max_body_bytes")) {
         if (take_int(k, 1024, 1 << 20, &mb, src, err, n) != 0)
             return -1;
@@ -169,6 +171,7 @@ int sv_conf_load(const char *path, struct sv_conf *c, char *err, size_t n)
     c->login_max_failures = 5;
     c->login_lockout = 900;
     c->max_body = 65536;
+    c->reveal_seconds = 30;
     size_t len = 0;
     char *text = read_all(path, &len);
     if (!text) {

@@ -34,6 +34,7 @@ struct sv_conf {
     int session_idle, session_max;       /* seconds */
     int login_max_failures, login_lockout; /* failures per address or username; seconds locked */
     size_t max_body;
+    int reveal_seconds;                  /* how long the UI shows a revealed password (30)  */
     struct vks_vault_config vault;       /* no token: each operator brings their own       */
 };
 /* 0, or -1 with err naming file, line and key. */

@@ -299,7 +299,7 @@ static void cred_page(struct sv_req *r)
     P(b, "\" data-name=\"");
     H(b, name);
     P(b, "\"><label for=\"reason\">Reason (required, audited)</label><input id=\"reason\" name=\"reason\" required "
-         "maxlength=\"256\"><button type=\"submit\">Reveal for 30 s</button>"
+         "maxlength=\"256\"><button type=\"submit\">Reveal</button>"
          "<p id=\"reveal-error\" class=\"error\" role=\"alert\"></p></form>"
          "<div id=\"revealed\" class=\"secret\" hidden aria-live=\"polite\"><code id=\"revealed-value\"></code> "
          "<button type=\"button\" id=\"revealed-copy\">Copy</button> <span id=\"revealed-timer\"></span></div></section>");
