@@ -161,9 +161,10 @@ static void login(struct sv_req *r)
         c.token = tok;
         st = vks_vault_new(&c, &v, &e);
     }
-    vks_secret_free(&tok);
     if (st == VKS_OK)
         st = vks_vault_token_identity(v, name, sizeof name, acc, sizeof acc, &e);
+    if (st != VKS_OK)
+        vks_secret_free(&tok);
     if (st == VKS_E_INVALID_INPUT) {
         vks_vault_free(v);
         sv_send_error(r, 400, "invalid_input", field, "%s", e.msg);
@@ -183,7 +184,7 @@ static void login(struct sv_req *r)
     }
     sv_login_result(r->addr, user, true, r->now);
     char cookie[65];
-    struct sv_session *s = sv_session_new(v, name, acc, cookie);
+    struct sv_session *s = sv_session_new(v, &tok, name, acc, cookie);
     if (!s) {
         sv_send_error(r, 503, "nomem", NULL, "no session available");
         return;
@@ -282,6 +283,10 @@ void sv_api(struct sv_req *r)
             sv_api_audit(r, false);
             return;
         }
+    if (!strncmp(p, "jobs/", 5) && get) {
+        sv_api_job(r, p + 5);
+        return;
+    }
     if (!strcmp(p, "audit/verify") && get)
         {
             sv_api_audit(r, true);

@@ -463,6 +463,11 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
                 return;
             }
         }
+        if (post && l > 7 && !strcmp(name + l - 7, "/rotate")) {
+            name[l - 7] = '\0';
+            sv_api_rotate(r, prefix, name);
+            return;
+        }
         if (post && l > 9 && !strcmp(name + l - 9, "/restrict")) {
             name[l - 9] = '\0';
             {

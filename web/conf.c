@@ -123,6 +123,12 @@ static int top_key(const struct vks_toml_node *k, struct sv_conf *c, const char 
         return take_int(k, 1, 1000, &c->login_max_failures, src, err, n);
     if (!strcmp(k->key, "login_lockout_seconds"))
         return take_int(k, 1, 86400, &c->login_lockout, src, err, n);
+    if (!strcmp(k->key, "rotate_set_hook"))
+        return take_str(k, &c->rotate_set_hook, src, err, n);
+    if (!strcmp(k->key, "rotate_cafile"))
+        return take_str(k, &c->rotate_cafile, src, err, n);
+    if (!strcmp(k->key, "rotate_ehlo"))
+        return take_str(k, &c->rotate_ehlo, src, err, n);
     if (!strcmp(k->key, "reveal_seconds"))
         return take_int(k, 1, 300, &c->reveal_seconds, src, err, n);
     if (!strcmp(k->key, "max_body_bytes")) {
@@ -203,6 +209,9 @@ void sv_conf_free(struct sv_conf *c)
     free(c->mount);
     free(c->prefix);
     free(c->userpass_mount);
+    free(c->rotate_set_hook);
+    free(c->rotate_cafile);
+    free(c->rotate_ehlo);
     vks_vault_config_clear(&c->vault);
     memset(c, 0, sizeof *c);
 }

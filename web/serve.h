@@ -35,6 +35,7 @@ struct sv_conf {
     int login_max_failures, login_lockout; /* failures per address or username; seconds locked */
     size_t max_body;
     int reveal_seconds;                  /* how long the UI shows a revealed password (30)  */
+    char *rotate_set_hook, *rotate_cafile, *rotate_ehlo; /* vks cred rotate's --set-hook etc.  */
     struct vks_vault_config vault;       /* no token: each operator brings their own       */
 };
 /* 0, or -1 with err naming file, line and key. */
@@ -49,11 +50,12 @@ struct sv_session {
     char csrf[65];
     int64_t created, last;
     struct vks_vault *vault;             /* the operator's client (holds the token)        */
+    vks_secret token;                    /* the operator's token: a rotation job's own client */
     char operator_name[128], accessor[64];
 };
-/* Takes ownership of vault. *cookie receives the 64-hex session id (only ever in Set-Cookie). */
-struct sv_session *sv_session_new(struct vks_vault *vault, const char *operator_name, const char *accessor,
-                                  char cookie[65]);
+/* Takes ownership of vault and *token (emptied). *cookie receives the 64-hex session id (only ever in Set-Cookie). */
+struct sv_session *sv_session_new(struct vks_vault *vault, vks_secret *token, const char *operator_name,
+                                  const char *accessor, char cookie[65]);
 /* The live session of a Cookie header, or NULL (absent, unknown, idle or too old: then ended). */
 struct sv_session *sv_session_find(const char *cookie_header, int64_t now);
 /* Ends the session (frees the client, wipes). revoke: revoke-self in Vault first. */
@@ -111,6 +113,10 @@ json_object *sv_record_json(const struct vks_cred_record *rec, bool full);
  * verdict: "verified", "broken at line N", "unverifiable" or "unavailable". */
 json_object *sv_audit_query(const char *path, const char *operator_name, const char *action, const char *since,
                             const char *until, int limit, char *verdict, size_t vcap);
+
+/* ---- rotation jobs (rotate.c): vks_cred_rotate on a thread of its own, steps polled ---- */
+void sv_api_rotate(struct sv_req *r, const char *prefix, const char *name);
+void sv_api_job(struct sv_req *r, const char *id);
 
 /* ---- the UI (ui.c) and static files ---- */
 void sv_ui(struct sv_req *r);

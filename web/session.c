@@ -29,8 +29,8 @@ static void sha256(const char *s, size_t n, unsigned char out[32])
     EVP_Digest(s, n, out, &len, EVP_sha256(), NULL);
 }
 
-struct sv_session *sv_session_new(struct vks_vault *vault, const char *operator_name, const char *accessor,
-                                  char cookie[65])
+struct sv_session *sv_session_new(struct vks_vault *vault, vks_secret *token, const char *operator_name,
+                                  const char *accessor, char cookie[65])
 {
     struct sv_session *s = NULL, *oldest = NULL;
     for (int i = 0; i < SV_SESSIONS_MAX && !s; i++) {
@@ -46,6 +46,7 @@ struct sv_session *sv_session_new(struct vks_vault *vault, const char *operator_
     unsigned char id[32], csrf[32];
     if (RAND_bytes(id, sizeof id) != 1 || RAND_bytes(csrf, sizeof csrf) != 1) {
         vks_vault_free(vault);
+        vks_secret_free(token);
         return NULL;
     }
     memset(s, 0, sizeof *s);
@@ -55,6 +56,8 @@ struct sv_session *sv_session_new(struct vks_vault *vault, const char *operator_
     hex(csrf, sizeof csrf, s->csrf);
     s->used = true;
     s->vault = vault;
+    s->token = *token;
+    *token = VKS_SECRET_EMPTY;
     snprintf(s->operator_name, sizeof s->operator_name, "%s", operator_name);
     snprintf(s->accessor, sizeof s->accessor, "%s", accessor);
     return s;
@@ -112,6 +115,7 @@ void sv_session_end(struct sv_session *s, bool revoke)
         (void)vks_vault_token_revoke_self(s->vault, &e); /* best effort: a dead token is already gone */
     }
     vks_vault_free(s->vault);
+    vks_secret_free(&s->token);
     vks_wipe(s, sizeof *s);
 }
 

@@ -317,6 +317,20 @@ static void cred_page(struct sv_req *r)
     P(b, "> All IPs</label><label for=\"r-ips\">Addresses or CIDR ranges</label><textarea id=\"r-ips\" rows=\"3\">");
     lines(b, &rec.restrictions.hosts);
     P(b, "</textarea><button type=\"submit\">Save restrictions</button><p id=\"restrict-msg\" role=\"status\"></p></form></section>");
+    /* rotation: the four steps of vks cred rotate, shown live (app.js polls the job) */
+    P(b, "<section class=\"card\"><h2>Rotate</h2><form id=\"rotate-form\" data-tenant=\"");
+    H(b, tenant);
+    P(b, "\" data-name=\"");
+    H(b, name);
+    P(b, "\"><p>");
+    H(b, rec.relay[0] ? "New password, set by the hook, tested against the relay " : "No relay stored: rotation needs one.");
+    H(b, rec.relay);
+    P(b, "</p><ol id=\"rotate-steps\" class=\"steps\"><li data-step=\"claim\">claim</li><li data-step=\"create\">create</li>"
+         "<li data-step=\"set\">set</li><li data-step=\"test\">test</li><li data-step=\"finish\">finish</li></ol>"
+         "<button type=\"submit\" id=\"rotate-btn\">Rotate now</button> ");
+    if (!strcmp(rec.state, "rotating"))
+        P(b, "<button type=\"button\" id=\"rotate-resume\">Resume</button> <button type=\"button\" id=\"rotate-abort\">Abort</button>");
+    P(b, "<p id=\"rotate-msg\" role=\"status\" aria-live=\"polite\"></p></form></section>");
     /* versions */
     P(b, "<section class=\"card\"><h2>Versions and rotation history</h2><table><thead><tr><th>Version</th><th>Created</th>"
          "<th>Deleted</th></tr></thead><tbody>");

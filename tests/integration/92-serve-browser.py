@@ -25,6 +25,7 @@ sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
 from servetest import Serve, USERS, ROOT, BUILD, ENC_KEY, AUDIT_KEY  # noqa: E402
 from credtest import Cred, set_meta  # noqa: E402
+from smtprelay import Relay  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -38,6 +39,7 @@ CSP_SEEN = []      # (page, message) of every console entry about the Content Se
 PAGES = []         # the page source of every page visited (password checks)
 REVEAL_S = 3
 HOMES = []
+RELAY = [None]
 
 
 def browser(workdir):
@@ -138,7 +140,12 @@ class CrossSite(http.server.BaseHTTPRequestHandler):
 
 def main():
     with VaultDev() as vd:
-        sv = Serve(vd, extra_conf="reveal_seconds = %d" % REVEAL_S)
+        relay = RELAY[0] = Relay(vd.workdir, creds=[])
+        hook = os.path.join(vd.workdir, "set-hook.sh")
+        with open(hook, "w") as f:
+            f.write('read -r pw || exit 9\nprintf "%s:%s\\n" "$VKS_CRED_USERNAME" "$pw" >> "$1"\n')
+        sv = Serve(vd, extra_conf='reveal_seconds = %d\nrotate_set_hook = "/bin/sh %s %s"\nrotate_cafile = "%s"'
+                   % (REVEAL_S, hook, relay.creds_path, relay.cafile))
         cred = Cred(vd, enc_key=ENC_KEY, audit_key=AUDIT_KEY, audit_file=sv.audit_file)
         home = browser(vd.workdir)
         HOMES.append(home)
@@ -148,7 +155,7 @@ def main():
         threading.Thread(target=xs.serve_forever, daemon=True).start()
         pw = [None]
         try:
-            for fn in (test_operator_create, test_support_reveal, test_roles, test_inert, test_edit_delete,
+            for fn in (test_operator_create, test_support_reveal, test_roles, test_inert, test_rotate, test_edit_delete,
                        test_cross_site, test_phone):
                 T.run(fn, d, sv, vd, cred, pw, xs)
         finally:
@@ -157,6 +164,7 @@ def main():
             finally:
                 xs.shutdown()
                 sv.stop()
+                relay.stop()
                 shutil.rmtree(home, ignore_errors=True)
         T.ok(not CSP_SEEN, "no Content Security Policy violation in the console on any page", CSP_SEEN[:3])
         texts = [sv.stderr_text(), vd.stderr_text(), open(sv.audit_file).read()] + sv.outputs
@@ -318,6 +326,25 @@ def test_inert(d, sv, vd, cred, pw, xs):
             T.ok("<script>window.__xss=3</script>" in main and '"><img src=x onerror="window.__xss=1">' in main,
                  "and are readable as text")
     shot(d, "inert")
+
+
+def test_rotate(d, sv, vd, cred, pw, xs):
+    relay = RELAY[0]
+    st, _, j = sv.login("boss").call("POST", "/api/v1/credentials", {"name": "rot.example", "username": "rot-user",
+                                                                    "all_domains": True, "relay": "127.0.0.1:%d" % relay.port})
+    T.eq(st, 201, "a credential with a relay to rotate against")
+    relay.set_creds([("rot-user", j["password"])])
+    T.ok(login(d, sv, "olive"), "the operator logs in to rotate")
+    visit(d, sv.url + "/ui/credential?name=rot.example", "credential (rotate)")
+    d.find_element(By.ID, "rotate-btn").click()
+    wait(d, lambda d: d.find_element(By.ID, "rotate-msg").text.startswith(("rotated", "stopped")), timeout=60)
+    msg = d.find_element(By.ID, "rotate-msg").text
+    done = [li.get_attribute("data-step") for li in d.find_elements(By.CSS_SELECTOR, "#rotate-steps li.done")]
+    T.ok(msg.startswith("rotated"), "the rotation runs from the page", msg)
+    T.eq(done, ["claim", "create", "set", "test", "finish"], "the four steps after the claim are shown as they complete")
+    logs(d, "credential (rotated)")
+    shot(d, "rotate")
+    T.ok(any(e["user"] == "rot-user" and e["ok"] for e in relay.auth_events()), "the relay accepted the new password")
 
 
 def test_edit_delete(d, sv, vd, cred, pw, xs):

@@ -14,6 +14,7 @@ import time
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
 from servetest import Serve, USERS, ROOT  # noqa: E402
+from smtprelay import Relay  # noqa: E402
 
 T = Checks()
 SPEC = json.load(open(os.path.join(ROOT, "docs", "openapi.json")))
@@ -28,7 +29,9 @@ def template(path):
         if "{name}" not in t:
             if t == p:
                 return t
-    for suffix in ("/reveal", "/restrict"):
+    if p.startswith("/api/v1/jobs/"):
+        return "/api/v1/jobs/{job}"
+    for suffix in ("/reveal", "/restrict", "/rotate"):
         if p.startswith("/api/v1/credentials/") and p.endswith(suffix):
             return "/api/v1/credentials/{name}" + suffix
     if p.startswith("/api/v1/credentials/"):
@@ -346,19 +349,69 @@ def test_expiry(vd):
         OUT.extend(sv.outputs + [sv.stderr_text()])
 
 
+def job(s, jid, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        st, _, j = call(s, "GET", "/api/v1/jobs/" + jid)
+        if st != 200 or j["done"] or time.monotonic() > deadline:
+            return st, j
+        time.sleep(0.1)
+
+
+def test_rotate(sv, relay):
+    boss, sam, audrey, olive = (sv.login(u) for u in ("boss", "sam", "audrey", "olive"))
+    st, _, j = call(boss, "POST", "/api/v1/credentials", {"name": "rot.example", "username": "rot-user", "all_domains": True,
+                                                          "relay": "127.0.0.1:%d" % relay.port})
+    T.eq(st, 201, "a credential with a relay")
+    old = j["password"]
+    relay.set_creds([("rot-user", old)])
+    st, _, j = call(boss, "POST", "/api/v1/credentials/rot.example/rotate", {})
+    T.ok(st == 202 and j["job"], "rotate starts a job: 202", (st, j))
+    st, j2 = job(boss, j["job"])
+    steps = [x.split(":")[0] for x in j2["steps"]]
+    T.ok(j2["done"] and j2["result"] == "success" and j2["new_version"] == j2["old_version"] + 1,
+         "the rotation finished: a new current version, the old one previous", j2)
+    T.ok([x for x in ("claim", "create", "set", "test", "finish") if x in steps] == ["claim", "create", "set", "test", "finish"],
+         "the job reported the four steps after the claim, in order", steps)
+    st, _, other = call(olive, "GET", "/api/v1/jobs/" + j["job"])
+    T.eq(st, 404, "another operator cannot see the job")
+    st, _, r = call(boss, "POST", "/api/v1/credentials/rot.example/reveal", {"reason": "check the rotation"})
+    T.ok(st == 200 and r["password"] != old and r["version"] == j2["new_version"], "the new password is current")
+    ok = [e for e in relay.auth_events() if e["user"] == "rot-user" and e["ok"]]
+    T.ok(ok, "the relay accepted the new password in the test step")
+    for s, name in ((sam, "support"), (audrey, "auditor")):
+        st, _, j = call(s, "POST", "/api/v1/credentials/rot.example/rotate", {})
+        st, j2 = job(s, j["job"]) if st == 202 else (st, j)
+        T.ok(j2.get("result") == "failure" and j2.get("code") == "permission_denied", "%s cannot rotate" % name, j2)
+    st, _, j = call(boss, "POST", "/api/v1/credentials/rot.example/rotate", {"abort": True})
+    T.ok(st == 404, "abort with nothing in flight: 404", (st, j))
+    st, _, j = call(boss, "POST", "/api/v1/credentials/rot.example/rotate", {"abort": True, "resume": True})
+    T.ok(st == 400 and j["field"] == "abort", "resume and abort together: 400")
+    st, _, j = call(boss, "GET", "/api/v1/jobs/nope")
+    T.eq(st, 404, "an unknown job: 404")
+    rot = [e for e in sv.audit_lines() if e.get("type") == "cred.rotate.finish" and e.get("result") == "success"]
+    T.ok(rot and rot[-1]["operator"] == "userpass-boss" and rot[-1]["source"] == "serve", "the rotation is audited")
+
+
 OUT = []
 
 
 def main():
     with VaultDev() as vd:
-        sv = Serve(vd)
+        relay = Relay(vd.workdir, creds=[])
+        hook = os.path.join(vd.workdir, "set-hook.sh")
+        with open(hook, "w") as f:
+            f.write('read -r pw || exit 9\nprintf "%s:%s\\n" "$VKS_CRED_USERNAME" "$pw" >> "$1"\n')
+        sv = Serve(vd, extra_conf='rotate_set_hook = "/bin/sh %s %s"\nrotate_cafile = "%s"' % (hook, relay.creds_path,
+                                                                                              relay.cafile))
         try:
             for fn, args in ((test_health_and_headers, (sv,)), (test_login, (sv, vd)), (test_roles, (sv,)),
-                             (test_bad_requests, (sv,)), (test_lockout, (sv,))):
+                             (test_bad_requests, (sv,)), (test_rotate, (sv, relay)), (test_lockout, (sv,))):
                 T.run(fn, *args)
             T.run(check_openapi, sv)
         finally:
             sv.stop()
+        relay.stop()
         T.run(test_expiry, vd)
         T.eq(sv.rc, 0, "vks serve exits 0 on SIGTERM")
         texts = OUT + [sv.stderr_text(), vd.stderr_text(), open(sv.audit_file).read()]

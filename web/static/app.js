@@ -157,6 +157,44 @@
     });
   }
 
+  const rot = $('rotate-form');
+  if (rot) {
+    const msg = $('rotate-msg');
+    const mark = (steps) => {
+      rot.querySelectorAll('#rotate-steps li').forEach((li) => {
+        const hit = steps.find((s) => s === li.dataset.step || s.startsWith(li.dataset.step + ':'));
+        li.classList.toggle('done', !!hit);
+        if (hit) li.textContent = hit;
+      });
+    };
+    async function go(body) {
+      msg.textContent = 'starting...';
+      rot.querySelectorAll('button').forEach((b) => { b.disabled = true; });
+      const r = await api('POST', credPath(rot.dataset.name, rot.dataset.tenant, 'rotate'), body);
+      if (r.status === 200) { msg.textContent = 'aborted'; location.reload(); return; }
+      if (r.status !== 202) {
+        msg.textContent = (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || 'HTTP ' + r.status);
+        rot.querySelectorAll('button').forEach((b) => { b.disabled = false; });
+        return;
+      }
+      const poll = async () => {
+        const j = await api('GET', '/api/v1/jobs/' + r.body.job);
+        if (!j.ok) { msg.textContent = j.body.error || 'lost the job'; return; }
+        mark(j.body.steps);
+        if (!j.body.done) { msg.textContent = 'running: ' + (j.body.steps.slice(-1)[0] || 'claim'); setTimeout(poll, 250); return; }
+        msg.textContent = j.body.result === 'success'
+          ? 'rotated: version ' + j.body.new_version + ' is current, ' + j.body.old_version + ' is previous'
+          : 'stopped: ' + j.body.error;
+        rot.dataset.result = j.body.result;
+        rot.querySelectorAll('button').forEach((b) => { b.disabled = false; });
+      };
+      poll();
+    }
+    rot.addEventListener('submit', (ev) => { ev.preventDefault(); go({}); });
+    if ($('rotate-resume')) $('rotate-resume').addEventListener('click', () => go({ resume: true }));
+    if ($('rotate-abort')) $('rotate-abort').addEventListener('click', () => go({ abort: true }));
+  }
+
   const df = $('delete-form');
   if (df) {
     const c = $('confirm'), b = $('delete-btn');
