@@ -257,8 +257,9 @@ static void reveal(struct sv_req *r, const char *prefix, const char *name)
     if (!sv_csrf_ok(r))
         return;
     json_object *b = sv_body_json(r);
-    const char *reason = NULL;
-    if (!b || !sv_json_str(r, b, "reason", true, &reason)) {
+    const char *reason = NULL, *totp = NULL;
+    if (!b || !sv_json_str(r, b, "reason", true, &reason) || !sv_json_str(r, b, "totp", false, &totp) ||
+        (sv_stepup_needed(r->s, r->now) && !sv_stepup(r, totp))) {
         json_object_put(b);
         return;
     }

@@ -129,6 +129,14 @@ static int top_key(const struct vks_toml_node *k, struct sv_conf *c, const char 
         return take_str(k, &c->rotate_cafile, src, err, n);
     if (!strcmp(k->key, "rotate_ehlo"))
         return take_str(k, &c->rotate_ehlo, src, err, n);
+    if (!strcmp(k->key, "totp_file"))
+        return take_str(k, &c->totp_file, src, err, n);
+    if (!strcmp(k->key, "totp_required")) {
+        if (k->type != VKS_TOML_BOOL)
+            return bad(err, n, src, k, "must be true or false");
+        c->totp_required = k->bval;
+        return 0;
+    }
     if (!strcmp(k->key, "reveal_seconds"))
         return take_int(k, 1, 300, &c->reveal_seconds, src, err, n);
     if (!strcmp(k->key, "max_body_bytes")) {
@@ -212,6 +220,7 @@ void sv_conf_free(struct sv_conf *c)
     free(c->rotate_set_hook);
     free(c->rotate_cafile);
     free(c->rotate_ehlo);
+    free(c->totp_file);
     vks_vault_config_clear(&c->vault);
     memset(c, 0, sizeof *c);
 }

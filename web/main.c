@@ -185,6 +185,12 @@ int main(int argc, char **argv)
         return 1;
     }
     sv_cfg = &c;
+    if (c.totp_file && sv_totp_load(c.totp_file, err, sizeof err) != 0) {
+        fprintf(stderr, "vks serve: %s\n", err);
+        sv_totp_close();
+        sv_conf_free(&c);
+        return 1;
+    }
     struct vks_keyring *kr = NULL;
     struct vks_err e;
     vks_err_clear(&e);
@@ -198,6 +204,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "vks serve: no VKS_ENCRYPTION_KEY: create and reveal of ENC: credentials will fail\n");
     sv_keyring = kr;
     int rc = serve();
+    sv_totp_close();
     vks_keyring_free(kr);
     sv_conf_free(&c);
     return rc;

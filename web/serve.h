@@ -36,6 +36,8 @@ struct sv_conf {
     size_t max_body;
     int reveal_seconds;                  /* how long the UI shows a revealed password (30)  */
     char *rotate_set_hook, *rotate_cafile, *rotate_ehlo; /* vks cred rotate's --set-hook etc.  */
+    char *totp_file;                     /* step-up secrets (stepup.c); NULL: none           */
+    bool totp_required;                  /* every reveal needs a TOTP step-up                */
     struct vks_vault_config vault;       /* no token: each operator brings their own       */
 };
 /* 0, or -1 with err naming file, line and key. */
@@ -52,6 +54,7 @@ struct sv_session {
     struct vks_vault *vault;             /* the operator's client (holds the token)        */
     vks_secret token;                    /* the operator's token: a rotation job's own client */
     char operator_name[128], accessor[64];
+    int64_t stepped_up_until;            /* a TOTP code was accepted: reveals until then      */
 };
 /* Takes ownership of vault and *token (emptied). *cookie receives the 64-hex session id (only ever in Set-Cookie). */
 struct sv_session *sv_session_new(struct vks_vault *vault, vks_secret *token, const char *operator_name,
@@ -117,6 +120,13 @@ json_object *sv_audit_query(const char *path, const char *operator_name, const c
 /* ---- rotation jobs (rotate.c): vks_cred_rotate on a thread of its own, steps polled ---- */
 void sv_api_rotate(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_job(struct sv_req *r, const char *id);
+
+/* ---- TOTP step-up (stepup.c) ---- */
+int sv_totp_load(const char *path, char *err, size_t n);
+void sv_totp_close(void);
+bool sv_stepup_needed(const struct sv_session *s, int64_t now);
+/* checks code (may be NULL) for the session's operator; false after answering 401/403 */
+bool sv_stepup(struct sv_req *r, const char *code);
 
 /* ---- the UI (ui.c) and static files ---- */
 void sv_ui(struct sv_req *r);

@@ -299,7 +299,11 @@ static void cred_page(struct sv_req *r)
     P(b, "\" data-name=\"");
     H(b, name);
     P(b, "\"><label for=\"reason\">Reason (required, audited)</label><input id=\"reason\" name=\"reason\" required "
-         "maxlength=\"256\"><button type=\"submit\">Reveal</button>"
+         "maxlength=\"256\">");
+    if (sv_stepup_needed(r->s, r->now))
+        P(b, "<label for=\"totp\">One-time code (TOTP)</label><input id=\"totp\" inputmode=\"numeric\" "
+             "autocomplete=\"one-time-code\" pattern=\"[0-9]{6}\" maxlength=\"6\" required>");
+    P(b, "<button type=\"submit\">Reveal</button>"
          "<p id=\"reveal-error\" class=\"error\" role=\"alert\"></p></form>"
          "<div id=\"revealed\" class=\"secret\" hidden aria-live=\"polite\"><code id=\"revealed-value\"></code> "
          "<button type=\"button\" id=\"revealed-copy\">Copy</button> <span id=\"revealed-timer\"></span></div></section>");

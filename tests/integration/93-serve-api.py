@@ -346,7 +346,7 @@ def test_expiry(vd):
         T.eq(st, 401, "a busy session ends at session_max_seconds")
     finally:
         sv.stop()
-        OUT.extend(sv.outputs + [sv.stderr_text()])
+        OUT.append(sv.stderr_text())
 
 
 def job(s, jid, timeout=60):
@@ -393,6 +393,61 @@ def test_rotate(sv, relay):
     T.ok(rot and rot[-1]["operator"] == "userpass-boss" and rot[-1]["source"] == "serve", "the rotation is audited")
 
 
+TOTP_B32 = "JBSWY3DPEHPK3PXPTESTSERVE2STEPUP"   # listed in tests/test-secrets.d/serve.txt
+
+
+def totp(b32, t=None, step=0):
+    import base64
+    import hashlib
+    import hmac
+    import struct
+    key = base64.b32decode(b32 + "=" * (-len(b32) % 8))
+    c = int((time.time() if t is None else t) // 30) + step
+    mac = hmac.new(key, struct.pack(">Q", c), hashlib.sha1).digest()
+    o = mac[-1] & 15
+    return "%06d" % ((struct.unpack(">I", mac[o:o + 4])[0] & 0x7fffffff) % 1000000)
+
+
+def test_totp(vd):
+    f = os.path.join(vd.workdir, "totp")
+    with open(f, "w") as fh:
+        fh.write("# operator base32-secret\nuserpass-boss %s\n" % TOTP_B32)
+    os.chmod(f, 0o644)
+    bad = Serve(vd, extra_conf='totp_file = "%s"' % f, setup=False, start=False)
+    try:
+        bad.start(timeout=5)
+        T.ok(False, "a totp_file readable by others is refused")
+    except RuntimeError as e:
+        T.ok("not readable by group or others" in str(e), "a totp_file readable by others is refused at start")
+    bad.stop()
+    os.chmod(f, 0o600)
+    sv = Serve(vd, extra_conf='totp_file = "%s"\ntotp_required = true' % f, setup=False)
+    try:
+        boss = sv.login("boss")
+        path = "/api/v1/credentials/rot.example/reveal"
+        st, _, j = call(boss, "POST", path, {"reason": "step-up test"})
+        T.ok(st == 401 and j["code"] == "totp_required" and j["field"] == "totp", "a reveal needs the one-time code", j)
+        st, _, j = call(boss, "POST", path, {"reason": "step-up test", "totp": "%06d" % ((int(totp(TOTP_B32)) + 1) % 10 ** 6)})
+        T.ok(st == 401 and j["code"] == "totp_invalid", "a wrong code is refused", j)
+        code = totp(TOTP_B32)
+        st, _, j = call(boss, "POST", path, {"reason": "step-up test", "totp": code})
+        T.ok(st == 200 and j["password"], "the right code steps up and reveals", (st, j and j.get("code")))
+        st, _, j = call(boss, "POST", path, {"reason": "step-up test, again"})
+        T.eq(st, 200, "stepped up: the next reveal needs no code")
+        boss2 = sv.login("boss")
+        st, _, j = call(boss2, "POST", path, {"reason": "replay", "totp": code})
+        T.ok(st == 401 and j["code"] == "totp_invalid", "the same code is not accepted twice (replay)", j)
+        sam = sv.login("sam")
+        st, _, j = call(sam, "POST", path, {"reason": "no secret", "totp": "123456"})
+        T.ok(st == 403 and j["code"] == "totp_not_enrolled", "totp_required: an operator without a secret cannot reveal", j)
+        ev = [e for e in sv.audit_lines() if e.get("type") == "serve.stepup"]
+        T.ok([e["result"] for e in ev[-4:]] == ["failure", "success", "failure", "failure"],
+             "step-ups are audited", [(e["result"], e.get("detail")) for e in ev])
+    finally:
+        sv.stop()
+        OUT.append(sv.stderr_text())
+
+
 OUT = []
 
 
@@ -411,6 +466,7 @@ def main():
             T.run(check_openapi, sv)
         finally:
             sv.stop()
+        T.run(test_totp, vd)
         relay.stop()
         T.run(test_expiry, vd)
         T.eq(sv.rc, 0, "vks serve exits 0 on SIGTERM")

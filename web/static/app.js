@@ -117,7 +117,10 @@
       ev.preventDefault();
       const reason = $('reason').value.trim();
       if (!reason) { $('reveal-error').textContent = 'A reason is required.'; return; }
-      const r = await api('POST', credPath(rf.dataset.name, rf.dataset.tenant, 'reveal'), { reason });
+      const body = { reason };
+      if ($('totp')) body.totp = $('totp').value.trim();
+      const r = await api('POST', credPath(rf.dataset.name, rf.dataset.tenant, 'reveal'), body);
+      if ($('totp')) $('totp').value = '';
       if (!r.ok) { $('reveal-error').textContent = (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || ''); return; }
       $('reveal-error').textContent = '';
       const box = $('revealed');
