@@ -105,6 +105,7 @@ static void list(struct sv_req *r)
     vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_list(&ctx, &recs, &n, &e);
+    sv_audit_read(r, "list", st, prefix, NULL);
     if (st != VKS_OK)
         {
             sv_send_status(r, st, &e);
@@ -226,14 +227,15 @@ static void show(struct sv_req *r, const char *prefix, const char *name)
     struct vks_cred_record rec;
     memset(&rec, 0, sizeof rec);
     vks_status st = sv_ctx(r, prefix, &ctx, &e);
+    char vpath[VKS_CRED_NAME_MAX * 2 + 8];
+    snprintf(vpath, sizeof vpath, "%s%s", prefix, name);
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &rec, &e);
+    sv_audit_read(r, "view", st, vpath, rec.username);
     if (st != VKS_OK) {
         vks_cred_record_free(&rec);
-        {
-            sv_send_status(r, st, &e);
-            return;
-        }
+        sv_send_status(r, st, &e);
+        return;
     }
     json_object *o = sv_record_json(&rec, true);
     char fp[33] = "";

@@ -38,6 +38,8 @@ static void on_event(void *ud, const char *where, unsigned long line, const stru
     const char *type = sget(ev, "type"), *ts = sget(ev, "ts");
     if (!type || (strncmp(type, "cred.", 5) && strncmp(type, "serve.", 6) && strncmp(type, "backup.", 7)))
         return; /* the resolver's lookups have their own report (vks audit report) */
+    if (!q->action && (!strcmp(type, "serve.view") || !strcmp(type, "serve.list")))
+        return; /* reads are many: shown when asked for (action=view, action=list) */
     if (q->path && (!sget(ev, "path") || strcmp(sget(ev, "path"), q->path)))
         return;
     if (q->op && (!sget(ev, "operator") || !strstr(sget(ev, "operator"), q->op)))

@@ -289,3 +289,17 @@ void sv_audit(struct sv_req *r, const char *action, vks_status st, const char *o
     if (vks_audit_emit_admin(&ev, NULL, &e) != VKS_OK)
         fprintf(stderr, "vks serve: audit: %s\n", e.msg);
 }
+
+void sv_audit_read(struct sv_req *r, const char *action, vks_status st, const char *path, const char *username)
+{
+    struct vks_audit_admin_event ev = {
+        .action = action, .status = st, .operator_name = r->s->operator_name, .operator_accessor = r->s->accessor,
+        .source = "serve", .mount = sv_cfg->mount ? sv_cfg->mount : VKS_CRED_DEFAULT_MOUNT, .path = path,
+        .username = username && *username ? username : NULL, .group = "serve", .client_addr = r->addr,
+        .user_agent = r->ua,
+    };
+    struct vks_err e;
+    vks_err_clear(&e);
+    if (vks_audit_emit_admin(&ev, NULL, &e) != VKS_OK)
+        fprintf(stderr, "vks serve: audit: %s\n", e.msg);
+}

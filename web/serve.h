@@ -105,6 +105,8 @@ bool sv_json_strs(struct sv_req *r, json_object *o, const char *k, const char **
 vks_status sv_ctx(struct sv_req *r, const char *prefix, struct vks_cred_ctx *ctx, struct vks_err *e);
 /* an audit event of the server itself (serve.login, serve.logout): operator may be NULL */
 void sv_audit(struct sv_req *r, const char *action, vks_status st, const char *operator_name, const char *detail);
+/* serve.view / serve.list: a read of a credential's metadata (path) or of a prefix's list */
+void sv_audit_read(struct sv_req *r, const char *action, vks_status st, const char *path, const char *username);
 
 /* ---- the API (api.c, api_cred.c, audit.c) ---- */
 void sv_api(struct sv_req *r);

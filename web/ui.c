@@ -106,6 +106,7 @@ static void list_page(struct sv_req *r)
     vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK)
         st = vks_cred_list(&ctx, &recs, &n, &e);
+    sv_audit_read(r, "list", st, prefix, NULL);
     if (st != VKS_OK)
         {
             finish(r, err_page(r, b, st, &e), b);
@@ -264,8 +265,12 @@ static void cred_page(struct sv_req *r)
                     : tenant ? vks_cred_check_tenant(tenant, "tenant", &e) : VKS_OK;
     if (st == VKS_OK)
         st = sv_ctx(r, prefix, &ctx, &e);
+    char vpath[VKS_CRED_NAME_MAX * 2 + 8];
+    snprintf(vpath, sizeof vpath, "%s%s", prefix, name ? name : "");
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &rec, &e);
+    if (name)
+        sv_audit_read(r, "view", st, vpath, rec.username);
     if (st != VKS_OK) {
         vks_cred_record_free(&rec);
         {

@@ -184,12 +184,20 @@ def test_roles(sv):
     st, _, j = call(sam, "GET", "/api/v1/credentials/mx.example.com")
     T.ok(st == 200 and j["fingerprint"] and j["username"] == "mx-user" and j["audit_chain"] == "verified"
          and any(e["type"] == "cred.create" for e in j["audit_events"]), "support shows with fingerprint and audit events")
+    ev = [e for e in sv.audit_lines() if e.get("type") == "serve.view"]
+    T.ok(ev and ev[-1]["operator"] == "userpass-sam" and ev[-1]["path"] == "smtp-auth/mx.example.com"
+         and ev[-1]["username"] == "mx-user" and ev[-1]["client_addr"] == "127.0.0.1", "a view is audited", ev[-1:])
     st, _, j = call(olive, "GET", "/api/v1/credentials/mx.example.com")
     T.ok(st == 200 and j["fingerprint"] is None, "operator shows without fingerprint")
     st, _, j = call(audrey, "GET", "/api/v1/credentials/mx.example.com")
     T.ok(st == 200 and j["fingerprint"] is None, "auditor shows without fingerprint")
     st, _, j = call(gina, "GET", "/api/v1/credentials/mx.example.com")
     T.eq(st, 403, "another tenant cannot show it")
+    ev = [e for e in sv.audit_lines() if e.get("type") == "serve.view"]
+    T.ok(ev[-1]["operator"] == "userpass-gina" and ev[-1]["result"] == "failure" and ev[-1]["code"] == "permission_denied",
+         "a refused view is audited")
+    st, _, j = call(audrey, "GET", "/api/v1/audit?action=view&operator=gina")
+    T.ok(st == 200 and j["events"] and j["events"][0]["type"] == "serve.view", "views are in the audit query (action=view)")
     # reveal
     st, h, j = call(sam, "POST", "/api/v1/credentials/mx.example.com/reveal", {"reason": "ticket API-7"})
     T.ok(st == 200 and j["password"] == PASSWORDS[0] and h.get("cache-control") == "no-store",
