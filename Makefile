@@ -3,6 +3,7 @@
 #   make            build everything into build/
 #   make test       install what is missing, build, run every test (unit, integration, secret scan)
 #   make demo       the end-to-end demonstration (see README)
+#   make ui         the admin web UI (vks serve) with demo data until Ctrl-C (docs/serve.md)
 #   make bench      benchmarks (not tests); results in build/bench/
 #   make asan       the test suite built and run under AddressSanitizer (build-asan/)
 #   make tsan       the concurrency tests under ThreadSanitizer (build-tsan/)
@@ -198,6 +199,10 @@ check-exports: $(BUILD)/vault_keysource.so
 
 demo: all
 	@BUILD=$(BUILD) scripts/demo
+
+.PHONY: ui
+ui: all
+	@BUILD=$(BUILD) scripts/ui-demo
 
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) bench/run

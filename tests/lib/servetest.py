@@ -62,10 +62,12 @@ class Session:
 
 
 class Serve:
-    def __init__(self, vd, extra_conf="", start=True, setup=True):
+    def __init__(self, vd, extra_conf="", start=True, setup=True, users=None, port=None, env=None):
         self.vd = vd
         self.dir = vd.workdir
-        self.port = free_port()
+        self.port = port or free_port()
+        self.users = users or USERS
+        self.extra_env = env or {}
         self.url = "https://127.0.0.1:%d" % self.port
         self.audit_file = os.path.join(self.dir, "audit.log")
         self.outputs = []
@@ -75,7 +77,7 @@ class Serve:
                     vd.policy(f[:-4], open(os.path.join(EX, f)).read())
             st, _ = vd.call("POST", "/v1/sys/auth/userpass", {"type": "userpass"})
             assert st == 204, st
-            for u, (pw, pol) in USERS.items():
+            for u, (pw, pol) in self.users.items():
                 st, _ = vd.call("POST", "/v1/auth/userpass/users/" + u, {"password": pw, "token_policies": pol})
                 assert st == 204, st
         tls = os.path.join(self.dir, "tls")
@@ -92,6 +94,7 @@ class Serve:
     def env(self):
         e = {k: v for k, v in os.environ.items() if not k.startswith(("VAULT_", "VKS_"))}
         e.update(HOME=self.dir, VKS_ENCRYPTION_KEY=ENC_KEY, VKS_AUDIT_KEY=AUDIT_KEY)
+        e.update(self.extra_env)
         return e
 
     def start(self, timeout=20):
@@ -155,7 +158,7 @@ class Serve:
         return r.status, hdrs, j
 
     def login(self, user, password=None, method="userpass"):
-        body = {"method": "userpass", "username": user, "password": password or USERS[user][0]} \
+        body = {"method": "userpass", "username": user, "password": password or self.users[user][0]} \
             if method == "userpass" else {"method": "token", "token": user}
         st, h, j = self.request("POST", "/api/v1/login", body)
         if st != 200:
