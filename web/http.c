@@ -74,6 +74,9 @@ void sv_send_json(struct sv_req *r, int code, json_object *o, bool no_store)
         copy = NULL;
     }
     vks_wipe((void *)txt, n);
+    json_object *pw = NULL; /* json-c's own copy of a password (create, reveal) is wiped too */
+    if (json_object_object_get_ex(o, "password", &pw) && json_object_is_type(pw, json_type_string))
+        vks_wipe((void *)json_object_get_string(pw), (size_t)json_object_get_string_len(pw));
     json_object_put(o);
     free(copy);
     sv_security_headers(r->req, true);
