@@ -110,6 +110,34 @@ def check_openapi(sv):
 
 
 # ------------------------------------------------------------------ the tests
+def test_program(sv):
+    import subprocess
+    from servetest import BIN
+    p = subprocess.run([os.path.join(BIN, "vks"), "serve", "--help"], capture_output=True, timeout=20)
+    T.ok(p.returncode == 0 and b"usage: vks serve --config FILE" in p.stdout, "vks serve --help")
+    p = subprocess.run([os.path.join(BIN, "vks"), "serve"], capture_output=True, timeout=20)
+    T.ok(p.returncode == 1 and b"usage" in p.stderr, "vks serve without --config: usage, exit 1")
+    bad = os.path.join(sv.dir, "bad.toml")
+    for text, want in (('listen = "127.0.0.1:1"\nsesion_idle_seconds = 5\n', b"bad.toml:2: sesion_idle_seconds: unknown key"),
+                       ('listen = "127.0.0.1"\n', b"bad.toml:1: listen: must be"),
+                       ('listen = "127.0.0.1:1"\nmax_body_bytes = 5\n', b"max_body_bytes: must be an integer"),
+                       ('listen = "127.0.0.1:1"\n', b"tls_cert and tls_key are required"),
+                       ('listen = [1\n', b"bad.toml:")):
+        with open(bad, "w") as f:
+            f.write(text)
+        p = subprocess.run([os.path.join(BIN, "vks"), "serve", "--config", bad], capture_output=True, timeout=20)
+        T.ok(p.returncode == 1 and want in p.stderr, "a bad configuration is refused naming the key: %s" % want.decode(),
+             p.stderr[-200:])
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", sv.port, timeout=10)
+    try:
+        c.request("GET", "/api/v1/health")
+        st = c.getresponse().status
+    except (OSError, http.client.HTTPException):
+        st = None
+    T.ok(st is None or st >= 400, "no plain HTTP: a cleartext request gets no answer", st)
+
+
 def test_health_and_headers(sv):
     st, h, j = call(sv.login("boss"), "GET", "/api/v1/health")
     T.ok(st == 200 and j["status"] == "ok", "health answers ok")
@@ -468,7 +496,7 @@ def main():
         sv = Serve(vd, extra_conf='rotate_set_hook = "/bin/sh %s %s"\nrotate_cafile = "%s"' % (hook, relay.creds_path,
                                                                                               relay.cafile))
         try:
-            for fn, args in ((test_health_and_headers, (sv,)), (test_login, (sv, vd)), (test_roles, (sv,)),
+            for fn, args in ((test_program, (sv,)), (test_health_and_headers, (sv,)), (test_login, (sv, vd)), (test_roles, (sv,)),
                              (test_bad_requests, (sv,)), (test_rotate, (sv, relay)), (test_lockout, (sv,))):
                 T.run(fn, *args)
             T.run(check_openapi, sv)
