@@ -227,7 +227,7 @@ static void show(struct sv_req *r, const char *prefix, const char *name)
     struct vks_cred_record rec;
     memset(&rec, 0, sizeof rec);
     vks_status st = sv_ctx(r, prefix, &ctx, &e);
-    char vpath[VKS_CRED_NAME_MAX * 2 + 8];
+    char vpath[512];
     snprintf(vpath, sizeof vpath, "%s%s", prefix, name);
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &rec, &e);
@@ -246,7 +246,7 @@ static void show(struct sv_req *r, const char *prefix, const char *name)
     if (fst != VKS_OK)
         json_object_object_add(o, "fingerprint_note", json_object_new_string(
             fst == VKS_E_PERMISSION_DENIED ? "not shown: this role may not read the credential's data" : fe.msg));
-    char path[VKS_CRED_NAME_MAX * 2 + 8], verdict[80];
+    char path[512], verdict[80];
     snprintf(path, sizeof path, "%s%s", ctx.prefix, name);
     json_object_object_add(o, "audit_events", sv_audit_query(path, NULL, NULL, NULL, NULL, 20, verdict, sizeof verdict));
     json_object_object_add(o, "audit_chain", json_object_new_string(verdict));

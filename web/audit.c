@@ -156,7 +156,7 @@ void sv_api_audit(struct sv_req *r, bool verify_only)
             sv_send_error(r, 400, "invalid_input", "limit", "limit: 1-500");
             return;
         }
-    char path[VKS_CRED_NAME_MAX * 2 + 8], verdict[80];
+    char path[512], verdict[80];
     if (cred)
         snprintf(path, sizeof path, "%s%s", ctx.prefix, cred);
     json_object *ev = sv_audit_query(cred ? path : NULL, sv_query(r, "operator"), sv_query(r, "action"),

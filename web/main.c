@@ -47,8 +47,10 @@ static void on_request(struct evhttp_request *req, void *arg)
     r.method = c == EVHTTP_REQ_GET ? "GET" : c == EVHTTP_REQ_POST ? "POST" : c == EVHTTP_REQ_DELETE ? "DELETE" : "HEAD";
     const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
     const char *raw = u ? evhttp_uri_get_path(u) : NULL;
-    char *dec = raw ? evhttp_uridecode(raw, 0, NULL) : NULL;
-    if (!dec || strlen(dec) >= sizeof r.path || strstr(dec, "/../") || strchr(dec, '\0') != dec + strlen(dec)) {
+    size_t dlen = 0;
+    char *dec = raw ? evhttp_uridecode(raw, 0, &dlen) : NULL;
+    /* refused: too long, a "%00" (the decoded length then differs), a ".." segment */
+    if (!dec || dlen >= sizeof r.path || strlen(dec) != dlen || strstr(dec, "/../") || (dlen >= 3 && !strcmp(dec + dlen - 3, "/.."))) {
         free(dec);
         sv_security_headers(req, true);
         evhttp_send_error(req, 400, "Bad Request");

@@ -265,7 +265,7 @@ static void cred_page(struct sv_req *r)
                     : tenant ? vks_cred_check_tenant(tenant, "tenant", &e) : VKS_OK;
     if (st == VKS_OK)
         st = sv_ctx(r, prefix, &ctx, &e);
-    char vpath[VKS_CRED_NAME_MAX * 2 + 8];
+    char vpath[512];
     snprintf(vpath, sizeof vpath, "%s%s", prefix, name ? name : "");
     if (st == VKS_OK)
         st = vks_cred_show(&ctx, name, &rec, &e);
@@ -369,7 +369,7 @@ static void cred_page(struct sv_req *r)
          "<button type=\"submit\" id=\"delete-btn\" disabled>Delete</button><p id=\"delete-error\" class=\"error\" "
          "role=\"alert\"></p></form></section></div>");
     /* audit */
-    char path[VKS_CRED_NAME_MAX * 2 + 8], verdict[80];
+    char path[512], verdict[80];
     snprintf(path, sizeof path, "%s%s", ctx.prefix, name);
     json_object *ev = sv_audit_query(path, NULL, NULL, NULL, NULL, 20, verdict, sizeof verdict);
     P(b, "<section class=\"card\"><h2>Recent audit events</h2><p>Audit chain: <strong class=\"chain\">");
@@ -418,7 +418,7 @@ static void audit_page(struct sv_req *r)
             finish(r, err_page(r, b, st, &e), b);
             return;
         }
-    char path[VKS_CRED_NAME_MAX * 2 + 8], verdict[80];
+    char path[512], verdict[80];
     const char *cred = sv_query(r, "credential");
     if (cred)
         snprintf(path, sizeof path, "%s%s", ctx.prefix, cred);

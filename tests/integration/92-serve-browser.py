@@ -166,6 +166,8 @@ def main():
                 sv.stop()
                 relay.stop()
                 shutil.rmtree(home, ignore_errors=True)
+        T.ok("Sanitizer" not in sv.stderr_text() and "runtime error:" not in sv.stderr_text()
+             and not vd.sanitizer_report() and sv.rc == 0, "vks-serve stopped cleanly, no sanitizer report")
         T.ok(not CSP_SEEN, "no Content Security Policy violation in the console on any page", CSP_SEEN[:3])
         texts = [sv.stderr_text(), vd.stderr_text(), open(sv.audit_file).read()] + sv.outputs
         T.ok(pw[0] and not any(pw[0] in t for t in texts), "the password is in no log, audit line or API output")

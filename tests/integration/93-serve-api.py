@@ -362,6 +362,9 @@ def test_bad_requests(sv):
     T.ok(st == 403 and j["code"] == "cross_origin", "another Origin: 403")
     st, _, j = call(s, "GET", "/api/v1/credentials/csrf.example")
     T.eq(st, 404, "nothing was created by the refused requests")
+    for path in ("/api/v1/credentials/a%00b", "/ui/credential/../../etc", "/api/v1/credentials/" + "x" * 1100):
+        st, _, _ = s.call("GET", path)
+        T.eq(st, 400, "a path with a NUL, a '..' segment or over 1 KiB: 400 (%s)" % path[:40])
     st, _, j = sv.request("GET", "/api/v1/credentials", headers={"Cookie": "vks_session=" + "a" * 64})
     T.eq(st, 401, "an unknown session id: 401")
 
@@ -507,6 +510,9 @@ def main():
         T.run(test_expiry, vd)
         T.eq(sv.rc, 0, "vks serve exits 0 on SIGTERM")
         texts = OUT + [sv.stderr_text(), vd.stderr_text(), open(sv.audit_file).read()]
+        san = [t for t in OUT + [sv.stderr_text()] if "Sanitizer" in t or "runtime error:" in t]
+        T.ok(not san and not vd.sanitizer_report(), "no sanitizer report from vks-serve or vault-dev (make asan)",
+             san[:1])
         leaks = [i for i, p in enumerate(PASSWORDS) for t in texts if p in t]
         T.ok(PASSWORDS and not leaks, "no password handed out appears in a log, the audit trail or stderr", leaks)
     return T.finish()
