@@ -129,7 +129,7 @@ static void list_page(struct sv_req *r)
         H(b, full);
         P(b, " ");
         H(b, recs[i].username);
-        P(b, "\"><td><a href=\"/ui/credential?");
+        P(b, "\"><td data-label=\"Name\"><a href=\"/ui/credential?");
         if (tenant) {
             P(b, "tenant=");
             H(b, tenant);
@@ -141,20 +141,20 @@ static void list_page(struct sv_req *r)
         free(enc);
         P(b, "\">");
         H(b, full);
-        P(b, "</a></td><td>");
+        P(b, "</a></td><td data-label=\"Username\">");
         H(b, recs[i].username);
-        P(b, "</td><td>");
+        P(b, "</td><td data-label=\"Permissions\">");
         H(b, json_object_get_string(json_object_object_get(o, "permissions")));
-        P(b, "</td><td>");
+        P(b, "</td><td data-label=\"Created\">");
         H(b, recs[i].created);
-        P(b, "</td><td class=\"due-");
+        P(b, "</td><td data-label=\"Due\" class=\"due-");
         H(b, ds ? ds : "none");
         P(b, "\">");
         H(b, due ? due : "");
         H(b, ds && strcmp(ds, "ok") ? " (" : "");
         H(b, ds && strcmp(ds, "ok") ? ds : "");
         H(b, ds && strcmp(ds, "ok") ? ")" : "");
-        P(b, "</td><td><span class=\"state state-");
+        P(b, "</td><td data-label=\"State\"><span class=\"state state-");
         H(b, state);
         P(b, "\">");
         H(b, state);
@@ -229,16 +229,19 @@ static void events_table(struct evbuffer *b, json_object *ev)
     for (size_t i = 0; i < json_object_array_length(ev); i++) {
         json_object *e = json_object_array_get_idx(ev, i);
         const char *k[] = { "ts", "type", "result", "operator", "client_addr", "reason" };
+        const char *lab[] = { "Time", "Event", "Result", "Operator", "From", "Reason / detail" };
         P(b, "<tr>");
         for (size_t j = 0; j < 6; j++) {
             const char *v = json_object_get_string(json_object_object_get(e, k[j]));
             if (j == 5 && !v)
                 v = json_object_get_string(json_object_object_get(e, "detail"));
-            P(b, "<td>");
+            P(b, "<td data-label=\"");
+            P(b, lab[j]);
+            P(b, "\">");
             H(b, v ? v : "");
             P(b, "</td>");
         }
-        P(b, "<td>");
+        P(b, "<td data-label=\"Line\">");
         char ln[48];
         snprintf(ln, sizeof ln, "%lld%s", (long long)json_object_get_int64(json_object_object_get(e, "line")),
                  json_object_get_boolean(json_object_object_get(e, "line_verified")) ? " ✓" : " ✗");
