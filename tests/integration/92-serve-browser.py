@@ -403,6 +403,14 @@ def test_phone(d, sv, vd, cred, pw, xs):
     over = d.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
     T.ok(over <= 1, "the credential page fits a phone", over)
     d.set_window_size(1280, 900)
+    # control: the console check above can fail: an inline script injected into a page is blocked
+    # by the CSP and reported (the page's own code never does this)
+    d.execute_script("var s = document.createElement('script'); s.textContent = 'window.__inline = 1'; "
+                     "document.body.appendChild(s);")
+    time.sleep(0.3)
+    blocked = d.execute_script("return window.__inline === undefined")
+    seen = [e for e in d.get_log("browser") if "Content Security Policy" in e.get("message", "")]
+    T.ok(blocked and seen, "control: an injected inline script is blocked by the CSP and reported in the console")
 
 
 if __name__ == "__main__":
