@@ -237,18 +237,21 @@ INST_DOCS   := README.md $(wildcard docs/*.md)
 INST_EXAMPLES := $(wildcard policy-examples/*)
 SBINDIR     = $(PREFIX)/sbin
 INST_AGENT  := agent/vks-agent.service agent/vks-agent.toml.example
-INSTALLED_FILES = $(BINDIR)/vks $(BINDIR)/vks-policy $(LUA_CMODDIR)/vault_keysource.so \
+INST_WEB    := $(wildcard web/static/*) docs/openapi.json
+INSTALLED_FILES = $(BINDIR)/vks $(BINDIR)/vks-policy $(BINDIR)/vks-serve $(LUA_CMODDIR)/vault_keysource.so \
+  $(addprefix $(VKS_SHARE)/web/,$(notdir $(INST_WEB))) \
   $(SBINDIR)/vks-agent $(MANDIR)/man8/vks-agent.8 $(INST_AGENT:agent/%=$(VKS_SHARE)/agent/%) \
   $(INST_LUA:lua/%=$(VKS_SHARE)/lua/%) $(INST_MAN1:man/%=$(MANDIR)/man1/%) \
   $(addprefix $(DOCDIR)/,$(notdir $(INST_DOCS))) $(INST_EXAMPLES:policy-examples/%=$(DOCDIR)/examples/%)
 
 .PHONY: uninstall install-module
 
-install: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so $(BUILD)/vks-agent
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUA_CMODDIR) $(DESTDIR)$(VKS_SHARE)/lua \
+install: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so $(BUILD)/vks-agent $(BUILD)/vks-serve
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUA_CMODDIR) $(DESTDIR)$(VKS_SHARE)/lua $(DESTDIR)$(VKS_SHARE)/web \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)/examples \
 	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(VKS_SHARE)/agent
-	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vks-serve $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(INST_WEB) $(DESTDIR)$(VKS_SHARE)/web/
 	install -m 0755 $(BUILD)/vks-agent $(DESTDIR)$(SBINDIR)/
 	install -m 0644 agent/vks-agent.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 $(INST_AGENT) $(DESTDIR)$(VKS_SHARE)/agent/
@@ -275,7 +278,7 @@ uninstall:
 	  rm -f '$(DESTDIR)'"$$f"; \
 	done; \
 	rm -f "$$m"; \
-	for d in $(VKS_SHARE)/lua $(VKS_SHARE)/agent $(VKS_SHARE) $(DOCDIR)/examples $(DOCDIR); do \
+	for d in $(VKS_SHARE)/lua $(VKS_SHARE)/agent $(VKS_SHARE)/web $(VKS_SHARE) $(DOCDIR)/examples $(DOCDIR); do \
 	  if [ -d '$(DESTDIR)'"$$d" ]; then rmdir '$(DESTDIR)'"$$d" 2>/dev/null || true; fi; \
 	done; \
 	echo "uninstalled from $(DESTDIR)$(PREFIX)"

@@ -203,7 +203,12 @@ int sv_conf_load(const char *path, struct sv_conf *c, char *err, size_t n)
         r = -1;
     }
     if (r == 0 && !c->static_dir)
-        c->static_dir = strdup("/usr/share/vault-keysource/web");
+        c->static_dir = strdup("/usr/share/vault-keysource/web"); /* where make install / the .deb put it */
+    if (r == 0 && !c->openapi) { /* installed beside the static files */
+        size_t l = strlen(c->static_dir) + 16;
+        if ((c->openapi = malloc(l)) != NULL)
+            snprintf(c->openapi, l, "%s/openapi.json", c->static_dir);
+    }
     return r;
 }
 
