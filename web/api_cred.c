@@ -200,11 +200,9 @@ static void create(struct sv_req *r, const char *prefix)
         char sum[64];
         vks_cred_summary(&rs, sum, sizeof sum);
         json_object_object_add(o, "permissions", json_object_new_string(sum));
-        json_object_object_add(o, "password", json_object_new_string_len((const char *)pw.data, (int)pw.len));
         if (st != VKS_OK)
             json_object_object_add(o, "warning", json_object_new_string(e.msg));
-        vks_secret_free(&pw);
-        sv_send_json(r, 201, o, true);
+        sv_send_json_secret(r, 201, o, &pw);
     } else {
         const char *f = strstr(e.msg, "--username") || strstr(e.msg, "username") ? "username"
                         : strstr(e.msg, "NAME") ? "name" : strstr(e.msg, "--owner") ? "owner"
@@ -289,10 +287,9 @@ static void reveal(struct sv_req *r, const char *prefix, const char *name)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "name", json_object_new_string(name));
     json_object_object_add(o, "version", json_object_new_int64(version));
-    json_object_object_add(o, "password", json_object_new_string_len((const char *)pw.data, (int)pw.len));
     json_object_object_add(o, "hide_after_seconds", json_object_new_int(sv_cfg->reveal_seconds));
+    sv_send_json_secret(r, 200, o, &pw);
     vks_secret_free(&pw);
-    sv_send_json(r, 200, o, true);
 }
 
 /* "domains": the full new list (or "all_domains": true); the change is computed against the

@@ -14,6 +14,7 @@
 
 #include "serve.h"
 #include "vks_audit.h"
+#include "vks_json.h"
 
 /* No inline script or style, nothing from elsewhere, never framed. */
 #define SV_CSP "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " \
@@ -74,9 +75,6 @@ void sv_send_json(struct sv_req *r, int code, json_object *o, bool no_store)
         copy = NULL;
     }
     vks_wipe((void *)txt, n);
-    json_object *pw = NULL; /* json-c's own copy of a password (create, reveal) is wiped too */
-    if (json_object_object_get_ex(o, "password", &pw) && json_object_is_type(pw, json_type_string))
-        vks_wipe((void *)json_object_get_string(pw), (size_t)json_object_get_string_len(pw));
     json_object_put(o);
     free(copy);
     sv_security_headers(r->req, true);
@@ -85,6 +83,55 @@ void sv_send_json(struct sv_req *r, int code, json_object *o, bool no_store)
     evhttp_send_reply(r->req, code, reason(code), b);
     if (b)
         evbuffer_free(b);
+}
+
+static void scratch_release(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    vks_scratch_close(arg);
+    free(arg);
+}
+
+/* o (no secret in it) with "password" added: the text is built in a scratch buffer (locked, never
+ * realloc'ed, wiped when libevent releases it), never in json-c, whose buffers grow by realloc. */
+void sv_send_json_secret(struct sv_req *r, int code, json_object *o, const vks_secret *pw)
+{
+    size_t n = 0;
+    const char *txt = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+    vks_scratch *sc = calloc(1, sizeof *sc);
+    struct vks_err e;
+    size_t cap = n + 6 * pw->len + 32, k = 0;
+    if (!sc || n < 2 || vks_scratch_open(cap, sc, &e) != VKS_OK) {
+        free(sc);
+        json_object_put(o);
+        sv_send_error(r, 503, "nomem", NULL, "no secure memory for the answer");
+        return;
+    }
+    char *b = (char *)sc->data;
+    memcpy(b, txt, n - 1); /* without the closing brace */
+    k = n - 1;
+    memcpy(b + k, ",\"password\":", 12);
+    k += 12;
+    size_t w = vks_json_write_string(pw->data, pw->len, b + k, cap - k - 3);
+    k += w;
+    b[k++] = '}';
+    b[k++] = '\n';
+    sc->len = k;
+    json_object_put(o);
+    struct evbuffer *buf = evbuffer_new();
+    sv_security_headers(r->req, true);
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Content-Type", "application/json");
+    if (!buf || w == 0 || evbuffer_add_reference(buf, sc->data, sc->len, scratch_release, sc) != 0) {
+        vks_scratch_close(sc);
+        free(sc);
+        if (buf)
+            evbuffer_free(buf);
+        sv_send_error(r, 500, "internal", NULL, "cannot build the answer");
+        return;
+    }
+    evhttp_send_reply(r->req, code, reason(code), buf);
+    evbuffer_free(buf);
 }
 
 void sv_send_error(struct sv_req *r, int code, const char *codename, const char *field, const char *fmt, ...)

@@ -83,6 +83,9 @@ extern struct sv_conf *sv_cfg;
 extern const struct vks_keyring *sv_keyring; /* ENC: keys from the environment, as `vks cred` */
 void sv_security_headers(struct evhttp_request *req, bool no_store);
 void sv_send_json(struct sv_req *r, int code, json_object *o, bool no_store); /* takes o */
+/* takes o (a JSON object without secrets) and answers it with "password": pw added, built in a
+ * scratch buffer wiped when libevent releases it: a password never goes through json-c */
+void sv_send_json_secret(struct sv_req *r, int code, json_object *o, const vks_secret *pw);
 /* {"error": msg, "code": code, "field": field?} */
 void sv_send_error(struct sv_req *r, int code, const char *codename, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
