@@ -183,7 +183,7 @@ int sv_conf_load(const char *path, struct sv_conf *c, char *err, size_t n)
     c->session_idle = 900;
     c->session_max = 8 * 3600;
     c->login_max_failures = 5;
-    c->login_lockout = 900;
+    c->login_lockout = 1800; /* PCI DSS 8.3.4: at least 30 minutes */
     c->max_body = 65536;
     c->reveal_seconds = 30;
     size_t len = 0;
