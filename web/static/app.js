@@ -188,6 +188,12 @@
         msg.textContent = j.body.result === 'success'
           ? 'rotated: version ' + j.body.new_version + ' is current, ' + j.body.old_version + ' is previous'
           : 'stopped: ' + j.body.error;
+        if (j.body.result === 'success') {
+          const a = document.createElement('a');
+          a.href = location.href;
+          a.textContent = ' (reload the page for the new version and its audit events)';
+          msg.appendChild(a);
+        }
         rot.dataset.result = j.body.result;
         rot.querySelectorAll('button').forEach((b) => { b.disabled = false; });
       };
