@@ -4,9 +4,8 @@
  *   GET    /api/v1/credentials[?tenant=T&state=S]    vks_cred_list
  *   POST   /api/v1/credentials                       vks_cred_create (password in this answer only)
  *   GET    /api/v1/credentials/NAME                  vks_cred_show (+ fingerprint, + audit events)
- *   POST   /api/v1/credentials/NAME/reveal           vks_cred_reveal (reason required)
- *   POST   /api/v1/credentials/NAME/restrict         vks_cred_restrict
- *   DELETE /api/v1/credentials/NAME                  vks_cred_delete (confirm_username required)
+ *   POST   /api/v1/credentials/NAME/reveal, /restrict, DELETE .../NAME   (api_acts.c)
+ *   POST   /api/v1/credentials/NAME/rotate, GET /api/v1/jobs/ID          (rotate.c)
  *   GET    /api/v1/due[?within=30d]                  vks_cred_due_eval over vks_cred_list
  * Loop thread only.
  */
@@ -76,7 +75,7 @@ json_object *sv_record_json(const struct vks_cred_record *rec, bool full)
 }
 
 /* ?tenant=T lists the tenant's own prefix (<prefix>T/): the ACL boundary of tenant policies */
-static bool tenant_prefix(struct sv_req *r, char *out, size_t cap)
+bool sv_tenant_prefix(struct sv_req *r, char *out, size_t cap)
 {
     const char *t = sv_query(r, "tenant");
     const char *base = sv_cfg->prefix ? sv_cfg->prefix : VKS_CRED_DEFAULT_PREFIX;
@@ -95,7 +94,7 @@ static bool tenant_prefix(struct sv_req *r, char *out, size_t cap)
 static void list(struct sv_req *r)
 {
     char prefix[VKS_CRED_NAME_MAX + 1];
-    if (!tenant_prefix(r, prefix, sizeof prefix))
+    if (!sv_tenant_prefix(r, prefix, sizeof prefix))
         return;
     struct vks_cred_ctx ctx;
     struct vks_err e;
@@ -130,7 +129,7 @@ static void list(struct sv_req *r)
 }
 
 /* the lists of a create or restrict body: "domains"/"ips" arrays, "all_domains"/"all_ips" */
-static bool body_lists(struct sv_req *r, json_object *b, struct vks_cred_restrictions *rs)
+bool sv_body_lists(struct sv_req *r, json_object *b, struct vks_cred_restrictions *rs)
 {
     const char **d = NULL, **ip = NULL;
     size_t nd = 0, nip = 0;
@@ -178,7 +177,7 @@ static void create(struct sv_req *r, const char *prefix)
     struct vks_cred_restrictions rs;
     if (!sv_json_str(r, b, "name", true, &name) || !sv_json_str(r, b, "username", true, &user) ||
         !sv_json_str(r, b, "owner", false, &owner) || !sv_json_str(r, b, "tenant", false, &tenant) ||
-        !sv_json_str(r, b, "relay", false, &relay) || !body_lists(r, b, &rs)) {
+        !sv_json_str(r, b, "relay", false, &relay) || !sv_body_lists(r, b, &rs)) {
         json_object_put(b);
         return;
     }
@@ -252,138 +251,6 @@ static void show(struct sv_req *r, const char *prefix, const char *name)
     sv_send_json(r, 200, o, true);
 }
 
-static void reveal(struct sv_req *r, const char *prefix, const char *name)
-{
-    if (!sv_csrf_ok(r))
-        return;
-    json_object *b = sv_body_json(r);
-    const char *reason = NULL, *totp = NULL;
-    if (!b || !sv_json_str(r, b, "reason", true, &reason) || !sv_json_str(r, b, "totp", false, &totp) ||
-        (sv_stepup_needed(r->s, r->now) && !sv_stepup(r, totp))) {
-        json_object_put(b);
-        return;
-    }
-    struct vks_cred_ctx ctx;
-    struct vks_err e;
-    vks_err_clear(&e);
-    vks_secret pw = VKS_SECRET_EMPTY;
-    int64_t version = 0;
-    vks_status st = sv_ctx(r, prefix, &ctx, &e);
-    if (st == VKS_OK)
-        st = vks_cred_reveal(&ctx, name, reason, &pw, &version, &e);
-    json_object_put(b);
-    if (st != VKS_OK) {
-        vks_secret_free(&pw);
-        if (st == VKS_E_INVALID_INPUT && strstr(e.msg, "reason"))
-            {
-                sv_send_error(r, 400, "invalid_input", "reason", "%s", e.msg);
-                return;
-            }
-        {
-            sv_send_status(r, st, &e);
-            return;
-        }
-    }
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "name", json_object_new_string(name));
-    json_object_object_add(o, "version", json_object_new_int64(version));
-    json_object_object_add(o, "hide_after_seconds", json_object_new_int(sv_cfg->reveal_seconds));
-    sv_send_json_secret(r, 200, o, &pw);
-    vks_secret_free(&pw);
-}
-
-/* "domains": the full new list (or "all_domains": true); the change is computed against the
- * current record: lift, removals, additions, as `vks cred restrict` applies them */
-static void restrict_(struct sv_req *r, const char *prefix, const char *name)
-{
-    if (!sv_csrf_ok(r))
-        return;
-    json_object *b = sv_body_json(r);
-    struct vks_cred_restrictions want;
-    if (!b || !body_lists(r, b, &want)) {
-        json_object_put(b);
-        return;
-    }
-    json_object_put(b);
-    struct vks_cred_ctx ctx;
-    struct vks_err e;
-    vks_err_clear(&e);
-    struct vks_cred_record cur, out;
-    memset(&cur, 0, sizeof cur);
-    memset(&out, 0, sizeof out);
-    vks_status st = sv_ctx(r, prefix, &ctx, &e);
-    if (st == VKS_OK)
-        st = vks_cred_show(&ctx, name, &cur, &e);
-    if (st == VKS_OK) {
-        const struct vks_cred_list *cl[2] = { &cur.restrictions.domains, &cur.restrictions.hosts };
-        const struct vks_cred_list *wl[2] = { &want.domains, &want.hosts };
-        const char **add[2], **rm[2];
-        size_t nadd[2] = { 0, 0 }, nrm[2] = { 0, 0 };
-        for (int k = 0; k < 2; k++) {
-            add[k] = calloc(wl[k]->n + 1, sizeof *add[k]);
-            rm[k] = calloc(cl[k]->n + 1, sizeof *rm[k]);
-            for (size_t i = 0; !wl[k]->all && i < cl[k]->n; i++) {
-                bool keep = false;
-                for (size_t j = 0; j < wl[k]->n; j++)
-                    keep = keep || !strcmp(cl[k]->v[i], wl[k]->v[j]);
-                if (!keep)
-                    rm[k][nrm[k]++] = cl[k]->v[i];
-            }
-            for (size_t j = 0; j < wl[k]->n; j++)
-                add[k][nadd[k]++] = wl[k]->v[j];
-        }
-        struct vks_cred_change ch = { .all_domains = want.domains.all, .all_hosts = want.hosts.all,
-                                      .add_domains = add[0], .n_add_domains = nadd[0],
-                                      .remove_domains = rm[0], .n_remove_domains = nrm[0],
-                                      .add_hosts = add[1], .n_add_hosts = nadd[1],
-                                      .remove_hosts = rm[1], .n_remove_hosts = nrm[1] };
-        st = vks_cred_restrict(&ctx, name, &ch, &out, &e);
-        for (int k = 0; k < 2; k++) {
-            free(add[k]);
-            free(rm[k]);
-        }
-    }
-    vks_cred_restrictions_free(&want);
-    vks_cred_record_free(&cur);
-    if (st == VKS_OK)
-        sv_send_json(r, 200, sv_record_json(&out, true), true);
-    else
-        sv_send_status(r, st, &e);
-    vks_cred_record_free(&out);
-}
-
-static void delete_(struct sv_req *r, const char *prefix, const char *name)
-{
-    if (!sv_csrf_ok(r))
-        return;
-    json_object *b = sv_body_json(r);
-    const char *confirm = NULL;
-    if (!b || !sv_json_str(r, b, "confirm_username", true, &confirm)) {
-        json_object_put(b);
-        return;
-    }
-    struct vks_cred_ctx ctx;
-    struct vks_err e;
-    vks_err_clear(&e);
-    vks_status st = sv_ctx(r, prefix, &ctx, &e);
-    if (st == VKS_OK)
-        st = vks_cred_delete(&ctx, name, confirm, &e);
-    json_object_put(b);
-    if (st == VKS_E_INVALID_INPUT && strstr(e.msg, "confirm"))
-        {
-            sv_send_error(r, 400, "invalid_input", "confirm_username", "%s", e.msg);
-            return;
-        }
-    if (st != VKS_OK)
-        {
-            sv_send_status(r, st, &e);
-            return;
-        }
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "deleted", json_object_new_string(name));
-    sv_send_json(r, 200, o, true);
-}
-
 void sv_api_due(struct sv_req *r)
 {
     int64_t within = 30 * 86400;
@@ -394,7 +261,7 @@ void sv_api_due(struct sv_req *r)
             return;
         }
     char prefix[VKS_CRED_NAME_MAX + 1];
-    if (!tenant_prefix(r, prefix, sizeof prefix))
+    if (!sv_tenant_prefix(r, prefix, sizeof prefix))
         return;
     struct vks_cred_ctx ctx;
     struct vks_err e;
@@ -439,7 +306,7 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
 {
     bool get = !strcmp(r->method, "GET"), post = !strcmp(r->method, "POST"), del = !strcmp(r->method, "DELETE");
     char prefix[VKS_CRED_NAME_MAX + 1];
-    if (!tenant_prefix(r, prefix, sizeof prefix))
+    if (!sv_tenant_prefix(r, prefix, sizeof prefix))
         return;
     if (!*rest) {
         if (get)
@@ -459,7 +326,7 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
         if (post && l > 7 && !strcmp(name + l - 7, "/reveal")) {
             name[l - 7] = '\0';
             {
-                reveal(r, prefix, name);
+                sv_api_reveal(r, prefix, name);
                 return;
             }
         }
@@ -471,7 +338,7 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
         if (post && l > 9 && !strcmp(name + l - 9, "/restrict")) {
             name[l - 9] = '\0';
             {
-                restrict_(r, prefix, name);
+                sv_api_restrict(r, prefix, name);
                 return;
             }
         }
@@ -482,7 +349,7 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
             }
         if (del)
             {
-                delete_(r, prefix, name);
+                sv_api_delete(r, prefix, name);
                 return;
             }
     }

@@ -117,6 +117,13 @@ void sv_api_credentials(struct sv_req *r, const char *rest);
 void sv_api_due(struct sv_req *r);
 void sv_api_audit(struct sv_req *r, bool verify_only);
 json_object *sv_record_json(const struct vks_cred_record *rec, bool full);
+/* ?tenant=T -> "<prefix>T/" (else the prefix); false after answering 400 */
+bool sv_tenant_prefix(struct sv_req *r, char *out, size_t cap);
+/* "domains"/"all_domains", "ips"/"all_ips" of a body into rs; false after answering 400 */
+bool sv_body_lists(struct sv_req *r, json_object *b, struct vks_cred_restrictions *rs);
+void sv_api_reveal(struct sv_req *r, const char *prefix, const char *name);
+void sv_api_restrict(struct sv_req *r, const char *prefix, const char *name);
+void sv_api_delete(struct sv_req *r, const char *prefix, const char *name);
 /* events of the audit file matching the filters (NULL = any), the newest `limit`, and the chain
  * verdict: "verified", "broken at line N", "unverifiable" or "unavailable". */
 json_object *sv_audit_query(const char *path, const char *operator_name, const char *action, const char *since,
@@ -135,6 +142,13 @@ bool sv_stepup(struct sv_req *r, const char *code);
 
 /* ---- the UI (ui.c) and static files ---- */
 void sv_ui(struct sv_req *r);
+/* page scaffolding shared by ui.c and ui_cred.c: header (with the CSRF meta), footer and send,
+ * an error paragraph (returns the HTTP status for the error) */
+struct evbuffer *sv_page(struct sv_req *r, const char *title);
+void sv_page_end(struct sv_req *r, int code, struct evbuffer *b);
+int sv_page_error(struct sv_req *r, struct evbuffer *b, vks_status st, const struct vks_err *e);
+void sv_cred_page(struct sv_req *r);
+void sv_audit_page(struct sv_req *r);
 void sv_static(struct sv_req *r, const char *file);
 
 #endif
