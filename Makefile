@@ -3,6 +3,7 @@
 #   make            build everything into build/
 #   make test       install what is missing, build, run every test (unit, integration, secret scan)
 #   make demo       the end-to-end demonstration (see README)
+#   make ui         the admin web UI (vks serve) with demo data until Ctrl-C (docs/serve.md)
 #   make bench      benchmarks (not tests); results in build/bench/
 #   make asan       the test suite built and run under AddressSanitizer (build-asan/)
 #   make tsan       the concurrency tests under ThreadSanitizer (build-tsan/)
@@ -79,6 +80,8 @@ TOML_CXX   := $(wildcard common/*.cpp)
 TOML_OBJ   := $(TOML_CXX:%.cpp=$(BUILD)/obj/%.o)
 AGENT_SRC  := $(wildcard agent/*.c)
 AGENT_OBJ  := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o)
+WEB_SRC    := $(wildcard web/*.c)
+WEB_OBJ    := $(WEB_SRC:%.c=$(BUILD)/obj/%.o)
 DEV_SRC    := $(wildcard tests/vault-dev/*.c)
 DEV_OBJ    := $(DEV_SRC:%.c=$(BUILD)/obj/%.o)
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
@@ -104,6 +107,9 @@ endif
 ifneq ($(AGENT_SRC),)
 TARGETS += $(BUILD)/vks-agent
 endif
+ifneq ($(WEB_SRC),)
+TARGETS += $(BUILD)/vks-serve
+endif
 
 .PHONY: all bootstrap test unit-tests demo bench asan tsan fuzz clean install check-exports deb
 
@@ -121,6 +127,10 @@ $(BUILD)/obj/%.o: %.cpp
 	$(CXX) $(CXXFLAGS_COMMON) -Isrc -Ihost -Icommon $(LUA_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/obj/agent/%.o: agent/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Icommon $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/web/%.o: web/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Icommon $(EVENT_CFLAGS) -MMD -MP -c $< -o $@
 
@@ -149,6 +159,11 @@ $(BUILD)/vks-policy: $(HOST_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
 # The agent is C, but links the C++ runtime for libvkstoml.a (toml++).
 $(BUILD)/vks-agent: $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
 	$(CXX) $(LDFLAGS) -o $@ $(AGENT_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a $(EVENT_LIBS) $(CORE_LIBS)
+
+# vks-serve (`vks serve`, web/): the admin API and UI on the agent's libevent + OpenSSL; C++ runtime
+# for libvkstoml.a as the agent.
+$(BUILD)/vks-serve: $(WEB_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a
+	$(CXX) $(LDFLAGS) -o $@ $(WEB_OBJ) $(BUILD)/libvks.a $(BUILD)/libvkstoml.a $(EVENT_LIBS) $(CORE_LIBS)
 
 $(BUILD)/vault-dev: $(DEV_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $(DEV_OBJ) $(MHD_LIBS) $(PKG_LIBS) -lpthread
@@ -185,6 +200,10 @@ check-exports: $(BUILD)/vault_keysource.so
 demo: all
 	@BUILD=$(BUILD) scripts/demo
 
+.PHONY: ui
+ui: all
+	@BUILD=$(BUILD) scripts/ui-demo
+
 bench: all $(BENCH_BIN)
 	@BUILD=$(BUILD) bench/run
 
@@ -218,18 +237,21 @@ INST_DOCS   := README.md $(wildcard docs/*.md)
 INST_EXAMPLES := $(wildcard policy-examples/*)
 SBINDIR     = $(PREFIX)/sbin
 INST_AGENT  := agent/vks-agent.service agent/vks-agent.toml.example
-INSTALLED_FILES = $(BINDIR)/vks $(BINDIR)/vks-policy $(LUA_CMODDIR)/vault_keysource.so \
+INST_WEB    := $(wildcard web/static/*) docs/openapi.json
+INSTALLED_FILES = $(BINDIR)/vks $(BINDIR)/vks-policy $(BINDIR)/vks-serve $(LUA_CMODDIR)/vault_keysource.so \
+  $(addprefix $(VKS_SHARE)/web/,$(notdir $(INST_WEB))) \
   $(SBINDIR)/vks-agent $(MANDIR)/man8/vks-agent.8 $(INST_AGENT:agent/%=$(VKS_SHARE)/agent/%) \
   $(INST_LUA:lua/%=$(VKS_SHARE)/lua/%) $(INST_MAN1:man/%=$(MANDIR)/man1/%) \
   $(addprefix $(DOCDIR)/,$(notdir $(INST_DOCS))) $(INST_EXAMPLES:policy-examples/%=$(DOCDIR)/examples/%)
 
 .PHONY: uninstall install-module
 
-install: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so $(BUILD)/vks-agent
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUA_CMODDIR) $(DESTDIR)$(VKS_SHARE)/lua \
+install: $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vault_keysource.so $(BUILD)/vks-agent $(BUILD)/vks-serve
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUA_CMODDIR) $(DESTDIR)$(VKS_SHARE)/lua $(DESTDIR)$(VKS_SHARE)/web \
 	  $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(DOCDIR)/examples \
 	  $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(VKS_SHARE)/agent
-	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(DESTDIR)$(BINDIR)/
+	install -m 0755 $(BUILD)/vks $(BUILD)/vks-policy $(BUILD)/vks-serve $(DESTDIR)$(BINDIR)/
+	install -m 0644 $(INST_WEB) $(DESTDIR)$(VKS_SHARE)/web/
 	install -m 0755 $(BUILD)/vks-agent $(DESTDIR)$(SBINDIR)/
 	install -m 0644 agent/vks-agent.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0644 $(INST_AGENT) $(DESTDIR)$(VKS_SHARE)/agent/
@@ -256,7 +278,7 @@ uninstall:
 	  rm -f '$(DESTDIR)'"$$f"; \
 	done; \
 	rm -f "$$m"; \
-	for d in $(VKS_SHARE)/lua $(VKS_SHARE)/agent $(VKS_SHARE) $(DOCDIR)/examples $(DOCDIR); do \
+	for d in $(VKS_SHARE)/lua $(VKS_SHARE)/agent $(VKS_SHARE)/web $(VKS_SHARE) $(DOCDIR)/examples $(DOCDIR); do \
 	  if [ -d '$(DESTDIR)'"$$d" ]; then rmdir '$(DESTDIR)'"$$d" 2>/dev/null || true; fi; \
 	done; \
 	echo "uninstalled from $(DESTDIR)$(PREFIX)"

@@ -73,6 +73,7 @@ static void usage(FILE *out)
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(out, "  vks %s %-10s %s\n", commands[i].group, commands[i].name,
                 commands[i].summary);
+    fprintf(out, "  vks serve --config FILE  the admin HTTPS API and web UI (docs/serve.md)\n");
     fprintf(out, "\n'vks <group> <command> --help' shows the options of a command.\n");
 }
 
@@ -83,6 +84,8 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    if (!strcmp(argv[1], "serve")) /* the web admin is its own program (libevent): web/, cli/serve.c */
+        return vks_cli_serve(argc - 1, argv + 1);
     bool group_known = false;
     for (size_t i = 0; i < NCOMMANDS; i++) {
         if (strcmp(commands[i].group, argv[1]) != 0)

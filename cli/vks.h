@@ -78,5 +78,7 @@ extern const char vks_cli_backup_create_usage[], vks_cli_backup_verify_usage[], 
 /* cli/rekey.c: `vks rekey` (no sub-command: its row in cli/vks.c has the name "") */
 int vks_cli_rekey(int argc, char **argv);
 extern const char vks_cli_rekey_usage[];
+/* `vks serve ARGS`: execs vks-serve (beside this program, else $VKS_SERVE, else on PATH). */
+int vks_cli_serve(int argc, char **argv);
 
 #endif

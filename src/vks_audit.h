@@ -321,6 +321,8 @@ struct vks_audit_admin_event {
     const char *detail;            /* a short, secret-free summary ("2 domains, all IPs")      */
     const char *group;             /* the type's first part, [a-z]{1,16}: NULL = "cred"; vks backup
                                       writes "backup" (backup.create, backup.restore)         */
+    const char *client_addr;       /* vks serve: the browser's/API client's address, or NULL   */
+    const char *user_agent;        /* vks serve: its User-Agent (capped, escaped), or NULL     */
 };
 /*
  * Writes one administrative event synchronously (in async mode the queue is drained first, so the

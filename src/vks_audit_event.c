@@ -381,4 +381,12 @@ void audit_ev_admin_fields(struct audit_jb *b, const struct vks_audit_admin_even
     }
     JB_LIT(b, ",\"secret_version\":");
     jb_opt_int(b, ev->secret_version);
+    if (ev->client_addr != NULL) { /* vks serve only: events of other programs keep their shape */
+        JB_LIT(b, ",\"client_addr\":");
+        jb_capped(b, ev->client_addr);
+    }
+    if (ev->user_agent != NULL) {
+        JB_LIT(b, ",\"user_agent\":");
+        jb_capped(b, ev->user_agent);
+    }
 }

@@ -194,6 +194,8 @@ struct vks_cred_ctx {
     char operator_accessor[64];
     bool identity_known;
     int rotation_days;             /* create's due = now + this; ctx_init sets VKS_CRED_DUE_DAYS   */
+    const char *client_addr;       /* vks serve: the requester's address for the audit events    */
+    const char *user_agent;        /* vks serve: its User-Agent for the audit events (borrowed)  */
 };
 vks_status vks_cred_ctx_init(struct vks_cred_ctx *ctx, struct vks_vault *vault, const struct vks_keyring *kr,
                              const char *mount, const char *prefix, const char *source, struct vks_err *err);

@@ -68,6 +68,7 @@ static vks_status audit(struct vks_cred_ctx *ctx, const struct act *a, vks_statu
         .source = ctx->source, .vault_addr = ctx->vault_addr, .mount = ctx->mount, .path = a->path,
         .username = a->username && a->username[0] ? a->username : NULL, .secret_version = a->version,
         .reason = a->reason, .detail = a->detail[0] ? a->detail : NULL,
+        .client_addr = ctx->client_addr, .user_agent = ctx->user_agent,
     };
     struct vks_err aerr;
     vks_err_clear(&aerr);

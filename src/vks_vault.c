@@ -1667,3 +1667,11 @@ vks_status vks_vault_kv2_versions_op(struct vks_vault *v, const char *mount, con
     l += (size_t)snprintf(body + l, sizeof body - l, "]}");
     return admin_call(v, "POST", mount, op, path, body, l, what, NULL, err);
 }
+
+/* ---- addition for vks serve (docs/internals/serve.md) ---- */
+
+vks_status vks_vault_token_revoke_self(struct vks_vault *v, struct vks_err *err)
+{
+    return admin_call(v, "POST", "auth/token", "revoke-self", "", NULL, 0, "token revoke-self (logout)", NULL,
+                      err);
+}

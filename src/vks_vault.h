@@ -184,4 +184,9 @@ vks_status vks_vault_kv2_data_read_raw(struct vks_vault *v, const char *mount, c
 vks_status vks_vault_kv2_versions_op(struct vks_vault *v, const char *mount, const char *op, const char *path,
                                      const int64_t *versions, size_t n, struct vks_err *err);
 
+/* ---- addition for vks serve ----
+ * POST auth/token/revoke-self with the client's token (an operator's logout): the token and its
+ * children are revoked in Vault. */
+vks_status vks_vault_token_revoke_self(struct vks_vault *v, struct vks_err *err);
+
 #endif

@@ -135,6 +135,10 @@ bool vd_auth_handle(struct vd_req *q, struct vd_resp *r);
 void vd_kv_handle(struct vd_req *q, struct vd_resp *r, struct json_object *mount, const char *mpath);
 bool vd_kv_exists(struct vd_req *q, struct json_object *mount, const char *mpath);
 
+/* ---- userpass auth method (vd_userpass.c) ---- */
+bool vd_userpass_handle(struct vd_req *q, struct vd_resp *r, struct json_object *mount, const char *mpath,
+                        const char *sub);
+
 /* ---- tokens (vd_token.c) ---- */
 struct json_object *vd_token_lookup(const char *id, int64_t now); /* valid token or NULL */
 struct json_object *vd_token_new(struct json_object *policies, int64_t ttl, bool renewable,

@@ -589,6 +589,9 @@ static bool is_unauth_path(struct vd_req *q)
         size_t l = strlen(p);
         if (l > 6 && !strcmp(p + l - 6, "/login"))
             return true;
+        const char *lg = strstr(p, "/login/"); /* userpass: auth/<mount>/login/<username> */
+        if (lg != NULL && lg[7] != '\0' && strchr(lg + 7, '/') == NULL)
+            return true;
     }
     return false;
 }

@@ -325,19 +325,19 @@ static void auths(struct vd_req *q, struct vd_resp *r, const char *sub)
     }
     if (q->op == VD_OP_UPDATE) {
         const char *type = vd_str(q->body, "type");
-        if (!type || strcmp(type, "approle") != 0) {
+        if (!type || (strcmp(type, "approle") != 0 && strcmp(type, "userpass") != 0)) {
             vd_reply_errorf(r, 400, "plugin not found in the catalog: %s", type ? type : "");
         } else if (vd_get(as, key)) {
             vd_reply_errorf(r, 400, "path is already in use at auth/%s", key);
         } else {
             struct json_object *a = json_object_new_object();
             char acc[32];
-            snprintf(acc, sizeof acc, "auth_approle_");
+            snprintf(acc, sizeof acc, "auth_%s_", type);
             vd_random_b62(acc + strlen(acc), 8);
-            json_object_object_add(a, "type", json_object_new_string("approle"));
+            json_object_object_add(a, "type", json_object_new_string(type));
             json_object_object_add(a, "accessor", json_object_new_string(acc));
             json_object_object_add(a, "description", json_object_new_string(vd_str(q->body, "description") ? vd_str(q->body, "description") : ""));
-            json_object_object_add(a, "roles", json_object_new_object());
+            json_object_object_add(a, !strcmp(type, "userpass") ? "users" : "roles", json_object_new_object());
             json_object_object_add(as, key, a);
             vd_state_dirty();
             vd_reply_204(r);

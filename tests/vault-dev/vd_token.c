@@ -762,6 +762,8 @@ bool vd_auth_handle(struct vd_req *q, struct vd_resp *r)
             const char *type = vd_str(m, "type");
             if (type && !strcmp(type, "approle"))
                 return approle_handle(q, r, m, k, p + kl);
+            if (type && !strcmp(type, "userpass"))
+                return vd_userpass_handle(q, r, m, k, p + kl);
         }
     }
     return false;
