@@ -173,11 +173,23 @@ static void create(struct sv_req *r, const char *prefix)
     json_object *b = sv_body_json(r);
     if (!b)
         return;
-    const char *name, *user, *owner, *tenant, *relay;
+    const char *name, *user, *owner, *tenant, *relay, *direction = NULL;
+    bool retrievable = false;
     struct vks_cred_restrictions rs;
     if (!sv_json_str(r, b, "name", true, &name) || !sv_json_str(r, b, "username", true, &user) ||
         !sv_json_str(r, b, "owner", false, &owner) || !sv_json_str(r, b, "tenant", false, &tenant) ||
-        !sv_json_str(r, b, "relay", false, &relay) || !sv_body_lists(r, b, &rs)) {
+        !sv_json_str(r, b, "relay", false, &relay) || !sv_json_str(r, b, "direction", false, &direction) ||
+        !sv_json_bool(r, b, "retrievable", &retrievable)) {
+        json_object_put(b);
+        return;
+    }
+    bool inbound = direction && strcmp(direction, "inbound") == 0;
+    if (direction && !inbound && strcmp(direction, "outbound") != 0) {
+        sv_send_error(r, 400, "invalid_input", "direction", "%s", "direction must be \"outbound\" or \"inbound\"");
+        json_object_put(b);
+        return;
+    }
+    if (!sv_body_lists(r, b, &rs)) {
         json_object_put(b);
         return;
     }
@@ -188,7 +200,9 @@ static void create(struct sv_req *r, const char *prefix)
     int64_t version = 0;
     vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK) {
-        struct vks_cred_create_req req = { name, user, owner, tenant, &rs, NULL, relay };
+        struct vks_cred_create_req req = { .name = name, .username = user, .owner = owner, .tenant = tenant,
+                                           .restrictions = &rs, .relay = relay, .inbound = inbound,
+                                           .retrievable = retrievable };
         st = vks_cred_create(&ctx, &req, &pw, &version, &e);
     }
     if (version > 0) { /* written: the password is shown now, once, even if a later step failed */
