@@ -8,14 +8,15 @@
 
 #define STR 256
 
-struct lookup_group {            /* secret.lookup events of one credential and one actor */
+struct lookup_group {            /* secret.lookup events of one credential, actor and api */
     char cred[STR];              /* mount/path, file:PATH or event:NAME                  */
     char actor[STR];             /* program@host uid N                                   */
+    char api[48];                /* "" for an outbound lookup; inbound.auth, inbound.sender */
     unsigned long count, served, refused, failed;
     char first[40], last[40];
 };
 
-struct admin_act {               /* one cred.* or backup.* event */
+struct admin_act {               /* one cred.*, backup.*, rekey.* or serve.* event */
     char ts[40], type[48], op[STR], cred[STR], user[STR], result[16], code[40];
     char reason[STR], detail[STR], where[STR];
     unsigned long line;
@@ -161,14 +162,23 @@ static void actor_name(const struct json_object *o, char *dst, size_t n)
     snprintf(dst, n, "%s@%s uid %lld", prog ? prog : "-", host ? host : "-", u);
 }
 
+/* The api of an inbound login or sender check (vks-agent [inbound]); "" for every other lookup. */
+static void lookup_api(const struct json_object *o, char *dst, size_t n)
+{
+    const char *api = str(o, "api");
+    copy(dst, n, api && strncmp(api, "inbound.", 8) == 0 ? api : "");
+}
+
 static void add_lookup(struct vks_audit_report *r, const struct json_object *o, const char *ts)
 {
-    char cred[STR], actor[STR];
+    char cred[STR], actor[STR], api[48];
     cred_name(o, cred, sizeof cred);
     actor_name(o, actor, sizeof actor);
+    lookup_api(o, api, sizeof api);
     struct lookup_group *g = NULL;
     for (size_t i = 0; i < r->ngroups && g == NULL; i++)
-        if (strcmp(r->groups[i].cred, cred) == 0 && strcmp(r->groups[i].actor, actor) == 0)
+        if (strcmp(r->groups[i].cred, cred) == 0 && strcmp(r->groups[i].actor, actor) == 0 &&
+            strcmp(r->groups[i].api, api) == 0)
             g = &r->groups[i];
     if (g == NULL) {
         if (!grow((void **)&r->groups, &r->cap_groups, r->ngroups, sizeof *r->groups)) {
@@ -179,6 +189,7 @@ static void add_lookup(struct vks_audit_report *r, const struct json_object *o, 
         memset(g, 0, sizeof *g);
         copy(g->cred, sizeof g->cred, cred);
         copy(g->actor, sizeof g->actor, actor);
+        copy(g->api, sizeof g->api, api);
         copy(g->first, sizeof g->first, ts);
     }
     g->count++;
@@ -232,7 +243,8 @@ void vks_audit_report_event(void *ud, const char *where, unsigned long line,
     r->in_period++;
     if (strcmp(type, "secret.lookup") == 0)
         add_lookup(r, o, ts);
-    else if (strncmp(type, "cred.", 5) == 0 || strncmp(type, "backup.", 7) == 0 || strncmp(type, "rekey.", 6) == 0)
+    else if (strncmp(type, "cred.", 5) == 0 || strncmp(type, "backup.", 7) == 0 || strncmp(type, "rekey.", 6) == 0 ||
+             strncmp(type, "serve.", 6) == 0)
         add_act(r, o, ts, type, where, line);
     else
         r->skipped_types++;
@@ -330,6 +342,11 @@ static bool act_failed(const struct admin_act *a)
     return strcmp(a->result, "success") != 0;
 }
 
+static bool is_reset(const struct admin_act *a)
+{
+    return strcmp(a->type, "cred.reset") == 0;
+}
+
 static bool rotation_done(const struct admin_act *a)
 {
     return strcmp(a->type, "cred.rotate.finish") == 0 && !act_failed(a);
@@ -391,12 +408,14 @@ static void write_text(const struct vks_audit_report *r, FILE *out)
     fprintf(out, "\nlookups by credential and actor: %zu\n", r->ngroups);
     for (size_t i = 0; i < r->ngroups; i++) {
         const struct lookup_group *g = &r->groups[i];
-        fprintf(out, "  %s by %s: %lu (served %lu, refused %lu, failed %lu), first %s, last %s\n",
-                g->cred, g->actor, g->count, g->served, g->refused, g->failed, g->first, g->last);
+        fprintf(out, "  %s%s%s%s by %s: %lu (served %lu, refused %lu, failed %lu), first %s, last %s\n",
+                g->cred, g->api[0] ? " [" : "", g->api, g->api[0] ? "]" : "", g->actor, g->count, g->served,
+                g->refused, g->failed, g->first, g->last);
     }
     text_section(out, r, "reveals", is_reveal);
     text_section(out, r, "administrative acts", any_act);
     text_section(out, r, "rotations finished", rotation_done);
+    text_section(out, r, "emergency resets", is_reset);
     size_t nf = 0;
     for (size_t i = 0; i < r->ngroups; i++)
         nf += r->groups[i].refused + r->groups[i].failed > 0;
@@ -404,8 +423,8 @@ static void write_text(const struct vks_audit_report *r, FILE *out)
     for (size_t i = 0; i < r->ngroups; i++) {
         const struct lookup_group *g = &r->groups[i];
         if (g->refused + g->failed > 0)
-            fprintf(out, "  %s by %s: refused %lu, failed %lu\n", g->cred, g->actor, g->refused,
-                    g->failed);
+            fprintf(out, "  %s%s%s%s by %s: refused %lu, failed %lu\n", g->cred, g->api[0] ? " [" : "", g->api,
+                    g->api[0] ? "]" : "", g->actor, g->refused, g->failed);
     }
     text_section(out, r, "failed or refused administrative acts", act_failed);
     if (r->overdue_checked) {
@@ -483,6 +502,7 @@ static struct json_object *json_lookups(const struct vks_audit_report *r)
         struct json_object *o = json_object_new_object();
         jset(o, "credential", g->cred);
         jset(o, "actor", g->actor);
+        jset(o, "api", g->api);
         jnum(o, "count", g->count);
         jnum(o, "served", g->served);
         jnum(o, "refused", g->refused);
@@ -507,6 +527,7 @@ static struct json_object *json_doc(const struct vks_audit_report *r)
     json_object_object_add(d, "reveals", json_acts(r, is_reveal));
     json_object_object_add(d, "admin", json_acts(r, any_act));
     json_object_object_add(d, "rotations_finished", json_acts(r, rotation_done));
+    json_object_object_add(d, "resets", json_acts(r, is_reset));
     json_object_object_add(d, "failed_admin", json_acts(r, act_failed));
     struct json_object *od = NULL;
     if (r->overdue_checked) {
@@ -569,12 +590,12 @@ static void write_csv(const struct vks_audit_report *r, FILE *out)
         snprintf(rf, sizeof rf, "%lu", g->refused);
         snprintf(f, sizeof f, "%lu", g->failed);
         const char *row[CSV_COLS] = { "lookup", g->first, g->last, c, g->cred, g->actor, "",
-                                      "secret.lookup", "", "", s, rf, f, "", "" };
+                                      g->api[0] ? g->api : "secret.lookup", "", "", s, rf, f, "", "" };
         csv_row(out, row, CSV_COLS);
     }
     for (size_t i = 0; i < r->nacts; i++) {
         const struct admin_act *a = &r->acts[i];
-        const char *row[CSV_COLS] = { is_reveal(a) ? "reveal" : "admin", a->ts, a->ts, "1",
+        const char *row[CSV_COLS] = { is_reveal(a) ? "reveal" : is_reset(a) ? "reset" : "admin", a->ts, a->ts, "1",
                                       a->cred, "", a->op, a->type, a->result, a->code, "", "",
                                       "", a->reason, a->detail };
         csv_row(out, row, CSV_COLS);

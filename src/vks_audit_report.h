@@ -2,9 +2,10 @@
  * vks_audit_report: the period report behind `vks audit report` (docs/audit.md "Reports").
  *
  * Events come from the chain verifier (vks_audit_verifier_on_event: one parser, the verifier's);
- * this module only selects the period and aggregates: lookups by credential and actor, each
- * administrative act (cred.*, backup.*), reveals, finished rotations, failed and refused accesses,
- * and the verification status of every file. It never sees a secret (the trail holds none) and
+ * this module only selects the period and aggregates: lookups by credential, actor and api (an
+ * outbound lookup, or an inbound login / sender check of vks-agent [inbound]), each administrative
+ * act (cred.*, backup.*, rekey.*, serve.*), reveals, finished rotations, emergency resets, failed
+ * and refused accesses, and the verification status of every file. It never sees a secret (the trail holds none) and
  * copies only the fields it prints.
  *
  * Ownership: a report is owned by its creator and freed with vks_audit_report_free; every string
@@ -29,7 +30,8 @@ enum vks_audit_report_format { VKS_REPORT_TEXT, VKS_REPORT_JSON, VKS_REPORT_CSV 
 vks_status vks_audit_report_new(const char *from, const char *to, struct vks_audit_report **out,
                                 struct vks_err *err);
 /* The verifier callback (vks_audit_event_fn); ud is the report. Events outside the period, and
- * types other than secret.lookup, cred.* and backup.*, are counted but not listed. */
+ * types other than secret.lookup, cred.*, backup.*, rekey.* and serve.*, are counted but not
+ * listed. */
 void vks_audit_report_event(void *ud, const char *where, unsigned long line,
                             const struct json_object *event, bool line_bad);
 /* One input file covered lines first..last (1-based over all lines fed; last < first: empty). */

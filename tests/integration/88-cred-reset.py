@@ -193,6 +193,15 @@ def test_audit(vd):
          "cred.reset.mark per credential, with the reason")
     ok, why = C.audit_verify()
     T.ok(ok, "vks audit verify passes", why)
+    day = time.strftime("%Y-%m-%d", time.gmtime())
+    rc, out, err = C.vks("audit", "report", "--json", "--from", day, "--to", day, C.audit_file)
+    rs = json.loads(out).get("resets", []) if rc == 0 else []
+    T.ok(any(r.get("reason") == "INC-88: relay host compromised" and r.get("operator") and
+             "scope=name:fleet.example" in (r.get("detail") or "") for r in rs),
+         "vks audit report lists the reset under resets: operator, reason, scope", (rc, err, rs))
+    rc, out, err = C.vks("audit", "report", "--from", day, "--to", day, C.audit_file)
+    T.ok(rc == 0 and "\nemergency resets: " in out and "INC-88: relay host compromised" in out,
+         "the text report has an emergency resets section", (rc, err))
 
 
 def test_rotate(vd, relay, mta):

@@ -494,6 +494,14 @@ def main():
              "the audit trail has auth, lockout and sender events")
         rc, out, err = e.c.vks("audit", "verify", e.audit, "--key-file", e.key)
         T.ok(rc == 0, "vks audit verify accepts the agent's trail", (out + err)[-300:])
+        day = time.strftime("%Y-%m-%d", time.gmtime())
+        rc, out, err = e.c.vks("audit", "report", "--json", "--from", day, "--to", day, e.audit, "--key-file", e.key)
+        groups = json.loads(out).get("lookups", []) if rc == 0 else []
+        auth = [g for g in groups if g.get("api") == "inbound.auth"]
+        T.ok(auth and sum(g["served"] for g in auth) > 0 and sum(g["refused"] for g in auth) > 0 and
+             any(g.get("api") == "inbound.lockout" for g in groups),
+             "vks audit report counts inbound logins served and refused per credential, and the lockouts",
+             (rc, err[-200:], [(g.get("credential"), g.get("api"), g.get("served"), g.get("refused")) for g in groups]))
         log = e.pf.maillog() if e.pf else ""
         texts = {"agent log": e.agent.log() if e.agent else "", "postfix log": log, "audit trail": trail}
         for name, text in texts.items():

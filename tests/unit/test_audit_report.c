@@ -135,3 +135,45 @@ Test(audit_report, bad_dates_name_the_option)
         cr_assert(strstr(err.msg, bad[i][2]), "%zu: %s", i, err.msg);
     }
 }
+
+/* Issue 13: resets have their own section; issue 15: inbound logins are grouped apart from the
+   outbound lookups of the same credential; issue 14: a refused vks serve login is a failed act. */
+Test(audit_report, resets_inbound_logins_and_serve_logins)
+{
+    struct vks_audit_report *r;
+    struct vks_err err;
+    cr_assert_eq(vks_audit_report_new("2026-12-01", "2026-12-01", &r, &err), VKS_OK);
+    feed(r, "{\"ts\":\"2026-12-01T10:00:00Z\",\"type\":\"cred.reset\",\"operator\":\"alice\","
+            "\"mount\":\"secret\",\"path\":\"smtp-auth/a\",\"result\":\"success\",\"code\":\"ok\","
+            "\"reason\":\"INC-7 host lost\",\"detail\":\"reset_id=r1 scope=name marked=1\"}");
+    feed(r, "{\"ts\":\"2026-12-01T10:00:01Z\",\"type\":\"secret.lookup\",\"api\":\"inbound.auth\","
+            "\"outcome\":\"denied\",\"result\":\"failure\",\"code\":\"revoked\",\"mount\":\"secret\","
+            "\"path\":\"smtp-auth/a\",\"actor\":{\"host\":\"h\",\"pid\":1,\"uid\":0,\"program\":\"vks-agent\"}}");
+    feed(r, "{\"ts\":\"2026-12-01T10:00:02Z\",\"type\":\"secret.lookup\",\"api\":\"get\","
+            "\"outcome\":\"hit\",\"result\":\"success\",\"code\":\"ok\",\"mount\":\"secret\","
+            "\"path\":\"smtp-auth/a\",\"actor\":{\"host\":\"h\",\"pid\":1,\"uid\":0,\"program\":\"vks-agent\"}}");
+    feed(r, "{\"ts\":\"2026-12-01T10:00:03Z\",\"type\":\"serve.login\",\"operator\":\"mallory\","
+            "\"result\":\"failure\",\"code\":\"permission_denied\",\"detail\":\"refused by Vault\"}");
+    char *t = render(r, VKS_REPORT_TEXT);
+    cr_assert(strstr(t, "\nemergency resets: 1\n  2026-12-01T10:00:00Z cred.reset secret/smtp-auth/a by alice: "
+                        "success, reason \"INC-7 host lost\", reset_id=r1"), "%s", t);
+    cr_assert(strstr(t, "secret/smtp-auth/a [inbound.auth] by vks-agent@h uid 0: refused 1, failed 0\n"), "%s", t);
+    cr_assert(strstr(t, "secret/smtp-auth/a by vks-agent@h uid 0: 1 (served 1, refused 0"), "%s", t);
+    cr_assert(strstr(t, "serve.login - by mallory: failure permission_denied"), "%s", t);
+    free(t);
+    char *j = render(r, VKS_REPORT_JSON);
+    struct json_object *d = json_tokener_parse(j), *x, *y;
+    cr_assert(json_object_object_get_ex(d, "resets", &x) && json_object_array_length(x) == 1, "%s", j);
+    cr_assert(json_object_object_get_ex(json_object_array_get_idx(x, 0), "reason", &y));
+    cr_assert_str_eq(json_object_get_string(y), "INC-7 host lost");
+    cr_assert(json_object_object_get_ex(d, "lookups", &x) && json_object_array_length(x) == 2, "%s", j);
+    cr_assert(json_object_object_get_ex(json_object_array_get_idx(x, 0), "api", &y));
+    cr_assert_str_eq(json_object_get_string(y), "inbound.auth");
+    json_object_put(d);
+    free(j);
+    char *c = render(r, VKS_REPORT_CSV);
+    cr_assert(strstr(c, "\"reset\",\"2026-12-01T10:00:00Z\""), "%s", c);
+    cr_assert(strstr(c, "\"inbound.auth\""), "%s", c);
+    free(c);
+    vks_audit_report_free(r);
+}
