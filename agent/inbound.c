@@ -181,7 +181,9 @@ static int core_open(const struct ag_conf *conf, char *err, size_t n)
     struct vks_inbound_config ic = { .mount = c->mount, .prefix = c->prefix, .cache_ttl_ms = c->cache_ttl_ms,
                                      .max_failures = (unsigned)c->max_failures,
                                      .max_failures_address = (unsigned)c->max_failures_address,
-                                     .lockout_ms = c->lockout_ms, .window_ms = c->window_ms };
+                                     .lockout_ms = c->lockout_ms, .window_ms = c->window_ms,
+                                     .reset_interval_ms = conf->vault.reset_interval_ms,
+                                     .reset_bound_ms = conf->vault.reset_bound_ms };
     if (vks_inbound_new(&ic, g_vault, g_kr, &g_ib, &e) != VKS_OK) {
         snprintf(err, n, "inbound: %s", e.msg);
         return -1;

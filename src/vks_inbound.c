@@ -14,6 +14,7 @@
 #include "vks_envelope.h"
 #include "vks_cred_int.h"
 #include "vks_inbound_int.h"
+#include "vks_reset_gate.h"
 #include "vks_restrict.h"
 #include "vks_verifier.h"
 
@@ -49,6 +50,8 @@ vks_status vks_inbound_new(const struct vks_inbound_config *cfg, struct vks_vaul
     ib->max_user = cfg && cfg->max_failures ? cfg->max_failures : 10;
     ib->max_addr = cfg && cfg->max_failures_address ? cfg->max_failures_address : 30;
     ib->n = cfg && cfg->entries ? cfg->entries : 1024;
+    ib->reset_interval_ms = cfg ? cfg->reset_interval_ms : 0;
+    ib->reset_bound_ms = cfg ? cfg->reset_bound_ms : 0;
     unsigned char rnd[32];
     vks_status st = ib_table_init(ib, err);
     if (st == VKS_OK && getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
@@ -228,6 +231,24 @@ static void audit(struct vks_inbound *ib, const char *api, const struct ib_rec *
 
 /* ------------------------------------------------------------------ verify */
 
+/* The emergency reset's check of the mount's control record (vks_reset_gate.h), as every resolver
+   does: a reset seen changes the epoch, and cache entries of another epoch are absent, so a reset
+   credential reaches Vault (and its state=reset) within one check interval. A record that cannot
+   be understood, or one unverified past its bound, answers TEMP: the login is deferred, never
+   accepted, and does not count towards a lockout. *epoch: the epoch to cache under. */
+static bool reset_gate_ok(struct vks_inbound *ib, struct vks_inbound_answer *a, uint64_t *epoch)
+{
+    struct vks_reset_gate_req gr = { .vault = ib->vault, .mount = ib->mount, .interval_ms = ib->reset_interval_ms,
+                                     .bound_ms = ib->reset_bound_ms, .hit_only = false };
+    struct vks_err e;
+    vks_err_clear(&e);
+    vks_status st = vks_reset_gate(&gr, &e);
+    *epoch = vks_reset_gate_epoch();
+    if (st != VKS_OK)
+        answer(a, VKS_IN_TEMP, "%s", e.msg);
+    return st == VKS_OK;
+}
+
 static bool lower_key(const char *u, char *out, size_t cap)
 {
     size_t n = u ? strlen(u) : 0;
@@ -321,6 +342,7 @@ vks_status vks_inbound_verify(struct vks_inbound *ib, const char *username, cons
     const char *which = NULL;
     long left = 0;
     unsigned char tag[IB_TAG_LEN];
+    uint64_t epoch = 0;
     bool ukey_ok = lower_key(username, ukey, sizeof ukey);
     if (!ukey_ok || n > PW_MAX) {
         answer(ans, VKS_IN_UNKNOWN_USER, "%s", !ukey_ok ? "the username is empty, too long or not printable ASCII"
@@ -330,14 +352,16 @@ vks_status vks_inbound_verify(struct vks_inbound *ib, const char *username, cons
         char w[96];
         snprintf(w, sizeof w, "%s, %ld s left", which, left);
         answer(ans, VKS_IN_LOCKED, "too many failed logins: this %s", w);
+    } else if (!reset_gate_ok(ib, ans, &epoch)) {
+        /* answered TEMP: the reset check cannot vouch for the cache or Vault */
     } else if (!tag_of(ib, ukey, pw, n, tag)) {
         answer(ans, VKS_IN_TEMP, "%s", "out of locked memory");
-    } else if (ib_cache_hit(ib, ukey, tag, now, &rec)) {
+    } else if (ib_cache_hit(ib, ukey, tag, now, epoch, &rec)) {
         ans->cached = true;
     } else {
         verify_cold(ib, ukey, pw, n, &rec, ans);
         if (ans->outcome == VKS_IN_OK)
-            ib_cache_put(ib, ukey, &rec, tag, now);
+            ib_cache_put(ib, ukey, &rec, tag, now, epoch);
     }
     vks_wipe(tag, sizeof tag);
     char why[200];
@@ -374,14 +398,17 @@ vks_status vks_inbound_check_sender(struct vks_inbound *ib, const char *username
     int64_t now = ib_now_ms();
     const char *at = strrchr(sender, '@');
     const char *domain = at && at[1] ? at + 1 : NULL;
+    uint64_t epoch = 0;
     if (!lower_key(username, ukey, sizeof ukey)) {
         answer(ans, VKS_IN_UNKNOWN_USER, "%s", "the username is empty, too long or not printable ASCII");
-    } else if (ib_cache_rec(ib, ukey, now, &rec)) {
+    } else if (!reset_gate_ok(ib, ans, &epoch)) {
+        /* answered TEMP */
+    } else if (ib_cache_rec(ib, ukey, now, epoch, &rec)) {
         ans->cached = true;
     } else {
         fetch(ib, ukey, &rec, NULL, ans);
         if (ans->outcome == VKS_IN_OK && judge(&rec, ukey, ans))
-            ib_cache_put(ib, ukey, &rec, NULL, now);
+            ib_cache_put(ib, ukey, &rec, NULL, now, epoch);
     }
     char why[200];
     struct vks_restrict_ctx rc = { .domain = domain };

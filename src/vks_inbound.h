@@ -50,6 +50,10 @@ struct vks_inbound_config {
                                       900000 (a new window starts at the first failure after the
                                       previous one ended)                                        */
     size_t entries;                /* cache and counter slots; 0 = default 1024                  */
+    long reset_interval_ms;        /* the emergency reset's check of <mount>/vks-control/reset
+                                      (vks_reset_gate.h); <= 0 = its default (2 s)               */
+    long reset_bound_ms;           /* how long a mount is served while the record is unreadable;
+                                      <= 0 = its default (30 s)                                  */
 };
 
 enum vks_inbound_outcome {

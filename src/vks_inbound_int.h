@@ -28,6 +28,7 @@ struct ib_user {                   /* one cache slot                            
     char key[VKS_CRED_USERNAME_MAX + 1]; /* lowercased username; "" = free                      */
     struct ib_rec rec;
     int64_t rec_until, ok_until, used;   /* monotonic ms                                         */
+    uint64_t epoch;                /* vks_reset_gate_epoch() before the record was read            */
 };
 
 struct ib_count {                  /* one failure counter ("u:<user>" or "a:<address>")          */
@@ -41,7 +42,7 @@ struct vks_inbound {
     struct vks_vault *vault;
     const struct vks_keyring *kr;
     char mount[128], prefix[VKS_CRED_NAME_MAX + 1];
-    long ttl_ms, lockout_ms, window_ms;
+    long ttl_ms, lockout_ms, window_ms, reset_interval_ms, reset_bound_ms;
     unsigned max_user, max_addr;
     size_t n;                      /* slots in users and counts                                  */
     struct ib_user *users;
@@ -66,13 +67,14 @@ void ib_fail(struct vks_inbound *ib, const char *ukey, const char *addr, int64_t
              bool *started_addr);
 /* A success forgets the username's failures. */
 void ib_success(struct vks_inbound *ib, const char *ukey);
-/* A cached success for this tag: *out a copy of the record. */
+/* A cached success for this tag, stored under this reset epoch: *out a copy of the record. */
 bool ib_cache_hit(struct vks_inbound *ib, const char *ukey, const unsigned char tag[IB_TAG_LEN], int64_t now,
-                  struct ib_rec *out);
-/* A cached record (from a success or a sender check) less than ttl old. */
-bool ib_cache_rec(struct vks_inbound *ib, const char *ukey, int64_t now, struct ib_rec *out);
-/* Remembers the record (and the success tag when tag != NULL). */
+                  uint64_t epoch, struct ib_rec *out);
+/* A cached record (from a success or a sender check) less than ttl old, of this reset epoch. */
+bool ib_cache_rec(struct vks_inbound *ib, const char *ukey, int64_t now, uint64_t epoch, struct ib_rec *out);
+/* Remembers the record (and the success tag when tag != NULL); epoch: vks_reset_gate_epoch() read
+   before the record was read from Vault, so a reset seen meanwhile makes the entry absent. */
 void ib_cache_put(struct vks_inbound *ib, const char *ukey, const struct ib_rec *rec,
-                  const unsigned char tag[IB_TAG_LEN], int64_t now);
+                  const unsigned char tag[IB_TAG_LEN], int64_t now, uint64_t epoch);
 
 #endif

@@ -171,12 +171,12 @@ void ib_success(struct vks_inbound *ib, const char *ukey)
 }
 
 bool ib_cache_hit(struct vks_inbound *ib, const char *ukey, const unsigned char tag[IB_TAG_LEN], int64_t now,
-                  struct ib_rec *out)
+                  uint64_t epoch, struct ib_rec *out)
 {
     bool hit = false;
     pthread_mutex_lock(&ib->mu);
     struct ib_user *u = ib->ttl_ms > 0 ? user_slot(ib, ukey, false, NULL) : NULL;
-    if (u != NULL && u->ok_until > now &&
+    if (u != NULL && u->ok_until > now && u->epoch == epoch &&
         CRYPTO_memcmp(ib->tags.data + (size_t)(u - ib->users) * IB_TAG_LEN, tag, IB_TAG_LEN) == 0) {
         hit = ib_rec_copy(out, &u->rec) == VKS_OK;
         u->used = now;
@@ -185,12 +185,12 @@ bool ib_cache_hit(struct vks_inbound *ib, const char *ukey, const unsigned char 
     return hit;
 }
 
-bool ib_cache_rec(struct vks_inbound *ib, const char *ukey, int64_t now, struct ib_rec *out)
+bool ib_cache_rec(struct vks_inbound *ib, const char *ukey, int64_t now, uint64_t epoch, struct ib_rec *out)
 {
     bool hit = false;
     pthread_mutex_lock(&ib->mu);
     struct ib_user *u = ib->ttl_ms > 0 ? user_slot(ib, ukey, false, NULL) : NULL;
-    if (u != NULL && u->rec_until > now) {
+    if (u != NULL && u->rec_until > now && u->epoch == epoch) {
         hit = ib_rec_copy(out, &u->rec) == VKS_OK;
         u->used = now;
     }
@@ -199,7 +199,7 @@ bool ib_cache_rec(struct vks_inbound *ib, const char *ukey, int64_t now, struct 
 }
 
 void ib_cache_put(struct vks_inbound *ib, const char *ukey, const struct ib_rec *rec,
-                  const unsigned char tag[IB_TAG_LEN], int64_t now)
+                  const unsigned char tag[IB_TAG_LEN], int64_t now, uint64_t epoch)
 {
     if (ib->ttl_ms <= 0)
         return;
@@ -213,6 +213,9 @@ void ib_cache_put(struct vks_inbound *ib, const char *ukey, const struct ib_rec 
     u->rec = copy;
     u->rec_until = now + ib->ttl_ms;
     u->used = now;
+    if (u->epoch != epoch) /* a success remembered under another reset epoch is forgotten */
+        u->ok_until = 0;
+    u->epoch = epoch;
     unsigned char *t = ib->tags.data + (size_t)(u - ib->users) * IB_TAG_LEN;
     if (tag != NULL) {
         memcpy(t, tag, IB_TAG_LEN);

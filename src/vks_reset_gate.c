@@ -38,6 +38,9 @@ static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 /* Bumped whenever a slot gets another key (and by clear): a thread's memo of "my mount is slot i"
  * is valid only under the generation it was made in. */
 static atomic_ulong g_slots_gen = 1;
+/* Bumped whenever a check finds the record changed (or unreadable as a record): caches outside
+   vks_cache (the inbound success cache) drop what they hold from before (vks_reset_gate_epoch). */
+static atomic_ulong g_epoch = 1;
 
 /* The lookup's fast path, per thread: no lock while the mount's record is fresh. */
 static _Thread_local struct {
@@ -387,6 +390,8 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
         g_st.data_reads += o.data_read;
         m->in_flight = false;
         m->next_ms = now + jittered(interval);
+        if (st != VKS_OK ? o.bad : (o.version != known.version || o.seq != known.seq))
+            atomic_fetch_add_explicit(&g_epoch, 1, memory_order_acq_rel);
         if (st == VKS_OK) {
             m->version = o.version;
             m->seq = o.seq;
@@ -419,6 +424,11 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
     vks_status st = verdict_locked(m, now, bound, err);
     pthread_mutex_unlock(&g_mu);
     return st;
+}
+
+uint64_t vks_reset_gate_epoch(void)
+{
+    return atomic_load_explicit(&g_epoch, memory_order_acquire);
 }
 
 void vks_reset_gate_get_stats(struct vks_reset_gate_stats *out)

@@ -56,6 +56,12 @@ vks_status vks_reset_gate(const struct vks_reset_gate_req *req, struct vks_err *
  * of any mount drops all of that mount's entries. */
 void vks_reset_gate_note_revoked(const char *mount, const char *path);
 
+/* A number that changes whenever any check of this process found a control record changed (a new
+ * reset, or a record that cannot be understood). A cache that is not vks_cache (vks_inbound's
+ * success cache) reads it before reading Vault, keeps it with what it stores, and treats an entry
+ * with another epoch as absent: a reset reaches it within one interval, like vks_cache. Any thread. */
+uint64_t vks_reset_gate_epoch(void);
+
 struct vks_reset_gate_stats {
     uint64_t checks;       /* metadata reads of a control record                                */
     uint64_t data_reads;   /* data reads (the version had changed)                              */

@@ -384,6 +384,71 @@ path_prefixes = ["smtp-auth/"]
         a.stop()
 
 
+def test_agent_inbound(vd):
+    """Issue 15's inbound logins under a reset: vks-agent [inbound] remembers a verified password for
+    cache_ttl (1 h here); the reset's check empties that cache, so the next login reads the
+    credential, finds state=reset and is refused (revoked) within the check interval, not the TTL."""
+    import hashlib
+    import urllib.error
+    import urllib.request
+    vd.policy("mta-inbound", open(os.path.join(ROOT, "policy-examples", "mta-inbound.hcl")).read())
+    tok = vd.create_token(policies=["mta-inbound"])   # the shipped policy: it reads the control record
+    rc, out, err = C.vks("cred", "create", "in/app88.example", "--username", "app88@app.example", "--inbound",
+                         "--all-domains", "--ip", "127.0.0.1", keep_stdout=True)
+    pw = out.strip()
+    C.secret(pw)
+    T.ok(rc == 0 and pw, "create an inbound credential", err[-200:])
+    d = os.path.join(vd.workdir, "inbound-agent")
+    os.makedirs(d)
+    port, audit = free_port(), os.path.join(d, "audit.jsonl")
+    cfg = agent_config(vd, token_file(d, tok), audit) + f'''
+[vault_api]
+listen = "127.0.0.1:{port}"
+tls = false
+
+[[vault_api.client]]
+name = "app-gw"
+token_sha256 = "{hashlib.sha256(CLIENT_TOK.encode()).hexdigest()}"
+mounts = ["secret"]
+path_prefixes = ["nothing-here/"]
+
+[inbound]
+http_verify = true
+cache_ttl = "1h"
+'''
+    env = {k: v for k, v in C.env().items() if not k.startswith("VAULT_")}
+    a = Agent(d, cfg, env=env)
+
+    def login():
+        rq = urllib.request.Request("http://127.0.0.1:%d/v1/vks/inbound/verify" % port, method="POST",
+                                    data=json.dumps({"username": "app88@app.example", "password": pw,
+                                                     "source": "127.0.0.1"}).encode())
+        rq.add_header("X-Vault-Token", CLIENT_TOK)
+        try:
+            with urllib.request.urlopen(rq, timeout=30) as r:
+                return json.loads(r.read())
+        except urllib.error.HTTPError as x:   # 503: temp
+            return json.loads(x.read() or b"{}")
+    try:
+        first, second = login(), login()
+        T.ok(first.get("ok") is True and second.get("ok") is True and second.get("cached") is True,
+             "before: the login is accepted, the second from the success cache", (first, second))
+        rc, out, err = C.vks("cred", "reset", "in/app88.example", "--reason", "INC-88 inbound app leaked")
+        T.eq(rc, 0, "reset the inbound credential")
+        t0, j = time.monotonic(), {}
+        while time.monotonic() - t0 < 10:
+            j = login()
+            if j.get("ok") is not True:
+                break
+            time.sleep(0.1)
+        took = time.monotonic() - t0
+        T.ok(j.get("ok") is False and j.get("result") == "revoked" and took <= 5.0,
+             "after the reset the cached login is refused (revoked) within 5 s, not cache_ttl (%.1f s)" % took, j)
+        T.ok(not any(pw in l for l in open(audit)), "the agent's audit trail holds no password")
+    finally:
+        T.eq(a.stop(), 0, "the inbound agent exits 0")
+
+
 def test_bound_and_malformed(vd, mta):
     create("bound.example", BOUND_PW)
     pol = write_vault_policy(os.path.join(vd.workdir, "bound-policy.lua"), username="bound-user")
@@ -477,6 +542,7 @@ def main():
             T.run(test_tenant, vd, mta)
             T.run(test_faults, vd)
             T.run(test_agent_protocols, vd, agent_tok)
+            T.run(test_agent_inbound, vd)
             T.run(test_bound_and_malformed, vd, mta)
             T.run(test_confirmation, vd)
         finally:
