@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vks_evbuf.h"
 #include "inbound_int.h"
 #include "vks_json.h"
 
@@ -143,10 +144,9 @@ bool ag_inbound_http_try(struct evhttp_request *req, const struct ag_conf *conf)
                       : len == 0 || len > BODY_MAX ? "the body must be a JSON object of 1-4095 bytes"
                       : vks_secret_alloc(len, &body, NULL) != VKS_OK ? "out of locked memory"
                                                                       : NULL;
-    if (bad == NULL) {
-        body.len = (size_t)evbuffer_remove(b, body.data, len);
+    body.len = vks_evbuffer_take_wiped(b, bad == NULL ? body.data : NULL, bad == NULL ? len : 0);
+    if (bad == NULL)
         bad = parse((const char *)body.data, body.len, sender, j);
-    }
     vks_secret_free(&body);
     if (bad != NULL) {
         if (j)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vks_evbuf.h"
 #include "serve.h"
 #include "vks_json.h"
 #include "vks_vault_login.h"
@@ -101,16 +102,11 @@ static bool read_body_scratch(struct sv_req *r, vks_scratch *b)
     const char *ct = evhttp_find_header(h, "Content-Type");
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
     size_t n = evbuffer_get_length(in);
-    unsigned char *p = evbuffer_pullup(in, -1);
     struct vks_err e;
     bool ok = ct && !strncmp(ct, "application/json", 16) && vks_scratch_open(n + 1, b, &e) == VKS_OK;
-    if (ok && n) {
-        memcpy(b->data, p, n);
-        b->len = n;
-    }
-    if (p)
-        vks_wipe(p, n);
-    evbuffer_drain(in, n);
+    size_t got = vks_evbuffer_take_wiped(in, ok ? b->data : NULL, ok ? n : 0);
+    if (ok)
+        b->len = got;
     if (!ct || strncmp(ct, "application/json", 16) != 0)
         sv_send_error(r, 415, "unsupported_media_type", NULL, "the body must be JSON (Content-Type: application/json)");
     else if (!ok)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "vks_evbuf.h"
 #include "serve.h"
 #include "vks_audit.h"
 #include "vks_json.h"
@@ -210,16 +211,22 @@ json_object *sv_body_json(struct sv_req *r)
     }
     struct evbuffer *in = evhttp_request_get_input_buffer(r->req);
     size_t n = evbuffer_get_length(in);
-    unsigned char *p = evbuffer_pullup(in, -1);
-    json_tokener *tok = json_tokener_new();
-    json_object *o = tok && p ? json_tokener_parse_ex(tok, (const char *)p, (int)n) : NULL;
+    vks_scratch body = { 0 }; /* a body may carry a secret (login): locked, and wiped where it was */
+    struct vks_err e;
+    bool room = vks_scratch_open(n + 1, &body, &e) == VKS_OK;
+    n = vks_evbuffer_take_wiped(in, room ? body.data : NULL, room ? n : 0);
+    json_tokener *tok = room ? json_tokener_new() : NULL;
+    json_object *o = tok ? json_tokener_parse_ex(tok, (const char *)body.data, (int)n) : NULL;
     enum json_tokener_error je = tok ? json_tokener_get_error(tok) : json_tokener_error_parse_eof;
     size_t off = tok ? json_tokener_get_parse_end(tok) : 0;
     if (tok)
         json_tokener_free(tok);
-    if (p)
-        vks_wipe(p, n); /* a body may carry a secret (login): nothing stays in libevent's buffer */
-    evbuffer_drain(in, n);
+    body.len = n;
+    vks_scratch_close(&body);
+    if (!room) {
+        sv_send_error(r, 503, "nomem", NULL, "no secure memory for the request");
+        return NULL;
+    }
     if (!o || je != json_tokener_success || off != n || !json_object_is_type(o, json_type_object)) {
         json_object_put(o);
         sv_send_error(r, 400, "malformed_json", "body", "the body is not one JSON object (%s at byte %zu)",
