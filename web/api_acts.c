@@ -4,6 +4,9 @@
  *   POST   /api/v1/credentials/NAME/reveal    vks_cred_reveal (reason required; TOTP step-up)
  *   POST   /api/v1/credentials/NAME/restrict  vks_cred_restrict (the whole new lists)
  *   DELETE /api/v1/credentials/NAME           vks_cred_delete (confirm_username required)
+ *   POST   /api/v1/credentials/NAME/reset     vks_cred_reset, scope NAME (reason required; TOTP
+ *                                             step-up): the emergency reset of issue 13. Only one
+ *                                             credential: --tenant / --all stay with the CLI
  * Loop thread only.
  */
 #include <stdio.h>
@@ -11,6 +14,7 @@
 #include <string.h>
 
 #include "serve.h"
+#include "vks_cred_reset.h"
 
 void sv_api_reveal(struct sv_req *r, const char *prefix, const char *name)
 {
@@ -142,4 +146,93 @@ void sv_api_delete(struct sv_req *r, const char *prefix, const char *name)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "deleted", json_object_new_string(name));
     sv_send_json(r, 200, o, true);
+}
+
+static json_object *reset_json(const struct vks_cred_reset_result *res, vks_status st, const struct vks_err *e)
+{
+    json_object *o = json_object_new_object(), *a = json_object_new_array();
+    size_t already = 0;
+    json_object_object_add(o, "result", json_object_new_string(st == VKS_OK ? "success" : "failure"));
+    json_object_object_add(o, "code", json_object_new_string(vks_status_code(st)));
+    json_object_object_add(o, "error", st == VKS_OK ? NULL : json_object_new_string(e->msg));
+    json_object_object_add(o, "reset_id", res->reset_id[0] ? json_object_new_string(res->reset_id) : NULL);
+    json_object_object_add(o, "scope", res->scope[0] ? json_object_new_string(res->scope) : NULL);
+    for (size_t i = 0; i < res->n; i++) {
+        const struct vks_cred_reset_item *it = &res->items[i];
+        json_object *j = json_object_new_object();
+        already += !strcmp(it->outcome, "already");
+        json_object_object_add(j, "name", json_object_new_string(it->name));
+        json_object_object_add(j, "outcome", json_object_new_string(it->outcome));
+        json_object_object_add(j, "code", json_object_new_string(vks_status_code(it->status)));
+        json_object_object_add(j, "error", it->error[0] ? json_object_new_string(it->error) : NULL);
+        json_object_object_add(j, "new_version", it->new_version ? json_object_new_int64(it->new_version) : NULL);
+        json_object_array_add(a, j);
+    }
+    json_object_object_add(o, "marked", json_object_new_int64((int64_t)res->n_marked));
+    json_object_object_add(o, "already", json_object_new_int64((int64_t)already));
+    json_object_object_add(o, "failed", json_object_new_int64((int64_t)res->n_failed));
+    json_object_object_add(o, "rotated", json_object_new_int64((int64_t)res->n_rotated));
+    json_object_object_add(o, "record_written", json_object_new_boolean(res->record_written));
+    json_object_object_add(o, "record_seq", res->record_seq ? json_object_new_int64(res->record_seq) : NULL);
+    json_object_object_add(o, "credentials", a);
+    return o;
+}
+
+/* The emergency reset of one credential: vks_cred_reset with scope NAME, on the loop thread (the
+ * marks and the control record are a few Vault round trips; with "rotate" the rotation's steps run
+ * here too, bounded by their own deadlines). Destructive: CSRF, then a TOTP step-up as for a
+ * reveal. A failure midway answers the core's status with the per-credential result attached. */
+void sv_api_reset(struct sv_req *r, const char *prefix, const char *name)
+{
+    if (!sv_csrf_ok(r))
+        return;
+    json_object *b = sv_body_json(r);
+    const char *reason = NULL, *totp = NULL;
+    bool rotate = false;
+    if (!b || !sv_json_str(r, b, "reason", false, &reason) || !sv_json_str(r, b, "totp", false, &totp) ||
+        !sv_json_bool(r, b, "rotate", &rotate)) {
+        json_object_put(b);
+        return;
+    }
+    if (!reason || !*reason) {
+        json_object_put(b);
+        sv_send_error(r, 400, "invalid_input", "reason", "reason is required: why the credential is reset (audited)");
+        return;
+    }
+    if (sv_stepup_needed(r->s, r->now) && !sv_stepup(r, totp)) {
+        json_object_put(b);
+        return;
+    }
+    struct vks_cred_ctx ctx;
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_reset_result res;
+    memset(&res, 0, sizeof res);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
+    if (st == VKS_OK) {
+        struct vks_cred_rotate_opts ro = { .set_hook = sv_cfg->rotate_set_hook,
+                                           .smtp = { .cafile = sv_cfg->rotate_cafile, .ehlo_name = sv_cfg->rotate_ehlo } };
+        struct vks_cred_reset_req q = { .scope = VKS_CRED_RESET_NAME, .name = name, .reason = reason,
+                                        .rotate = rotate, .rotate_opts = &ro };
+        st = vks_cred_reset(&ctx, &q, &res, &e);
+        if (st != VKS_OK && res.n == 0) {
+            vks_cred_reset_result_free(&res);
+            json_object_put(b);
+            if (st == VKS_E_INVALID_INPUT && strstr(e.msg, "reason"))
+                sv_send_error(r, 400, "invalid_input", "reason", "%s", e.msg);
+            else
+                sv_send_status(r, st, &e);
+            return;
+        }
+        json_object *o = reset_json(&res, st, &e);
+        vks_cred_reset_result_free(&res);
+        json_object_put(b);
+        int code = st == VKS_OK ? 200 : st == VKS_E_INVALID_INPUT || st == VKS_E_REJECTED ? 400
+                   : st == VKS_E_PERMISSION_DENIED ? 403 : st == VKS_E_NOT_FOUND ? 404
+                   : st == VKS_E_CONFLICT ? 409 : st == VKS_E_AUDIT_UNAVAILABLE || st == VKS_E_SEALED ? 503 : 502;
+        sv_send_json(r, code, o, true);
+        return;
+    }
+    json_object_put(b);
+    sv_send_status(r, st, &e);
 }

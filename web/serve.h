@@ -124,6 +124,7 @@ bool sv_body_lists(struct sv_req *r, json_object *b, struct vks_cred_restriction
 void sv_api_reveal(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_restrict(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_delete(struct sv_req *r, const char *prefix, const char *name);
+void sv_api_reset(struct sv_req *r, const char *prefix, const char *name); /* issue 13, one NAME */
 /* events of the audit file matching the filters (NULL = any), the newest `limit`, and the chain
  * verdict: "verified", "broken at line N", "unverifiable" or "unavailable". */
 json_object *sv_audit_query(const char *path, const char *operator_name, const char *action, const char *since,
