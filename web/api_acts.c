@@ -168,7 +168,8 @@ static json_object *reset_json(const struct vks_cred_reset_result *res, vks_stat
         json_object_object_add(j, "new_version", it->new_version ? json_object_new_int64(it->new_version) : NULL);
         json_object_array_add(a, j);
     }
-    json_object_object_add(o, "marked", json_object_new_int64((int64_t)res->n_marked));
+    /* the core counts an "already" as marked (nothing left to do); here marked is what this act did */
+    json_object_object_add(o, "marked", json_object_new_int64((int64_t)(res->n_marked - already)));
     json_object_object_add(o, "already", json_object_new_int64((int64_t)already));
     json_object_object_add(o, "failed", json_object_new_int64((int64_t)res->n_failed));
     json_object_object_add(o, "rotated", json_object_new_int64((int64_t)res->n_rotated));
