@@ -204,6 +204,41 @@
     if ($('rotate-abort')) $('rotate-abort').addEventListener('click', () => go({ abort: true }));
   }
 
+  const xf = $('reset-form');
+  if (xf) {
+    const c = $('reset-confirm'), b = $('reset-btn'), msg = $('reset-msg');
+    c.addEventListener('input', () => { b.disabled = c.value !== xf.dataset.name; });
+    xf.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const reason = $('reset-reason').value.trim();
+      if (!reason) { msg.textContent = 'A reason is required.'; return; }
+      if (c.value !== xf.dataset.name) return;
+      const body = { reason, rotate: $('reset-rotate').checked };
+      if ($('reset-totp')) body.totp = $('reset-totp').value.trim();
+      b.disabled = true;
+      msg.textContent = 'resetting...';
+      const r = await api('POST', credPath(xf.dataset.name, xf.dataset.tenant, 'reset'), body);
+      if ($('reset-totp')) $('reset-totp').value = '';
+      c.value = '';
+      if (!r.body.reset_id) {
+        msg.textContent = (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || 'HTTP ' + r.status);
+        return;
+      }
+      const it = (r.body.credentials || [])[0] || {};
+      const now = it.outcome === 'rotated' ? 'active (rotated: version ' + it.new_version + ')' : 'reset';
+      msg.textContent = (r.ok ? (it.outcome === 'already' ? 'already reset' : 'reset') : 'stopped: ' + r.body.error) +
+        ' (reset_id ' + r.body.reset_id + '); state now ' + (r.ok ? now : 'reset') + '.';
+      xf.dataset.result = r.ok ? 'success' : 'failure';
+      xf.dataset.resetId = r.body.reset_id;
+      const sv = $('state-value');
+      if (sv && r.ok && it.outcome !== 'rotated') { sv.textContent = 'reset'; sv.className = 'state state-reset'; }
+      const a = document.createElement('a');
+      a.href = location.href;
+      a.textContent = ' Reload for the record and its audit events.';
+      msg.appendChild(a);
+    });
+  }
+
   const df = $('delete-form');
   if (df) {
     const c = $('confirm'), b = $('delete-btn');
