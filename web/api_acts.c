@@ -6,7 +6,9 @@
  *   DELETE /api/v1/credentials/NAME           vks_cred_delete (confirm_username required)
  *   POST   /api/v1/credentials/NAME/reset     vks_cred_reset, scope NAME (reason required; TOTP
  *                                             step-up): the emergency reset of issue 13. Only one
- *                                             credential: --tenant / --all stay with the CLI
+ *                                             credential: --tenant / --all stay with the CLI.
+ *                                             "rotate": the rotation that follows runs as a job
+ *                                             (rotate.c), not on the loop
  * Loop thread only.
  */
 #include <stdio.h>
@@ -179,9 +181,11 @@ static json_object *reset_json(const struct vks_cred_reset_result *res, vks_stat
     return o;
 }
 
-/* The emergency reset of one credential: vks_cred_reset with scope NAME, on the loop thread (the
- * marks and the control record are a few Vault round trips; with "rotate" the rotation's steps run
- * here too, bounded by their own deadlines). Destructive: CSRF, then a TOTP step-up as for a
+/* The emergency reset of one credential: vks_cred_reset with scope NAME on the loop thread (the
+ * marks and the control record are a few Vault round trips). With "rotate", and only once the
+ * credential is marked and the record written (as the core's own rotate step), the rotation is the
+ * same vks_cred_rotate started as a job like POST .../rotate, because its hook and SMTP test must
+ * not hold the loop: the answer names the job. Destructive: CSRF, then a TOTP step-up as for a
  * reveal. A failure midway answers the core's status with the per-credential result attached. */
 void sv_api_reset(struct sv_req *r, const char *prefix, const char *name)
 {
@@ -211,10 +215,7 @@ void sv_api_reset(struct sv_req *r, const char *prefix, const char *name)
     memset(&res, 0, sizeof res);
     vks_status st = sv_ctx(r, prefix, &ctx, &e);
     if (st == VKS_OK) {
-        struct vks_cred_rotate_opts ro = { .set_hook = sv_cfg->rotate_set_hook,
-                                           .smtp = { .cafile = sv_cfg->rotate_cafile, .ehlo_name = sv_cfg->rotate_ehlo } };
-        struct vks_cred_reset_req q = { .scope = VKS_CRED_RESET_NAME, .name = name, .reason = reason,
-                                        .rotate = rotate, .rotate_opts = &ro };
+        struct vks_cred_reset_req q = { .scope = VKS_CRED_RESET_NAME, .name = name, .reason = reason };
         st = vks_cred_reset(&ctx, &q, &res, &e);
         if (st != VKS_OK && res.n == 0) {
             vks_cred_reset_result_free(&res);
@@ -226,6 +227,13 @@ void sv_api_reset(struct sv_req *r, const char *prefix, const char *name)
             return;
         }
         json_object *o = reset_json(&res, st, &e);
+        char id[33];
+        const char *why = NULL;
+        if (rotate && st == VKS_OK && res.n_failed == 0 && res.record_written) {
+            bool started = sv_rotate_job(r, prefix, name, false, id, &why);
+            json_object_object_add(o, "job", started ? json_object_new_string(id) : NULL);
+            json_object_object_add(o, "rotate_error", started ? NULL : json_object_new_string(why));
+        }
         vks_cred_reset_result_free(&res);
         json_object_put(b);
         int code = st == VKS_OK ? 200 : st == VKS_E_INVALID_INPUT || st == VKS_E_REJECTED ? 400

@@ -133,6 +133,8 @@ json_object *sv_audit_query(const char *path, const char *operator_name, const c
 /* ---- rotation jobs (rotate.c): vks_cred_rotate on a thread of its own, steps polled ---- */
 void sv_api_rotate(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_job(struct sv_req *r, const char *id);
+/* starts a rotation job of name for the session's operator: true with its id; false with why */
+bool sv_rotate_job(struct sv_req *r, const char *prefix, const char *name, bool resume, char id[33], const char **why);
 
 /* ---- TOTP step-up (stepup.c) ---- */
 int sv_totp_load(const char *path, char *err, size_t n);

@@ -385,6 +385,19 @@ def test_reset(d, sv, vd, cred, pw, xs):
     T.ok(ev and ev[0]["operator"] == "userpass-olive" and ev[0]["source"] == "serve" and ev[0]["client_addr"] == "127.0.0.1"
          and "Chrome" in (ev[0].get("user_agent") or "") and ev[0]["reason"] == "INC-92 relay password in a paste",
          "the browser's reset is audited: operator, source serve, address, browser user agent, reason", ev[:1])
+    # "also rotate": the rotation runs as a job and its finish ends the reset
+    visit(d, sv.url + "/ui/credential?name=rot.example", "credential (reset and rotate)")
+    d.find_element(By.ID, "reset-reason").send_keys("INC-92 rotate too")
+    d.find_element(By.ID, "reset-rotate").click()
+    d.find_element(By.ID, "reset-confirm").send_keys("rot.example")
+    d.find_element(By.ID, "reset-btn").click()
+    wait(d, lambda d: d.find_element(By.ID, "reset-form").get_attribute("data-rotation"), timeout=60)
+    msg = d.find_element(By.ID, "reset-msg").text
+    T.ok(d.find_element(By.ID, "reset-form").get_attribute("data-rotation") == "success" and "Rotated" in msg
+         and d.find_element(By.ID, "state-value").text == "active", "reset with rotate: the card follows the job to state active", msg)
+    logs(d, "credential (reset and rotated)")
+    kind, _ = cred.resolve("smtp-auth/rot.example")
+    T.eq(kind, "OK", "after the rotation it resolves again (the new password)")
 
 
 def test_edit_delete(d, sv, vd, cred, pw, xs):

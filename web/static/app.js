@@ -225,17 +225,32 @@
         return;
       }
       const it = (r.body.credentials || [])[0] || {};
-      const now = it.outcome === 'rotated' ? 'active (rotated: version ' + it.new_version + ')' : 'reset';
-      msg.textContent = (r.ok ? (it.outcome === 'already' ? 'already reset' : 'reset') : 'stopped: ' + r.body.error) +
-        ' (reset_id ' + r.body.reset_id + '); state now ' + (r.ok ? now : 'reset') + '.';
+      const head = (r.ok ? (it.outcome === 'already' ? 'already reset' : 'reset') : 'stopped: ' + r.body.error) +
+        ' (reset_id ' + r.body.reset_id + '); state now reset.';
+      msg.textContent = head + (r.body.rotate_error ? ' Rotation not started: ' + r.body.rotate_error : '');
       xf.dataset.result = r.ok ? 'success' : 'failure';
       xf.dataset.resetId = r.body.reset_id;
       const sv = $('state-value');
-      if (sv && r.ok && it.outcome !== 'rotated') { sv.textContent = 'reset'; sv.className = 'state state-reset'; }
-      const a = document.createElement('a');
-      a.href = location.href;
-      a.textContent = ' Reload for the record and its audit events.';
-      msg.appendChild(a);
+      if (sv) { sv.textContent = 'reset'; sv.className = 'state state-reset'; }
+      const reload = () => {
+        const a = document.createElement('a');
+        a.href = location.href;
+        a.textContent = ' Reload for the record and its audit events.';
+        msg.appendChild(a);
+      };
+      if (!r.body.job) { reload(); return; }
+      const poll = async () => {   // the rotation that ends the reset runs as a job (as Rotate now)
+        const j = await api('GET', '/api/v1/jobs/' + r.body.job);
+        if (!j.ok) { msg.textContent = head + ' ' + (j.body.error || 'lost the rotation job'); return; }
+        if (!j.body.done) { msg.textContent = head + ' Rotating: ' + (j.body.steps.slice(-1)[0] || 'claim'); setTimeout(poll, 250); return; }
+        const ok = j.body.result === 'success';
+        msg.textContent = head + (ok ? ' Rotated: version ' + j.body.new_version + ' is current; state now active.'
+          : ' Rotation stopped, still reset: ' + j.body.error);
+        if (ok && sv) { sv.textContent = 'active'; sv.className = 'state state-active'; }
+        xf.dataset.rotation = j.body.result;
+        reload();
+      };
+      poll();
     });
   }
 
