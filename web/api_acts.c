@@ -181,6 +181,16 @@ static json_object *reset_json(const struct vks_cred_reset_result *res, vks_stat
     return o;
 }
 
+/* "rotate": the rotation that ends the reset, as a job (rotate.c); o gets "job" or "rotate_error" */
+static void start_rotation(struct sv_req *r, const char *prefix, const char *name, json_object *o)
+{
+    char id[33] = "";
+    const char *why = NULL;
+    bool started = sv_rotate_job(r, prefix, name, false, id, &why);
+    json_object_object_add(o, "job", started ? json_object_new_string(id) : NULL);
+    json_object_object_add(o, "rotate_error", started ? NULL : json_object_new_string(why));
+}
+
 /* The emergency reset of one credential: vks_cred_reset with scope NAME on the loop thread (the
  * marks and the control record are a few Vault round trips). With "rotate", and only once the
  * credential is marked and the record written (as the core's own rotate step), the rotation is the
@@ -227,19 +237,11 @@ void sv_api_reset(struct sv_req *r, const char *prefix, const char *name)
             return;
         }
         json_object *o = reset_json(&res, st, &e);
-        char id[33];
-        const char *why = NULL;
-        if (rotate && st == VKS_OK && res.n_failed == 0 && res.record_written) {
-            bool started = sv_rotate_job(r, prefix, name, false, id, &why);
-            json_object_object_add(o, "job", started ? json_object_new_string(id) : NULL);
-            json_object_object_add(o, "rotate_error", started ? NULL : json_object_new_string(why));
-        }
+        if (rotate && st == VKS_OK && res.n_failed == 0 && res.record_written)
+            start_rotation(r, prefix, name, o);
         vks_cred_reset_result_free(&res);
         json_object_put(b);
-        int code = st == VKS_OK ? 200 : st == VKS_E_INVALID_INPUT || st == VKS_E_REJECTED ? 400
-                   : st == VKS_E_PERMISSION_DENIED ? 403 : st == VKS_E_NOT_FOUND ? 404
-                   : st == VKS_E_CONFLICT ? 409 : st == VKS_E_AUDIT_UNAVAILABLE || st == VKS_E_SEALED ? 503 : 502;
-        sv_send_json(r, code, o, true);
+        sv_send_json(r, sv_status_http(st), o, true);
         return;
     }
     json_object_put(b);

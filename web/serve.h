@@ -90,6 +90,7 @@ void sv_send_json_secret(struct sv_req *r, int code, json_object *o, const vks_s
 void sv_send_error(struct sv_req *r, int code, const char *codename, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void sv_send_status(struct sv_req *r, vks_status st, const struct vks_err *e); /* core error -> HTTP */
+int sv_status_http(vks_status st);                                            /* the status it uses */
 void sv_send_html(struct sv_req *r, int code, struct evbuffer *body);            /* takes body */
 void sv_redirect(struct sv_req *r, const char *to);
 void sv_html(struct evbuffer *b, const char *s); /* HTML-escaped text */

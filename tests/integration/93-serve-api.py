@@ -327,6 +327,8 @@ def test_reset(sv):
         st, _, j = call(olive, "POST", path, body)
         T.ok(st == 400 and j.get("code") == "invalid_input" and j.get("field") == "reason",
              "reset with %s: 400 naming reason" % why, (st, j))
+    st, _, j = call(olive, "POST", path, {"reason": "bad\x01reason"})
+    T.ok(st == 400 and j.get("field") == "reason", "a control character in the reason: 400 naming reason", (st, j))
     st, _, j = call(olive, "POST", path, {"reason": "x", "rotate": "yes"})
     T.ok(st == 400 and j.get("field") == "rotate", "rotate not a boolean: 400 naming it", (st, j))
     st, _, j = call(olive, "POST", path, {"reason": "no csrf"}, csrf=False)
