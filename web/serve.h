@@ -54,7 +54,7 @@ struct sv_session {
     struct vks_vault *vault;             /* the operator's client (holds the token)        */
     vks_secret token;                    /* the operator's token: a rotation job's own client */
     char operator_name[128], accessor[64];
-    int64_t stepped_up_until;            /* a TOTP code was accepted: reveals until then      */
+    int64_t stepped_up_until;            /* a TOTP code was accepted: reveals, resets till then */
 };
 /* Takes ownership of vault and *token (emptied). *cookie receives the 64-hex session id (only ever in Set-Cookie). */
 struct sv_session *sv_session_new(struct vks_vault *vault, vks_secret *token, const char *operator_name,
