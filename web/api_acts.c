@@ -4,6 +4,11 @@
  *   POST   /api/v1/credentials/NAME/reveal    vks_cred_reveal (reason required; TOTP step-up)
  *   POST   /api/v1/credentials/NAME/restrict  vks_cred_restrict (the whole new lists)
  *   DELETE /api/v1/credentials/NAME           vks_cred_delete (confirm_username required)
+ *   POST   /api/v1/credentials/NAME/reset     vks_cred_reset, scope NAME (reason required; TOTP
+ *                                             step-up): the emergency reset of issue 13. Only one
+ *                                             credential: --tenant / --all stay with the CLI.
+ *                                             "rotate": the rotation that follows runs as a job
+ *                                             (rotate.c), not on the loop
  * Loop thread only.
  */
 #include <stdio.h>
@@ -11,6 +16,7 @@
 #include <string.h>
 
 #include "serve.h"
+#include "vks_cred_reset.h"
 
 void sv_api_reveal(struct sv_req *r, const char *prefix, const char *name)
 {
@@ -142,4 +148,102 @@ void sv_api_delete(struct sv_req *r, const char *prefix, const char *name)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "deleted", json_object_new_string(name));
     sv_send_json(r, 200, o, true);
+}
+
+static json_object *reset_json(const struct vks_cred_reset_result *res, vks_status st, const struct vks_err *e)
+{
+    json_object *o = json_object_new_object(), *a = json_object_new_array();
+    size_t already = 0;
+    json_object_object_add(o, "result", json_object_new_string(st == VKS_OK ? "success" : "failure"));
+    json_object_object_add(o, "code", json_object_new_string(vks_status_code(st)));
+    json_object_object_add(o, "error", st == VKS_OK ? NULL : json_object_new_string(e->msg));
+    json_object_object_add(o, "reset_id", res->reset_id[0] ? json_object_new_string(res->reset_id) : NULL);
+    json_object_object_add(o, "scope", res->scope[0] ? json_object_new_string(res->scope) : NULL);
+    for (size_t i = 0; i < res->n; i++) {
+        const struct vks_cred_reset_item *it = &res->items[i];
+        json_object *j = json_object_new_object();
+        already += !strcmp(it->outcome, "already");
+        json_object_object_add(j, "name", json_object_new_string(it->name));
+        json_object_object_add(j, "outcome", json_object_new_string(it->outcome));
+        json_object_object_add(j, "code", json_object_new_string(vks_status_code(it->status)));
+        json_object_object_add(j, "error", it->error[0] ? json_object_new_string(it->error) : NULL);
+        json_object_object_add(j, "new_version", it->new_version ? json_object_new_int64(it->new_version) : NULL);
+        json_object_array_add(a, j);
+    }
+    /* the core counts an "already" as marked (nothing left to do); here marked is what this act did */
+    json_object_object_add(o, "marked", json_object_new_int64((int64_t)(res->n_marked - already)));
+    json_object_object_add(o, "already", json_object_new_int64((int64_t)already));
+    json_object_object_add(o, "failed", json_object_new_int64((int64_t)res->n_failed));
+    json_object_object_add(o, "rotated", json_object_new_int64((int64_t)res->n_rotated));
+    json_object_object_add(o, "record_written", json_object_new_boolean(res->record_written));
+    json_object_object_add(o, "record_seq", res->record_seq ? json_object_new_int64(res->record_seq) : NULL);
+    json_object_object_add(o, "credentials", a);
+    return o;
+}
+
+/* "rotate": the rotation that ends the reset, as a job (rotate.c); o gets "job" or "rotate_error" */
+static void start_rotation(struct sv_req *r, const char *prefix, const char *name, json_object *o)
+{
+    char id[33] = "";
+    const char *why = NULL;
+    bool started = sv_rotate_job(r, prefix, name, false, id, &why);
+    json_object_object_add(o, "job", started ? json_object_new_string(id) : NULL);
+    json_object_object_add(o, "rotate_error", started ? NULL : json_object_new_string(why));
+}
+
+/* The emergency reset of one credential: vks_cred_reset with scope NAME on the loop thread (the
+ * marks and the control record are a few Vault round trips). With "rotate", and only once the
+ * credential is marked and the record written (as the core's own rotate step), the rotation is the
+ * same vks_cred_rotate started as a job like POST .../rotate, because its hook and SMTP test must
+ * not hold the loop: the answer names the job. Destructive: CSRF, then a TOTP step-up as for a
+ * reveal. A failure midway answers the core's status with the per-credential result attached. */
+void sv_api_reset(struct sv_req *r, const char *prefix, const char *name)
+{
+    if (!sv_csrf_ok(r))
+        return;
+    json_object *b = sv_body_json(r);
+    const char *reason = NULL, *totp = NULL;
+    bool rotate = false;
+    if (!b || !sv_json_str(r, b, "reason", false, &reason) || !sv_json_str(r, b, "totp", false, &totp) ||
+        !sv_json_bool(r, b, "rotate", &rotate)) {
+        json_object_put(b);
+        return;
+    }
+    if (!reason || !*reason) {
+        json_object_put(b);
+        sv_send_error(r, 400, "invalid_input", "reason", "reason is required: why the credential is reset (audited)");
+        return;
+    }
+    if (sv_stepup_needed(r->s, r->now) && !sv_stepup(r, totp)) {
+        json_object_put(b);
+        return;
+    }
+    struct vks_cred_ctx ctx;
+    struct vks_err e;
+    vks_err_clear(&e);
+    struct vks_cred_reset_result res;
+    memset(&res, 0, sizeof res);
+    vks_status st = sv_ctx(r, prefix, &ctx, &e);
+    if (st == VKS_OK) {
+        struct vks_cred_reset_req q = { .scope = VKS_CRED_RESET_NAME, .name = name, .reason = reason };
+        st = vks_cred_reset(&ctx, &q, &res, &e);
+        if (st != VKS_OK && res.n == 0) {
+            vks_cred_reset_result_free(&res);
+            json_object_put(b);
+            if (st == VKS_E_INVALID_INPUT && strstr(e.msg, "reason"))
+                sv_send_error(r, 400, "invalid_input", "reason", "%s", e.msg);
+            else
+                sv_send_status(r, st, &e);
+            return;
+        }
+        json_object *o = reset_json(&res, st, &e);
+        if (rotate && st == VKS_OK && res.n_failed == 0 && res.record_written)
+            start_rotation(r, prefix, name, o);
+        vks_cred_reset_result_free(&res);
+        json_object_put(b);
+        sv_send_json(r, sv_status_http(st), o, true);
+        return;
+    }
+    json_object_put(b);
+    sv_send_status(r, st, &e);
 }

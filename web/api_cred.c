@@ -4,7 +4,7 @@
  *   GET    /api/v1/credentials[?tenant=T&state=S]    vks_cred_list
  *   POST   /api/v1/credentials                       vks_cred_create (password in this answer only)
  *   GET    /api/v1/credentials/NAME                  vks_cred_show (+ fingerprint, + audit events)
- *   POST   /api/v1/credentials/NAME/reveal, /restrict, DELETE .../NAME   (api_acts.c)
+ *   POST   /api/v1/credentials/NAME/reveal, /restrict, /reset, DELETE .../NAME   (api_acts.c)
  *   POST   /api/v1/credentials/NAME/rotate, GET /api/v1/jobs/ID          (rotate.c)
  *   GET    /api/v1/due[?within=30d]                  vks_cred_due_eval over vks_cred_list
  * Loop thread only.
@@ -59,6 +59,11 @@ json_object *sv_record_json(const struct vks_cred_record *rec, bool full)
         return o;
     jset(o, "relay", rec->relay);
     jset(o, "rotation_id", rec->rotation_id);
+    json_object *rv; /* an emergency reset (issue 13): kept in custom_metadata as stored */
+    bool has = rec->custom && json_object_object_get_ex((json_object *)rec->custom, "reset_id", &rv);
+    jset(o, "reset_id", has ? json_object_get_string(rv) : NULL);
+    has = rec->custom && json_object_object_get_ex((json_object *)rec->custom, "reset_at", &rv);
+    jset(o, "reset_at", has ? json_object_get_string(rv) : NULL);
     json_object_object_add(o, "current_version", json_object_new_int64(rec->vault_version));
     json_object_object_add(o, "previous_version", rec->previous_version ? json_object_new_int64(rec->previous_version) : NULL);
     json_object *vs = json_object_new_array();
@@ -347,6 +352,11 @@ void sv_api_credentials(struct sv_req *r, const char *rest)
         if (post && l > 7 && !strcmp(name + l - 7, "/rotate")) {
             name[l - 7] = '\0';
             sv_api_rotate(r, prefix, name);
+            return;
+        }
+        if (post && l > 6 && !strcmp(name + l - 6, "/reset")) {
+            name[l - 6] = '\0';
+            sv_api_reset(r, prefix, name);
             return;
         }
         if (post && l > 9 && !strcmp(name + l - 9, "/restrict")) {

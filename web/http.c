@@ -152,6 +152,11 @@ void sv_send_error(struct sv_req *r, int code, const char *codename, const char 
 
 void sv_send_status(struct sv_req *r, vks_status st, const struct vks_err *e)
 {
+    sv_send_error(r, sv_status_http(st), vks_status_code(st), NULL, "%s", e && e->msg[0] ? e->msg : vks_status_code(st));
+}
+
+int sv_status_http(vks_status st)
+{
     int code;
     switch (st) {
     case VKS_E_INVALID_INPUT: code = 400; break;
@@ -163,9 +168,10 @@ void sv_send_status(struct sv_req *r, vks_status st, const struct vks_err *e)
     case VKS_E_AUTH_FAILED: code = 401; break;
     case VKS_E_SEALED:
     case VKS_E_AUDIT_UNAVAILABLE: code = 503; break;
+    case VKS_OK: code = 200; break;
     default: code = 502; break;
     }
-    sv_send_error(r, code, vks_status_code(st), NULL, "%s", e && e->msg[0] ? e->msg : vks_status_code(st));
+    return code;
 }
 
 void sv_send_html(struct sv_req *r, int code, struct evbuffer *body)

@@ -101,21 +101,18 @@ static struct job *slot(int64_t now)
     return NULL;
 }
 
-static void start(struct sv_req *r, const char *prefix, const char *name, bool resume)
+/* a job started for name: true with its id; false with why (nothing answered) */
+bool sv_rotate_job(struct sv_req *r, const char *prefix, const char *name, bool resume, char id[33], const char **why)
 {
     unsigned char rnd[16];
     struct vks_err e;
     vks_err_clear(&e);
-    if (vks_cred_check_name(name, "name", &e) != VKS_OK) {
-        sv_send_error(r, 400, "invalid_input", "name", "%s", e.msg);
-        return;
-    }
     pthread_mutex_lock(&jlock);
     struct job *j = slot(r->now);
     if (!j || RAND_bytes(rnd, sizeof rnd) != 1 || vks_secret_dup(r->s->token.data, r->s->token.len, &j->token, &e) != VKS_OK) {
         pthread_mutex_unlock(&jlock);
-        sv_send_error(r, 503, "busy", NULL, "no rotation slot free: try again later");
-        return;
+        *why = "no rotation slot free: try again later";
+        return false;
     }
     for (int i = 0; i < 16; i++)
         snprintf(j->id + 2 * i, 3, "%02x", rnd[i]);
@@ -137,11 +134,24 @@ static void start(struct sv_req *r, const char *prefix, const char *name, bool r
         vks_secret_free(&j->token);
         j->used = false;
     }
-    char id[33];
-    snprintf(id, sizeof id, "%s", j->id);
+    snprintf(id, 33, "%s", j->id);
     pthread_mutex_unlock(&jlock);
-    if (!ok) {
-        sv_send_error(r, 503, "busy", NULL, "cannot start the rotation");
+    *why = ok ? NULL : "cannot start the rotation";
+    return ok;
+}
+
+static void start(struct sv_req *r, const char *prefix, const char *name, bool resume)
+{
+    struct vks_err e;
+    vks_err_clear(&e);
+    char id[33];
+    const char *why = NULL;
+    if (vks_cred_check_name(name, "name", &e) != VKS_OK) {
+        sv_send_error(r, 400, "invalid_input", "name", "%s", e.msg);
+        return;
+    }
+    if (!sv_rotate_job(r, prefix, name, resume, id, &why)) {
+        sv_send_error(r, 503, "busy", NULL, "%s", why);
         return;
     }
     json_object *o = json_object_new_object();

@@ -54,7 +54,7 @@ struct sv_session {
     struct vks_vault *vault;             /* the operator's client (holds the token)        */
     vks_secret token;                    /* the operator's token: a rotation job's own client */
     char operator_name[128], accessor[64];
-    int64_t stepped_up_until;            /* a TOTP code was accepted: reveals until then      */
+    int64_t stepped_up_until;            /* a TOTP code was accepted: reveals, resets till then */
 };
 /* Takes ownership of vault and *token (emptied). *cookie receives the 64-hex session id (only ever in Set-Cookie). */
 struct sv_session *sv_session_new(struct vks_vault *vault, vks_secret *token, const char *operator_name,
@@ -90,6 +90,7 @@ void sv_send_json_secret(struct sv_req *r, int code, json_object *o, const vks_s
 void sv_send_error(struct sv_req *r, int code, const char *codename, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 void sv_send_status(struct sv_req *r, vks_status st, const struct vks_err *e); /* core error -> HTTP */
+int sv_status_http(vks_status st);                                            /* the status it uses */
 void sv_send_html(struct sv_req *r, int code, struct evbuffer *body);            /* takes body */
 void sv_redirect(struct sv_req *r, const char *to);
 void sv_html(struct evbuffer *b, const char *s); /* HTML-escaped text */
@@ -124,6 +125,7 @@ bool sv_body_lists(struct sv_req *r, json_object *b, struct vks_cred_restriction
 void sv_api_reveal(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_restrict(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_delete(struct sv_req *r, const char *prefix, const char *name);
+void sv_api_reset(struct sv_req *r, const char *prefix, const char *name); /* issue 13, one NAME */
 /* events of the audit file matching the filters (NULL = any), the newest `limit`, and the chain
  * verdict: "verified", "broken at line N", "unverifiable" or "unavailable". */
 json_object *sv_audit_query(const char *path, const char *operator_name, const char *action, const char *since,
@@ -132,6 +134,8 @@ json_object *sv_audit_query(const char *path, const char *operator_name, const c
 /* ---- rotation jobs (rotate.c): vks_cred_rotate on a thread of its own, steps polled ---- */
 void sv_api_rotate(struct sv_req *r, const char *prefix, const char *name);
 void sv_api_job(struct sv_req *r, const char *id);
+/* starts a rotation job of name for the session's operator: true with its id; false with why */
+bool sv_rotate_job(struct sv_req *r, const char *prefix, const char *name, bool resume, char id[33], const char **why);
 
 /* ---- TOTP step-up (stepup.c) ---- */
 int sv_totp_load(const char *path, char *err, size_t n);

@@ -1,11 +1,11 @@
 /*
- * vks-serve: TOTP step-up before a reveal (docs/serve.md "Step-up"). totp_file holds one line per
+ * vks-serve: TOTP step-up before a reveal or an emergency reset (docs/serve.md "Step-up"). totp_file holds one line per
  * operator: "<operator> <base32 secret>" (the operator as Vault names the token: userpass-sam,
  * token-...); '#' comments. The file must not be readable by group or others (refused at start).
  * Secrets are kept in arena slots. A code is accepted within one 30 s step either side, once: a
  * counter at or below the last one accepted for that operator is a replay. An accepted code
  * steps the session up for 5 minutes. With totp_required, an operator without a secret cannot
- * reveal at all (fail closed). Loop thread only.
+ * reveal or reset at all (fail closed). Loop thread only.
  */
 #include <fcntl.h>
 #include <stdio.h>

@@ -1,6 +1,6 @@
 /*
- * vks-serve UI: the credential page (details, reveal, restrictions, rotation, versions, delete, its
- * audit events with the chain verdict) and the audit view. Every value through sv_html; the
+ * vks-serve UI: the credential page (details, reveal, restrictions, rotation, emergency reset,
+ * versions, delete, its audit events with the chain verdict) and the audit view. Every value through sv_html; the
  * behaviour is in /static/app.js. Loop thread only.
  */
 #include <event2/buffer.h>
@@ -75,6 +75,41 @@ static void events_table(struct evbuffer *b, json_object *ev)
     P(b, "</tbody></table></div>");
 }
 
+/* The emergency reset (issue 13; POST .../NAME/reset): reason, optional rotation, the step-up
+ * code when one is needed, and the credential's name typed as confirmation (as delete types the
+ * username). A credential under a reset says so first. */
+static void reset_card(struct sv_req *r, struct evbuffer *b, const char *tenant, const char *name, json_object *o)
+{
+    const char *rid = json_object_get_string(json_object_object_get(o, "reset_id"));
+    const char *at = json_object_get_string(json_object_object_get(o, "reset_at"));
+    P(b, "<section class=\"card danger\"><h2>Emergency reset</h2>");
+    const char *st = json_object_get_string(json_object_object_get(o, "state"));
+    if (rid || (st && !strcmp(st, "reset"))) {
+        P(b, "<p id=\"reset-state\" class=\"error\">Under an emergency reset since ");
+        H(b, at ? at : "?");
+        P(b, " (");
+        H(b, rid ? rid : "no reset_id");
+        P(b, "): every lookup refuses it (code revoked) until it is rotated.</p>");
+    }
+    P(b, "<p>Refuses this credential everywhere at once: new lookups fail, running resolvers drop their "
+         "cached copy within seconds. Mail using it is deferred until it is rotated.</p>"
+         "<form id=\"reset-form\" data-tenant=\"");
+    H(b, tenant);
+    P(b, "\" data-name=\"");
+    H(b, name);
+    P(b, "\"><label for=\"reset-reason\">Reason (required, audited)</label><input id=\"reset-reason\" required "
+         "maxlength=\"256\"><label><input type=\"checkbox\" id=\"reset-rotate\"> Also rotate now (a new password "
+         "ends the reset)</label>");
+    if (sv_stepup_needed(r->s, r->now))
+        P(b, "<label for=\"reset-totp\">One-time code (TOTP)</label><input id=\"reset-totp\" inputmode=\"numeric\" "
+             "autocomplete=\"one-time-code\" pattern=\"[0-9]{6}\" maxlength=\"6\" required>");
+    P(b, "<label for=\"reset-confirm\">Type the name <strong>");
+    H(b, name);
+    P(b, "</strong> to confirm</label><input id=\"reset-confirm\" autocomplete=\"off\">"
+         "<button type=\"submit\" id=\"reset-btn\" disabled>Reset now</button>"
+         "<p id=\"reset-msg\" role=\"status\" aria-live=\"polite\"></p></form></section>");
+}
+
 void sv_cred_page(struct sv_req *r)
 {
     const char *name = sv_query(r, "name");
@@ -113,7 +148,17 @@ void sv_cred_page(struct sv_req *r)
     dd(b, "Username", rec.username);
     P(b, "<dt>Password</dt><dd><span class=\"masked\" aria-label=\"password hidden\">••••••••••••</span></dd>");
     dd(b, "Fingerprint", has_fp ? fp : "not shown (this role may not read the data)");
-    dd(b, "State", json_object_get_string(json_object_object_get(o, "state")));
+    const char *state = json_object_get_string(json_object_object_get(o, "state"));
+    state = state ? state : "";
+    P(b, "<dt>State</dt><dd><span id=\"state-value\" class=\"state state-");
+    H(b, state);
+    P(b, "\">");
+    H(b, state);
+    P(b, "</span></dd>");
+    if (json_object_object_get(o, "reset_id") || !strcmp(state, "reset")) {
+        dd(b, "Reset at", json_object_get_string(json_object_object_get(o, "reset_at")));
+        dd(b, "Reset id", json_object_get_string(json_object_object_get(o, "reset_id")));
+    }
     dd(b, "Permissions", json_object_get_string(json_object_object_get(o, "permissions")));
     dd(b, "Created", rec.created);
     dd(b, "Last rotated", rec.rotated);
@@ -167,6 +212,7 @@ void sv_cred_page(struct sv_req *r)
     if (!strcmp(rec.state, "rotating"))
         P(b, "<button type=\"button\" id=\"rotate-resume\">Resume</button> <button type=\"button\" id=\"rotate-abort\">Abort</button>");
     P(b, "<p id=\"rotate-msg\" role=\"status\" aria-live=\"polite\"></p></form></section>");
+    reset_card(r, b, tenant, name, o);
     /* versions */
     P(b, "<section class=\"card\"><h2>Versions and rotation history</h2><table><thead><tr><th>Version</th><th>Created</th>"
          "<th>Deleted</th></tr></thead><tbody>");

@@ -9,6 +9,8 @@ the test CA through an NSS database as a user would, kept off the network by a r
 - a cred-operator user is refused the reveal (403), an auditor cannot change anything, another
   tenant's user sees none of this tenant's credentials;
 - a username and metadata holding <script> and "><img onerror=...> are shown inert;
+- an emergency reset from the credential page (reason, the name typed to confirm): the card shows
+  the reset_id, the page then says state reset, a fresh resolver refuses it (revoked), audited;
 - restrictions edited, delete with the typed username; the browser console reports no CSP
   violation on any page; a cross-site form post (from 127.0.0.2) is refused;
 - screenshots of each page under build/screenshots/ (README shows some of them, docs/img/)."""
@@ -155,7 +157,7 @@ def main():
         threading.Thread(target=xs.serve_forever, daemon=True).start()
         pw = [None]
         try:
-            for fn in (test_operator_create, test_support_reveal, test_roles, test_inert, test_rotate, test_edit_delete,
+            for fn in (test_operator_create, test_support_reveal, test_roles, test_inert, test_rotate, test_reset, test_edit_delete,
                        test_cross_site, test_phone):
                 T.run(fn, d, sv, vd, cred, pw, xs)
         finally:
@@ -347,6 +349,55 @@ def test_rotate(d, sv, vd, cred, pw, xs):
     logs(d, "credential (rotated)")
     shot(d, "rotate")
     T.ok(any(e["user"] == "rot-user" and e["ok"] for e in relay.auth_events()), "the relay accepted the new password")
+
+
+def test_reset(d, sv, vd, cred, pw, xs):
+    st, _, j = sv.login("boss").call("POST", "/api/v1/credentials", {"name": "rst.example", "username": "rst-user",
+                                                                    "all_domains": True})
+    T.eq(st, 201, "a credential to reset from the page")   # its password is in the API's answer (sv.outputs)
+    kind, _ = cred.resolve("smtp-auth/rst.example")
+    T.eq(kind, "OK", "it resolves before the reset")
+    T.ok(login(d, sv, "olive"), "the operator logs in to reset")
+    visit(d, sv.url + "/ui/credential?name=rst.example", "credential (reset)")
+    T.eq(d.find_element(By.ID, "state-value").text, "active", "the page shows state active before")
+    d.find_element(By.ID, "reset-reason").send_keys("INC-92 relay password in a paste")
+    btn = d.find_element(By.ID, "reset-btn")
+    d.find_element(By.ID, "reset-confirm").send_keys("rst.exampl")
+    T.ok(not btn.is_enabled(), "reset stays disabled until the name is typed exactly")
+    d.find_element(By.ID, "reset-confirm").send_keys("e")
+    T.ok(btn.is_enabled(), "typing the name enables it")
+    btn.click()
+    wait(d, lambda d: "reset_id" in d.find_element(By.ID, "reset-msg").text, timeout=30)
+    msg = d.find_element(By.ID, "reset-msg").text
+    rid = d.find_element(By.ID, "reset-form").get_attribute("data-reset-id")
+    T.ok(rid and rid in msg and "state now reset" in msg, "the card shows the reset_id and state now reset", msg)
+    T.eq(d.find_element(By.ID, "state-value").text, "reset", "the State field says reset at once")
+    logs(d, "credential (reset done)")
+    visit(d, sv.url + "/ui/credential?name=rst.example", "credential (after reset)")
+    dts = [e.text for e in d.find_elements(By.CSS_SELECTOR, "dl dt")]
+    T.ok(d.find_element(By.ID, "state-value").text == "reset" and "Reset at" in dts and "Reset id" in dts
+         and rid in d.find_element(By.ID, "reset-state").text,
+         "after a reload the page shows state reset, when and the reset id", dts)
+    shot(d, "reset")
+    kind, val = cred.resolve("smtp-auth/rst.example")
+    T.ok(kind == "ERR" and val.startswith("revoked "), "a fresh resolver refuses it (revoked)", (kind, val[:100] if kind == "ERR" else ""))
+    ev = [e for e in cred.audit_lines() if e.get("type") == "cred.reset" and rid in (e.get("detail") or "")]
+    T.ok(ev and ev[0]["operator"] == "userpass-olive" and ev[0]["source"] == "serve" and ev[0]["client_addr"] == "127.0.0.1"
+         and "Chrome" in (ev[0].get("user_agent") or "") and ev[0]["reason"] == "INC-92 relay password in a paste",
+         "the browser's reset is audited: operator, source serve, address, browser user agent, reason", ev[:1])
+    # "also rotate": the rotation runs as a job and its finish ends the reset
+    visit(d, sv.url + "/ui/credential?name=rot.example", "credential (reset and rotate)")
+    d.find_element(By.ID, "reset-reason").send_keys("INC-92 rotate too")
+    d.find_element(By.ID, "reset-rotate").click()
+    d.find_element(By.ID, "reset-confirm").send_keys("rot.example")
+    d.find_element(By.ID, "reset-btn").click()
+    wait(d, lambda d: d.find_element(By.ID, "reset-form").get_attribute("data-rotation"), timeout=60)
+    msg = d.find_element(By.ID, "reset-msg").text
+    T.ok(d.find_element(By.ID, "reset-form").get_attribute("data-rotation") == "success" and "Rotated" in msg
+         and d.find_element(By.ID, "state-value").text == "active", "reset with rotate: the card follows the job to state active", msg)
+    logs(d, "credential (reset and rotated)")
+    kind, _ = cred.resolve("smtp-auth/rot.example")
+    T.eq(kind, "OK", "after the rotation it resolves again (the new password)")
 
 
 def test_edit_delete(d, sv, vd, cred, pw, xs):

@@ -13,8 +13,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.environ["ROOT"], "tests", "lib"))
 from vaultdev import VaultDev, Checks  # noqa: E402
-from servetest import Serve, USERS, ROOT  # noqa: E402
+from servetest import Serve, USERS, ROOT, ENC_KEY, AUDIT_KEY  # noqa: E402
 from smtprelay import Relay  # noqa: E402
+from credtest import Cred  # noqa: E402
 
 T = Checks()
 SPEC = json.load(open(os.path.join(ROOT, "docs", "openapi.json")))
@@ -31,7 +32,7 @@ def template(path):
                 return t
     if p.startswith("/api/v1/jobs/"):
         return "/api/v1/jobs/{job}"
-    for suffix in ("/reveal", "/restrict", "/rotate"):
+    for suffix in ("/reveal", "/restrict", "/rotate", "/reset"):
         if p.startswith("/api/v1/credentials/") and p.endswith(suffix):
             return "/api/v1/credentials/{name}" + suffix
     if p.startswith("/api/v1/credentials/"):
@@ -311,6 +312,93 @@ def test_roles(sv):
     T.eq(st, 405, "an unknown credential act: 405")
 
 
+def test_reset(sv):
+    """Issue 13's emergency reset from the API: one credential, the core's vks_cred_reset."""
+    olive, audrey = sv.login("olive"), sv.login("audrey")
+    st, _, j = call(olive, "POST", "/api/v1/credentials", {"name": "rs.example", "username": "rs-user", "all_domains": True})
+    T.eq(st, 201, "a credential to reset")
+    pw = j["password"]
+    c = Cred(sv.vd, enc_key=ENC_KEY, audit_key=AUDIT_KEY, audit_file=sv.audit_file)
+    c.secret(pw)
+    kind, val = c.resolve("smtp-auth/rs.example")
+    T.ok(kind == "OK" and val == pw, "before the reset a fresh resolver gets the password", kind)
+    path = "/api/v1/credentials/rs.example/reset"
+    for body, why in (({}, "no reason"), ({"reason": ""}, "an empty reason")):
+        st, _, j = call(olive, "POST", path, body)
+        T.ok(st == 400 and j.get("code") == "invalid_input" and j.get("field") == "reason",
+             "reset with %s: 400 naming reason" % why, (st, j))
+    st, _, j = call(olive, "POST", path, {"reason": "bad\x01reason"})
+    T.ok(st == 400 and j.get("field") == "reason", "a control character in the reason: 400 naming reason", (st, j))
+    st, _, j = call(olive, "POST", path, {"reason": "x", "rotate": "yes"})
+    T.ok(st == 400 and j.get("field") == "rotate", "rotate not a boolean: 400 naming it", (st, j))
+    st, _, j = call(olive, "POST", path, {"reason": "no csrf"}, csrf=False)
+    T.ok(st == 403 and j["code"] == "csrf", "reset without the CSRF token: 403", (st, j))
+    st, _, j = call(olive, "POST", path, {"reason": "cross origin"}, headers={"Origin": "https://evil.example"})
+    T.ok(st == 403 and j["code"] == "cross_origin", "reset from another Origin: 403", (st, j))
+    st, _, j = call(audrey, "POST", path, {"reason": "auditor tries"})
+    T.eq(st, 403, "the auditor cannot reset (Vault's ACL)")
+    st, _, j = call(olive, "GET", "/api/v1/credentials/rs.example")
+    T.ok(st == 200 and j["state"] == "active" and j.get("reset_id") is None, "the refused resets changed nothing", j.get("state"))
+    st, _, j = call(olive, "POST", "/api/v1/credentials/nosuch.example/reset", {"reason": "typo"})
+    T.eq(st, 404, "reset of an unknown credential: 404")
+    st, h, j = call(olive, "POST", path, {"reason": "INC-93 leaked relay password"}, headers={"User-Agent": "vks-reset-test/1"})
+    T.ok(st == 200 and j["result"] == "success" and j["reset_id"] and j["marked"] == 1 and j["already"] == 0
+         and j["failed"] == 0 and j["record_written"] and j["credentials"][0]["outcome"] == "reset",
+         "the operator resets it: 200 with reset_id, 1 marked, the control record written", (st, j))
+    rid = j.get("reset_id")
+    T.eq(h.get("cache-control"), "no-store", "the reset answer is no-store")
+    st, _, j = call(olive, "GET", "/api/v1/credentials/rs.example")
+    T.ok(st == 200 and j["state"] == "reset" and j["reset_id"] == rid and j["reset_at"],
+         "the API show says state reset with the reset_id and reset_at", j and {k: j.get(k) for k in ("state", "reset_id", "reset_at")})
+    rc, out, err = c.vks("cred", "show", "rs.example", "--json")
+    T.ok(rc == 0 and json.loads(out).get("state") == "reset", "vks cred show --json says state reset", (rc, out[-200:], err[-200:]))
+    kind, val = c.resolve("smtp-auth/rs.example")
+    T.ok(kind == "ERR" and val.startswith("revoked "), "a fresh resolver now refuses it with code revoked",
+         (kind, val[:120] if kind == "ERR" else "a value"))
+    ev = [e for e in sv.audit_lines() if e.get("type") == "cred.reset" and e.get("result") == "success"]
+    e = ev[-1] if ev else {}
+    T.ok(e.get("operator") == "userpass-olive" and e.get("source") == "serve" and e.get("client_addr") == "127.0.0.1"
+         and e.get("user_agent") == "vks-reset-test/1" and e.get("reason") == "INC-93 leaked relay password"
+         and rid in (e.get("detail") or "") and "name:rs.example" in (e.get("detail") or ""),
+         "cred.reset is audited: operator, source serve, address, user agent, reason, reset_id and scope", e)
+    T.ok(pw not in json.dumps(ev), "the audit event carries no secret")
+    mk = [x for x in sv.audit_lines() if x.get("type") == "cred.reset.mark" and rid in (x.get("detail") or "")]
+    T.ok(len(mk) == 1 and mk[0].get("reason") == "INC-93 leaked relay password", "one cred.reset.mark for the credential", mk)
+    st, _, j = call(olive, "POST", path, {"reason": "INC-93 again"})
+    T.ok(st == 200 and j["marked"] == 0 and j["already"] == 1 and j["credentials"][0]["outcome"] == "already",
+         "a second reset says already", (st, j))
+    T.ok(not c.leaks(), "no password in the resolver's or vks's output")
+    # a tenant's own token marks its credential but may not write the control record (policy)
+    alex = sv.login("alex")
+    st, _, j = call(alex, "POST", "/api/v1/credentials/relay/reset?tenant=acme", {"reason": "tenant incident"})
+    T.ok(st == 403 and j["code"] == "permission_denied" and j["error"] and j["marked"] == 1 and not j["record_written"]
+         and j["credentials"][0]["outcome"] == "reset", "a tenant's reset: marked, record refused: 403 saying what was done",
+         (st, j))
+    st, _, j = call(olive, "POST", "/api/v1/credentials/acme/relay/reset", {"reason": "tenant incident, record"})
+    T.ok(st == 200 and j["already"] == 1 and j["record_written"], "the operator's rerun writes the record", (st, j))
+
+
+def test_reset_rotate(sv, relay):
+    boss = sv.login("boss")
+    c = Cred(sv.vd, enc_key=ENC_KEY, audit_key=AUDIT_KEY, audit_file=sv.audit_file)
+    kind, old = c.resolve("smtp-auth/rot.example")
+    T.eq(kind, "OK", "rot.example resolves before")
+    st, _, j = call(boss, "POST", "/api/v1/credentials/rot.example/reset", {"reason": "INC-93 rotate", "rotate": True})
+    T.ok(st == 200 and j["marked"] == 1 and j["record_written"] and j.get("job") and j.get("rotate_error") is None,
+         "reset with rotate: marked, record written, the rotation started as a job", (st, j))
+    st, j2 = job(boss, j["job"]) if j.get("job") else (st, {})
+    T.ok(j2.get("done") and j2.get("result") == "success", "the rotation job finishes", j2)
+    st, _, s = call(boss, "GET", "/api/v1/credentials/rot.example")
+    T.ok(st == 200 and s["state"] == "active" and s.get("reset_id") is None and s["current_version"] == j2.get("new_version"),
+         "the rotation's finish ended the reset: state active, reset_id gone, the new version current", s and s.get("state"))
+    kind, new = c.resolve("smtp-auth/rot.example")
+    T.ok(kind == "OK" and new != old, "a fresh resolver gets the new password", kind)
+    T.ok(any(e["user"] == "rot-user" and e["ok"] for e in relay.auth_events()), "the relay accepted the new password")
+    c.secret(new)
+    c.secret(old)
+    T.ok(not c.leaks([json.dumps(j), json.dumps(j2)]), "no password in the answers, the audit trail or the outputs")
+
+
 def oversized(sv, s, path):
     """Headers announcing 70000 bytes, no body sent: the server answers from the headers alone (a
     client still sending would race the server's close)."""
@@ -482,6 +570,21 @@ def test_totp(vd):
         ev = [e for e in sv.audit_lines() if e.get("type") == "serve.stepup"]
         T.ok([e["result"] for e in ev[-4:]] == ["failure", "success", "failure", "failure"],
              "step-ups are audited", [(e["result"], e.get("detail")) for e in ev])
+        # the emergency reset needs the same step-up
+        resets = lambda: len([e for e in sv.audit_lines() if e.get("type", "").startswith("cred.reset")
+                              and (e.get("path") or "").endswith("rot.example")])  # noqa: E731
+        before = resets()
+        fresh = sv.login("boss")
+        rpath = "/api/v1/credentials/rot.example/reset"
+        st, _, j = call(fresh, "POST", rpath, {"reason": "step-up test"})
+        T.ok(st == 401 and j["code"] == "totp_required" and j["field"] == "totp", "a reset needs the one-time code", j)
+        st, _, j = call(fresh, "POST", rpath, {"reason": "step-up test", "totp": code})
+        T.ok(st == 401 and j["code"] == "totp_invalid", "a reset with a used code is refused (replay)", j)
+        st, _, j = call(sam, "POST", rpath, {"reason": "no secret"})
+        T.ok(st == 403 and j["code"] == "totp_not_enrolled", "totp_required: an operator without a secret cannot reset", j)
+        st, _, j = call(fresh, "GET", "/api/v1/credentials/rot.example")
+        T.ok(st == 200 and j["state"] == "active" and j.get("reset_id") is None, "the refused resets did nothing", j.get("state"))
+        T.ok(before > 0 and resets() == before, "no cred.reset event for the refused ones", (before, resets()))
     finally:
         sv.stop()
         OUT.append(sv.stderr_text())
@@ -500,7 +603,9 @@ def main():
                                                                                               relay.cafile))
         try:
             for fn, args in ((test_program, (sv,)), (test_health_and_headers, (sv,)), (test_login, (sv, vd)), (test_roles, (sv,)),
-                             (test_bad_requests, (sv,)), (test_rotate, (sv, relay)), (test_lockout, (sv,))):
+                             (test_bad_requests, (sv,)), (test_rotate, (sv, relay)), (test_reset, (sv,)),
+                             (test_reset_rotate, (sv, relay)),
+                             (test_lockout, (sv,))):
                 T.run(fn, *args)
             T.run(check_openapi, sv)
         finally:

@@ -204,6 +204,56 @@
     if ($('rotate-abort')) $('rotate-abort').addEventListener('click', () => go({ abort: true }));
   }
 
+  const xf = $('reset-form');
+  if (xf) {
+    const c = $('reset-confirm'), b = $('reset-btn'), msg = $('reset-msg');
+    c.addEventListener('input', () => { b.disabled = c.value !== xf.dataset.name; });
+    xf.addEventListener('submit', async (ev) => {
+      ev.preventDefault();
+      const reason = $('reset-reason').value.trim();
+      if (!reason) { msg.textContent = 'A reason is required.'; return; }
+      if (c.value !== xf.dataset.name) return;
+      const body = { reason, rotate: $('reset-rotate').checked };
+      if ($('reset-totp')) body.totp = $('reset-totp').value.trim();
+      b.disabled = true;
+      msg.textContent = 'resetting...';
+      const r = await api('POST', credPath(xf.dataset.name, xf.dataset.tenant, 'reset'), body);
+      if ($('reset-totp')) $('reset-totp').value = '';
+      c.value = '';
+      if (!r.body.reset_id) {
+        msg.textContent = (r.status === 403 ? 'Permission denied: ' : '') + (r.body.error || 'HTTP ' + r.status);
+        return;
+      }
+      const it = (r.body.credentials || [])[0] || {};
+      const head = (r.ok ? (it.outcome === 'already' ? 'already reset' : 'reset') : 'stopped: ' + r.body.error) +
+        ' (reset_id ' + r.body.reset_id + '); state now reset.';
+      msg.textContent = head + (r.body.rotate_error ? ' Rotation not started: ' + r.body.rotate_error : '');
+      xf.dataset.result = r.ok ? 'success' : 'failure';
+      xf.dataset.resetId = r.body.reset_id;
+      const sv = $('state-value');
+      if (sv) { sv.textContent = 'reset'; sv.className = 'state state-reset'; }
+      const reload = () => {
+        const a = document.createElement('a');
+        a.href = location.href;
+        a.textContent = ' Reload for the record and its audit events.';
+        msg.appendChild(a);
+      };
+      if (!r.body.job) { reload(); return; }
+      const poll = async () => {   // the rotation that ends the reset runs as a job (as Rotate now)
+        const j = await api('GET', '/api/v1/jobs/' + r.body.job);
+        if (!j.ok) { msg.textContent = head + ' ' + (j.body.error || 'lost the rotation job'); return; }
+        if (!j.body.done) { msg.textContent = head + ' Rotating: ' + (j.body.steps.slice(-1)[0] || 'claim'); setTimeout(poll, 250); return; }
+        const ok = j.body.result === 'success';
+        msg.textContent = head + (ok ? ' Rotated: version ' + j.body.new_version + ' is current; state now active.'
+          : ' Rotation stopped, still reset: ' + j.body.error);
+        if (ok && sv) { sv.textContent = 'active'; sv.className = 'state state-active'; }
+        xf.dataset.rotation = j.body.result;
+        reload();
+      };
+      poll();
+    });
+  }
+
   const df = $('delete-form');
   if (df) {
     const c = $('confirm'), b = $('delete-btn');
