@@ -77,6 +77,16 @@ static void usage(FILE *out)
     fprintf(out, "\n'vks <group> <command> --help' shows the options of a command.\n");
 }
 
+/* `vks cred --help` (stdout, 0) and `vks cred` alone (stderr, 2): that group's commands only. */
+static void group_usage(FILE *out, const char *group)
+{
+    fprintf(out, "usage: vks %s <command> [options]\n\ncommands:\n", group);
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        if (strcmp(commands[i].group, group) == 0)
+            fprintf(out, "  vks %s %-10s %s\n", commands[i].group, commands[i].name, commands[i].summary);
+    fprintf(out, "\n'vks %s <command> --help' shows the options of a command.\n", group);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
@@ -108,8 +118,14 @@ int main(int argc, char **argv)
             return commands[i].run(argc - 2, argv + 2);
         }
     }
+    if (group_known && (argc < 3 || !strcmp(argv[2], "--help") || !strcmp(argv[2], "-h") ||
+                        !strcmp(argv[2], "help"))) {
+        bool asked = argc >= 3;
+        group_usage(asked ? stdout : stderr, argv[1]);
+        return asked ? 0 : 2;
+    }
     if (group_known)
-        fprintf(stderr, "vks: unknown command '%s %s'\n\n", argv[1], argc >= 3 ? argv[2] : "");
+        fprintf(stderr, "vks: unknown command '%s %s'\n\n", argv[1], argv[2]);
     else
         fprintf(stderr, "vks: unknown command group '%s'\n\n", argv[1]);
     usage(stderr);

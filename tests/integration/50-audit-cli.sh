@@ -67,6 +67,10 @@ out=$(verify empty.jsonl); rc=$?
 check "an empty log is not OK" '[ $rc -eq 1 ] && [[ "$out" == *"no audit events"* ]]'
 out=$("$VKS" nosuch cmd 2>&1); rc=$?
 check "unknown command group: exit 2 with the command list" '[ $rc -eq 2 ] && [[ "$out" == *"vks audit verify"* ]]'
+out=$("$VKS" cred --help 2>/dev/null); rc=$?
+check "vks cred --help: exit 0, that group's commands on stdout" '[ $rc -eq 0 ] && [[ "$out" == *"vks cred reset"* ]] && [[ "$out" != *"vks audit verify"* ]]'
+out=$("$VKS" audit 2>&1 >/dev/null); rc=$?
+check "vks audit alone: exit 2, the group's commands on stderr" '[ $rc -eq 2 ] && [[ "$out" == *"vks audit report"* ]]'
 out=$(verify --quiet clean.jsonl); rc=$?
 check "--quiet prints only the verdict" '[ $rc -eq 0 ] && [ "$(printf "%s\n" "$out" | wc -l)" -eq 1 ]'
 
