@@ -16,12 +16,14 @@ void vks_totp_hotp(const unsigned char *key, size_t keylen, uint64_t counter, ch
         msg[i] = (unsigned char)(counter & 0xff);
     if (HMAC(EVP_sha1(), key, (int)keylen, msg, sizeof msg, mac, &mlen) == NULL || mlen < 20) {
         snprintf(out, 7, "------"); /* never matches a code of digits */
+        vks_wipe(mac, sizeof mac);
         return;
     }
     unsigned off = mac[mlen - 1] & 0x0f;
     uint32_t bin = ((uint32_t)(mac[off] & 0x7f) << 24) | ((uint32_t)mac[off + 1] << 16) |
                    ((uint32_t)mac[off + 2] << 8) | (uint32_t)mac[off + 3];
     snprintf(out, 7, "%06u", (unsigned)(bin % 1000000u));
+    bin = 0;
     vks_wipe(mac, sizeof mac);
 }
 
@@ -37,6 +39,7 @@ int64_t vks_totp_match(const unsigned char *key, size_t keylen, const char *code
         vks_totp_hotp(key, keylen, (uint64_t)c, want);
         if (CRYPTO_memcmp(want, code, 6) == 0)
             found = c;
+        vks_wipe(want, sizeof want); /* a valid code of a neighbouring step: one-time, but still a code */
     }
     return found;
 }
