@@ -127,7 +127,8 @@ vks_status vks_hook_run(const char *command, const vks_secret *secret, const cha
         *exit_status = -1;
     if (command == NULL || command[0] == '\0')
         return vks_err_set(err, VKS_E_INVALID_INPUT, "--set-hook: the command is empty");
-    if (secret == NULL || memchr(secret->data, '\n', secret->len) || memchr(secret->data, '\0', secret->len))
+    if (secret == NULL || (secret->len > 0 && (secret->data == NULL || memchr(secret->data, '\n', secret->len) ||
+                                               memchr(secret->data, '\0', secret->len))))
         return vks_err_set(err, VKS_E_INVALID_INPUT, "set hook: the password holds a newline or NUL byte and "
                            "cannot be passed as one line on stdin");
     if (nenv > VKS_HOOK_MAX_ENV)

@@ -15,7 +15,8 @@
  * Errors: VKS_E_INVALID_INPUT (empty command, a newline-free secret is required: a secret holding
  * '\n' or NUL is refused, naming no byte), VKS_E_REJECTED (the command exited non-zero or was
  * killed by a signal: the status is in the message and in *exit_status), VKS_E_TIMEOUT, VKS_E_INTERNAL
- * (spawn or pipe failure, errno text in the message). Messages never contain the secret.
+ * (spawn or pipe failure, errno text in the message), VKS_E_INVALID_ARG (more than
+ * VKS_HOOK_MAX_ENV env entries: a caller's bug), VKS_E_NOMEM. Messages never contain the secret.
  *
  * SIGPIPE: a command that exits without reading stdin makes the write fail with EPIPE; the
  * signal is blocked in the calling thread for the write and a SIGPIPE it raised is consumed.

@@ -10,7 +10,8 @@
  * vks_secret_free. Thread-safety: reentrant (each call makes and frees its own HTTP client).
  * Errors: VKS_E_AUTH_FAILED (Vault answered 400/401/403: wrong name or password, the message says
  * only that), VKS_E_INVALID_INPUT (a username Vault could not take in a path), VKS_E_BAD_RESPONSE,
- * and the transport's codes (vks_http_do).
+ * VKS_E_SEALED (HTTP 503), VKS_E_UNAVAILABLE (any other answer but 200), and the transport's codes
+ * (vks_http_do).
  */
 #ifndef VKS_VAULT_LOGIN_H
 #define VKS_VAULT_LOGIN_H
