@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
@@ -888,6 +889,54 @@ Test(audit, async_queue_full_drops_are_counted_and_reported)
     cr_assert_eq(verify1(path_in("fifo-copy.jsonl"), NULL), 0);
 }
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A stalled sink keeps the writer inside a write, holding the audit lock, for up to timeout_ms.
+ * A lookup that then finds the queue full must drop its event and go on at once: it used to wait
+ * for that lock (twice) only to note and word the reason, so every lookup took the deadline. The
+ * bound asserted (5 s for 400 lookups against a 10 s deadline) is not a speed goal: waiting even once
+ * would exceed it (the loop sleeps 0.4 s in all). */
+Test(audit, async_queue_full_never_waits_for_a_stalled_writer)
+{
+    const char *fifo = path_in("fifo");
+    cr_assert_eq(mkfifo(fifo, 0600), 0);
+    struct reader r = { fifo, -1, NULL, 0 };
+    fifo_open_reader(&r);
+    cr_assert_geq(r.fd, 0);
+    struct vks_audit_config cfg;
+    vks_audit_config_init(&cfg);
+    cfg.file = fifo;
+    cfg.mode = VKS_AUDIT_ASYNC;
+    cfg.on_failure = VKS_AUDIT_ALLOW;
+    cfg.queue_size = 4;
+    cfg.timeout_ms = 10000;
+    struct vks_err err;
+    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+    struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
+    /* 400 lookups, 1 ms apart: the 64 KiB pipe (about a hundred lines) fills after a fraction of
+     * them, the writer then waits in its write (up to the 10 s deadline) and the rest are dropped */
+    double t0 = mono_s();
+    for (int i = 0; i < 400; i++) {
+        cr_assert_eq(vks_audit_emit(&ev, NULL, NULL), VKS_OK, "allow: served even when dropped");
+        usleep(1000);
+    }
+    double took = mono_s() - t0;
+    struct vks_audit_stats s;
+    vks_audit_get_stats(&s);
+    pthread_t rt;
+    pthread_create(&rt, NULL, fifo_drain, &r);
+    vks_audit_shutdown();
+    pthread_join(rt, NULL);
+    cr_assert_geq(s.dropped, 100, "the queue was full while the writer waited (%llu dropped)",
+                  (unsigned long long)s.dropped);
+    cr_assert_lt(took, 5.0, "400 lookups took %.3f s: a dropped one waited for the stalled writer", took);
+}
+
 /* ---- rotation ------------------------------------------------------------------------------- */
 
 Test(audit, rename_rotation_reopens_and_both_files_verify)
@@ -1159,13 +1208,6 @@ Test(audit, async_fingerprints_each_value_it_was_given)
 /* ---- deadlines: a stalled sink never holds a lookup past timeout_ms ------------------------- */
 
 #define DEADLINE_MS 150
-
-static double mono_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 /* A pipe of one page that the test does not read (yet). */
 static void small_pipe(int p[2])
