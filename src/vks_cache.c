@@ -121,8 +121,10 @@ static void init_conds(void)
 static void atfork_child(void)
 {
     /* Only this thread exists now; the arena was wiped by the kernel (MADV_WIPEONFORK). The index
-     * is forgotten at the next call (fork_reset); the refresh thread does not exist here. */
-    pthread_mutex_init(&g_cache.mu, NULL);
+     * is forgotten at the next call (fork_reset); the refresh thread does not exist here.
+     * g_cache.mu was locked by this thread in atfork_prepare: unlocked, not re-initialised (a
+     * re-init left it held in ThreadSanitizer's view, so every lock the child took after it looked
+     * nested inside the cache's, and a grandchild's fork reported a lock-order inversion). */
     for (struct reader *r = atomic_load(&g_readers); r != NULL; r = r->next)
         if (r != t_reader) { /* their threads are not here: their records are free (one may have
                               * been marked active by a reader about to see the writer and back off) */
@@ -135,6 +137,7 @@ static void atfork_child(void)
     g_cache.thr_running = false;
     g_cache.thr_stop = false;
     g_cache.fork_reset = true;
+    pthread_mutex_unlock(&g_cache.mu);
 }
 
 void cache_once_init(void)
