@@ -663,32 +663,20 @@ static void failure_reason(char *out, size_t cap, int64_t deadline_ms)
     }
 }
 
-/* The async path's reason, without waiting: the writer may hold the audit lock for as long as a
- * stalled sink takes, and a caller that found the queue full or failing must not wait for it. */
-static void failure_reason_nowait(char *out, size_t cap, const char *known)
-{
-    if (known != NULL) {
-        snprintf(out, cap, "%s", known);
-    } else if (pthread_mutex_trylock(&A.lock) == 0) {
-        snprintf(out, cap, "%s", A.last_error[0] ? A.last_error : "the async writer's sinks are failing");
-        pthread_mutex_unlock(&A.lock);
-    } else {
-        snprintf(out, cap, "the async writer's sinks are failing");
-    }
-}
-
-/* The failure policy for an event no sink recorded. deadline_ms < 0: an async caller, which
- * never waits for the audit lock (`known` names the reason, or NULL for the writer's last error). */
+/* The failure policy for an event no sink recorded. `known`: the reason, when the caller has it;
+ * NULL reads A.last_error under the audit lock, waiting until deadline_ms at most (0: only if the
+ * lock is free). */
 static vks_status failed_why(struct vks_err *err, int64_t deadline_ms, const char *known)
 {
     char why[300];
-    if (atomic_load(&A.on_failure) == VKS_AUDIT_ALLOW) {
-        if (atomic_exchange(&A.warned, true))
-            return VKS_OK;
-        if (deadline_ms < 0)
-            failure_reason_nowait(why, sizeof why, known);
-        else
-            failure_reason(why, sizeof why, deadline_ms);
+    bool allow = atomic_load(&A.on_failure) == VKS_AUDIT_ALLOW;
+    if (allow && atomic_exchange(&A.warned, true))
+        return VKS_OK;
+    if (known != NULL)
+        snprintf(why, sizeof why, "%s", known);
+    else
+        failure_reason(why, sizeof why, deadline_ms);
+    if (allow) {
         char msg[500];
         snprintf(msg, sizeof msg,
                  "no sink could record an audit event (%s); serving anyway (on_failure=allow), "
@@ -696,10 +684,6 @@ static vks_status failed_why(struct vks_err *err, int64_t deadline_ms, const cha
         audit_warn_line(msg);
         return VKS_OK;
     }
-    if (deadline_ms < 0)
-        failure_reason_nowait(why, sizeof why, known);
-    else
-        failure_reason(why, sizeof why, deadline_ms);
     return vks_err_set(err, VKS_E_AUDIT_UNAVAILABLE,
                        "audit: no sink could record the event (%s); lookup refused "
                        "(on_failure=deny)", why);
@@ -730,23 +714,21 @@ static bool emit_async(const struct vks_audit_event *ev, const struct timespec *
     case AUDIT_Q_NOT_RUNNING:
         return false;
     case AUDIT_Q_FULL:
-        /* no wait for the audit lock here (the writer holds it while a sink is stalled, which is
-         * what fills the queue): last_error is only noted when the lock is free */
+        /* deadline 0: the audit lock only if it is free (audit_lock_until tries once). The writer
+         * holds it while a stalled sink waits out its deadline, which is what fills the queue, and
+         * a caller that drops its event must not wait for it just to note and word the reason. */
         atomic_fetch_add(&A.dropped, 1);
-        if (pthread_mutex_trylock(&A.lock) == 0) {
-            snprintf(A.last_error, sizeof A.last_error, "%s", "async queue full");
-            pthread_mutex_unlock(&A.lock);
-        }
-        *st = failed_why(err, -1, "async queue full");
+        set_last_error("async queue full", 0);
+        *st = failed_why(err, 0, "async queue full");
         return true;
     case AUDIT_Q_NOMEM:
         atomic_fetch_add(&A.failures, 1);
-        *st = failed_why(err, -1, "out of memory queueing the event");
+        *st = failed_why(err, 0, "out of memory queueing the event");
         return true;
     case AUDIT_Q_FAILING:
     default:
         atomic_fetch_add(&A.failures, 1);
-        *st = failed_why(err, -1, NULL);
+        *st = failed(err, 0);
         return true;
     }
 }

@@ -839,27 +839,33 @@ static void *fifo_drain(void *arg)
     return NULL;
 }
 
-Test(audit, async_queue_full_drops_are_counted_and_reported)
+/* Async audit to a FIFO whose read end is open (a FIFO without a reader is refused at configure,
+ * never waited for) but not read yet: the writer waits in its write, the queue (4) fills. */
+static void configure_unread_fifo(struct reader *r, long timeout_ms)
 {
-    /* the file sink is a FIFO nobody reads yet: the writer waits, the queue (4) fills. The read
-       end is open first (a FIFO without a reader is refused at configure, never waited for). */
     const char *fifo = path_in("fifo");
     cr_assert_eq(mkfifo(fifo, 0600), 0);
-    struct reader r = { fifo, -1, NULL, 0 };
-    fifo_open_reader(&r);
-    cr_assert_geq(r.fd, 0);
+    *r = (struct reader){ fifo, -1, NULL, 0 };
+    fifo_open_reader(r);
+    cr_assert_geq(r->fd, 0);
     struct vks_audit_config cfg;
     vks_audit_config_init(&cfg);
     cfg.file = fifo;
     cfg.mode = VKS_AUDIT_ASYNC;
     cfg.on_failure = VKS_AUDIT_ALLOW;
     cfg.queue_size = 4;
+    cfg.timeout_ms = timeout_ms;
+    struct vks_err err;
+    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+}
+
+Test(audit, async_queue_full_drops_are_counted_and_reported)
+{
     /* this test is about a full queue, not the write deadline: a deadline far longer than the
      * test needs, and no call that waits for the audit lock (vks_audit_get_stats does, for the
      * chain fields) while the writer is blocked on the full FIFO */
-    cfg.timeout_ms = 20000;
-    struct vks_err err;
-    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+    struct reader r;
+    configure_unread_fifo(&r, 20000);
     struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
     /* a 64 KiB pipe holds about a hundred lines, the queue 4: 400 events must overflow it */
     for (int i = 0; i < 400; i++)
@@ -903,20 +909,8 @@ static double mono_s(void)
  * would exceed it (the loop sleeps 0.4 s in all). */
 Test(audit, async_queue_full_never_waits_for_a_stalled_writer)
 {
-    const char *fifo = path_in("fifo");
-    cr_assert_eq(mkfifo(fifo, 0600), 0);
-    struct reader r = { fifo, -1, NULL, 0 };
-    fifo_open_reader(&r);
-    cr_assert_geq(r.fd, 0);
-    struct vks_audit_config cfg;
-    vks_audit_config_init(&cfg);
-    cfg.file = fifo;
-    cfg.mode = VKS_AUDIT_ASYNC;
-    cfg.on_failure = VKS_AUDIT_ALLOW;
-    cfg.queue_size = 4;
-    cfg.timeout_ms = 10000;
-    struct vks_err err;
-    cr_assert_eq(vks_audit_configure(&cfg, &err), VKS_OK, "%s", err.msg);
+    struct reader r;
+    configure_unread_fifo(&r, 10000);
     struct vks_audit_event ev = lookup_event(VKS_AUDIT_HIT, VKS_OK);
     /* 400 lookups, 1 ms apart: the 64 KiB pipe (about a hundred lines) fills after a fraction of
      * them, the writer then waits in its write (up to the 10 s deadline) and the rest are dropped */
@@ -926,10 +920,11 @@ Test(audit, async_queue_full_never_waits_for_a_stalled_writer)
         usleep(1000);
     }
     double took = mono_s() - t0;
-    struct vks_audit_stats s;
-    vks_audit_get_stats(&s);
+    /* drain first: vks_audit_get_stats waits for the audit lock, which the blocked writer holds */
     pthread_t rt;
     pthread_create(&rt, NULL, fifo_drain, &r);
+    struct vks_audit_stats s;
+    vks_audit_get_stats(&s);
     vks_audit_shutdown();
     pthread_join(rt, NULL);
     cr_assert_geq(s.dropped, 100, "the queue was full while the writer waited (%llu dropped)",
