@@ -23,7 +23,6 @@ void vks_totp_hotp(const unsigned char *key, size_t keylen, uint64_t counter, ch
     uint32_t bin = ((uint32_t)(mac[off] & 0x7f) << 24) | ((uint32_t)mac[off + 1] << 16) |
                    ((uint32_t)mac[off + 2] << 8) | (uint32_t)mac[off + 3];
     snprintf(out, 7, "%06u", (unsigned)(bin % 1000000u));
-    bin = 0;
     vks_wipe(mac, sizeof mac);
 }
 
